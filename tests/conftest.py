@@ -1,0 +1,46 @@
+"""Shared fixtures: no test touches real state; the tiny base model is built once per session."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from mothbrain.config import REPO_ROOT, load_config
+
+DEMO_CONFIG = REPO_ROOT / "configs" / "demo.yaml"
+
+
+@pytest.fixture(autouse=True)
+def state_home(tmp_path, monkeypatch) -> Path:
+    """Every test gets its own state directory (data/, adapters/, versions.json)."""
+    home = tmp_path / "state"
+    home.mkdir()
+    monkeypatch.setenv("MOTHBRAIN_HOME", str(home))
+    monkeypatch.delenv("MOTHBRAIN_CONFIG", raising=False)
+    return home
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """The demo's tiny Qwen2 (tokenizer + briefly pre-trained weights), built once per session."""
+    from mothbrain.tiny import build_tiny_model
+
+    cfg = load_config(DEMO_CONFIG)
+    out = tmp_path_factory.mktemp("tiny") / "tiny-qwen2"
+    build_tiny_model(out, [cfg.resolve_path(s.path) for s in cfg.sources], pretrain_steps=100)
+    return out
+
+
+@pytest.fixture
+def demo_cfg(state_home, tiny_model_dir):
+    """A loader for the demo config whose state dir already holds the tiny model."""
+    target = state_home / "data" / "models" / "tiny-qwen2"
+    if not target.exists():
+        shutil.copytree(tiny_model_dir, target)
+
+    def load(*overrides: str):
+        return load_config(DEMO_CONFIG, list(overrides))
+
+    return load
