@@ -1,0 +1,218 @@
+"""Source readers: one module per source kind, each turning one file into `Document`s.
+
+A reader is a generator `read(path, rel, source, problems) -> Iterator[Document]`:
+`path` is the file, `rel` its name relative to the source root (used in doc ids and messages),
+`source` the configured source, `problems` where bad records are counted. Readers never raise
+on bad input: a malformed line, a truncated export or a non-UTF-8 file becomes one counted
+problem naming the file and the line (or conversation id), and reading goes on.
+
+`READERS` maps each `SourceConfig.kind` to its `Reader`; `list_files` says which files of a
+source folder a reader takes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import yaml
+
+from ..config import SourceConfig
+from ..records import Document
+
+# Folders no reader descends into (tool state, version control, trash).
+SKIP_DIRS = {".git", ".hg", ".svn", ".obsidian", ".trash", ".Trash", "__pycache__", ".mothbrain"}
+
+
+@dataclass
+class Problems:
+    """Bad records of one source: all counted, the first `cap` kept as (file, where, reason) for display."""
+
+    cap: int = 200
+    count: int = 0
+    items: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def add(self, file: str, where: str | int, reason: str) -> None:
+        self.count += 1
+        if len(self.items) < self.cap:
+            self.items.append((file, str(where), reason))
+
+
+ReadFn = Callable[[Path, str, SourceConfig, Problems], Iterator[Document]]
+
+
+@dataclass(frozen=True)
+class Reader:
+    kind: str
+    read: ReadFn
+    suffixes: tuple[str, ...] = ()  # files of a folder this reader takes, by suffix (lower-case)
+    names: tuple[str, ...] = ()  # ... or by exact file name
+    # Line-based readers can resume an appended file at a byte offset (see ingest):
+    # read_from(path, rel, source, problems, offset, first_line_no).
+    read_from: Callable[..., Iterator[Document]] | None = None
+
+
+def _registry() -> dict[str, Reader]:
+    from . import chat_jsonl, chatgpt_export, claude_export, transcript, wiki, writing
+
+    readers = [chat_jsonl.READER, chatgpt_export.READER, claude_export.READER, wiki.READER,
+               writing.READER, transcript.READER]
+    return {r.kind: r for r in readers}
+
+
+READERS: dict[str, Reader] = {}
+
+
+def get_reader(kind: str) -> Reader | None:
+    """The reader of a source kind, or None for a kind nobody knows (ingest reports it)."""
+    if not READERS:
+        READERS.update(_registry())
+    return READERS.get(kind)
+
+
+def list_files(root: Path, reader: Reader) -> list[Path]:
+    """The files a source path stands for: the path itself, or the matching files under a folder (sorted)."""
+    if root.is_file():
+        return [root]
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS and not d.startswith("."))
+        for name in sorted(filenames):
+            if name.startswith(".") or name.startswith("~"):
+                continue
+            if name in reader.names or name.lower().endswith(reader.suffixes or ("\0",)):
+                found.append(Path(dirpath) / name)
+    return found
+
+
+# --------------------------------------------------------------------------- shared helpers
+
+
+def parse_time(value: Any) -> float | None:
+    """Seconds since the epoch from a unix number (s or ms), an ISO string or a date; None if unreadable."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, (int, float)):
+        t = float(value)
+        if t != t or t <= 0:  # NaN or not a time
+            return None
+        return t / 1000.0 if t > 1e11 else t  # milliseconds, as some exports write them
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).timestamp()
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=timezone.utc).timestamp()
+    if isinstance(value, str):
+        s = value.strip()
+        if not s:
+            return None
+        try:
+            return parse_time(float(s))
+        except ValueError:
+            pass
+        try:
+            return parse_time(datetime.fromisoformat(s.replace("Z", "+00:00")))
+        except ValueError:
+            return None
+    return None
+
+
+def read_text(path: Path, rel: str, problems: Problems) -> str | None:
+    """A whole text file as UTF-8 (BOM dropped), or None after reporting why it can't be read."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        problems.add(rel, "file", f"unreadable ({exc.strerror or exc}); check its permissions")
+        return None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        problems.add(rel, f"byte {exc.start}", "not UTF-8 text; re-save the file as UTF-8")
+        return None
+
+
+def jsonable(value: Any) -> Any:
+    """YAML front matter → JSON-safe values (dates become ISO strings, odd keys become strings)."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, (date, datetime)):
+        return value.isoformat()
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+def split_front_matter(text: str, rel: str, problems: Problems) -> tuple[dict[str, Any], str]:
+    """(front matter, body). Bad YAML is reported and the body still returned, front matter empty."""
+    if not text.startswith("---"):
+        return {}, text
+    lines = text.split("\n")
+    if lines[0].strip() != "---":
+        return {}, text
+    for i in range(1, len(lines)):
+        if lines[i].strip() in ("---", "..."):
+            head, body = "\n".join(lines[1:i]), "\n".join(lines[i + 1:])
+            break
+    else:
+        problems.add(rel, "line 1", "front matter opened with '---' but never closed; read as plain text")
+        return {}, text
+    try:
+        meta = yaml.safe_load(head)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 2}" if mark is not None else "front matter"
+        problems.add(rel, where, "front matter is not valid YAML; page read without it")
+        return {}, body
+    if meta is None:
+        return {}, body
+    if not isinstance(meta, dict):
+        problems.add(rel, "front matter", f"front matter is a {type(meta).__name__}, not a mapping; ignored")
+        return {}, body
+    return jsonable(meta), body
+
+
+def title_from(meta: dict[str, Any], body: str, stem: str) -> str:
+    """Front matter title, else the first H1, else the file stem."""
+    t = meta.get("title")
+    if isinstance(t, str) and t.strip():
+        return t.strip()
+    for line in body.split("\n"):
+        if line.startswith("# "):
+            return line[2:].strip().strip("#").strip()
+    return stem
+
+
+def tags_from(meta: dict[str, Any]) -> list[str]:
+    tags = meta.get("tags")
+    if isinstance(tags, str):
+        return [t.strip().lstrip("#") for t in tags.replace(",", " ").split() if t.strip()]
+    if isinstance(tags, list):
+        return [str(t).strip().lstrip("#") for t in tags if str(t).strip()]
+    return []
+
+
+def time_from_meta(meta: dict[str, Any]) -> float | None:
+    for key in ("date", "updated", "modified", "created"):
+        t = parse_time(meta.get(key))
+        if t is not None:
+            return t
+    return None
+
+
+_DATE_IN_NAME = re.compile(r"(?<!\d)(\d{4})-(\d{2})-(\d{2})(?!\d)")
+
+
+def time_from_name(name: str) -> float | None:
+    """A YYYY-MM-DD date in a file name (daily notes, dated transcripts), as seconds since the epoch."""
+    m = _DATE_IN_NAME.search(name)
+    if not m:
+        return None
+    try:
+        return datetime(int(m[1]), int(m[2]), int(m[3]), tzinfo=timezone.utc).timestamp()
+    except ValueError:
+        return None
