@@ -122,6 +122,8 @@ class PreprocessConfig:
         ["{a} reminds me of", "When I think about {a}, I also think about", "{a} and"],
         "prompts whose completion is the partner concept")
     association_pairs: int = _f(200, "most concept pairs mined for association samples")
+    association_min_docs: int = _f(3, "documents two concepts must share before they count as a pair")
+    workers: int = _f(0, "processes for large corpora (beyond the first 0.5 MB); 0 = one per available core")
     priority_concepts: list[PriorityConcept] = _f([], "concepts that must be represented (the FIGS lesson)")
     filters: FilterConfig = _f(None, "what counts as factual recall and is de-emphasised")
     redaction: RedactionConfig = _f(None, "secret and personal-data redaction")

@@ -76,6 +76,14 @@ class IngestReport:
     since_days: float = 0.0
     dropped_sources: list[str] = field(default_factory=list)  # sources gone from the config
     notes: list[str] = field(default_factory=list)
+    title: str = "ingest"
+
+    @property
+    def warnings(self) -> list[str]:
+        """Bad records (first few, with file and line) and notes, for the CLI's warning lines."""
+        bad = sum(s.bad_records for s in self.sources)
+        lines = [f"{bad} bad record(s) skipped: " + "; ".join(self.problems(5))] if bad else []
+        return lines + list(self.notes)
 
     @property
     def documents(self) -> int:

@@ -62,12 +62,17 @@ def bnb_config(cfg):
         return None
     from transformers import BitsAndBytesConfig
 
+    extra = {}
+    if resolve_device(cfg) == "cuda":
+        # Packed 4-bit weights stored in the compute dtype let FSDP shard them like the rest; on CPU
+        # the default uint8 storage keeps bitsandbytes on its fast path (float storage is ~10x slower).
+        extra["bnb_4bit_quant_storage"] = compute_dtype(cfg)
     return BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type=q.quant_type,
         bnb_4bit_use_double_quant=q.double_quant,
         bnb_4bit_compute_dtype=compute_dtype(cfg),
-        bnb_4bit_quant_storage=compute_dtype(cfg),  # lets FSDP shard the 4-bit weights (same dtype as the rest)
+        **extra,
     )
 
 
