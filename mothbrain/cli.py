@@ -110,7 +110,10 @@ def train(cfg: Config, as_json: bool, dry_run: bool, fresh: bool) -> None:
     """
     from .train import run_train
 
-    _show(run_train(cfg, dry_run=dry_run, fresh=fresh), as_json)
+    report = run_train(cfg, dry_run=dry_run, fresh=fresh)
+    if report.text and not as_json:
+        click.echo(report.text + "\n")  # the dry-run's memory breakdown
+    _show(report, as_json)
 
 
 @main.command()
@@ -179,6 +182,124 @@ def run(cfg: Config, as_json: bool, chain: str) -> None:
 
 # --------------------------------------------------------------------------- operators
 # (status, briefing, doctor, proposals, cron, serve, ask are added below by their modules' owners)
+
+# ---- schedule section: status, briefing, doctor, cron (mothbrain/status.py, briefing.py, doctor.py, schedule.py)
+
+
+@main.command()
+@config_options
+def status(cfg: Config, as_json: bool) -> None:
+    """The current adapter, the last runs, proposals waiting and every version.
+
+    \b
+    Example: mothbrain status --json
+    """
+    import json
+
+    from rich.console import Console
+
+    from .report import render_table
+    from .status import status_report
+
+    report = status_report(cfg)
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2, default=str))
+        return
+    console = Console()
+    for title, rows in report.sections():
+        console.print(render_table(title, rows) if rows else f"[bold]{title}[/bold]")
+    for w in report.warnings:
+        console.print(f"[yellow]warning:[/yellow] {w}")
+
+
+@main.command()
+@config_options
+@click.option("--send", is_flag=True, help="E-mail it through briefing.smtp_* (it is always written to files too).")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Folder for briefing-<date>.eml/.txt/.html (default: <state>/data/briefings).")
+def briefing(cfg: Config, as_json: bool, send: bool, out: str | None) -> None:
+    """The morning briefing: last night and week, versions, missed runs, proposals, health.
+
+    \b
+    Examples:
+      mothbrain briefing                 # writes data/briefings/briefing-<date>.eml, .txt, .html
+      mothbrain briefing --send          # and e-mails it (briefing.smtp_host, briefing.to)
+    """
+    import json
+
+    from .briefing import run_briefing
+
+    report = run_briefing(cfg, send=send, out=out)
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2, default=str))
+        return
+    click.echo(report.subject)
+    click.echo(f"written to {report.path} (and .txt, .html)")
+    if report.sent_to:
+        click.echo(f"sent to {report.sent_to}")
+    for w in report.warnings:
+        click.echo(f"warning: {w}", err=True)
+
+
+@main.command()
+@config_options
+@click.option("--smtp", "smtp_test", is_flag=True, help="Also connect and log in to the SMTP server.")
+def doctor(cfg: Config, as_json: bool, smtp_test: bool) -> None:
+    """Check everything a night run needs (GPU/RAM, 4-bit, disk, cron, shell, SMTP); exit 1 on a failure.
+
+    \b
+    Examples:
+      mothbrain doctor
+      mothbrain doctor --smtp --config /abs/configs/default.yaml
+    """
+    from .doctor import run_doctor
+
+    report = run_doctor(cfg, smtp_test=smtp_test)
+    _show(report, as_json)
+    if report.failed:
+        sys.exit(1)
+
+
+@main.group()
+def cron() -> None:
+    """Install, show or remove the nightly/weekly lines in your crontab (a marked block only).
+
+    \b
+    Examples:
+      mothbrain cron show --config /abs/configs/default.yaml
+      mothbrain cron install --config /abs/configs/default.yaml
+      mothbrain cron remove
+    """
+
+
+def _cron_cmd(action: str) -> Callable:
+    def command(cfg: Config, as_json: bool) -> None:
+        import json
+
+        from . import schedule
+
+        report = getattr(schedule, f"cron_{action}")(cfg)
+        if as_json:
+            click.echo(json.dumps(report.to_json(), indent=2))
+            return
+        click.echo(f"# {report.title}")
+        if report.block:
+            click.echo(report.block, nl=False)
+        for w in report.warnings:
+            click.echo(f"warning: {w}", err=True)
+
+    command.__name__ = f"cron_{action}"
+    return command
+
+
+cron.command("install", help="Add (or update) the mothbrain block in your crontab; other lines are untouched.")(
+    config_options(_cron_cmd("install")))
+cron.command("show", help="Print the block `cron install` would write, and whether it is installed.")(
+    config_options(_cron_cmd("show")))
+cron.command("remove", help="Remove the mothbrain block from your crontab; other lines are untouched.")(
+    config_options(_cron_cmd("remove")))
+
+# ---- end of schedule section
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -408,6 +408,11 @@ def _apply_override(data: dict, override: str) -> None:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
+    if isinstance(value, str):
+        try:  # YAML 1.1 reads "1e-4" as a string; on the command line it means a number
+            value = float(value) if any(c in value.lower() for c in ".e") else int(value)
+        except ValueError:
+            pass
     parts = dotted.strip().split(".")
     node = data
     for part in parts[:-1]:

@@ -154,7 +154,7 @@ def dry_run_report(cfg: Config) -> TrainReport:
         "trainable parameters": f"{counts.trainable:,} ({counts.trainable_pct:.2f}%)",
         "total parameters": f"{counts.total:,}",
         "adapter on disk (fp32)": f"{est.disk['adapter'] / 1e6:,.0f} MB",
-        "quantized base": f"{est.disk['quantized_base'] / 1e9:,.1f} GB",
+        "quantized base": f"{est.disk['base_quantized'] / 1e9:,.1f} GB",
         "predicted peak": f"{est.peak_bytes / 1e9:,.1f} GB of {cfg.hardware.memory_gb:g} GB",
         "verdict": est.verdict,
     }
