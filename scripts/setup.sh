@@ -14,18 +14,21 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 PIP=(.venv/bin/python -m pip -q --disable-pip-version-check)
+pip_install() {  # quiet pip; drops the warnings some machines' pip config prints for every package
+  "${PIP[@]}" install "$@" 2> >(grep -v "is neither a file nor a directory" >&2)
+}
 
 if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
   echo "== installing torch $TORCH_VERSION"
   if "${PIP[@]}" install --no-index --no-deps "torch==$TORCH_VERSION" >/dev/null 2>&1; then
-    "${PIP[@]}" install "torch==$TORCH_VERSION"          # its dependencies; torch itself is satisfied
+    pip_install "torch==$TORCH_VERSION"          # its dependencies; torch itself is satisfied
   elif command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
-    "${PIP[@]}" install "torch==$TORCH_VERSION"
+    pip_install "torch==$TORCH_VERSION"
   else
-    "${PIP[@]}" install "torch==$TORCH_VERSION" --index-url https://download.pytorch.org/whl/cpu \
+    pip_install "torch==$TORCH_VERSION" --index-url https://download.pytorch.org/whl/cpu \
       --extra-index-url https://pypi.org/simple
   fi
 fi
 echo "== installing mothbrain and its dependencies"
-"${PIP[@]}" install -e ".[test]"
+pip_install -e ".[test]"
 .venv/bin/python -c "import torch, mothbrain; print(f'== ready: mothbrain {mothbrain.__version__}, torch {torch.__version__}, cuda={torch.cuda.is_available()}')"
