@@ -137,8 +137,7 @@ class RunRecord:
             elif s.status == "skipped":
                 note = f"nothing to do: {s.error}"
             else:
-                note = ", ".join(f"{k}: {v}" for k, v in list(s.figures.items())[:4]
-                                 if k not in ("title", "warnings") and not isinstance(v, (dict, list)))
+                note = _headline(s.name, s.figures)
             rows.append({"stage": s.name, "status": s.status,
                          "seconds": round(s.duration_s, 1) if s.duration_s is not None else None,
                          "result": note[:160]})
@@ -185,6 +184,24 @@ def _new_run_id(cfg: Config, chain: str) -> str:
         n += 1
         run_id = f"{stamp}-{chain}-{n}"
     return run_id
+
+
+# The figures a person wants first from each stage's report (the rest stays in the record).
+HEADLINES = {
+    "ingest": ("documents", "bad_records", "changed"),
+    "preprocess": ("documents", "concept_pairs", "fingerprint"),
+    "train": ("version", "steps", "loss (first → final)", "tokens/s"),
+    "eval": ("voice_ppl", "voice_ppl_base", "association_acc", "association_acc_base", "surprise_rate"),
+}
+
+
+def _headline(stage: str, figures: dict[str, Any]) -> str:
+    keys = HEADLINES.get(stage)
+    if keys is None and isinstance(figures.get("title"), str) and figures["title"] != stage:
+        return figures["title"]  # dream and promote say it in their title
+    keys = keys or [k for k in figures if k not in ("title", "warnings")][:4]
+    return ", ".join(f"{k}: {figures[k]}" for k in keys
+                     if k in figures and not isinstance(figures[k], (dict, list)))
 
 
 def _trim(value: Any, depth: int = 0) -> Any:
