@@ -116,8 +116,10 @@ def load_base_model(cfg, *, location: str | None = None, for_training: bool = Fa
     quant = bnb_config(cfg)
     if quant is not None:
         kwargs["quantization_config"] = quant
-    if device == "cuda":
-        # Under `accelerate launch` each process takes its own GPU.
+    sharded = any(os.environ.get(k, "false").lower() == "true" for k in ("ACCELERATE_USE_FSDP", "ACCELERATE_USE_DEEPSPEED"))
+    if device == "cuda" and not sharded:
+        # Under `accelerate launch` each process takes its own GPU. FSDP/ZeRO-3 place the weights
+        # themselves (rank 0 loads, the others get shards), so no device_map there.
         kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", 0))}
     elif quant is not None:
         kwargs["device_map"] = {"": "cpu"}
