@@ -295,9 +295,9 @@ def build_briefing(cfg: Config, now: _dt.datetime | None = None) -> Briefing:
             if st.get("status") in ("failed", "skipped"):
                 note = _excerpt(st.get("error"))
             else:
-                figs = {k: v for k, v in (st.get("figures") or {}).items()
-                        if k not in ("title", "warnings") and not isinstance(v, (dict, list))}
-                note = _excerpt(", ".join(f"{k}: {v}" for k, v in list(figs.items())[:4]), 160)
+                from .schedule import _headline  # the same key figures as the run table
+
+                note = _excerpt(_headline(st["name"], st.get("figures") or {}), 160)
             dur = st.get("duration_s")
             sec.table.append([st["name"], st.get("status", "?"), f"{dur:.1f}" if dur is not None else "", note])
         for st in last.get("stages", []):
