@@ -301,6 +301,180 @@ cron.command("remove", help="Remove the mothbrain block from your crontab; other
 
 # ---- end of schedule section
 
+# ---- proposals section: the dream staging queue (mothbrain/queue.py)
+
+
+@main.group()
+def proposals() -> None:
+    """Review what dreaming proposed; accepted ones are exported, nothing is ever applied.
+
+    \b
+    Examples:
+      mothbrain proposals list --status pending
+      mothbrain proposals show 12
+      mothbrain proposals accept 12 --note "worth a wiki page"
+      mothbrain proposals reject 13
+      mothbrain proposals export --out /tmp/accepted.jsonl
+    """
+
+
+@proposals.command("list")
+@config_options
+@click.option("--status", type=click.Choice(["pending", "accepted", "rejected"]), default=None,
+              help="Only proposals with this status.")
+@click.option("--limit", type=int, default=None, help="At most this many.")
+def proposals_list(cfg: Config, as_json: bool, status: str | None, limit: int | None) -> None:
+    """List staged proposals, oldest first."""
+    import json
+
+    from rich.console import Console
+
+    from .queue import list_proposals
+    from .report import render_table
+
+    rows = list_proposals(cfg, status=status, limit=limit)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    short = [{"id": r["id"], "status": r["status"], "style": r["style"], "version": r["adapter_version"],
+              "novelty": r["novelty"], "relevance": r["relevance"],
+              "text": " ".join(r["text"].split())[:70]} for r in rows]
+    Console().print(render_table(f"proposals ({status or 'all'}): {len(rows)}", short))
+
+
+@proposals.command("show")
+@config_options
+@click.argument("proposal_id", type=int)
+def proposals_show(cfg: Config, as_json: bool, proposal_id: int) -> None:
+    """Show one proposal in full, with its prompt."""
+    import json
+
+    from .queue import get
+
+    p = get(cfg, proposal_id)
+    if as_json:
+        click.echo(json.dumps(p, indent=2, ensure_ascii=False))
+        return
+    click.echo(f"#{p['id']}  {p['status']}  {p['style']}  {p['adapter_version']}  from {p['source_title'] or p['source']}")
+    click.echo(f"novelty {p['novelty']}  relevance {p['relevance']}  created {p['created_at']}"
+               + (f"  reviewed {p['reviewed_at']}" if p["reviewed_at"] else "") + (f"  note: {p['note']}" if p["note"] else ""))
+    click.echo("\n--- prompt\n" + p["prompt"] + "\n--- proposal\n" + p["text"])
+
+
+def _review(status: str) -> Callable:
+    def command(cfg: Config, as_json: bool, proposal_id: int, note: str) -> None:
+        import json
+
+        from .queue import set_status
+
+        p = set_status(cfg, proposal_id, status, note)
+        click.echo(json.dumps(p, indent=2, ensure_ascii=False) if as_json else f"proposal {proposal_id}: {status}")
+
+    command.__name__ = f"proposals_{status}"
+    return command
+
+
+for _verb, _status in (("accept", "accepted"), ("reject", "rejected")):
+    proposals.command(_verb, help=f"Mark a proposal {_status} (with an optional --note).")(
+        click.argument("proposal_id", type=int)(
+            click.option("--note", default="", help="Why, for the record.")(config_options(_review(_status)))))
+
+
+@proposals.command("export")
+@config_options
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="JSONL file (default: <state>/data/proposals/exports/accepted-<date>.jsonl).")
+def proposals_export(cfg: Config, as_json: bool, out: str | None) -> None:
+    """Write the accepted proposals (only those) as JSON lines for the coordinating model."""
+    import json
+
+    from .queue import export_accepted
+
+    path, n = export_accepted(cfg, out)
+    click.echo(json.dumps({"path": str(path), "accepted": n}) if as_json else f"{n} accepted proposal(s) → {path}")
+
+# ---- end of proposals section
+
+# ---- serve section: serve and ask (mothbrain/serve.py, coordinator.py)
+
+
+@main.command()
+@config_options
+@click.option("--host", default=None, help="Bind address (default serve.host, 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port (default serve.port, 8377).")
+@click.option("--engine", type=click.Choice(["transformers", "vllm"]), default="transformers",
+              help="transformers: serve here; vllm: print the equivalent `vllm serve` command.")
+@click.option("--launch", is_flag=True, help="With --engine vllm: run that command instead of printing it.")
+def serve(cfg: Config, as_json: bool, host: str | None, port: int | None, engine: str, launch: bool) -> None:
+    """Serve System 1 (base + promoted adapter) as an OpenAI-compatible API; follows promotions live.
+
+    \b
+    Examples:
+      MOTHBRAIN_API_TOKEN=... mothbrain serve                  # http://127.0.0.1:8377/v1, model "mothbrain"
+      mothbrain serve --engine vllm                            # print the vLLM command for a GPU box
+      ssh -N -L 8377:127.0.0.1:8377 user@trainbox              # reach it from another machine
+    """
+    import json
+    import shlex
+
+    from .serve import launch_vllm, run_server, vllm_command
+
+    if engine == "vllm":
+        cmd, notes = vllm_command(cfg, host, port)
+        if launch:
+            launch_vllm(cfg, cmd)
+        if as_json:
+            click.echo(json.dumps({"command": cmd, "notes": notes}, indent=2))
+            return
+        click.echo(f"VLLM_API_KEY=\"${cfg.serve.token_env}\" " + shlex.join(cmd))
+        for n in notes:
+            click.echo(f"# {n}", err=True)
+        return
+    run_server(cfg, host, port, echo=lambda m: click.echo(m, err=True))
+
+
+@main.command()
+@config_options
+@click.argument("question")
+def ask(cfg: Config, as_json: bool, question: str) -> None:
+    """Ask System 2, System 1 and the wiki at once; System 2 weighs the lizard brain's words.
+
+    \b
+    Examples:
+      mothbrain ask "what should we do about the figs?"
+      mothbrain ask --json "..." --set coordinator.system2_url=http://127.0.0.1:8000/v1 \\
+                                  --set coordinator.system2_model=qwen2.5-72b-instruct
+    """
+    import json
+
+    from rich.console import Console
+    from rich.panel import Panel
+    from rich.text import Text
+
+    from .coordinator import ask as run_ask
+    from .report import render_table
+
+    result = run_ask(cfg, question)
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2, ensure_ascii=False, default=str))
+    else:
+        console = Console()
+        for layer in result.layers.values():
+            # Text(), not markup: wiki notes are full of [[links]] that rich would read as tags
+            body = Text(layer.text or "(empty)") if layer.status == "ok" else \
+                Text.assemble((layer.status, "yellow"), f": {layer.error}")
+            console.print(Panel(body, title=f"{layer.name} · {layer.seconds:.1f}s", title_align="left"))
+        title = "answer" + (" (degraded: " + ", ".join(result.failed) + ")" if result.degraded else "")
+        console.print(Panel(Text(result.answer or "(no answer)"), title=Text(title), title_align="left",
+                            border_style="yellow" if result.degraded else "green"))
+        console.print(render_table("layers", result.rows()))
+        for w in result.warnings:
+            console.print(f"[yellow]warning:[/yellow] {w}")
+    if not result.answer:
+        raise MothError("no layer answered: " + "; ".join(f"{k} {v}" for k, v in result.failed.items()))
+
+# ---- end of serve section
+
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -264,6 +264,23 @@ class ServeConfig:
 
 
 @dataclass
+class CoordinatorConfig:
+    system2_url: str = _f("", "OpenAI-compatible base URL of the coordinating model (ends in /v1); empty = none")
+    system2_model: str = _f("", "model name at system2_url")
+    system2_api_key_env: str = _f("MOTHBRAIN_SYSTEM2_API_KEY", "environment variable holding its key (unset = no key)")
+    system1_url: str = _f("", "base URL of `mothbrain serve` (http://127.0.0.1:8377/v1); empty = load in-process")
+    system1_timeout_s: float = _f(60.0, "seconds System 1 may take before the answer goes on without it")
+    system2_timeout_s: float = _f(60.0, "seconds System 2's own draft may take")
+    wiki_timeout_s: float = _f(30.0, "seconds the wiki search may take (the first one builds the index)")
+    synthesis_timeout_s: float = _f(90.0, "seconds the synthesis call may take")
+    system1_max_tokens: int = _f(128, "tokens System 1 may say")
+    system1_temperature: float = _f(0.8, "System 1 sampling temperature (it should wander a little)")
+    wiki_top_k: int = _f(4, "wiki passages handed to the synthesis")
+    synthesis_template: str = _f("", "synthesis prompt file with {question} {system1} {wiki} {system2}; "
+                                     "empty = the shipped configs/synthesis_prompt.txt")
+
+
+@dataclass
 class Config:
     state_dir: str = _f(".", "where data/, adapters/ and versions.json live; $MOTHBRAIN_HOME overrides")
     model: ModelConfig = _f(None, "the base model")
@@ -280,6 +297,7 @@ class Config:
     schedule: ScheduleConfig = _f(None, "cron chains")
     briefing: BriefingConfig = _f(None, "the morning briefing")
     serve: ServeConfig = _f(None, "the HTTP endpoint")
+    coordinator: CoordinatorConfig = _f(None, "`ask`: System 2 endpoint, per-layer timeouts, synthesis template")
     # Set by the loader, not by YAML: where the config came from (for messages and relative paths).
     config_path: str = field(default="", metadata={"help": "internal", "internal": True})
 
