@@ -1,0 +1,199 @@
+"""Promotion: move the current pointer to an adapter that passes the gate; roll back to the previous one.
+
+The gate (promote.gate) reads the version's eval figures from the ledger — promote never measures
+anything itself, and a version without eval results is refused (run `mothbrain eval` first):
+
+  1. held-out voice perplexity better than base by >= min_improvement_vs_base_pct %;
+  2. and, when there is a current adapter, no more than max_regression_vs_current_pct % worse than it;
+  3. forbid_zero_concepts: no priority concept that the current adapter knows (score > 0 in any probe
+     mode) scoring 0 in every mode with the new one — a whole family forgotten.
+
+Pass: the symlink `adapters/current` is pointed at `adapters/<version>` by renaming a new temporary
+symlink over it (os.replace is atomic, so a reader sees the old target or the new one, never a
+half-written directory), then the ledger records the promotion. Fail: the ledger records
+`rejected` with the reasons and a MothError gives cron a non-zero exit; the pointer does not move.
+
+Rollback returns the pointer to the version that was current before the present one (promotion
+history from the ledger's events: promotions push, rollbacks pop).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import paths
+from .config import Config, GateConfig
+from .errors import MothError, NothingToDo
+from .ledger import open_ledger
+
+
+@dataclass
+class PromoteReport:
+    title: str
+    version: str
+    decision: str  # promoted | rejected | rollback | unchanged
+    checks: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def rows(self) -> list[dict[str, Any]]:
+        return self.checks
+
+    def to_json(self) -> dict[str, Any]:
+        return {"title": self.title, "version": self.version, "decision": self.decision, "checks": self.checks,
+                "warnings": self.warnings}
+
+
+def gate_checks(ev: dict[str, Any], gate: GateConfig, has_current: bool) -> list[dict[str, Any]]:
+    """The gate's checks on one version's eval figures: [{check, value, threshold, ok, reason}]."""
+    checks = []
+    ppl, base, cur = ev.get("voice_ppl"), ev.get("voice_ppl_base"), ev.get("voice_ppl_current")
+    if not ppl or not base:
+        checks.append({"check": "voice perplexity vs base", "value": None, "threshold": None, "ok": False,
+                       "reason": "no held-out voice perplexity was measured (no held-out voice samples)"})
+    else:
+        gain = (base - ppl) / base * 100
+        ok = gain >= gate.min_improvement_vs_base_pct
+        checks.append({"check": "voice perplexity vs base", "value": f"{ppl:.3f} vs {base:.3f} ({gain:+.2f}% better)",
+                       "threshold": f">= {gate.min_improvement_vs_base_pct}% better", "ok": ok,
+                       "reason": f"voice perplexity {gain:.2f}% better than base "
+                                 f"({'>=' if ok else '<'} {gate.min_improvement_vs_base_pct}%)"})
+    if has_current:
+        if not ppl or not cur:
+            checks.append({"check": "voice perplexity vs current", "value": None, "threshold": None, "ok": False,
+                           "reason": "no voice perplexity of the current adapter to compare with"})
+        else:
+            worse = (ppl - cur) / cur * 100
+            ok = worse <= gate.max_regression_vs_current_pct
+            checks.append({"check": "voice perplexity vs current", "value": f"{ppl:.3f} vs {cur:.3f} ({worse:+.2f}%)",
+                           "threshold": f"<= {gate.max_regression_vs_current_pct}% worse", "ok": ok,
+                           "reason": f"voice perplexity {worse:+.2f}% vs current "
+                                     f"({'within' if ok else 'beyond'} {gate.max_regression_vs_current_pct}%)"})
+        if gate.forbid_zero_concepts:
+            lost = [c for c, modes in (ev.get("probes") or {}).items()
+                    if any((m.get("current") or 0) > 0 for m in modes.values())
+                    and all((m.get("adapter") or 0) == 0 for m in modes.values())]
+            checks.append({"check": "priority concepts kept", "value": ", ".join(lost) or "all",
+                           "threshold": "none known by current drops to 0", "ok": not lost,
+                           "reason": (f"priority concept(s) {', '.join(lost)} scored > 0 with current and 0 now"
+                                      if lost else "no priority concept dropped to 0")})
+    return checks
+
+
+def run_promote(cfg: Config, version: str | None = None) -> PromoteReport:
+    from .modeling import adapter_is_complete
+
+    ledger = open_ledger(cfg)
+    if version is None:
+        entry = ledger.latest(("evaluated",)) or ledger.latest(("trained",))
+        if entry is None:
+            raise NothingToDo("no evaluated version to promote; run `mothbrain train` and `mothbrain eval` first")
+    else:
+        entry = ledger.get(version)
+    version = entry["id"]
+    current = ledger.current()
+    if version == current:
+        return PromoteReport(title=f"promote: {version} is already current", version=version, decision="unchanged")
+    if entry["status"] in ("training", "failed"):
+        raise MothError(f"version {version} has status {entry['status']!r}; only a trained and evaluated version "
+                        "can be promoted")
+    ev = entry.get("eval") or {}
+    if not ev.get("evaluated_at") and ev.get("voice_ppl") is None:
+        raise MothError(f"version {version} has no eval results; run `mothbrain eval --version {version}` first")
+    if (ev.get("current_version") or None) != current and current is not None:
+        raise MothError(f"{version} was evaluated against {ev.get('current_version') or 'base only'} but the current "
+                        f"adapter is now {current}; run `mothbrain eval --version {version}` again")
+    target = paths.adapter_dir(cfg, version)
+    if not adapter_is_complete(target):
+        raise MothError(f"the adapter of {version} at {target} is missing or incomplete; it cannot be promoted")
+
+    checks = gate_checks(ev, cfg.promote.gate, has_current=current is not None)
+    reasons = [c["reason"] for c in checks]
+    if all(c["ok"] for c in checks):
+        _point_current(cfg, version)
+        try:
+            ledger.update(version, promotion={"decision": "promoted", "reasons": reasons, "previous": current})
+            ledger.set_current(version, "promoted", "; ".join(reasons))
+        except BaseException:
+            _point_current(cfg, current)  # the ledger and the link must agree
+            raise
+        return PromoteReport(title=f"promoted {version} (was {current or 'none'})", version=version,
+                             decision="promoted", checks=checks)
+    failed = [c["reason"] for c in checks if not c["ok"]]
+    ledger.update(version, status="rejected", promotion={"decision": "rejected", "reasons": reasons})
+    ledger.add_event("rejected", version, "; ".join(failed))
+    raise MothError(f"{version} not promoted: {'; '.join(failed)} — current stays {current or 'none'} "
+                    "(details: `mothbrain status --json`)")
+
+
+def rollback_target(events: list[dict[str, Any]]) -> tuple[str | None, str | None]:
+    """(version current now per the events, the one before it) — promotions push, rollbacks pop."""
+    stack: list[str] = []
+    for e in events:
+        if e.get("event") == "promoted" and e.get("version"):
+            stack.append(e["version"])
+        elif e.get("event") == "rollback":
+            if stack:
+                stack.pop()
+            if e.get("version") and (not stack or stack[-1] != e["version"]):
+                stack.append(e["version"])
+    return (stack[-1] if stack else None), (stack[-2] if len(stack) > 1 else None)
+
+
+def run_rollback(cfg: Config) -> PromoteReport:
+    from .modeling import adapter_is_complete
+
+    ledger = open_ledger(cfg)
+    data = ledger.read()
+    current = data.get("current")
+    top, previous = rollback_target(data.get("events", []))
+    if current is None or previous is None or top != current:
+        raise MothError(f"nothing to roll back to: {current or 'no version'} is current and no earlier promoted "
+                        "version is recorded (see `mothbrain status`)")
+    target = paths.adapter_dir(cfg, previous)
+    if not adapter_is_complete(target):
+        raise MothError(f"cannot roll back to {previous}: its adapter at {target} is missing or incomplete")
+    _point_current(cfg, previous)
+    try:
+        ledger.set_current(previous, "rollback", f"from {current}")
+        ledger.update(current, status="rejected",
+                      promotion={"decision": "rolled back", "reasons": [f"rolled back to {previous}"]})
+    except BaseException:
+        _point_current(cfg, current)
+        raise
+    return PromoteReport(title=f"rolled back: current is {previous} again (was {current})", version=previous,
+                         decision="rollback")
+
+
+def _point_current(cfg: Config, version: str | None) -> None:
+    """Swap adapters/current to adapters/<version> (None removes it) by renaming a temp symlink over it."""
+    from .modeling import adapter_is_complete
+
+    link = paths.current_adapter_link(cfg)
+    if link.exists() and not link.is_symlink():
+        raise MothError(f"{link} is a real directory, not a symlink; move it aside (MothBrain never overwrites it)")
+    if version is None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(link)
+        return
+    if not adapter_is_complete(paths.adapter_dir(cfg, version)):
+        raise MothError(f"refusing to point {link} at the incomplete adapter {paths.adapter_dir(cfg, version)}")
+    tmp = link.with_name(f".current.{os.getpid()}.tmp")
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
+    try:
+        os.symlink(version, tmp)  # relative: the state directory can move without breaking it
+        os.replace(tmp, link)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise MothError(f"cannot update {link} ({exc.strerror or exc}); the previous pointer is unchanged") from None
+
+
+def current_adapter_path(cfg: Config) -> Path | None:
+    """The promoted adapter's directory (resolved through the link), or None."""
+    link = paths.current_adapter_link(cfg)
+    return link.resolve() if link.is_symlink() and link.exists() else None

@@ -1,0 +1,190 @@
+"""Promotion: the gate passes a trained adapter and rejects a damaged one; the link swaps atomically and
+never points at an incomplete directory; rollback restores the previous version and the link."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import pytest
+from click.testing import CliRunner
+
+from mothbrain.config import load_config
+from mothbrain.errors import MothError
+from test_evaluate import DEMO, planted_cfg, planted_state  # noqa: F401  (shared session fixture)
+
+# The gate reads voice perplexity and the probes; the other metrics run too, on a token budget.
+QUICK = ["eval.max_heldout_samples=12", "eval.surprise_prompts=1", "eval.association_pairs=3",
+         "eval.probe_modes=[association]", "dream.max_new_tokens=8"]
+
+
+def _link(state_home):
+    link = state_home / "adapters" / "current"
+    return os.readlink(link) if link.is_symlink() else None
+
+
+def _add_copy(cfg, src: str, noise: float = 0.0) -> str:
+    """A new trained version whose adapter is `src`'s, its LoRA weights plus Gaussian noise of std `noise`."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from mothbrain.ledger import open_ledger
+    from mothbrain.paths import adapter_dir
+
+    ledger = open_ledger(cfg)
+    v = ledger.new_version(status="trained", parent=src)["id"]
+    shutil.copytree(adapter_dir(cfg, src), adapter_dir(cfg, v))
+    if noise:
+        f = adapter_dir(cfg, v) / "adapter_model.safetensors"
+        g = torch.Generator().manual_seed(0)
+        weights = {k: t + noise * torch.randn(t.shape, generator=g) for k, t in load_file(str(f)).items()}
+        save_file(weights, str(f), metadata={"format": "pt"})
+    return v
+
+
+def test_gate_passes_trained_rejects_damaged_and_rollback_restores(planted_cfg, state_home):
+    from mothbrain.cli import main
+    from mothbrain.evaluate import run_eval
+    from mothbrain.ledger import open_ledger
+    from mothbrain.promote import run_promote, run_rollback
+
+    cfg = planted_cfg(*QUICK)
+    ledger = open_ledger(cfg)
+
+    # A version without eval results is refused, naming the command that fixes it.
+    with pytest.raises(MothError, match="mothbrain eval --version v0001"):
+        run_promote(cfg, "v0001")
+
+    run_eval(cfg, "v0001")
+    report = run_promote(cfg)
+    assert report.decision == "promoted" and all(c["ok"] for c in report.checks)
+    assert ledger.current() == "v0001" and _link(state_home) == "v0001"
+    assert ledger.get("v0001")["status"] == "promoted"
+
+    # A damaged adapter (LoRA weights drowned in noise) is worse than base: rejected, non-zero exit, link unmoved.
+    bad = _add_copy(cfg, "v0001", noise=0.5)
+    run_eval(cfg, bad)
+    ev = ledger.get(bad)["eval"]
+    assert ev["voice_ppl"] > ev["voice_ppl_base"] and ev["current_version"] == "v0001"
+    result = CliRunner().invoke(main, ["promote", "--version", bad, "--config", str(DEMO),
+                                       *[a for s in QUICK for a in ("--set", s)]])
+    assert result.exit_code != 0 and "not promoted" in result.output and "Traceback" not in result.output
+    entry = ledger.get(bad)
+    assert entry["status"] == "rejected" and entry["promotion"]["decision"] == "rejected"
+    assert any("better than base" in r for r in entry["promotion"]["reasons"])
+    assert ledger.current() == "v0001" and _link(state_home) == "v0001"
+    assert any(e["event"] == "rejected" and e["version"] == bad for e in ledger.read()["events"])
+
+    # An equally good adapter passes against current (no regression) and becomes current.
+    good = _add_copy(cfg, "v0001")
+    run_eval(cfg, good)
+    assert run_promote(cfg, good).decision == "promoted"
+    assert ledger.current() == good and _link(state_home) == good
+    assert (state_home / "adapters" / "current").resolve() == (state_home / "adapters" / good).resolve()
+
+    # Rollback: back to v0001, link and ledger together; then nothing earlier to return to.
+    assert run_rollback(cfg).version == "v0001"
+    assert ledger.current() == "v0001" and _link(state_home) == "v0001"
+    assert ledger.get(good)["status"] == "rejected"
+    assert ledger.read()["events"][-1]["event"] == "rollback"
+    with pytest.raises(MothError, match="nothing to roll back"):
+        run_rollback(cfg)
+
+
+def _fake_evaluated(cfg, **ev) -> str:
+    from mothbrain.ledger import open_ledger
+
+    figures = {"voice_ppl": 10.0, "voice_ppl_base": 12.0, "evaluated_at": "now", "current_version": None, **ev}
+    return open_ledger(cfg).new_version(status="evaluated", eval=figures)["id"]
+
+
+def test_link_never_points_at_an_incomplete_adapter(state_home):
+    from mothbrain.ledger import open_ledger
+    from mothbrain.paths import adapter_dir
+    from mothbrain.promote import run_promote
+
+    cfg = load_config(DEMO)
+    v = _fake_evaluated(cfg)
+    d = adapter_dir(cfg, v)
+    d.mkdir(parents=True)
+    (d / "adapter_config.json").write_text("{}")  # weights missing: a half-written directory
+    with pytest.raises(MothError, match="incomplete"):
+        run_promote(cfg, v)
+    assert not (state_home / "adapters" / "current").exists()
+    assert open_ledger(cfg).current() is None
+
+    # Once complete, the swap happens through a renamed symlink and leaves no temp link behind.
+    (d / "adapter_model.safetensors").write_bytes(b"\0")
+    run_promote(cfg, v)
+    assert os.readlink(state_home / "adapters" / "current") == v
+    assert not [p for p in (state_home / "adapters").iterdir() if p.name.startswith(".current")]
+
+
+def test_a_real_directory_named_current_is_never_overwritten(state_home):
+    from mothbrain.paths import adapter_dir
+    from mothbrain.promote import run_promote
+
+    cfg = load_config(DEMO)
+    v = _fake_evaluated(cfg)
+    d = adapter_dir(cfg, v)
+    d.mkdir(parents=True)
+    (d / "adapter_config.json").write_text("{}")
+    (d / "adapter_model.safetensors").write_bytes(b"\0")
+    real = state_home / "adapters" / "current"
+    real.mkdir()
+    (real / "keep.txt").write_text("mine")
+    with pytest.raises(MothError, match="real directory"):
+        run_promote(cfg, v)
+    assert (real / "keep.txt").read_text() == "mine"
+
+
+def test_gate_rules():
+    from mothbrain.config import GateConfig
+    from mothbrain.promote import gate_checks
+
+    gate = GateConfig(min_improvement_vs_base_pct=1.0, max_regression_vs_current_pct=2.0, forbid_zero_concepts=True)
+    ok = {"voice_ppl": 9.0, "voice_ppl_base": 10.0, "voice_ppl_current": 9.1,
+          "probes": {"figs": {"direct": {"adapter": 0.5, "current": 0.5}, "association": {"adapter": 0.0, "current": 1.0}}}}
+    assert all(c["ok"] for c in gate_checks(ok, gate, has_current=True))
+
+    small_gain = dict(ok, voice_ppl=9.95)
+    assert not gate_checks(small_gain, gate, has_current=False)[0]["ok"]  # only 0.5% better than base
+
+    regressed = dict(ok, voice_ppl=9.4, voice_ppl_current=9.0)  # 4.4% worse than current
+    assert [c["ok"] for c in gate_checks(regressed, gate, has_current=True)] == [True, False, True]
+
+    forgot = dict(ok, probes={"figs": {"direct": {"adapter": 0.0, "current": 0.25},
+                                       "association": {"adapter": 0.0, "current": 0.0}},
+                              "kiln": {"direct": {"adapter": 0.0, "current": 0.0}}})
+    checks = gate_checks(forgot, gate, has_current=True)
+    assert not checks[-1]["ok"] and "figs" in checks[-1]["reason"] and "kiln" not in checks[-1]["reason"]
+
+    no_voice = {"voice_ppl": None, "voice_ppl_base": None}
+    assert not gate_checks(no_voice, gate, has_current=False)[0]["ok"]
+
+
+def test_rollback_history():
+    from mothbrain.promote import rollback_target
+
+    ev = lambda e, v: {"event": e, "version": v}  # noqa: E731
+    assert rollback_target([]) == (None, None)
+    assert rollback_target([ev("promoted", "v1")]) == ("v1", None)
+    assert rollback_target([ev("promoted", "v1"), ev("rejected", "v2"), ev("promoted", "v3")]) == ("v3", "v1")
+    assert rollback_target([ev("promoted", "v1"), ev("promoted", "v2"), ev("rollback", "v1")]) == ("v1", None)
+    assert rollback_target([ev("promoted", "v1"), ev("promoted", "v2"), ev("promoted", "v3"),
+                            ev("rollback", "v2")]) == ("v2", "v1")
+
+
+def test_promote_refuses_a_stale_comparison(state_home):
+    from mothbrain.ledger import open_ledger
+    from mothbrain.promote import run_promote
+
+    cfg = load_config(DEMO)
+    led = open_ledger(cfg)
+    v1 = led.new_version(status="evaluated")["id"]
+    led.set_current(v1)
+    v2 = _fake_evaluated(cfg)  # evaluated against base only, but v1 is current now
+    with pytest.raises(MothError, match=f"run `mothbrain eval --version {v2}` again"):
+        run_promote(cfg, v2)
+    assert json.loads((state_home / "versions.json").read_text())["current"] == v1
