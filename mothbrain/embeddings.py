@@ -109,8 +109,11 @@ def load_embedder(cfg) -> Embedder:
         quiet_libraries()
         if not (where / "config.json").is_file():
             raise OSError(f"no config.json in {where}")
-        tok = AutoTokenizer.from_pretrained(str(where), local_files_only=True)
-        model = AutoModel.from_pretrained(str(where), local_files_only=True)
+        from .modeling import MODEL_BUILD_LOCK
+
+        with MODEL_BUILD_LOCK:
+            tok = AutoTokenizer.from_pretrained(str(where), local_files_only=True)
+            model = AutoModel.from_pretrained(str(where), local_files_only=True)
         model.eval()
     except Exception as exc:  # any failure to load means the fallback, said loudly
         return _fallback(f"cannot load the embedding model at {where} ({str(exc).splitlines()[0][:120]})")

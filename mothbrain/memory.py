@@ -210,7 +210,9 @@ def _count_cached(kind: str, value: str, mtime: int, trust_remote_code: bool, r:
             hf_config = _load_hf_config(kind, value, trust_remote_code)
             arch = _arch(hf_config, source)
             # Meta tensors have shapes and no storage: a 72B builds in well under a second.
-            with init_empty_weights():
+            from .modeling import MODEL_BUILD_LOCK
+
+            with MODEL_BUILD_LOCK, init_empty_weights():
                 try:
                     model = AutoModelForCausalLM.from_config(hf_config, trust_remote_code=trust_remote_code)
                 except (ValueError, KeyError, TypeError) as exc:
@@ -223,7 +225,8 @@ def _count_cached(kind: str, value: str, mtime: int, trust_remote_code: bool, r:
             lora = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(targets),
                               task_type="CAUSAL_LM")
             try:
-                peft_model = get_peft_model(model, lora, low_cpu_mem_usage=True)  # adapters on meta too
+                with MODEL_BUILD_LOCK:
+                    peft_model = get_peft_model(model, lora, low_cpu_mem_usage=True)  # adapters on meta too
             except ValueError as exc:
                 raise MothError(f"lora.target_modules {list(targets)}: {str(exc).splitlines()[0][:160]}") from None
             trainable, total = peft_model.get_nb_trainable_parameters()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import warnings
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,12 @@ from typing import Any
 from .errors import MothError
 
 log = logging.getLogger(__name__)
+
+# peft's and accelerate's empty-weight contexts swap `nn.Module.register_parameter` for the whole
+# process; two threads building models at once (ask's System 1 and wiki layers, serve's reload) can
+# interleave the swap and leave every later model on the meta device. Every model or adapter
+# construction in MothBrain holds this lock.
+MODEL_BUILD_LOCK = threading.RLock()
 
 
 def quiet_libraries() -> None:
@@ -124,7 +131,8 @@ def load_base_model(cfg, *, location: str | None = None, for_training: bool = Fa
     elif quant is not None:
         kwargs["device_map"] = {"": "cpu"}
     try:
-        model = AutoModelForCausalLM.from_pretrained(location, **kwargs)
+        with MODEL_BUILD_LOCK:
+            model = AutoModelForCausalLM.from_pretrained(location, **kwargs)
     except OSError as exc:
         raise MothError(f"cannot load model.base {cfg.model.base!r} ({str(exc).splitlines()[0][:120]}); "
                         "point model.base at a local model directory or pre-download it into the HF cache") from None
@@ -153,6 +161,16 @@ def load_model_with_adapters(cfg, adapters: dict[str, str | os.PathLike], *, bas
         raise ValueError("no adapters given")
     base = base if base is not None else load_base_model(cfg)
     model = None
+    with MODEL_BUILD_LOCK:
+        model = _attach_adapters(base, adapters)
+    model.eval()
+    return model
+
+
+def _attach_adapters(base, adapters):
+    from peft import PeftModel
+
+    model = None
     for name, path in adapters.items():
         if not adapter_is_complete(path):
             raise MothError(f"adapter {name!r} at {path} is incomplete (no adapter_config.json or weights); "
@@ -161,7 +179,6 @@ def load_model_with_adapters(cfg, adapters: dict[str, str | os.PathLike], *, bas
             model = PeftModel.from_pretrained(base, str(path), adapter_name=name, is_trainable=False)
         else:
             model.load_adapter(str(path), adapter_name=name, is_trainable=False)
-    model.eval()
     return model
 
 

@@ -232,7 +232,9 @@ class TransformersEngine:
             raise MothError("incomplete: no adapter_config.json or weights")
         self._loads += 1
         name = f"adapter{self._loads}"  # unique, so re-promoting an old version loads it afresh
-        with self._swap.write():
+        from .modeling import MODEL_BUILD_LOCK
+
+        with self._swap.write(), MODEL_BUILD_LOCK:
             if not self._peft:
                 from peft import PeftModel
 

@@ -154,7 +154,10 @@ def build_tiny_model(out_dir: Path, source_paths: list[Path], *, pretrain_steps:
     tokenizer = train_tokenizer(texts, TINY_ARCH["vocab_size"])
     arch = dict(TINY_ARCH, vocab_size=len(tokenizer), bos_token_id=tokenizer.eos_token_id,
                 eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
-    model = Qwen2ForCausalLM(Qwen2Config(**arch))
+    from .modeling import MODEL_BUILD_LOCK
+
+    with MODEL_BUILD_LOCK:
+        model = Qwen2ForCausalLM(Qwen2Config(**arch))
     losses = _pretrain(model, tokenizer, texts, pretrain_steps, seq_len, seed, progress)
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)

@@ -355,7 +355,10 @@ def _build_trainer(cfg: Config, version: str, train_rows, callbacks: list):
         current = _current_adapter(cfg, notes)
     if current is not None:
         # Grow the promoted adapter instead of starting over.
-        model = PeftModel.from_pretrained(model, str(current), is_trainable=True)
+        from .modeling import MODEL_BUILD_LOCK
+
+        with MODEL_BUILD_LOCK:
+            model = PeftModel.from_pretrained(model, str(current), is_trainable=True)
         init_from = f"current ({current.name})"
     else:
         peft_config = PeftLoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
@@ -405,8 +408,11 @@ def _build_trainer(cfg: Config, version: str, train_rows, callbacks: list):
         log_level="error",
         ddp_find_unused_parameters=False,
     )
-    trainer = SFTTrainer(model=model, args=args, train_dataset=rows, processing_class=tokenizer,
-                         peft_config=peft_config, callbacks=[c for c in callbacks if c is not None])
+    from .modeling import MODEL_BUILD_LOCK
+
+    with MODEL_BUILD_LOCK:  # peft's empty-weight context is process-wide (see modeling.py)
+        trainer = SFTTrainer(model=model, args=args, train_dataset=rows, processing_class=tokenizer,
+                             peft_config=peft_config, callbacks=[c for c in callbacks if c is not None])
     if not (trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled):
         # trl stores QLoRA adapters in bf16 (the paper's recipe); we keep fp32 master weights, as the
         # memory estimate assumes: late in a cosine schedule Adam's steps (~lr) fall below bf16's
