@@ -172,3 +172,16 @@ def open_export(path: Path, rel: str, problems: Problems, member: str = "convers
     except (OSError, zipfile.BadZipFile, EOFError, RuntimeError) as exc:
         problems.add(rel, "file", f"unreadable ({getattr(exc, 'strerror', None) or exc})")
         return None
+
+
+def read_export(path: Path, rel: str, problems: Problems, accept: Callable[[Any], bool],
+                convert: Callable[[Any, int], Any]) -> Iterator[Any]:
+    """Stream an export's conversations one at a time: `convert(conv, index)` -> Document or None."""
+    stream = open_export(path, rel, problems)
+    if stream is None:
+        return
+    with stream:
+        for index, conv in iter_array(stream, rel, problems, accept):
+            doc = convert(conv, index)
+            if doc is not None:
+                yield doc

@@ -14,7 +14,7 @@ from typing import Any, Iterator
 from ..config import SourceConfig
 from ..records import Document, Turn
 from . import Problems, Reader, parse_time
-from ._jsonstream import iter_array, open_export
+from ._jsonstream import read_export
 
 TEXT_TYPES = ("text", "multimodal_text")
 
@@ -122,14 +122,8 @@ def _accept(obj: Any) -> bool:
 
 
 def read(path: Path, rel: str, source: SourceConfig, problems: Problems) -> Iterator[Document]:
-    stream = open_export(path, rel, problems)
-    if stream is None:
-        return
-    with stream:
-        for index, conv in iter_array(stream, rel, problems, _accept):
-            doc = conversation(conv, index, rel, source, problems)
-            if doc is not None:
-                yield doc
+    yield from read_export(path, rel, problems, _accept,
+                           lambda conv, index: conversation(conv, index, rel, source, problems))
 
 
 READER = Reader(kind="chatgpt_export", read=read, names=("conversations.json",), suffixes=(".zip",))
