@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from . import paths
 from .config import Config
 from .errors import MothError, NothingToDo
 from .ledger import open_ledger
@@ -122,23 +121,10 @@ def run_dream(cfg: Config, version: str | None = None) -> DreamReport:
 
 def pick_version(cfg: Config, version: str | None) -> tuple[str, Path]:
     """The version to dream with (default: the newest trained/evaluated/promoted) and its adapter dir."""
-    from .modeling import adapter_is_complete
+    from .modeling import pick_adapter
 
     ledger = open_ledger(cfg)
-    if version is None:
-        entry = ledger.latest(DREAMABLE)
-        if entry is None:
-            raise NothingToDo("no trained adapter to dream with; run `mothbrain train` first")
-    else:
-        entry = ledger.get(version)
-        if entry["status"] in ("training", "failed"):
-            raise MothError(f"version {version} has status {entry['status']!r} and no finished adapter; "
-                            "pick a trained one (`mothbrain status`)")
-    adapter = paths.adapter_dir(cfg, entry["id"])
-    if not adapter_is_complete(adapter):
-        raise MothError(f"the adapter of {entry['id']} at {adapter} is missing or incomplete; re-run "
-                        "`mothbrain train` or pick another version with --version")
-    return entry["id"], adapter
+    return pick_adapter(cfg, ledger, version, ledger.latest(DREAMABLE), "dream with")
 
 
 # --------------------------------------------------------------------------- prompts

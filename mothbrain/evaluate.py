@@ -203,21 +203,11 @@ def run_eval(cfg: Config, version: str | None = None) -> EvalReport:
 
 
 def _pick_version(cfg: Config, ledger, version: str | None) -> tuple[str, Path]:
-    from .modeling import adapter_is_complete
+    """Default: the newest version still waiting for eval, else the newest finished one."""
+    from .modeling import pick_adapter
 
-    if version is None:
-        entry = ledger.latest(("trained",)) or ledger.latest(("trained", "evaluated", "promoted", "rejected"))
-        if entry is None:
-            raise NothingToDo("no trained adapter to evaluate; run `mothbrain train` first")
-    else:
-        entry = ledger.get(version)
-        if entry["status"] in ("training", "failed"):
-            raise MothError(f"version {version} has status {entry['status']!r} and no finished adapter; "
-                            "pick a trained one (`mothbrain status`)")
-    adapter = paths.adapter_dir(cfg, entry["id"])
-    if not adapter_is_complete(adapter):
-        raise MothError(f"the adapter of {entry['id']} at {adapter} is missing or incomplete; re-run `mothbrain train`")
-    return entry["id"], adapter
+    default = ledger.latest(("trained",)) or ledger.latest(("trained", "evaluated", "promoted", "rejected"))
+    return pick_adapter(cfg, ledger, version, default, "evaluate")
 
 
 def _key(name: str, who: str) -> str:

@@ -155,12 +155,9 @@ def adapter_is_complete(path: str | os.PathLike) -> bool:
 
 def load_model_with_adapters(cfg, adapters: dict[str, str | os.PathLike], *, base=None):
     """Base + named adapters (PeftModel); `with model.disable_adapter():` gives the base itself."""
-    from peft import PeftModel
-
     if not adapters:
         raise ValueError("no adapters given")
     base = base if base is not None else load_base_model(cfg)
-    model = None
     with MODEL_BUILD_LOCK:
         model = _attach_adapters(base, adapters)
     model.eval()
@@ -186,3 +183,24 @@ def read_adapter_meta(path: str | os.PathLike) -> dict[str, Any]:
     """The mothbrain.json that every adapter directory carries (config, data fingerprint, metrics)."""
     p = Path(path) / "mothbrain.json"
     return json.loads(p.read_text()) if p.is_file() else {}
+
+
+def pick_adapter(cfg, ledger, version: str | None, default: dict | None, purpose: str) -> tuple[str, Path]:
+    """The version to use (`default` ledger entry when none is named) and its finished adapter dir."""
+    from . import paths
+    from .errors import NothingToDo
+
+    if version is None:
+        entry = default
+        if entry is None:
+            raise NothingToDo(f"no trained adapter to {purpose}; run `mothbrain train` first")
+    else:
+        entry = ledger.get(version)
+        if entry["status"] in ("training", "failed"):
+            raise MothError(f"version {version} has status {entry['status']!r} and no finished adapter; "
+                            "pick a trained one (`mothbrain status`)")
+    adapter = paths.adapter_dir(cfg, entry["id"])
+    if not adapter_is_complete(adapter):
+        raise MothError(f"the adapter of {entry['id']} at {adapter} is missing or incomplete; re-run "
+                        "`mothbrain train` or pick another version with --version")
+    return entry["id"], adapter
