@@ -3,14 +3,14 @@
     .venv/bin/python bench/bench_ingest.py            # 100 MB of chat logs
     .venv/bin/python bench/bench_ingest.py --mb 20 --json
 
-Generates ~--mb MB of OpenAI-style JSONL chat logs (1 MB files) in a temp dir, then measures, each
+Generates ~--mb MB of OpenAI-style JSONL chat logs (1 MB files, bench/chatgen.py) in a temp dir, then measures, each
 in its own process so peak RSS is per phase:
   cold       first ingest of everything                     (target >= 5 MB/s end to end)
   rerun      the same archive again, nothing changed        (target <= 5% of cold)
   new_1pct   1% new material: half new files, half appended (target <= 10% of cold)
   read_back  iter_documents over everything (what preprocess reads)
-Ratios are against the cold run measured in the same invocation. Later stages (preprocess)
-add a phase function to PHASES.
+Ratios are against the cold run measured in the same invocation. bench_preprocess.py measures
+ingest + preprocess end to end on the same archive.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import resource
 import subprocess
 import sys
@@ -28,56 +27,25 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
 
-WORDS = ("lantern tide compost memory council bridge repair figs patience heron deadline kiln apology moth "
-         "light slow careful quick forget remember harbour river wall garden tree night morning wait hurry "
-         "the a of and to in is it that I you we they not but so because when then again still").split()
-
-
-def _sentence(rng: random.Random) -> str:
-    words = rng.choices(WORDS, k=rng.randint(6, 18))
-    return " ".join(words).capitalize() + rng.choice([".", ".", "?", "!"])
-
-
-def _conversation(rng: random.Random, i: int, ts: float) -> str:
-    msgs = []
-    for _ in range(rng.randint(1, 4)):
-        msgs.append({"role": "user", "content": " ".join(_sentence(rng) for _ in range(rng.randint(1, 3)))})
-        msgs.append({"role": "assistant", "content": " ".join(_sentence(rng) for _ in range(rng.randint(2, 8)))})
-    return json.dumps({"id": f"c{i}", "created_at": ts, "messages": msgs}) + "\n"
-
-
-def write_logs(path: Path, mb: float, rng: random.Random, start_id: int, mode: str = "w") -> int:
-    """Append conversations to `path` until it holds `mb` more MB; returns the next id."""
-    target, written, i = mb * 1e6, 0, start_id
-    with path.open(mode, encoding="utf-8") as f:
-        while written < target:
-            line = _conversation(rng, i, time.time() - rng.uniform(0, 60 * 86400))
-            f.write(line)
-            written += len(line)
-            i += 1
-    return i
+from chatgen import ChatGenerator, write_chat_logs  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 
 def generate(root: Path, mb: float, seed: int = 0) -> None:
-    rng = random.Random(seed)
+    """~`mb` MB of chat logs (1 MB files, realistic content: see chatgen.py) and a config for them."""
     chats = root / "chats"
-    chats.mkdir(parents=True)
-    i = 0
-    for n in range(max(1, round(mb))):
-        i = write_logs(chats / f"day-{n:05d}.jsonl", min(1.0, mb), rng, i)
-    (root / "next_id").write_text(str(i))
+    write_chat_logs(chats, mb, seed=seed)
     (root / "bench.yaml").write_text(f"sources:\n  - {{name: chats, kind: chat_jsonl, path: {chats}}}\n")
 
 
 def add_one_percent(root: Path, mb: float) -> float:
     """1% of the archive as new material: half in a new file, half appended to the newest log."""
-    rng = random.Random(1)
-    i = int((root / "next_id").read_text())
+    gen = ChatGenerator(seed=1)
     chats = root / "chats"
-    i = write_logs(chats / "day-new.jsonl", mb * 0.005, rng, i)
+    gen.write(chats / "day-new.jsonl", mb * 0.005)
     newest = sorted(chats.glob("day-0*.jsonl"))[-1]
-    write_logs(newest, mb * 0.005, rng, i, mode="a")
+    gen.write(newest, mb * 0.005, mode="a")
     return mb * 0.01
 
 

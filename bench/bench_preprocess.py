@@ -1,12 +1,18 @@
-"""Preprocess throughput on a synthetic corpus built from the bundled sample (target: >= 5 MB/s on 2 cores).
+"""Ingest + preprocess end to end on a generated chat archive (target: >= 5 MB/s on 2 cores).
 
-    .venv/bin/python bench/bench_preprocess.py [--mb 20] [--json]
+    .venv/bin/python bench/bench_preprocess.py                 # 100 MB, cold run once
+    .venv/bin/python bench/bench_preprocess.py --mb 20 --repeat 3 --json
 
-Documents are the sample corpus's documents with their sentences shuffled (so they are not exact
-duplicates), plus planted secrets and e-mail addresses. Reports MB/s of `run_preprocess` (redaction,
-filters, samples, dedup, concept mining, split, token counting, save) and, as the baseline measured
-in the same run, a plain pass that only lower-cases and splits every document into words; the
-ratio is preprocess time / baseline time. Library imports happen before the clock starts.
+Generates ~--mb MB of realistic chat logs (bench/chatgen.py: sample-corpus sentences over a Zipf
+vocabulary, code blocks, URLs, numbers, planted secrets, repeats), then runs, each in its own
+process so that peak memory is per run:
+  baseline   the least any pass over the archive costs: read every line, json-decode it, lower-case
+             and split every message into words (one core) - the ratio below is against this
+  cold       `ingest` + `preprocess` from an empty state dir (--repeat times; best and median)
+  unchanged  both again on the same archive: ingest finds nothing new, preprocess reuses the data set
+  new_1pct   1% new material (half a new file, half appended to the newest), ingest + preprocess
+Prints MB/s of archive bytes, seconds per preprocess phase (from its report), peak RSS of the main
+process and the ratios, all measured in this one invocation.
 """
 
 from __future__ import annotations
@@ -14,85 +20,138 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
-import re
+import resource
+import shutil
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from mothbrain.config import load_config  # noqa: E402
-from mothbrain.records import Document, Turn  # noqa: E402
-
-SENT = re.compile(r"(?<=[.!?])\s+")
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
 
 
-def synthetic_corpus(cfg, target_mb: float, seed: int = 0) -> list[Document]:
-    from mothbrain.ingest import iter_documents, run_ingest
+# --------------------------------------------------------------------------- phases (run in a child)
 
-    run_ingest(cfg)
-    base = list(iter_documents(cfg))
-    rng = random.Random(seed)
-    secrets = ["sk-proj-" + "".join(rng.choices("abcdefghijklmnopqrstuvwxyzABCDEFGHIJ0123456789", k=60)),
-               "ghp_" + "".join(rng.choices("abcdefghijklmnopqrstuvwxyzABCDEFGHIJ0123456789", k=36)),
-               "mira.okafor@harbourtown.example", "+44 20 7946 0321"]
 
-    def shuffle(text: str) -> str:
-        paras = []
-        for p in text.split("\n\n"):
-            s = SENT.split(p)
-            rng.shuffle(s)
-            if rng.random() < 0.05:
-                s.append(f"The key is {rng.choice(secrets)}.")
-            paras.append(" ".join(s))
-        return "\n\n".join(paras)
+def phase_baseline(cfg_path: str) -> dict:
+    import re
 
-    docs, size, n = [], 0, 0
-    while size < target_mb * 1e6:
-        for d in base:
-            n += 1
-            turns = [Turn(role=t.role, text=shuffle(t.text), speaker=t.speaker) for t in d.turns]
-            nd = Document(source=d.source, kind=d.kind, doc_id=f"{d.doc_id}~{n}", title=d.title, turns=turns,
-                          text=shuffle(d.text) if d.text else "", links=d.links, meta=d.meta, timestamp=d.timestamp)
-            docs.append(nd)
-            size += len(nd.text) + sum(len(t.text) for t in turns)
-    return docs
+    chats = Path(cfg_path).parent / "chats"
+    t0 = time.perf_counter()
+    words = 0
+    for path in sorted(chats.iterdir()):
+        with path.open(encoding="utf-8") as fh:
+            for line in fh:
+                for m in json.loads(line)["messages"]:
+                    words += len(re.findall(r"\w+", m["content"].lower()))
+    return {"seconds": time.perf_counter() - t0, "words": words}
+
+
+def phase_pipeline(cfg_path: str) -> dict:
+    import datasets  # noqa: F401 - its import (~1 s) is start-up, not throughput
+
+    from mothbrain.config import load_config
+    from mothbrain.ingest import run_ingest
+    from mothbrain.preprocess import run_preprocess
+
+    cfg = load_config(cfg_path)
+    t0 = time.perf_counter()
+    ing = run_ingest(cfg)
+    t1 = time.perf_counter()
+    pre = run_preprocess(cfg, progress=False)
+    t2 = time.perf_counter()
+    return {"seconds": t2 - t0, "ingest_s": t1 - t0, "preprocess_s": t2 - t1, "reused": pre.reused,
+            "timings": pre.timings, "documents": pre.documents, "samples": pre.samples,
+            "concept_pairs": pre.concept_pairs, "redacted": sum(pre.redacted.values()),
+            "new_files": sum(s.new + s.changed for s in ing.sources)}
+
+
+PHASES = {"baseline": phase_baseline, "pipeline": phase_pipeline}
+
+
+def run_child(phase: str, cfg: Path, home: Path) -> dict:
+    env = {**os.environ, "MOTHBRAIN_HOME": str(home)}
+    out = subprocess.run([sys.executable, __file__, "--phase", phase, "--cfg", str(cfg)], env=env,
+                         capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise SystemExit(f"phase {phase} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--mb", type=float, default=20.0, help="corpus size in MB of text")
-    ap.add_argument("--json", action="store_true")
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--mb", type=float, default=100.0, help="size of the generated archive")
+    ap.add_argument("--repeat", type=int, default=1, help="cold runs (each from an empty state dir)")
+    ap.add_argument("--json", action="store_true", help="print the results as JSON")
+    ap.add_argument("--phase", help=argparse.SUPPRESS)
+    ap.add_argument("--cfg", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    os.environ["MOTHBRAIN_HOME"] = tempfile.mkdtemp(prefix="mothbench-")
-    import datasets  # noqa: F401 - a one-off import (~0.5 s) is startup, not throughput
+    if args.phase:  # child process: one phase, result as a JSON line, with its own peak RSS
+        res = PHASES[args.phase](args.cfg)
+        res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(json.dumps(res))
+        return
 
-    from mothbrain.preprocess import run_preprocess
+    from bench_ingest import add_one_percent, generate
 
-    cfg = load_config(ROOT / "configs" / "demo.yaml")
-    docs = synthetic_corpus(cfg, args.mb)
-    mb = sum(len(d.text) + sum(len(t.text) for t in d.turns) for d in docs) / 1e6
+    with tempfile.TemporaryDirectory(prefix="mothbrain-bench-") as tmp:
+        root, home = Path(tmp) / "archive", Path(tmp) / "state"
+        generate(root, args.mb)
+        size = sum(p.stat().st_size for p in (root / "chats").iterdir()) / 1e6
+        cfg = root / "bench.yaml"
+        base = run_child("baseline", cfg, home)
+        colds = []
+        for _ in range(max(1, args.repeat)):
+            shutil.rmtree(home, ignore_errors=True)
+            colds.append(run_child("pipeline", cfg, home))
+        unchanged = run_child("pipeline", cfg, home)
+        new_mb = add_one_percent(root, args.mb)
+        new = run_child("pipeline", cfg, home)
 
-    t = time.perf_counter()
-    words = sum(len(re.findall(r"\w+", (d.text + " ".join(t.text for t in d.turns)).lower())) for d in docs)
-    baseline = time.perf_counter() - t
-
-    t = time.perf_counter()
-    report = run_preprocess(cfg, documents=iter(docs), progress=False)
-    elapsed = time.perf_counter() - t
-    result = {"documents": len(docs), "mb": round(mb, 2), "words": words, "baseline_s": round(baseline, 3),
-              "preprocess_s": round(elapsed, 3), "preprocess_mb_s": round(mb / elapsed, 2),
-              "ratio_vs_baseline": round(elapsed / baseline, 1), "target_mb_s": 5.0,
-              "samples": report.samples, "redacted": report.redacted, "cores": os.cpu_count()}
+    best = min(colds, key=lambda r: r["seconds"])
+    median_s = statistics.median(r["seconds"] for r in colds)
+    res = {
+        "archive_mb": round(size, 1), "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "documents": best["documents"], "samples": best["samples"], "concept_pairs": best["concept_pairs"],
+        "redacted": best["redacted"],
+        "baseline_s": round(base["seconds"], 2), "baseline_MBps": round(size / base["seconds"], 1),
+        "cold_runs_s": [round(r["seconds"], 2) for r in colds],
+        "cold_best_s": round(best["seconds"], 2), "cold_median_s": round(median_s, 2),
+        "cold_best_MBps": round(size / best["seconds"], 2), "cold_median_MBps": round(size / median_s, 2),
+        "cold_ingest_s": round(best["ingest_s"], 2), "cold_preprocess_s": round(best["preprocess_s"], 2),
+        "cold_preprocess_phases_s": best["timings"], "cold_peak_rss_mb": round(best["peak_rss_mb"]),
+        "ratio_cold_over_baseline": round(median_s / base["seconds"], 2),
+        "unchanged_s": round(unchanged["seconds"], 3), "unchanged_reused": unchanged["reused"],
+        "unchanged_over_cold": round(unchanged["seconds"] / median_s, 4),
+        "new_1pct_MB": round(new_mb, 2), "new_1pct_s": round(new["seconds"], 2),
+        "new_1pct_ingest_s": round(new["ingest_s"], 3), "new_1pct_over_cold": round(new["seconds"] / median_s, 3),
+        "targets_met": {"cold>=5MB/s": size / median_s >= 5, "unchanged<=5%": unchanged["seconds"] <= 0.05 * median_s},
+    }
     if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        print(f"{len(docs)} documents, {mb:.1f} MB: preprocess {elapsed:.2f}s = {mb / elapsed:.2f} MB/s "
-              f"(target 5); baseline word split {baseline:.2f}s; ratio {elapsed / baseline:.1f}x "
-              f"on {os.cpu_count()} cores")
+        print(json.dumps(res, indent=1))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"ingest + preprocess: {res['archive_mb']} MB of chat logs, {res['documents']:,} conversations, "
+                    f"{res['cores']} cores")
+    for col in ("run", "seconds", "MB/s", "vs cold", "note"):
+        t.add_column(col, justify="left" if col in ("run", "note") else "right")
+    t.add_row("baseline: json + lower + split words", f"{res['baseline_s']}", f"{res['baseline_MBps']}", "",
+              "one core, no output")
+    t.add_row(f"cold (median of {len(colds)})", f"{res['cold_median_s']}", f"{res['cold_median_MBps']}", "1",
+              f"ingest {res['cold_ingest_s']}s + preprocess {res['cold_preprocess_s']}s; peak RSS {res['cold_peak_rss_mb']} MB")
+    t.add_row("unchanged rerun", f"{res['unchanged_s']}", "", f"{res['unchanged_over_cold']:.2%}",
+              "data set reused" if res["unchanged_reused"] else "rebuilt")
+    t.add_row(f"1% new ({res['new_1pct_MB']} MB)", f"{res['new_1pct_s']}", "", f"{res['new_1pct_over_cold']:.0%}",
+              f"ingest {res['new_1pct_ingest_s']}s; preprocess rebuilds the whole data set")
+    Console().print(t)
+    print("preprocess phases (s):", json.dumps(res["cold_preprocess_phases_s"]))
+    print(f"cold / baseline = {res['ratio_cold_over_baseline']}x;", json.dumps(res["targets_met"]))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ plain trl SFTTrainer with its default data path (no packing, each batch padded t
 
     .venv/bin/python bench/bench_train.py [--samples 256] [--json]                    # CPU, tiny model
     python bench/bench_train.py --device cuda --arch qwen2.5-7b [--steps 30] [--json]   # GPU, NF4 QLoRA bf16
+    .venv/bin/python bench/bench_train.py --paired --arch tiny --steps 4                 # the GPU harness, on CPU
 
 CPU: both trainers get the same 4-bit tiny base, the same LoRA, the same `--samples` training rows
 of the demo data set (built with the real ingest + preprocess), the same micro-batch, max length
@@ -12,8 +13,11 @@ separates the gain from packing from the gain from not using trl's bf16 adapter 
 
 GPU (`--device cuda`): a random-weight model of the named architecture is built from its config
 (nothing is downloaded), saved in bf16 and loaded through the real 4-bit NF4 path, then trained
-with our recipe for `--steps` steps of `--seq-len` packed tokens. Printed: tokens/s (after two
-warm-up steps), peak GPU memory and MFU against the H100's dense bf16 peak (989 TFLOP/s):
+twice on the same rows, each in its own process: with our recipe for `--steps` steps of
+`--seq-len` packed tokens, and with a plain trl SFTTrainer at its defaults (no packing, its own
+batch size, max length and checkpointing; the same base and LoRA). Printed for both: tokens/s
+(real tokens, after two warm-up steps), peak GPU memory and MFU against the H100's dense bf16 peak
+(989 TFLOP/s), and the ratios ours / baseline:
 
     MFU = tokens/s x (4 x N_frozen + 6 x N_lora + 12 x L x d x s_avg) / 989e12
 
@@ -171,65 +175,148 @@ def bench_cpu(samples: int, repeats: int, home: Path) -> dict:
     }
 
 
-def bench_gpu(arch: str, steps: int, seq_len: int, home: Path) -> dict:
-    import torch
-    from transformers import AutoModelForCausalLM, Qwen2Config
-
+def _paired_cfg(arch: str, steps: int, seq_len: int, home: Path, device: str):
+    """Config and training rows for one side of the paired run: on GPU a random-weight model of
+    `arch` (built from its published config, saved once in bf16, loaded through the real 4-bit
+    path); on CPU (`arch` "tiny", to check the harness) the demo's tiny model."""
     cfg0, _ = _prepare(home, [])
-    from mothbrain.tiny import ensure_base_model
+    if arch == "tiny":
+        cfg, train = _prepare(home, [f"train.max_steps={steps}", f"train.max_seq_len={seq_len}",
+                                     "train.micro_batch_size=1", "train.gradient_accumulation=1",
+                                     "train.save_steps=100000", "train.logging_steps=100000"])
+    else:
+        import torch
+        from transformers import AutoModelForCausalLM, Qwen2Config
 
-    tiny = Path(ensure_base_model(cfg0))
-    model_dir = home / "data" / "models" / f"random-{arch}"
-    if not (model_dir / "config.json").exists():
-        conf = Qwen2Config(**ARCHS[arch], max_position_embeddings=32768, rope_theta=1e6, torch_dtype="bfloat16")
-        with torch.device("cuda"):
-            model = AutoModelForCausalLM.from_config(conf, dtype=torch.bfloat16)
-        model.save_pretrained(model_dir)
-        del model
-        torch.cuda.empty_cache()
-        for f in tiny.iterdir():  # the tiny tokenizer: its ids are valid in any larger vocabulary
-            if "token" in f.name or f.name == "special_tokens_map.json":
-                shutil.copy(f, model_dir / f.name)
-    cfg, train = _prepare(home, [f"model.base={model_dir}", "model.build_tiny=false", "model.device=cuda",
-                                 "model.quantization.compute_dtype=auto", "hardware.memory_gb=80",
-                                 f"train.max_steps={steps}", f"train.max_seq_len={seq_len}", "train.micro_batch_size=1",
-                                 "train.gradient_accumulation=1", "train.gradient_checkpointing=true",
-                                 "train.optimizer=paged_adamw_8bit", "train.learning_rate=0.0002",
-                                 "train.save_steps=100000", "train.logging_steps=100000", "lora.dropout=0.05"])
+        from mothbrain.tiny import ensure_base_model
+
+        tiny = Path(ensure_base_model(cfg0))
+        model_dir = home / "data" / "models" / f"random-{arch}"
+        if not (model_dir / "config.json").exists():
+            conf = Qwen2Config(**ARCHS[arch], max_position_embeddings=32768, rope_theta=1e6, torch_dtype="bfloat16")
+            with torch.device(device):
+                model = AutoModelForCausalLM.from_config(conf, dtype=torch.bfloat16)
+            model.save_pretrained(model_dir)
+            del model
+            torch.cuda.empty_cache()
+            for f in tiny.iterdir():  # the tiny tokenizer: its ids are valid in any larger vocabulary
+                if "token" in f.name or f.name == "special_tokens_map.json":
+                    shutil.copy(f, model_dir / f.name)
+        cfg, train = _prepare(home, [f"model.base={model_dir}", "model.build_tiny=false", f"model.device={device}",
+                                     "model.quantization.compute_dtype=auto", "hardware.memory_gb=80",
+                                     f"train.max_steps={steps}", f"train.max_seq_len={seq_len}", "train.micro_batch_size=1",
+                                     "train.gradient_accumulation=1", "train.gradient_checkpointing=true",
+                                     "train.optimizer=paged_adamw_8bit", "train.learning_rate=0.0002",
+                                     "train.save_steps=100000", "train.logging_steps=100000", "lora.dropout=0.05"])
     from datasets import concatenate_datasets
 
-    while sum(len(p) + len(c) for p, c in zip(train["prompt"], train["completion"])) < 6 * seq_len * steps:
+    while sum(len(p) + len(c) for p, c in zip(train["prompt"], train["completion"])) < 6 * seq_len * (steps + 2):
         train = concatenate_datasets([train, train])  # enough text for `steps` full packed rows
-    torch.cuda.reset_peak_memory_stats()
-    ours = _run_ours(cfg, train, warmup=2)
-    trainer = ours.pop("trainer")
-    model = trainer.model
+    train = train.remove_columns([c for c in train.column_names if c not in ("prompt", "completion")])
+    return cfg, train
+
+
+def _run_trl_defaults(cfg, rows, steps: int, device: str) -> dict:
+    """The baseline of issue 4: a plain trl SFTTrainer with its default settings (no packing; its
+    default batch size, max length and checkpointing), on the same 4-bit base and the same LoRA."""
+    from peft import LoraConfig
+    from trl import SFTConfig, SFTTrainer
+
+    from mothbrain.modeling import load_base_model, load_tokenizer
+
+    model = load_base_model(cfg, for_training=True)
+    args = SFTConfig(output_dir=tempfile.mkdtemp(prefix="bench-trl-"), max_steps=steps, report_to="none",
+                     save_strategy="no", logging_steps=10**6, disable_tqdm=True,
+                     include_num_input_tokens_seen="non_padding",
+                     **({"bf16": True} if device == "cuda" else {"use_cpu": True, "bf16": False}))
+    peft = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
+                      target_modules=list(cfg.lora.target_modules), task_type="CAUSAL_LM")
+    trainer = SFTTrainer(model=model, args=args, train_dataset=rows, processing_class=load_tokenizer(cfg),
+                         peft_config=peft)
+    pads = total = 0
+    for i, batch in enumerate(trainer.get_train_dataloader()):
+        if i >= steps:
+            break
+        total += batch["input_ids"].numel()
+        pads += int((batch["attention_mask"] == 0).sum())
+    clock = _Clock(warmup=2)
+    trainer.add_callback(clock.callback)
+    trainer.train()
+    tokens, seconds = clock.result()
+    shutil.rmtree(args.output_dir, ignore_errors=True)
+    return {"tokens": tokens, "seconds": seconds, "tokens_per_s": tokens / seconds, "steps": trainer.state.global_step,
+            "pad_share": pads / max(1, total), "batch_size": args.per_device_train_batch_size,
+            "max_length": args.max_length, "trainer": trainer}
+
+
+def _flops_per_token(model, layers: int, hidden: int, s_avg: float) -> tuple[float, int, int]:
+    import torch
+
     n_lora = sum(p.numel() for n, p in model.named_parameters() if p.requires_grad)
     n_frozen = 0
     for name, mod in model.named_modules():
         if isinstance(mod, torch.nn.Linear) and "lora_" not in name:
             n_frozen += mod.in_features * mod.out_features
-    a = ARCHS[arch]
-    packed = trainer.train_dataset.select(range(min(2000, len(trainer.train_dataset))))
-    sample_lens = [n for row in packed["seq_lengths"] for n in row] if "seq_lengths" in packed.column_names \
-        else [len(x) for x in packed["input_ids"]]
-    s_avg = sum(sample_lens) / len(sample_lens)
-    flops_per_token = 4 * n_frozen + 6 * n_lora + 12 * a["num_hidden_layers"] * a["hidden_size"] * s_avg
-    return {
-        "device": torch.cuda.get_device_name(), "arch": arch, "random_weights": True, "seq_len": seq_len,
-        "steps": ours["steps"], "tokens_per_s": ours["tokens_per_s"],
-        "peak_gpu_gb": torch.cuda.max_memory_allocated() / 1e9,
-        "n_frozen_matmul_params": n_frozen, "n_lora_params": n_lora, "mean_sample_len": s_avg,
-        "flops_per_token": flops_per_token,
-        "mfu_vs_h100_bf16_dense": ours["tokens_per_s"] * flops_per_token / H100_BF16_DENSE_FLOPS,
-        "pad_share": ours["pad_share"],
-    }
+    return 4 * n_frozen + 6 * n_lora + 12 * layers * hidden * s_avg, n_frozen, n_lora
+
+
+def run_side(side: str, arch: str, steps: int, seq_len: int, home: Path, device: str) -> dict:
+    """One side of the paired run, in its own process (so its peak memory is its own)."""
+    import resource
+
+    import torch
+
+    cfg, train = _paired_cfg(arch, steps, seq_len, home, device)
+    lengths = [len(p) + len(c) for p, c in zip(train["prompt"], train["completion"])]
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    r = _run_ours(cfg, train, warmup=2) if side == "ours" else _run_trl_defaults(cfg, train, steps, device)
+    trainer = r.pop("trainer")
+    conf = trainer.model.config  # the base model's (through peft)
+    tok = trainer.processing_class
+    sample_tokens = [len(tok(p + c)["input_ids"]) for p, c in zip(train["prompt"][:500], train["completion"][:500])]
+    s_avg = sum(sample_tokens) / len(sample_tokens)
+    flops, n_frozen, n_lora = _flops_per_token(trainer.model, conf.num_hidden_layers, conf.hidden_size, s_avg)
+    peak = torch.cuda.max_memory_allocated() / 1e9 if device == "cuda" else \
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+    return {"side": side, "tokens_per_s": r["tokens_per_s"], "steps": r["steps"], "pad_share": r["pad_share"],
+            "peak_gb": peak, "peak_kind": "GPU allocated" if device == "cuda" else "process RSS",
+            "mean_sample_tokens": s_avg, "mean_sample_chars": sum(lengths) / len(lengths),
+            "flops_per_token": flops, "n_frozen_matmul_params": n_frozen, "n_lora_params": n_lora,
+            "mfu_vs_h100_bf16_dense": r["tokens_per_s"] * flops / H100_BF16_DENSE_FLOPS,
+            **{k: r[k] for k in ("batch_size", "max_length") if k in r}}
+
+
+def bench_paired(arch: str, steps: int, seq_len: int, home: Path, device: str) -> dict:
+    """Ours and trl's defaults on the same architecture and data, one after the other, each in a
+    child process; ratios from this one run."""
+    import subprocess
+
+    sides = {}
+    for side in ("ours", "baseline"):
+        cmd = [sys.executable, __file__, "--side", side, "--arch", arch, "--steps", str(steps),
+               "--seq-len", str(seq_len), "--home", str(home), "--device", device]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if out.returncode != 0:
+            raise SystemExit(f"{side} failed:\n{out.stderr[-4000:]}")
+        sides[side] = json.loads(out.stdout.strip().splitlines()[-1])
+    ours, base = sides["ours"], sides["baseline"]
+    res = {"device": device, "arch": arch, "random_weights": arch != "tiny", "seq_len": seq_len, "steps": steps,
+           "ours": ours, "baseline_trl_defaults": base,
+           "speedup_tokens_per_s": ours["tokens_per_s"] / base["tokens_per_s"],
+           "peak_memory_ratio": ours["peak_gb"] / base["peak_gb"]}
+    res["targets_met"] = {"speedup>=2": res["speedup_tokens_per_s"] >= 2, "memory<=0.6": res["peak_memory_ratio"] <= 0.6,
+                          "mfu>=40% (7B)": ours["mfu_vs_h100_bf16_dense"] >= 0.40 if arch == "qwen2.5-7b" else None}
+    return res
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    ap.add_argument("--arch", choices=sorted(ARCHS), default="qwen2.5-0.5b")
+    ap.add_argument("--arch", choices=sorted(ARCHS) + ["tiny"], default="qwen2.5-0.5b",
+                    help="GPU: the architecture (random weights); tiny: the demo model, to check the paired harness on CPU")
+    ap.add_argument("--paired", action="store_true", help="CPU: run the GPU-style paired comparison (use --arch tiny)")
+    ap.add_argument("--side", choices=["ours", "baseline"], help=argparse.SUPPRESS)
     ap.add_argument("--samples", type=int, default=256, help="CPU: training rows both trainers see")
     ap.add_argument("--repeats", type=int, default=3, help="CPU: interleaved runs of each trainer; the best counts")
     ap.add_argument("--steps", type=int, default=30, help="GPU: optimizer steps")
@@ -239,11 +326,17 @@ def main() -> None:
     args = ap.parse_args()
     home = Path(args.home) if args.home else Path(tempfile.mkdtemp(prefix="mothbrain-bench-"))
     home.mkdir(parents=True, exist_ok=True)
-    res = bench_cpu(args.samples, args.repeats, home) if args.device == "cpu" else bench_gpu(args.arch, args.steps, args.seq_len, home)
+    if args.side:  # child of bench_paired: one side, its result as the last line
+        print(json.dumps(run_side(args.side, args.arch, args.steps, args.seq_len, home, args.device), default=str))
+        return
+    if args.device == "cuda" or args.paired:
+        res = bench_paired(args.arch, args.steps, args.seq_len, home, args.device)
+    else:
+        res = bench_cpu(args.samples, args.repeats, home)
     if args.json:
         print(json.dumps(res, indent=2, default=str))
         return
-    if args.device == "cpu":
+    if "baseline_fp32_adapters" in res:
         o, b, b32 = res["ours"], res["baseline_trl_defaults"], res["baseline_fp32_adapters"]
         print(f"{res['model']}, {res['samples']} samples, micro-batch {res['micro_batch']}, "
               f"max length {res['max_seq_len']}, best of {res['repeats']} interleaved runs")
@@ -254,7 +347,15 @@ def main() -> None:
         print(f"speed-up: x{res['speedup_vs_trl_defaults']:.2f} vs trl defaults, "
               f"x{res['speedup_vs_fp32_baseline']:.2f} vs the same with fp32 adapters (packing alone)")
     else:
-        print(json.dumps(res, indent=2, default=str))
+        o, b = res["ours"], res["baseline_trl_defaults"]
+        print(f"{res['arch']} ({'random weights, ' if res['random_weights'] else ''}NF4 QLoRA) on {res['device']}, "
+              f"{res['steps']} steps, packed rows of {res['seq_len']} tokens (ours)")
+        print(f"{'':30}{'tok/s':>10}{'peak GB':>9}{'MFU':>8}{'pad':>7}{'batch':>7}")
+        for name, r in (("ours (packed, padding-free)", o), ("trl SFTTrainer defaults", b)):
+            print(f"{name:30}{r['tokens_per_s']:>10,.0f}{r['peak_gb']:>9.2f}{r['mfu_vs_h100_bf16_dense']:>8.1%}"
+                  f"{r['pad_share']:>7.1%}{r.get('batch_size', 1):>7}")
+        print(f"speed-up x{res['speedup_tokens_per_s']:.2f}, peak memory x{res['peak_memory_ratio']:.2f} "
+              f"({o['peak_kind']}); targets: {json.dumps(res['targets_met'])}")
 
 
 if __name__ == "__main__":

@@ -85,7 +85,8 @@ def ingest(cfg: Config, as_json: bool, since: float | None, full: bool) -> None:
 @main.command()
 @config_options
 @click.option("--since", "since_days", type=float, default=None, help="Days that count as recent (default ingest.since_days).")
-def preprocess(cfg: Config, as_json: bool, since_days: float | None) -> None:
+@click.option("--force", is_flag=True, help="Rebuild even when nothing ingested or configured changed today.")
+def preprocess(cfg: Config, as_json: bool, since_days: float | None, force: bool) -> None:
     """Build the voice-and-association data set (filtered, redacted, deduplicated).
 
     \b
@@ -93,7 +94,7 @@ def preprocess(cfg: Config, as_json: bool, since_days: float | None) -> None:
     """
     from .preprocess import run_preprocess
 
-    _show(run_preprocess(cfg, since_days=since_days), as_json)
+    _show(run_preprocess(cfg, since_days=since_days, force=force), as_json)
 
 
 @main.command()

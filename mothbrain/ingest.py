@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import multiprocessing as mp
 import os
 import re
 import time
@@ -375,7 +376,7 @@ def _ingest_source(cfg: Config, root: Path, manifest: dict, source: SourceConfig
     files: dict[str, dict] = entry["files"]
     max_bytes = cfg.ingest.max_file_mb * 1e6
     seen: set[str] = set()
-    last_save = time.monotonic()
+    jobs: list[tuple] = []
     for path in list_files(src_path, reader):
         rel = path.relative_to(src_path).as_posix() if path != src_path else path.name
         seen.add(rel)
@@ -395,36 +396,32 @@ def _ingest_source(cfg: Config, root: Path, manifest: dict, source: SourceConfig
                          f"({cfg.ingest.max_file_mb:g}); skipped (raise the limit to read it)")
             stats.skipped += 1
             continue
-        try:
-            scan = _scan(path, old.get("resume_at") if old else None)
-            stats.bytes_read += scan.size
-            if not full and old and old.get("hash") == scan.digest:
-                old.update(size=st.st_size, mtime_ns=st.st_mtime_ns, mtime=st.st_mtime)  # touched, not changed
-                stats.unchanged += 1
-                continue
-            new_entry, n_read, parsed = _ingest_file(root, reader, path, rel, source, problems, scan, st, old)
-        except OSError as exc:
-            if exc.errno in (28, 122):  # ENOSPC, EDQUOT: stop cleanly, keep what is stored
-                _save_manifest(cfg, manifest)
-                raise MothError(f"ingest: disk full while storing {rel} of source '{source.name}' "
-                                f"under {root}; free space and run ingest again (nothing stored was lost)") from None
-            problems.add(rel, "file", f"unreadable ({exc.strerror or exc}); earlier documents kept")
+        jobs.append((root, source, path, rel, st, old, full))
+    last_save = time.monotonic()
+    for (_, _, _, rel, st, old, _), done in zip(jobs, _run_jobs(jobs, cfg)):
+        stats.bytes_read += done.get("scanned", 0)
+        count, items = done.get("problems", (0, []))
+        problems.count += count
+        problems.items.extend(items[:max(0, problems.cap - len(problems.items))])
+        if done["status"] == "enospc":
+            _save_manifest(cfg, manifest)
+            raise MothError(f"ingest: disk full while storing {rel} of source '{source.name}' "
+                            f"under {root}; free space and run ingest again (nothing stored was lost)")
+        if done["status"] == "failed":
+            problems.add(rel, "file", done["reason"])
             stats.skipped += 1
             continue
-        except (MothError, KeyboardInterrupt):
-            raise
-        except Exception as exc:  # a reader bug must not cost the other files; it is reported loudly
-            log.exception("reader %s failed on %s", source.kind, path)
-            problems.add(rel, "file", f"reader failed ({type(exc).__name__}: {exc}); earlier documents kept "
-                         "(this is a MothBrain bug: please report it with the file)")
-            stats.skipped += 1
+        if done["status"] == "touched":
+            old.update(size=st.st_size, mtime_ns=st.st_mtime_ns, mtime=st.st_mtime)  # touched, not changed
+            stats.unchanged += 1
             continue
-        stats.bytes_read += parsed
-        stats.documents_read += n_read
+        new_entry = done["entry"]
+        stats.bytes_read += done["parsed"]
+        stats.documents_read += done["read"]
         if old is None:
             stats.new += 1
         else:
-            if old.get("hash") == scan.digest:
+            if old.get("hash") == new_entry["hash"]:
                 stats.unchanged += 1  # re-read only because of --full
             else:
                 stats.changed += 1
@@ -446,6 +443,57 @@ def _ingest_source(cfg: Config, root: Path, manifest: dict, source: SourceConfig
         stats.recent += sum(n for d, n in e.get("days", {}).items() if int(d) >= cutoff)
     stats.bad_records, stats.problems = problems.count, problems.items
     return stats
+
+
+PARALLEL_INGEST_BYTES = 16_000_000  # changed files beyond this much in all are read by a process pool
+
+
+def _ingest_job(job: tuple) -> dict[str, Any]:
+    """Scan one changed file and, unless only its mtime changed, store its documents (`_ingest_file`).
+
+    Pure apart from the shard it writes, so a pool can run it: the result is a plain dict, and the
+    file's problems travel back in it as (count, first items).
+    """
+    root, source, path, rel, st, old, full = job
+    problems = Problems()
+    out: dict[str, Any] = {"status": "failed", "scanned": 0}
+    try:
+        scan = _scan(path, old.get("resume_at") if old else None)
+        out["scanned"] = scan.size
+        if not full and old and old.get("hash") == scan.digest:
+            out["status"] = "touched"
+        else:
+            entry, n_read, parsed = _ingest_file(root, get_reader(source.kind), path, rel, source, problems, scan, st, old)
+            out.update(status="ingested", entry=entry, read=n_read, parsed=parsed)
+    except OSError as exc:
+        if exc.errno in (28, 122):  # ENOSPC, EDQUOT: the caller stops cleanly, keeping what is stored
+            out["status"] = "enospc"
+        else:
+            out["reason"] = f"unreadable ({exc.strerror or exc}); earlier documents kept"
+    except (MothError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # a reader bug must not cost the other files; it is reported loudly
+        log.exception("reader %s failed on %s", source.kind, path)
+        out["reason"] = (f"reader failed ({type(exc).__name__}: {exc}); earlier documents kept "
+                         "(this is a MothBrain bug: please report it with the file)")
+    out["problems"] = (problems.count, problems.items)
+    return out
+
+
+def _run_jobs(jobs: list[tuple], cfg: Config) -> Iterator[dict[str, Any]]:
+    """`_ingest_job` over the jobs, results in job order: on a process pool (one process per core)
+    when there is enough to read, else here."""
+    size = sum(job[4].st_size for job in jobs)
+    try:
+        workers = min(8, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - macOS
+        workers = min(8, os.cpu_count() or 1)
+    if size < PARALLEL_INGEST_BYTES or workers < 2 or len(jobs) < 2:
+        yield from map(_ingest_job, jobs)
+        return
+    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+    with mp.get_context(method).Pool(workers) as pool:
+        yield from pool.imap(_ingest_job, jobs)
 
 
 def _remove_orphans(root: Path, manifest: dict) -> None:
@@ -490,13 +538,27 @@ class _Progress:
 def iter_documents(cfg: Config, since_days: float | None = None) -> Iterator[Document]:
     """The stored documents of the configured sources, in config order; with `since_days`, only those
     whose timestamp (or file mtime when they have none) falls within the last `since_days` days."""
+    cutoff = None if since_days is None else time.time() - since_days * DAY
+    for line, where in iter_stored_lines(cfg, cutoff):
+        doc = decode_stored(line, where)
+        if doc is None:
+            continue
+        when = doc.timestamp if doc.timestamp is not None else doc.meta.get("file_mtime", where[2])
+        if cutoff is not None and when < cutoff:
+            continue
+        yield doc
+
+
+def iter_stored_lines(cfg: Config, cutoff: float | None = None) -> Iterator[tuple[str, tuple[str, int, float]]]:
+    """(raw JSON line, (shard, line number, file mtime)) of every stored document, in config order,
+    undecoded: preprocess hands the lines to its worker processes, which decode them
+    (`decode_stored`) in parallel. With `cutoff`, files with nothing on or after it are skipped."""
     p = _manifest_path(cfg)
     if not p.exists():
         raise MothError(f"nothing ingested yet under {paths.ingest_dir(cfg)}; run `mothbrain ingest` first")
     manifest = _load_manifest(cfg, notes := [])
     if notes:
         raise MothError(f"{notes[0]} — run `mothbrain ingest --full`")
-    cutoff = None if since_days is None else time.time() - since_days * DAY
     root = paths.ingest_dir(cfg)
     for source in cfg.sources:
         entry = manifest["sources"].get(source.name)
@@ -509,23 +571,49 @@ def iter_documents(cfg: Config, since_days: float | None = None) -> Iterator[Doc
         for rel, f in sorted(entry["files"].items()):
             if cutoff is not None and not any(int(d) >= int(cutoff // DAY) for d in f.get("days", {})):
                 continue  # nothing in this file is recent: don't open it
-            yield from _read_shard(root / f["shard"], f, cutoff)
-
-
-def _read_shard(shard: Path, entry: dict, cutoff: float | None) -> Iterator[Document]:
-    try:
-        fh = shard.open("r", encoding="utf-8")
-    except OSError as exc:
-        raise MothError(f"stored documents {shard} are missing ({exc.strerror}); run `mothbrain ingest --full`") from None
-    with fh:
-        for n, line in enumerate(fh, 1):
+            shard = root / f["shard"]
             try:
-                doc = Document.from_json(json.loads(line))
-            except (ValueError, TypeError) as exc:
-                log.warning("%s line %d: damaged stored document skipped (%s); `mothbrain ingest --full` rebuilds it",
-                            shard, n, exc)
-                continue
-            when = doc.timestamp if doc.timestamp is not None else doc.meta.get("file_mtime", entry.get("mtime", 0))
-            if cutoff is not None and when < cutoff:
-                continue
-            yield doc
+                fh = shard.open("r", encoding="utf-8")
+            except OSError as exc:
+                raise MothError(f"stored documents {shard} are missing ({exc.strerror}); run `mothbrain ingest --full`") from None
+            with fh:
+                name, mtime = str(shard), f.get("mtime", 0)
+                for n, line in enumerate(fh, 1):
+                    yield line, (name, n, mtime)
+
+
+def stored_state(cfg: Config) -> tuple[str, int]:
+    """(digest, bytes) of the stored documents of the configured sources: the digest changes when
+    any shard is added, removed or rewritten (its manifest entry, size and mtime), so preprocess
+    can tell an unchanged archive from a changed one without reading it; the byte count lets it
+    decide up front whether the corpus is large enough for its worker processes. ("", 0) when
+    nothing is ingested or the manifest is unreadable."""
+    try:
+        manifest = json.loads(_manifest_path(cfg).read_text(encoding="utf-8"))
+        root = paths.ingest_dir(cfg)
+        h = hashlib.blake2b(digest_size=16)
+        total = 0
+        for source in cfg.sources:
+            entry = manifest["sources"].get(source.name, {})
+            h.update(json.dumps([source.name, entry.get("signature")], sort_keys=True).encode())
+            for rel, f in sorted(entry.get("files", {}).items()):
+                try:
+                    st = (root / f["shard"]).stat()
+                    size, mtime = st.st_size, st.st_mtime_ns
+                except OSError:
+                    size, mtime = -1, 0
+                total += max(size, 0)
+                h.update(json.dumps([rel, f.get("hash"), f["shard"], size, mtime]).encode())
+        return h.hexdigest(), total
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return "", 0
+
+
+def decode_stored(line: str, where: tuple[str, int, float]) -> Document | None:
+    """A stored line back to its Document; a damaged line is logged (shard and line) and gives None."""
+    try:
+        return Document.from_json(json.loads(line))
+    except (ValueError, TypeError, AttributeError) as exc:
+        log.warning("%s line %d: damaged stored document skipped (%s); `mothbrain ingest --full` rebuilds it",
+                    where[0], where[1], exc)
+        return None

@@ -13,10 +13,10 @@ Reads top to bottom (`run_preprocess` at the end):
        text   — wiki and writing pages; prompt = "# Title\\n\\n" (+ the heading path) + the previous
                 paragraph, completion = the next paragraph(s) up to `max_chars`.
   2. exact and near-duplicate removal (mothbrain.dedup), in a stable order.
-  3. association samples: concept pairs from wiki links (page ↔ linked page) and from concepts that
-     co-occur across documents in the voice's own words (frequent content words and phrases, scored
-     by normalised PMI over documents, sentences repeated across documents counted once), rendered
-     with `association_templates`: "lantern reminds me of" → " tide". The pairs and their scores go
+  3. association samples (mining in mothbrain.concepts): concept pairs from wiki links (page ↔
+     linked page) and from concepts that co-occur across documents in the voice's own words
+     (frequent content words and phrases, scored by normalised PMI over documents, sentences
+     repeated across documents counted once), rendered with `association_templates`: "lantern reminds me of" → " tide". The pairs and their scores go
      to mothbrain.json ("concept_pairs") for eval.
   4. a document-level held-out split: a hash of (source, doc_id) decides, so a document never
      straddles the split and old documents keep their side when new ones arrive.
@@ -29,6 +29,7 @@ Reads top to bottom (`run_preprocess` at the end):
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import logging
@@ -44,7 +45,8 @@ import time
 from collections import Counter, defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from itertools import combinations, islice
+from itertools import islice
+from operator import attrgetter
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -54,13 +56,8 @@ from .dedup import Deduper, text_key
 from .errors import MothError, NothingToDo
 from .filters import TOOL_TURNS, apply_filters, is_tool_turn
 from .records import Document, Turn
-from .redact import PLACEHOLDER_RE, redact
-
-try:
-    from xxhash import xxh64_intdigest as _hash64
-except ImportError:  # pragma: no cover - xxhash comes with datasets
-    def _hash64(data: bytes) -> int:
-        return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big")
+from .concepts import ConceptMatcher, Pair, choose_pairs, frequent_terms, link_pairs, mine_pairs, novel_sentences
+from .redact import redact, redact_many
 
 log = logging.getLogger(__name__)
 
@@ -69,11 +66,9 @@ META_NAME = "mothbrain.json"
 LATEST_NAME = "latest.json"
 ASSOCIATION_SOURCE = "associations"  # the `source` of association samples
 DAY = 86400.0
-HUB_LINKS = 12  # a wiki page linking to more pages than this is an index, not an association
-MAX_TERMS_PER_DOC = 24  # most distinctive terms per document counted for co-occurrence (bounds pair counting)
-MAX_DF_SHARE = 0.5  # terms in more than this share of documents are too general to be concepts
 PARALLEL_AFTER_CHARS = 500_000  # documents beyond the first 0.5 MB go to worker processes (if > 1 core)
 BATCH_DOCS = 256  # documents per unit of work (and per repeated-sentence set)
+PARALLEL_PAIRS_AFTER_DOCS = 20_000  # concept pairs of larger corpora are counted on the pool
 
 
 # --------------------------------------------------------------------------- the report
@@ -95,6 +90,7 @@ class PreprocessReport:
     input_chars: int
     seconds: float
     warnings: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per phase
     title: str = "preprocess"
 
     def rows(self) -> list[dict[str, Any]]:
@@ -125,13 +121,13 @@ class PreprocessReport:
                 "samples": self.samples, "composition": self.composition, "priority_concepts": self.priority,
                 "filtered": self.filtered, "redacted": self.redacted, "concept_pairs": self.concept_pairs,
                 "input_mb": round(self.input_chars / 1e6, 3), "seconds": round(self.seconds, 3),
-                "warnings": self.warnings}
+                "timings": self.timings, "warnings": self.warnings}
 
 
 # --------------------------------------------------------------------------- samples
 
 
-@dataclass
+@dataclass(slots=True)
 class Sample:
     prompt: str
     completion: str
@@ -142,13 +138,20 @@ class Sample:
     order: tuple  # (source, raw doc_id, n): a stable order, whatever order the documents came in
     concepts: list[str] = field(default_factory=list)
     split: str = "train"
-    dedup_key: str = ""  # filled by process_document, dropped after dedup
+    tokens: int = 0  # prompt + completion, counted in the worker (0: not yet counted)
+    dedup_key: bytes = b""  # filled by process_document (dedup.text_key), dropped after dedup
     signature: Any = None
 
     def row(self) -> dict[str, Any]:
         return {"prompt": self.prompt, "completion": self.completion, "source": self.source,
                 "sample_type": self.sample_type, "doc_id": self.doc_id, "concepts": self.concepts,
                 "recent": self.recent}
+
+    def __reduce__(self):
+        # Positional fields: half the unpickling cost of the default (per-slot) state, which the
+        # main process pays for every sample the workers send back.
+        return (Sample, (self.prompt, self.completion, self.source, self.sample_type, self.doc_id, self.recent,
+                         self.order, self.concepts, self.split, self.tokens, self.dedup_key, self.signature))
 
 
 COLUMNS = ("prompt", "completion", "source", "sample_type", "doc_id", "concepts", "recent")
@@ -163,14 +166,15 @@ class DocResult:
     kind: str
     recent: bool
     samples: list[Sample]
-    redacted: Counter
-    filtered: Counter
-    terms: list[str]  # its most frequent candidate concepts, for co-occurrence
+    redacted: dict[str, int]  # plain dicts: a Counter costs 10x more to unpickle in the main process
+    filtered: dict[str, int]
+    terms: str  # its most frequent candidate concepts, for co-occurrence, "\n"-joined (one string pickles fast)
     title: str = ""  # wiki: the page title and link targets (for link pairs)
     links: list[str] = field(default_factory=list)
     chars: int = 0
     voice_turns: int = 0  # turns of a voice role (chat and transcript documents)
     speakers: frozenset = frozenset()  # roles/speakers seen, for the "no voice found" warning
+    unit: float = 1.0  # the document's stable hash in [0, 1): below heldout_fraction → held out
 
 
 class _Cleaner:
@@ -180,25 +184,33 @@ class _Cleaner:
         self.pcfg = pcfg
         self.redacted: Counter = Counter()
         self.filtered: Counter = Counter()
-        self._names: dict[str, str] = {}
+        self._done: dict[str, str] = {}  # text → redacted, for a document's texts (`prepare`)
+
+    def prepare(self, texts: list[str]) -> None:
+        """Redact a document's texts in one pass (`redact_many`); `redact` then looks them up."""
+        texts = list(dict.fromkeys(t for t in texts if t))
+        out, counts = redact_many(texts, self.pcfg.redaction)
+        self._done.update(zip(texts, out))
+        self.redacted.update(counts)
 
     def redact(self, text: str) -> str:
-        text, counts = redact(text, self.pcfg.redaction)
-        self.redacted.update(counts)
-        return text
+        done = self._done.get(text)
+        if done is None:
+            done, counts = redact(text, self.pcfg.redaction)
+            self._done[text] = done
+            self.redacted.update(counts)
+        return done
 
     def name(self, speaker: str) -> str:
-        """A speaker's display name, redacted once per document (names repeat every turn)."""
-        if speaker not in self._names:
-            self._names[speaker] = self.redact(speaker)
-        return self._names[speaker]
+        """A speaker's display name, redacted (names repeat every turn: the cache makes that once)."""
+        return self.redact(speaker)
 
     def __call__(self, text: str) -> str:
         text = self.redact(text)
         text, counts = apply_filters(text, self.pcfg.filters)
-        self.filtered.update(counts)
+        if counts:
+            self.filtered.update(counts)
         return text.strip()
-
 
 def voice_roles(cfg: Config, source: SourceConfig | None) -> set[str]:
     """Whose turns are the voice: the source's voice_roles, else preprocess.voice_roles (lower case)."""
@@ -224,6 +236,9 @@ _SENTENCE_END = re.compile(r"(?<=[.!?…])\s+")
 def split_to_chunks(text: str, max_chars: int) -> list[str]:
     """Pack paragraphs into chunks of at most `max_chars`; a longer paragraph splits at sentences,
     a longer sentence at the last space before the limit."""
+    if len(text) <= max_chars and "\n" not in text:  # one short paragraph (most chat turns)
+        text = text.strip()
+        return [text] if text else []
     pieces: list[str] = []
     for para in _PARA.split(text):
         para = para.strip()
@@ -259,9 +274,9 @@ def _tail(text: str, limit: int) -> str:
 
 
 def _voice_samples(doc: Document, doc_id: str, roles: set[str], clean: _Cleaner, pcfg: PreprocessConfig,
-                   recent: bool) -> tuple[list[Sample], list[str]]:
+                   recent: bool, names: list[str]) -> tuple[list[Sample], list[str]]:
     turns: list[tuple[str, bool, str]] = []  # (speaker, is_voice, cleaned text)
-    for t in doc.turns:
+    for t, speaker in zip(doc.turns, names):
         if pcfg.filters.drop_tool_output and is_tool_turn(t.role):
             clean.filtered[TOOL_TURNS] += 1
             continue
@@ -270,13 +285,14 @@ def _voice_samples(doc: Document, doc_id: str, roles: set[str], clean: _Cleaner,
             continue
         text = clean(t.text)
         if text:
-            turns.append((clean.name(_speaker(t)), _is_voice(t, roles), text))
+            turns.append((clean.name(speaker), _is_voice(t, roles), text))
     samples: list[Sample] = []
     k = max(0, pcfg.context_turns)
+    lines = [f"{n}: {_tail(tx, pcfg.max_chars)}\n" for n, _, tx in turns] if k else []  # each turn as context
     for i, (name, voice, text) in enumerate(turns):
         if not voice:
             continue
-        context = [f"{n}: {_tail(tx, pcfg.max_chars)}\n" for n, _, tx in turns[max(0, i - k):i]] if k else []
+        context = lines[max(0, i - k):i]
         for chunk in split_to_chunks(text, pcfg.max_chars):
             samples.append(Sample(prompt="".join(context) + f"{name}:", completion=" " + chunk, source=doc.source,
                                   sample_type="voice", doc_id=doc_id, recent=recent,
@@ -345,7 +361,8 @@ def _number(value: Any) -> float | None:
 
 
 def process_document(doc: Document, cfg: Config, source: SourceConfig | None, now: float,
-                     since_days: float, seen_sentences: set[int] | None = None) -> DocResult:
+                     since_days: float, seen_sentences: set[str] | None = None,
+                     matcher: ConceptMatcher | None = None, count_tokens=None) -> DocResult:
     """One document → its samples (redacted, filtered, with dedup keys), counts and candidate concepts.
 
     Concepts are mined from the voice's own words (voice turns, wiki and writing pages): the
@@ -356,15 +373,20 @@ def process_document(doc: Document, cfg: Config, source: SourceConfig | None, no
     """
     pcfg = cfg.preprocess
     clean = _Cleaner(pcfg)
+    matcher = matcher or ConceptMatcher(pcfg)
     doc = _tidy_document(doc)
     when = doc.timestamp if doc.timestamp is not None else _number(doc.meta.get("file_mtime"))
     recent = when is not None and when >= now - since_days * DAY
-    title = clean.redact(doc.title.strip() or Path(doc.doc_id.split("#")[0]).stem)
+    raw_title = doc.title.strip() or Path(doc.doc_id.split("#")[0]).stem
+    names = [_speaker(t) for t in doc.turns]
+    clean.prepare([raw_title, doc.doc_id, doc.text, *(t.text for t in doc.turns),
+                   *set(names), *(doc.links if doc.kind == "wiki" else [])])
+    title = clean.redact(raw_title)
     shown_id = clean.redact(doc.doc_id)
     roles = voice_roles(cfg, source)
     voice_turns = sum(_is_voice(t, roles) for t in doc.turns)
     if doc.turns:
-        samples, texts = _voice_samples(doc, shown_id, roles, clean, pcfg, recent)
+        samples, texts = _voice_samples(doc, shown_id, roles, clean, pcfg, recent, names)
         mined = "\n".join(texts)
     else:
         samples, mined = _text_samples(doc, shown_id, title, clean, pcfg, recent)
@@ -374,212 +396,28 @@ def process_document(doc: Document, cfg: Config, source: SourceConfig | None, no
             clean.filtered["too_short"] += 1
             continue
         s.dedup_key, s.signature = text_key(s.completion)
+        s.concepts = matcher.match(s.completion)
         kept.append(s)
+    unit = _unit(f"{doc.source}\0{doc.doc_id}")
+    if unit < pcfg.heldout_fraction:
+        for s in kept:
+            s.split = "heldout"
+    if count_tokens is not None and kept:
+        for s, n in zip(kept, count_tokens([s.prompt + s.completion for s in kept])):
+            s.tokens = n
     return DocResult(source=doc.source, doc_id=doc.doc_id, kind=doc.kind, recent=recent, samples=kept,
-                     redacted=clean.redacted, filtered=clean.filtered,
-                     terms=frequent_terms(novel_sentences(mined, seen_sentences)),
+                     redacted=dict(clean.redacted), filtered=dict(clean.filtered),
+                     terms="\n".join(frequent_terms(novel_sentences(mined, seen_sentences))),
                      title=title if doc.kind == "wiki" else "",
                      links=[clean.redact(x) for x in doc.links] if doc.kind == "wiki" else [],
-                     chars=len(doc.text) + sum(len(t.text) for t in doc.turns), voice_turns=voice_turns,
-                     speakers=frozenset(clean.name(_speaker(t)) for t in doc.turns[:50]))
+                     chars=len(doc.text) + sum(len(t.text) for t in doc.turns), voice_turns=voice_turns, unit=unit,
+                     speakers=frozenset(map(clean.name, names[:50])))
 
 
-# --------------------------------------------------------------------------- concepts
+# --------------------------------------------------------------------------- association samples
 
 
-STOPWORDS = frozenset("""
-a about above after again against ago ah all almost alone along already also although always am among an and
-another any anybody anyone anything anyway anywhere are aren't around as ask asked asking at away back be
-became because become been before behind being below best better between both but by came can can't cannot
-could couldn't did didn't do does doesn't doing don't done down during each either else enough even ever
-every everybody everyone everything few find first for from further get gets getting give given go goes going
-gone good got great had hadn't has hasn't have haven't having he he'd he'll he's her here here's hers herself
-hi him himself his how how's however i i'd i'll i'm i've if in indeed instead into is isn't it it's its itself
-just keep kind know knows last least less let let's like likely little long look lot lots made make makes
-making many may maybe me mean might mine more most mostly much must my myself need needs never new next no
-nobody none nor not nothing now of off often oh ok okay on once one only onto or other others otherwise our
-ours ourselves out over own part per perhaps please quite rather really right said same say says see seem
-seems several shall she she'd she'll she's should shouldn't show since so some somebody someone something
-sometimes somewhat soon still such sure take tell than thank thanks that that's the their theirs them
-themselves then there there's these they they'd they'll they're they've thing things think this those though
-through thus till to today together too took toward towards try two under until up upon us use used using
-very via want wanted wants was wasn't way we we'd we'll we're we've well went were weren't what what's
-whatever when where where's whether which while who who's whole whom whose why will with within without
-won't would wouldn't yeah yes yet you you'd you'll you're you've your yours yourself yourselves
-able actually anyone came come comes coming else etc going gonna got gotta hello hey however lot okay put
-puts said saw seen set sort stuff tell thing told want yes yep nope mostly three four five six seven eight
-nine ten hundred thousand first second third time times day days week weeks year years ever every
-email phone secret url
-""".split())
-
-# A word (letters, inner apostrophes/hyphens), or a single character / number that breaks a run.
-_TOKENS = re.compile(r"[^\W\d_][\w'\-]*[^\W\d_]|[^\W\d_]|\d+|[^\w\s'\-]|\n")
-_POSSESSIVE = re.compile(r"'s\b")
-_SENTENCES = re.compile(r"(?<=[.!?])\s+|\n+")
-MIN_SENTENCE_CHARS = 24  # shorter sentences ("Yes.", "Thanks!") are never treated as repeats
-
-
-def content_tokens(text: str) -> list[str | None]:
-    """Lower-cased tokens with every non-concept (stopword, short word, number, punctuation) as None.
-
-    A None breaks a run, so bigrams ("bridge repair") only join adjacent content words.
-    """
-    text = _POSSESSIVE.sub("", PLACEHOLDER_RE.sub(" . ", text.lower().replace("’", "'")))
-    return [t if len(t) > 2 and t[0].isalpha() and t not in STOPWORDS else None for t in _TOKENS.findall(text)]
-
-
-def _terms(toks: list[str | None]) -> list[str]:
-    return [t for t in toks if t] + [f"{a} {b}" for a, b in zip(toks, toks[1:]) if a and b]
-
-
-def term_counts(text: str) -> Counter:
-    """Candidate concepts in `text`: content words and adjacent content-word pairs."""
-    return Counter(_terms(content_tokens(text)))
-
-
-def frequent_terms(text: str, limit: int = MAX_TERMS_PER_DOC * 2) -> list[str]:
-    """A document's most frequent candidate concepts."""
-    counts = term_counts(text)
-    return sorted(counts, key=lambda t: (-counts[t], t))[:limit]
-
-
-def novel_sentences(text: str, seen: set[int] | None) -> str:
-    """`text` without the sentences (of MIN_SENTENCE_CHARS or more) already in `seen`; adds the rest."""
-    if seen is None:
-        return text
-    out = []
-    for sent in _SENTENCES.split(text):
-        if len(sent) >= MIN_SENTENCE_CHARS:
-            key = _hash64(sent.strip().lower().encode("utf-8"))
-            if key in seen:
-                continue
-            seen.add(key)
-        out.append(sent)
-    return "\n".join(out)
-
-
-def _canonical_forms(df: Counter) -> dict[str, str]:
-    """Map plural/singular variants to the form used in more documents (lantern/lanterns → one)."""
-    canon: dict[str, str] = {}
-    for t in df:
-        if " " in t or not t.endswith("s") or t.endswith("ss"):
-            continue
-        single = t[:-1]
-        if single in df:
-            keep, drop = (t, single) if df[t] >= df[single] else (single, t)
-            canon[drop] = keep
-    return canon
-
-
-@dataclass(frozen=True)
-class Pair:
-    a: str
-    b: str
-    score: float  # link pairs: 1.0 reciprocal, 0.8 one-way; mined: weighted NPMI in [0, 1]
-    docs: int  # documents that support it
-    recent: bool  # supported by a recent document
-    origin: str  # "link" | "cooccurrence"
-
-
-def mine_pairs(docs: list[tuple[list[str], bool]], pcfg: PreprocessConfig) -> list[Pair]:
-    """Concept pairs that co-occur across documents, best first.
-
-    `docs` holds each document's frequent candidate terms and whether it is recent. A term must
-    occur in at least `association_min_docs` documents and (from 10 documents on) in at most half
-    of them. A bigram that accounts for at least half the occurrences of both its words is a phrase
-    ("bridge repair") and stands in for them. Score: normalised PMI over documents (co-occurrence
-    count discounted by 0.5) weighted by ln(documents)/ln(N), so a pair seen in many documents beats
-    an equally exclusive pair seen in few (the words of one recurring sentence); in [0, 1]. Pairs
-    whose words overlap ("bridge" / "bridge repair") are one concept, not two.
-    """
-    n = len(docs)
-    if n < 2:
-        return []
-    min_docs = max(2, pcfg.association_min_docs)
-    df: Counter = Counter()
-    for terms, _ in docs:
-        df.update(set(terms))
-    canon = _canonical_forms(df)
-    merged: Counter = Counter()
-    per_doc = []
-    for terms, recent in docs:
-        ts = list(dict.fromkeys(canon.get(t, t) for t in terms))
-        merged.update(ts)
-        per_doc.append((ts, recent))
-    max_df = n * MAX_DF_SHARE if n >= 10 else n
-    vocab = {t for t, c in merged.items() if min_docs <= c <= max_df}
-    phrases = {t for t in vocab if " " in t and merged[t] >= 0.5 * max(merged[w] for w in t.split())}
-    together: Counter = Counter()
-    recent_together: Counter = Counter()
-    for terms, recent in per_doc:
-        keep = [t for t in terms if t in vocab]
-        parts = {w for t in keep if t in phrases for w in t.split()}
-        keep = [t for t in keep if t in phrases or (" " not in t and t not in parts)]
-        # The document's most distinctive candidates (rarest overall) bound the pairs per document.
-        keep = sorted(sorted(keep, key=lambda t: (merged[t], t))[:MAX_TERMS_PER_DOC])
-        together.update(combinations(keep, 2))
-        if recent:
-            recent_together.update(combinations(keep, 2))
-    out = []
-    for (a, b), c in together.items():
-        if c < min_docs or set(a.split()) & set(b.split()):
-            continue
-        p_ab = (c - 0.5) / n
-        npmi = math.log(p_ab / ((merged[a] / n) * (merged[b] / n))) / -math.log(p_ab)
-        score = npmi * math.log(c) / math.log(n)
-        if score > 0:
-            out.append(Pair(a, b, round(score, 4), c, recent_together[(a, b)] > 0, "cooccurrence"))
-    out.sort(key=lambda x: (-x.score, -x.docs, x.a, x.b))
-    return out
-
-
-_ARTICLE = re.compile(r"^(?:the|a|an)\s+", re.IGNORECASE)
-
-
-def _concept_name(title: str) -> str:
-    return _ARTICLE.sub("", title.strip()).lower()
-
-
-def link_pairs(results: list[DocResult]) -> list[Pair]:
-    """Wiki page ↔ linked page, by title; reciprocal links score 1.0, one-way 0.8.
-
-    Pages that link to more than HUB_LINKS pages are indexes, and their links are not associations.
-    """
-    by_name: dict[str, str] = {}
-    recent_names: set[str] = set()
-    for r in results:
-        if r.kind == "wiki":
-            name = _concept_name(r.title)
-            by_name.setdefault(r.title.lower(), name)
-            by_name.setdefault(Path(r.doc_id).stem.lower(), name)
-            if r.recent:
-                recent_names.add(name)
-    edges: set[tuple[str, str]] = set()
-    for r in results:
-        if r.kind != "wiki" or not r.links or len(r.links) > HUB_LINKS:
-            continue
-        a = _concept_name(r.title)
-        for target in r.links:
-            t = target.strip().lower()
-            b = by_name.get(t) or by_name.get(Path(t).stem) or _concept_name(t)
-            if a and b and a != b and not PLACEHOLDER_RE.search(a + b):
-                edges.add((a, b))
-    out: dict[tuple[str, str], Pair] = {}
-    for a, b in edges:
-        x, y = sorted((a, b))
-        out[(x, y)] = Pair(x, y, 1.0 if (b, a) in edges else 0.8, 1, bool({x, y} & recent_names), "link")
-    return sorted(out.values(), key=lambda p: (-p.score, p.a, p.b))
-
-
-def choose_pairs(links: list[Pair], mined: list[Pair], budget: int) -> list[Pair]:
-    """Half the budget for link pairs, half for mined ones; what one side leaves, the other may use."""
-    take_links = links[:max((budget + 1) // 2, budget - len(mined))]
-    seen = {(p.a, p.b) for p in take_links}
-    rest = [p for p in mined if (p.a, p.b) not in seen and (p.b, p.a) not in seen]
-    return (take_links + rest[:budget - len(take_links)])[:budget]
-
-
-def association_samples(pairs: list[Pair], pcfg: PreprocessConfig) -> list[Sample]:
+def association_samples(pairs: list[Pair], pcfg: PreprocessConfig, matcher: ConceptMatcher) -> list[Sample]:
     """Each pair in both directions, each direction with one template chosen by a stable hash."""
     templates = pcfg.association_templates or ["{a} reminds me of"]
     samples = []
@@ -587,61 +425,12 @@ def association_samples(pairs: list[Pair], pcfg: PreprocessConfig) -> list[Sampl
         doc_id = f"pair:{p.a}|{p.b}"
         for x, y in ((p.a, p.b), (p.b, p.a)):
             t = templates[_hash_int(f"{pcfg.seed}|{x}|{y}") % len(templates)]
-            samples.append(Sample(prompt=t.format(a=x), completion=" " + y, source=ASSOCIATION_SOURCE,
-                                  sample_type="association", doc_id=doc_id, concepts=[x, y], recent=p.recent,
+            prompt = t.format(a=x)
+            samples.append(Sample(prompt=prompt, completion=" " + y, source=ASSOCIATION_SOURCE,
+                                  sample_type="association", doc_id=doc_id, recent=p.recent,
+                                  concepts=matcher.match(prompt + " " + y, (x, y)),
                                   order=(ASSOCIATION_SOURCE, doc_id, x)))
     return samples
-
-
-# Characters that separate words for concept matching (apostrophes too: "moth's" → "moth", "s").
-_MATCH_SPLIT = str.maketrans({c: " " for c in ".,;:!?()[]{}\"“”‘’'`—–/\\|<>*#=+&%$@^~_\n\t…«»"})
-
-
-class ConceptMatcher:
-    """The `concepts` column: priority concepts (with aliases) and pair concepts a sample mentions."""
-
-    def __init__(self, pcfg: PreprocessConfig, pair_terms: Iterable[str]):
-        self.alias: dict[str, str] = {}
-        for pc in pcfg.priority_concepts:
-            for name in [pc.name, *pc.aliases]:
-                if name.strip():
-                    self.alias[name.strip().lower()] = pc.name
-        names = sorted(self.alias, key=len, reverse=True)
-        self.priority_re = (re.compile(r"(?<!\w)(?:" + "|".join(map(re.escape, names)) + r")(?!\w)", re.IGNORECASE)
-                            if names else None)
-        # One-word concepts (and their plural/singular) are found by a set lookup; longer ones by
-        # a substring test on the normalised text, once their first word is known to be present.
-        self.words: dict[str, str] = {}
-        self.phrases: list[tuple[str, str, str]] = []  # (first word, " phrase ", concept)
-        for term in sorted(set(pair_terms)):
-            norm = " ".join(term.lower().translate(_MATCH_SPLIT).split())
-            if not norm:
-                continue
-            if " " not in norm:
-                for v in (norm, norm + "s", norm[:-1] if norm.endswith("s") else norm):
-                    self.words.setdefault(v, term)
-            else:
-                self.phrases.append((norm.split()[0], f" {norm} ", term))
-
-    def match(self, sample_type: str, text: str, concepts: list[str]) -> list[str]:
-        """Concepts in `text` (the completion; for association samples prompt + completion)."""
-        found = set(concepts)
-        if self.priority_re is not None:
-            found.update(self.alias[m.group(0).lower()] for m in self.priority_re.finditer(text))
-        if sample_type != "association" and (self.words or self.phrases):
-            tokens = text.lower().translate(_MATCH_SPLIT).split()
-            present = set(tokens)
-            found.update(self.words[w] for w in present & self.words.keys())
-            if self.phrases:
-                joined = f" {' '.join(tokens)} "
-                found.update(term for first, phrase, term in self.phrases
-                             if first in present and (phrase in joined or phrase[:-1] + "s " in joined))
-        return sorted(found)
-
-
-def _match_batch(args: tuple[ConceptMatcher, list[tuple[str, str, list[str]]]]) -> list[list[str]]:
-    matcher, items = args
-    return [matcher.match(*item) for item in items]
 
 
 # --------------------------------------------------------------------------- split, weights, tokens
@@ -656,15 +445,16 @@ def _unit(text: str) -> float:
     return _hash_int(text) / 2.0**64
 
 
-def heldout_docs(keys: Iterable[tuple[str, str]], fraction: float) -> set[tuple[str, str]]:
+def heldout_docs(keys: Iterable[tuple[str, str]], fraction: float,
+                 units: dict[tuple[str, str], float] | None = None) -> set[tuple[str, str]]:
     """The (source, doc_id) keys held out: those whose hash falls below `fraction`.
 
     A document's side depends only on its own key, so adding documents never moves old ones. When
     the hash leaves the held-out side empty (tiny corpora) and there are two or more documents, the
     one with the smallest hash is held out so that eval always has something (and, symmetrically,
-    one document always stays in train).
+    one document always stays in train). `units`: the keys' hashes, when already computed.
     """
-    scored = {k: _unit(f"{k[0]}\0{k[1]}") for k in keys}
+    scored = units if units is not None else {k: _unit(f"{k[0]}\0{k[1]}") for k in keys}
     if fraction <= 0 or not scored:
         return set()
     held = {k for k, u in scored.items() if u < fraction}
@@ -678,6 +468,8 @@ def heldout_docs(keys: Iterable[tuple[str, str]], fraction: float) -> set[tuple[
 def repeats(weight: float, key: str) -> int:
     """How often a train sample appears under its source's weight: floor(w), +1 with probability frac(w)."""
     whole = math.floor(weight)
+    if whole == weight:
+        return whole  # a whole weight needs no draw (and no hash)
     return whole + (1 if _unit(key) < weight - whole else 0)
 
 
@@ -718,12 +510,13 @@ def _token_counter(cfg: Config):
 # --------------------------------------------------------------------------- the stage
 
 
-def _iter_ingested(cfg: Config) -> Iterator[Document]:
-    from .ingest import iter_documents
+def _iter_ingested(cfg: Config) -> Iterator[tuple[str, tuple]]:
+    """The stored documents as undecoded lines: decoding them is the workers' job (`process_batch`)."""
+    from .ingest import iter_stored_lines
 
     if not (paths.ingest_dir(cfg) / "manifest.json").exists():
         raise NothingToDo(f"no ingested documents: run `mothbrain ingest` first or check sources in {cfg.config_path}")
-    yield from iter_documents(cfg)
+    yield from iter_stored_lines(cfg)
 
 
 def _progress(enabled: bool | None):
@@ -735,23 +528,30 @@ def _progress(enabled: bool | None):
                     TimeElapsedColumn(), disable=not enabled, transient=True)
 
 
-_WORKER: tuple | None = None  # (cfg, sources by name, now, since_days) in a worker process
+_WORKER: tuple | None = None  # (cfg, sources by name, now, since_days, matcher, token counter) in a worker
 
 
 def _init_worker(cfg: Config, now: float, since_days: float) -> None:
     global _WORKER
-    _WORKER = (cfg, {s.name: s for s in cfg.sources}, now, since_days)
+    _WORKER = (cfg, {s.name: s for s in cfg.sources}, now, since_days, ConceptMatcher(cfg.preprocess),
+               _token_counter(cfg)[0])
 
 
-def process_batch(docs: list[Document]) -> list[DocResult]:
+def process_batch(items: list[Document | tuple[str, tuple]]) -> list[DocResult]:
     """process_document over one batch, with one repeated-sentence set per batch.
 
-    The set is per batch (not per run) so that results do not depend on which process handled
-    which batch: the same documents in the same order always give the same data set.
+    Items are Documents or stored lines (`ingest.iter_stored_lines`), decoded here so that the
+    JSON parsing happens in the workers. The set is per batch (not per run) so that results do not
+    depend on which process handled which batch: the same documents in the same order always give
+    the same data set.
     """
-    cfg, sources, now, since_days = _WORKER  # type: ignore[misc]
-    seen: set[int] = set()
-    return [process_document(d, cfg, sources.get(d.source), now, since_days, seen) for d in docs]
+    from .ingest import decode_stored
+
+    cfg, sources, now, since_days, matcher, count_tokens = _WORKER  # type: ignore[misc]
+    seen: set[str] = set()
+    docs = (d if isinstance(d, Document) else decode_stored(*d) for d in items)
+    return [process_document(d, cfg, sources.get(d.source), now, since_days, seen, matcher, count_tokens)
+            for d in docs if d is not None]
 
 
 def _workers(cfg: Config) -> int:
@@ -772,8 +572,18 @@ def _lazy_pool(cfg: Config, now: float, since_days: float):
         nonlocal pool
         if pool is None:
             method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-            pool = mp.get_context(method).Pool(_workers(cfg), initializer=_init_worker,
-                                               initargs=(cfg, now, since_days))
+            # Each worker counts tokens single-threaded (the processes already fill the cores), and
+            # `tokenizers` would otherwise warn at every fork after this process has used it.
+            before = os.environ.get("TOKENIZERS_PARALLELISM")
+            os.environ["TOKENIZERS_PARALLELISM"] = "false"
+            try:
+                pool = mp.get_context(method).Pool(_workers(cfg), initializer=_init_worker,
+                                                   initargs=(cfg, now, since_days))
+            finally:
+                if before is None:
+                    os.environ.pop("TOKENIZERS_PARALLELISM", None)
+                else:
+                    os.environ["TOKENIZERS_PARALLELISM"] = before
         return pool
 
     try:
@@ -784,29 +594,29 @@ def _lazy_pool(cfg: Config, now: float, since_days: float):
             pool.join()
 
 
-def _process_all(cfg: Config, docs: Iterable[Document], now: float, since_days: float, pool,
-                 progress: bool | None) -> Iterator[DocResult]:
+def _process_all(cfg: Config, docs: Iterable[Document | tuple[str, tuple]], now: float, since_days: float, pool,
+                 progress: bool | None, expected_chars: int = 0) -> Iterator[DocResult]:
     """Documents → DocResults in stream order, BATCH_DOCS at a time: the first PARALLEL_AFTER_CHARS
-    characters in this process, the rest on the worker pool when there is more than one core."""
+    characters in this process, the rest on the worker pool when there is more than one core (all
+    of them on the pool when `expected_chars` already says the corpus is that large)."""
     _init_worker(cfg, now, since_days)
     docs = iter(docs)
     chars = n = 0
     with _progress(progress) as bar:
         task = bar.add_task("preprocessing documents", info="")
 
-        def done(r: DocResult) -> DocResult:
+        def done(results: list[DocResult]) -> list[DocResult]:
             nonlocal chars, n
-            chars += r.chars
-            n += 1
+            chars += sum(r.chars for r in results)
+            n += len(results)
             bar.update(task, info=f"{n:,} documents, {chars / 1e6:,.1f} MB")
-            return r
+            return results
 
-        while _workers(cfg) <= 1 or chars < PARALLEL_AFTER_CHARS:
+        while _workers(cfg) <= 1 or max(chars, expected_chars) < PARALLEL_AFTER_CHARS:
             batch = list(islice(docs, BATCH_DOCS))
             if not batch:
                 return
-            for r in process_batch(batch):
-                yield done(r)
+            yield from done(process_batch(batch))
         # The pool pulls batches as it needs them; the semaphore keeps at most a few per worker
         # waiting, so a large corpus is never all in memory at once.
         slots = threading.Semaphore(4 * _workers(cfg))
@@ -821,12 +631,11 @@ def _process_all(cfg: Config, docs: Iterable[Document], now: float, since_days: 
 
         for results in pool().imap(process_batch, batches()):
             slots.release()
-            for r in results:
-                yield done(r)
+            yield from done(results)
 
 
-def build_samples(cfg: Config, docs: Iterable[Document], since_days: float, now: float,
-                  progress: bool | None = None) -> tuple[list[Sample], dict[str, Any]]:
+def build_samples(cfg: Config, docs: Iterable[Document | tuple[str, tuple]], since_days: float, now: float,
+                  progress: bool | None = None, expected_chars: int = 0) -> tuple[list[Sample], dict[str, Any]]:
     """Everything but the saving: the final samples (split assigned, weights applied) and the meta."""
     pcfg = cfg.preprocess
     sources = {s.name: s for s in cfg.sources}
@@ -837,10 +646,13 @@ def build_samples(cfg: Config, docs: Iterable[Document], since_days: float, now:
     # Dedup as results stream in, in document order (ingest's order is stable: config order of
     # sources, sorted files), so the first occurrence of a passage is the one kept.
     dedup = Deduper(pcfg.dedup_threshold)
+    lap = _Laps()
     with _lazy_pool(cfg, now, since_days) as pool:
-        for r in _process_all(cfg, docs, now, since_days, pool, progress):
-            redacted.update(r.redacted)
-            filtered.update(r.filtered)
+        for r in _process_all(cfg, docs, now, since_days, pool, progress, expected_chars):
+            if r.redacted:
+                redacted.update(r.redacted)
+            if r.filtered:
+                filtered.update(r.filtered)
             for s in r.samples:
                 if dedup.check_key(s.dedup_key, s.signature) is None:
                     samples.append(s)
@@ -852,35 +664,40 @@ def build_samples(cfg: Config, docs: Iterable[Document], since_days: float, now:
                               f"{cfg.config_path}")
         filtered.update({k: v for k, v in dedup.counts.items() if v})
         del dedup
+        lap("documents")
 
-        mined = mine_pairs([(r.terms, r.recent) for r in results], pcfg)
-        pairs = choose_pairs(link_pairs(results), mined, pcfg.association_pairs)
-        samples += association_samples(pairs, pcfg)
+        links = link_pairs(results)
+        # A large corpus counts its pairs on the pool, one share of the pair codes per process.
+        parallel = len(results) >= PARALLEL_PAIRS_AFTER_DOCS and _workers(cfg) > 1
+        mined = mine_pairs([(r.terms.split("\n") if r.terms else [], r.recent) for r in results], pcfg, limit=pcfg.association_pairs + len(links),
+                           map_fn=pool().map if parallel else map, shares=_workers(cfg) if parallel else 1)
+        pairs = choose_pairs(links, mined, pcfg.association_pairs)
+        samples += association_samples(pairs, pcfg, ConceptMatcher(pcfg))
+        lap("concept_pairs")
 
-        matcher = ConceptMatcher(pcfg, {t for p in pairs for t in (p.a, p.b)})
-        items = [(s.sample_type, s.completion if s.sample_type != "association" else s.prompt + s.completion,
-                  s.concepts) for s in samples]
-        chunk = 4000
-        if len(items) > 2 * chunk and _workers(cfg) > 1:
-            parts = pool().map(_match_batch, [(matcher, items[i:i + chunk]) for i in range(0, len(items), chunk)])
-            found = [c for part in parts for c in part]
-        else:
-            found = _match_batch((matcher, items))
-        for s, concepts in zip(samples, found):
-            s.concepts = concepts
 
-    held = heldout_docs({(r.source, r.doc_id) for r in results}, pcfg.heldout_fraction)
+    units = {(r.source, r.doc_id): r.unit for r in results}
+    held = heldout_docs(units, pcfg.heldout_fraction, units)
+    if len(held) != sum(u < pcfg.heldout_fraction for u in units.values()):  # the tiny-corpus fallback moved one
+        for s in samples:
+            if s.sample_type != "association":
+                s.split = "heldout" if (s.source, s.order[1]) in held else "train"
     final: list[Sample] = []
     for s in samples:
-        key = (s.source, s.order[1]) if s.sample_type != "association" else (s.source, s.doc_id)
-        if key in held or (s.sample_type == "association" and _unit(f"{key[0]}\0{key[1]}") < pcfg.heldout_fraction):
+        if s.sample_type == "association" and _unit(f"{s.source}\0{s.doc_id}") < pcfg.heldout_fraction:
             s.split = "heldout"
+        if s.split == "heldout":  # document samples: decided in the worker from the document's hash
             final.append(s)
             continue
         weight = sources[s.source].weight if s.source in sources else 1.0
-        final.extend([s] * repeats(weight, f"{pcfg.seed}|{s.source}|{s.order}"))
+        if weight == 1.0:
+            final.append(s)
+        else:
+            final.extend([s] * repeats(weight, f"{pcfg.seed}|{s.source}|{s.order}"))
     warnings = _voice_warnings(cfg, results)
+    lap("split_and_weights")
     meta = {
+        "timings": lap.seconds,
         "warnings": warnings,
         "documents": len(results),
         "heldout_documents": len(held),
@@ -892,6 +709,19 @@ def build_samples(cfg: Config, docs: Iterable[Document], since_days: float, now:
                                   "recent": p.recent} for p in pairs],
     }
     return final, meta
+
+
+class _Laps:
+    """Seconds per phase of the stage, for the report (where the time goes on a large archive)."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+        self._t = time.perf_counter()
+
+    def __call__(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.seconds[phase] = round(now - self._t, 3)
+        self._t = now
 
 
 def _voice_warnings(cfg: Config, results: list[DocResult]) -> list[str]:
@@ -917,11 +747,12 @@ def _voice_warnings(cfg: Config, results: list[DocResult]) -> list[str]:
 
 def _composition(cfg: Config, samples: list[Sample]) -> tuple[dict[str, Any], dict[str, dict[str, Any]], list[str]]:
     count, unit = _token_counter(cfg)
-    unique = list({id(s): s for s in samples}.values())  # weighted repeats are counted once, then summed
-    by_id: dict[int, int] = {}
-    for i in range(0, len(unique), 1024):
-        part = unique[i:i + 1024]
-        by_id.update(zip(map(id, part), count([s.prompt + s.completion for s in part])))
+    # Document samples were counted in the workers; the rest (association samples) here.
+    uncounted = [s for s in {id(s): s for s in samples if not s.tokens}.values()]
+    for i in range(0, len(uncounted), 1024):
+        part = uncounted[i:i + 1024]
+        for s, n in zip(part, count([s.prompt + s.completion for s in part])):
+            s.tokens = n
     weights = {s.name: s.weight for s in cfg.sources}
 
     def table(key) -> dict[str, dict[str, Any]]:
@@ -931,14 +762,14 @@ def _composition(cfg: Config, samples: list[Sample]) -> tuple[dict[str, Any], di
                 row = out[name]
                 row[s.split] += 1
                 if s.split == "train":
-                    row["tokens"] += by_id[id(s)]
+                    row["tokens"] += s.tokens
         return dict(sorted(out.items()))
 
     by_source = table(lambda s: [s.source])
     for name, row in by_source.items():
         row["weight"] = weights.get(name, 1.0)
     composition = {"token_unit": unit, "by_source": by_source, "by_type": table(lambda s: [s.sample_type]),
-                   "total_tokens": sum(by_id[id(s)] for s in samples if s.split == "train")}
+                   "total_tokens": sum(s.tokens for s in samples if s.split == "train")}
     by_concept = table(lambda s: s.concepts)
     priority, warnings = {}, []
     for pc in cfg.preprocess.priority_concepts:
@@ -952,19 +783,58 @@ def _composition(cfg: Config, samples: list[Sample]) -> tuple[dict[str, Any], di
     return composition, priority, warnings
 
 
-def fingerprint(columns: dict[str, dict[str, list]], cfg: Config) -> str:
-    """sha256 over the rows of both splits and the preprocess config (short hex)."""
-    h = hashlib.sha256()
+def _fingerprint_hash():
+    """xxh3-128: ~10x sha256's speed over the few hundred MB of a large data set; blake2b without xxhash."""
+    try:
+        from xxhash import xxh3_128
+
+        return xxh3_128()
+    except ImportError:  # pragma: no cover
+        return hashlib.blake2b(digest_size=16)
+
+
+def fingerprint(tables: dict[str, Any], cfg: Config) -> str:
+    """A 128-bit hash over the Arrow columns of both splits and the preprocess config (short hex).
+
+    The columns are hashed as Arrow holds them (each string column's offsets and bytes), which is
+    the saved data exactly and costs no Python per row.
+    """
+    import numpy as np
+
+    h = _fingerprint_hash()
     settings = {k: v for k, v in to_dict(cfg.preprocess).items() if k != "workers"}  # workers: same data either way
     h.update(json.dumps({"schema": DATASET_SCHEMA, "preprocess": settings}, sort_keys=True).encode())
+
+    def strings(arr) -> None:
+        offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32)[arr.offset:arr.offset + len(arr) + 1]
+        h.update((offsets - offsets[0]).astype("<i8").tobytes())
+        data = arr.buffers()[2]
+        if data is not None and offsets[-1] > offsets[0]:
+            h.update(memoryview(data)[int(offsets[0]):int(offsets[-1])])
+
     for split in ("train", "heldout"):
         h.update(f"\0{split}\0".encode())
-        cols = columns[split]
-        for i in range(len(cols["prompt"])):
-            fields = [cols["prompt"][i], cols["completion"][i], cols["source"][i], cols["sample_type"][i],
-                      cols["doc_id"][i], "\x1e".join(cols["concepts"][i]), "1" if cols["recent"][i] else "0"]
-            h.update("\x1f".join(fields).encode("utf-8", "surrogatepass") + b"\n")
+        table = tables[split]
+        for name in COLUMNS:
+            h.update(f"\0{name}\0".encode())
+            for chunk in table.column(name).chunks:
+                if name == "concepts":  # list<string>: the list offsets, then the strings
+                    offsets = np.asarray(chunk.offsets)
+                    h.update((offsets - offsets[0]).astype("<i8").tobytes())
+                    strings(chunk.values[int(offsets[0]):int(offsets[-1])])
+                elif name == "recent":
+                    h.update(chunk.to_numpy(zero_copy_only=False).astype(np.uint8).tobytes())
+                else:
+                    strings(chunk)
     return h.hexdigest()[:16]
+
+
+def _to_arrow(columns: dict[str, dict[str, list]]) -> dict[str, Any]:
+    """The splits' columns as Arrow tables with the data set's schema."""
+    import pyarrow as pa
+
+    schema = _features().arrow_schema
+    return {split: pa.Table.from_pydict(cols, schema=schema) for split, cols in columns.items()}
 
 
 def _features():
@@ -1000,10 +870,9 @@ def _remove_stale_temps(root: Path) -> None:
             continue
 
 
-def _save(cfg: Config, columns: dict[str, dict[str, list]], fp: str, meta: dict[str, Any]) -> tuple[Path, bool]:
+def _save(cfg: Config, tables: dict[str, Any], fp: str, meta: dict[str, Any]) -> tuple[Path, bool]:
     """Write the DatasetDict and its meta to a temp folder, then rename it to datasets_dir/<fp>."""
     import datasets
-    import pyarrow as pa
     from datasets import Dataset, DatasetDict, DatasetInfo
     from datasets.table import InMemoryTable
 
@@ -1017,9 +886,10 @@ def _save(cfg: Config, columns: dict[str, dict[str, list]], fp: str, meta: dict[
     datasets.disable_progress_bars()  # our own summary follows; theirs would interleave with it
     try:
         features = _features()
-        # Straight to Arrow: Dataset.from_dict would re-encode every row in Python.
-        dd = DatasetDict({split: Dataset(InMemoryTable(pa.Table.from_pydict(columns[split], schema=features.arrow_schema)),
-                                         info=DatasetInfo(features=features))
+        # Straight from Arrow: Dataset.from_dict would re-encode every row in Python.
+        # Our fingerprint (per split) spares `datasets` hashing the whole table again.
+        dd = DatasetDict({split: Dataset(InMemoryTable(tables[split]), info=DatasetInfo(features=features),
+                                         fingerprint=f"{fp}-{split}")
                           for split in ("train", "heldout")})
         dd.save_to_disk(str(tmp))
         _atomic_write_json(tmp / META_NAME, meta)
@@ -1034,27 +904,98 @@ def _save(cfg: Config, columns: dict[str, dict[str, list]], fp: str, meta: dict[
 
 
 def run_preprocess(cfg: Config, since_days: float | None = None, progress: bool | None = None,
-                   documents: Iterable[Document] | None = None) -> PreprocessReport:
+                   documents: Iterable[Document] | None = None, force: bool = False) -> PreprocessReport:
     """Build and save the data set from everything ingested, and point latest.json at it.
 
     `since_days`: what counts as recent (default ingest.since_days). `documents`: use these instead
     of the ingested documents (tests, scripts). Same inputs and config → same fingerprint, and the
-    existing folder is reused.
+    existing folder is reused; when the stored documents and settings are the same as for today's
+    latest data set, nothing is read at all (`force` rebuilds anyway).
     """
+    with _gc_paused():
+        return _run_preprocess(cfg, since_days, progress, documents, force)
+
+
+@contextmanager
+def _gc_paused():
+    """No cyclic garbage collection while the stage builds its millions of small objects (none of
+    them in cycles): Python's collector would otherwise rescan the growing heap over and over,
+    which cost the main process a quarter of its time on a large archive."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+def _input_key(cfg: Config, since: float, stored: str, now: float) -> str:
+    """What the data set is a function of: the stored documents, the settings, and the day (what
+    counts as recent moves with the date, so an unchanged archive is reprocessed once a day)."""
+    settings = {k: v for k, v in to_dict(cfg.preprocess).items() if k != "workers"}
+    data = {"schema": DATASET_SCHEMA, "stored": stored, "preprocess": settings, "since_days": since,
+            "day": time.strftime("%Y-%m-%d", time.gmtime(now)), "model": str(cfg.model.base),
+            "sources": [to_dict(s) for s in cfg.sources]}
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _reuse(cfg: Config, input_key: str, t0: float) -> PreprocessReport | None:
+    """The latest data set's report when it was built today from the same stored documents and
+    settings (the nightly run on an unchanged archive), else None."""
+    root = paths.datasets_dir(cfg)
+    try:
+        pointer = json.loads((root / LATEST_NAME).read_text(encoding="utf-8"))
+        if pointer.get("input_key") != input_key:
+            return None
+        folder = root / pointer["path"]
+        meta = json.loads((folder / META_NAME).read_text(encoding="utf-8"))
+        if not (folder / "dataset_dict.json").is_file() or meta.get("fingerprint") != pointer.get("fingerprint"):
+            return None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return PreprocessReport(
+        fingerprint=meta["fingerprint"], path=str(folder), reused=True, documents=meta["documents"],
+        heldout_documents=meta["heldout_documents"], samples=meta["samples"], composition=meta["composition"],
+        priority=meta["priority_concepts"], filtered=meta["filtered"], redacted=meta["redacted"],
+        concept_pairs=len(meta["concept_pairs"]), input_chars=meta["input_chars"],
+        seconds=time.perf_counter() - t0, warnings=meta.get("warnings", []), timings={"unchanged_input": 0.0})
+
+
+def _run_preprocess(cfg: Config, since_days: float | None, progress: bool | None,
+                    documents: Iterable[Document] | None, force: bool = False) -> PreprocessReport:
     t0 = time.perf_counter()
     now = time.time()
     since = cfg.ingest.since_days if since_days is None else since_days
-    samples, meta = build_samples(cfg, _iter_ingested(cfg) if documents is None else documents, since, now, progress)
+    input_key = ""
+    if documents is None:
+        from .ingest import stored_state
+
+        state, expected = stored_state(cfg)
+        if state:
+            input_key = _input_key(cfg, since, state, now)
+            if not force and (done := _reuse(cfg, input_key, t0)) is not None:
+                return done
+        documents = _iter_ingested(cfg)
+    else:
+        expected = 0
+    samples, meta = build_samples(cfg, documents, since, now, progress, expected)
+    lap = _Laps()
     composition, priority, warnings = _composition(cfg, samples)
     warnings = meta.pop("warnings") + warnings
+    lap("composition")
 
     train = [s for s in samples if s.split == "train"]
     random.Random(cfg.preprocess.seed).shuffle(train)  # so the repeats of a weighted sample do not sit together
     splits = {"train": train, "heldout": [s for s in samples if s.split == "heldout"]}
-    columns = {name: {c: [getattr(s, c) for s in rows] for c in COLUMNS} for name, rows in splits.items()}
+    columns = {name: {c: list(map(attrgetter(c), rows)) for c in COLUMNS} for name, rows in splits.items()}
     if not train:
         warnings.append("the training split is empty: every sample was filtered, deduplicated or held out")
-    fp = fingerprint(columns, cfg)
+    tables = _to_arrow(columns)
+    del columns
+    fp = fingerprint(tables, cfg)
+    lap("columns_and_fingerprint")
+    meta["timings"].update(lap.seconds)
     meta = {
         "fingerprint": fp,
         "schema": DATASET_SCHEMA,
@@ -1068,10 +1009,11 @@ def run_preprocess(cfg: Config, since_days: float | None = None, progress: bool 
         "source_weights": {s.name: s.weight for s in cfg.sources},
         **meta,
     }
-    path, reused = _save(cfg, columns, fp, meta)
+    path, reused = _save(cfg, tables, fp, meta)
+    lap("save")
     try:
         _atomic_write_json(paths.datasets_dir(cfg) / LATEST_NAME,
-                           {"fingerprint": fp, "path": fp, "updated_at": meta["created_at"]})
+                           {"fingerprint": fp, "path": fp, "updated_at": meta["created_at"], "input_key": input_key})
     except OSError as exc:
         raise MothError(f"cannot write {paths.datasets_dir(cfg) / LATEST_NAME} ({exc.strerror or exc}); the data set "
                         f"itself is complete at {path}: free disk space and run `mothbrain preprocess` again") from None
@@ -1080,7 +1022,7 @@ def run_preprocess(cfg: Config, since_days: float | None = None, progress: bool 
         heldout_documents=meta["heldout_documents"], samples=meta["samples"], composition=composition,
         priority=priority, filtered=meta["filtered"], redacted=meta["redacted"],
         concept_pairs=len(meta["concept_pairs"]), input_chars=meta["input_chars"],
-        seconds=time.perf_counter() - t0, warnings=warnings)
+        seconds=time.perf_counter() - t0, warnings=warnings, timings={**meta["timings"], **lap.seconds})
 
 
 def load_latest_dataset(cfg: Config):

@@ -155,7 +155,7 @@ PATTERNS: tuple[Pattern, ...] = (
     Pattern("private_key", re.compile(
         r"-----BEGIN[A-Z0-9 ]{0,40} PRIVATE KEY(?: BLOCK)?-----"
         r"[\s\S]*?(?:-----END[A-Z0-9 ]{0,40} PRIVATE KEY(?: BLOCK)?-----|(?=\n[ \t]*\n)|\Z)"),
-        ("PRIVATE KEY",)),
+        ("-----BEGIN",)),
     Pattern("anthropic_key", _tok("sk-ant-", r"[A-Za-z0-9_\-]{20,}"), ("sk-ant-",)),
     Pattern("openai_key", _tok("sk-", r"(?:proj-|svcacct-|admin-|None-)?[A-Za-z0-9_\-]{20,}" + _E), ("sk-",),
             check=lambda m: _has_digit(m.group(0))),
@@ -172,8 +172,8 @@ PATTERNS: tuple[Pattern, ...] = (
     Pattern("gitlab_token", _tok("gl", r"(?:pat|dt|ft|rt|soat|ptt|cbt)-[A-Za-z0-9_\-]{20,}"),
             ("glpat-", "gldt-", "glft-", "glrt-", "glsoat-", "glptt-", "glcbt-")),
     Pattern("slack_webhook", re.compile(r"https?://hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9_/\-]+"),
-            ("hooks.slack.com",)),
-    Pattern("slack_token", _tok("xox", r"[abposre]-[A-Za-z0-9\-]{10,}"), ("xox",)),
+            ("://hooks.slack.com",)),
+    Pattern("slack_token", _tok("xox", r"[abposre]-[A-Za-z0-9\-]{10,}"), tuple(f"xox{c}-" for c in "abposre")),
     Pattern("google_api_key", re.compile(r"AIza[0-9A-Za-z_\-]{35}" + _E), ("AIza",)),
     Pattern("stripe_key", re.compile(r"(?:sk|rk)_(?:live|test)_(?<![A-Za-z0-9_\-].{8})[0-9A-Za-z]{16,}"),
             ("k_live_", "k_test_")),
@@ -224,8 +224,10 @@ PATTERNS: tuple[Pattern, ...] = (
         (), check=_digits_between(9, 13)),
 )
 
-# A run of digits and phone separators at least 9 characters long: where a phone can be.
-_PHONE_RUN = re.compile(r"[+(]?\d[\d ().\-/]{6,}\d")
+# A run of digits and phone separators at least 8 characters long: where a phone can be (a
+# leading "+" or "(" falls inside the 2 characters each window adds on the left). Starting on a
+# plain \d lets re skip ahead fast.
+_PHONE_RUN = re.compile(r"\d[\d ().\-/]{6,}\d")
 
 # user@img@2x.png-style false positives: a "domain" ending in a file extension is not an e-mail.
 _FILE_EXTENSIONS = {"png", "jpg", "jpeg", "gif", "svg", "webp", "ico", "js", "ts", "css", "py", "md", "json",
@@ -240,6 +242,10 @@ _AWS_WINDOW = 300  # characters around an access key id searched for its secret
 def _aws_nearby(text: str, id_spans: Iterable[tuple[int, int]]) -> Iterable[tuple[int, int]]:
     for start, end in id_spans:
         lo, hi = max(0, start - _AWS_WINDOW), min(len(text), end + _AWS_WINDOW)
+        # Never past a NUL: in `redact_many`'s joined texts it separates one text from the next.
+        lo = max(lo, text.rfind("\x00", 0, start) + 1)
+        stop = text.find("\x00", end, hi)
+        hi = hi if stop == -1 else stop
         for m in _AWS_NEARBY.finditer(text, lo, hi):
             if _aws_secret_ok(m):
                 yield m.span("value")
@@ -284,6 +290,12 @@ def _trigger_table(lower: bool) -> list[tuple[str, tuple[int, ...]]]:
 # Each distinct trigger is looked for once per text; it switches on the patterns that need it.
 _CASED_TRIGGERS = _trigger_table(lower=False)
 _LOWER_TRIGGERS = _trigger_table(lower=True)
+# Most token prefixes contain "_", "-" or "://", which ordinary prose often lacks: one test for
+# the gate saves the tests for every trigger behind it (a trigger is behind a gate it contains).
+_GATES = ("_", "-", "://")
+_GATED = [(gate, [(t, ix) for t, ix in _CASED_TRIGGERS if gate in t and not any(g in t for g in _GATES[:k])])
+          for k, gate in enumerate(_GATES)]
+_UNGATED = [(t, ix) for t, ix in _CASED_TRIGGERS if not any(g in t for g in _GATES)]
 _PHONES = tuple(i for i, p in enumerate(PATTERNS) if p.kind == "phone")
 
 
@@ -297,13 +309,19 @@ def find_spans(text: str, cfg: RedactionConfig | None = None) -> list[tuple[int,
     # in `text`, and the lower-case patterns scan the whole text instead of windows.
     aligned = len(lower) == n
     active: set[int] = set()
-    for t, ix in _CASED_TRIGGERS:
+    for t, ix in _UNGATED:
         if t in text:
             active.update(ix)
+    for gate, triggers in _GATED:
+        if gate in text:
+            for t, ix in triggers:
+                if t in text:
+                    active.update(ix)
     for t, ix in _LOWER_TRIGGERS:
         if t in lower:
             active.update(ix)
-    if cfg is None or cfg.phones:
+    # Every phone pattern needs 8+ digits: ten C-speed counts decide before any phone scan runs.
+    if (cfg is None or cfg.phones) and sum(map(text.count, "0123456789")) >= 8:
         active.update(_PHONES)
     if not emails:
         active.discard(_EMAIL_INDEX)
@@ -364,3 +382,28 @@ def redact(text: str, cfg: RedactionConfig | None = None) -> tuple[str, dict[str
         pos = e
     out.append(text[pos:])
     return "".join(out), dict(counts)
+
+
+# Joins the texts of `redact_many`. No pattern can match across it: \x00 is in no pattern's
+# character classes (and is not whitespace to \s), and the blank lines end an unterminated key block.
+_JOIN = "\n\n\x00\n\n"
+
+
+def redact_many(texts: list[str], cfg: RedactionConfig | None = None) -> tuple[list[str], dict[str, int]]:
+    """`redact` for each of `texts` (one document's turns, title, names), in one pass over their
+    concatenation, so the fixed cost of a pass (trigger tests, the phone scan) is paid once, not per
+    short chat turn. Falls back to one pass per text when a text contains the separator's NUL."""
+    if len(texts) < 2 or (cfg is not None and not cfg.enabled) or any("\x00" in t for t in texts):
+        return _redact_each(texts, cfg)
+    out, counts = redact(_JOIN.join(texts), cfg)
+    parts = out.split(_JOIN)
+    return (parts, counts) if len(parts) == len(texts) else _redact_each(texts, cfg)
+
+
+def _redact_each(texts: list[str], cfg: RedactionConfig | None) -> tuple[list[str], dict[str, int]]:
+    out, counts = [], Counter()
+    for t in texts:
+        text, c = redact(t, cfg)
+        out.append(text)
+        counts.update(c)
+    return out, dict(counts)

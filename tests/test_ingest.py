@@ -240,3 +240,25 @@ def test_lone_surrogate_is_stored_replaced_and_reported(tmp_path):
     assert stats(r, "logs").bad_records == 1 and "surrogate" in stats(r, "logs").problems[0][2]
     (doc,) = iter_documents(cfg)
     assert doc.turns[0].text == "half a pair ? here"
+
+
+def test_process_pool_ingest_equals_serial(tmp_path, state_home, monkeypatch):
+    """Files read on the process pool give the same documents, counts and problems as read here."""
+    chats = tmp_path / "src" / "chats"
+    chats.mkdir(parents=True)
+    for n in range(4):
+        lines = [chat_line(n * 10 + i, 1746000000 + i) for i in range(6)]
+        lines.insert(3, "{not json\n")  # one bad record per file, counted with its line
+        (chats / f"log{n}.jsonl").write_text("".join(lines))
+    cfg = make_cfg(tmp_path, [{"name": "chats", "kind": "chat_jsonl", "path": "src/chats"}])
+
+    serial = run_ingest(cfg)
+    serial_docs = [d.to_json() for d in iter_documents(cfg)]
+    shutil.rmtree(paths.ingest_dir(cfg))
+    monkeypatch.setattr(ingest, "PARALLEL_INGEST_BYTES", 0)
+    monkeypatch.setattr(ingest.os, "sched_getaffinity", lambda _pid: {0, 1}, raising=False)
+    pooled = run_ingest(cfg)
+    assert [d.to_json() for d in iter_documents(cfg)] == serial_docs and len(serial_docs) == 24
+    a, b = stats(serial, "chats"), stats(pooled, "chats")
+    assert (b.new, b.documents_read, b.bad_records) == (a.new, a.documents_read, a.bad_records) == (4, 24, 4)
+    assert sorted(b.problems) == sorted(a.problems) and all("log" in p[0] for p in b.problems)

@@ -400,3 +400,62 @@ def test_damaged_documents_do_not_crash(tmp_path, state_home):
                     turns=[Turn(role="assistant", text="A voice from a source the config no longer lists.")])]
     report = run_preprocess(cfg, documents=corpus() + odd, progress=False)
     assert report.documents == len(corpus()) + 3
+
+
+def test_unchanged_archive_is_not_reprocessed(tmp_path, state_home):
+    """The nightly run on an unchanged archive reuses today's data set without reading anything;
+    new material, a changed setting or --force rebuild it."""
+    from mothbrain.ingest import run_ingest
+
+    chats = tmp_path / "chats"
+    chats.mkdir()
+    lines = [json.dumps({"id": f"c{i}", "created_at": NOW - i * DAY, "messages": [
+        {"role": "user", "content": f"Question {i} about the harbour?"},
+        {"role": "assistant", "content": f"Answer {i}: the lantern and the tide keep their own hours, take {i}."}]})
+        for i in range(12)]
+    (chats / "log.jsonl").write_text("\n".join(lines) + "\n")
+    cfg = make_cfg(tmp_path)
+    cfg.sources = cfg.sources[:1]
+    run_ingest(cfg)
+    first = run_preprocess(cfg, progress=False)
+    assert not first.reused and "documents" in first.timings
+    again = run_preprocess(cfg, progress=False)
+    assert again.reused and again.fingerprint == first.fingerprint and "documents" not in again.timings
+    assert again.samples == first.samples and again.composition == first.composition
+
+    forced = run_preprocess(cfg, progress=False, force=True)
+    assert "documents" in forced.timings and forced.fingerprint == first.fingerprint
+
+    with (chats / "log.jsonl").open("a") as fh:  # new material
+        fh.write(json.dumps({"id": "new", "created_at": NOW, "messages": [
+            {"role": "user", "content": "And the figs?"},
+            {"role": "assistant", "content": "The figs ripen when nobody is watching them, as usual."}]}) + "\n")
+    run_ingest(cfg)
+    grown = run_preprocess(cfg, progress=False)
+    assert not grown.reused and grown.fingerprint != first.fingerprint
+
+    cfg.preprocess.context_turns = 1  # a changed setting
+    assert "documents" in run_preprocess(cfg, progress=False).timings
+
+
+def test_fingerprint_covers_every_column(tmp_path):
+    import pyarrow as pa
+
+    cfg = make_cfg(tmp_path)
+    base = {"prompt": ["p1", "p2"], "completion": [" c1", " c2"], "source": ["s", "s"], "sample_type": ["voice"] * 2,
+            "doc_id": ["d1", "d2"], "concepts": [["figs"], []], "recent": [True, False]}
+    schema = pp._features().arrow_schema
+
+    def fp(**change):
+        cols = {k: list(v) for k, v in base.items()}
+        for k, v in change.items():
+            cols[k] = v
+        tables = {"train": pa.Table.from_pydict(cols, schema=schema),
+                  "heldout": pa.Table.from_pydict({k: [] for k in base}, schema=schema)}
+        return pp.fingerprint(tables, cfg)
+
+    same = fp()
+    assert fp() == same
+    for change in ({"recent": [True, True]}, {"concepts": [[], ["figs"]]}, {"concepts": [["figs", "x"], []]},
+                   {"prompt": ["p1", "p2 "]}, {"completion": [" c1c2", ""]}, {"doc_id": ["d2", "d1"]}):
+        assert fp(**change) != same, change

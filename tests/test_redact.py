@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from mothbrain.config import RedactionConfig
-from mothbrain.redact import PLACEHOLDER_RE, redact
+from mothbrain.redact import PLACEHOLDER_RE, redact, redact_many
 
 _spec = importlib.util.spec_from_file_location("planted", Path(__file__).parent / "fixtures" / "secrets" / "planted.py")
 planted = importlib.util.module_from_spec(_spec)
@@ -146,3 +146,20 @@ def test_report_per_kind_counts_match_placeholders():
             counts_total[k] += v
     placeholders = Counter(m.group(0) for o in out_all for m in PLACEHOLDER_RE.finditer(o))
     assert sum(placeholders.values()) == sum(counts_total.values())
+
+
+def test_redact_many_equals_one_text_at_a_time():
+    """A document's texts redacted in one pass give what each text redacted alone gives."""
+    import random
+
+    texts = [text for _, text, _ in planted.cases(seed=3, per_type=6)] + planted.prose_lines()[:60]
+    texts += ["-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA3Tz2mr7SZiAMfQyuvBjM", "the turn after it",
+              "ends with a newline\n", "", "contact: a.b@example.org", "\x00 odd"]
+    rng = random.Random(0)
+    rng.shuffle(texts)
+    for i in range(0, len(texts), 7):
+        group = texts[i:i + 7]
+        alone = [redact(t, CFG) for t in group]
+        together, counts = redact_many(group, CFG)
+        assert together == [t for t, _ in alone]
+        assert counts == dict(sum((Counter(c) for _, c in alone), Counter()))
