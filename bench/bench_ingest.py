@@ -82,16 +82,24 @@ def phase_baseline(cfg_path: str) -> dict:
 PHASES = {"ingest": phase_ingest, "read_back": phase_read_back, "baseline": phase_baseline}
 
 
-def run_child(phase: str, cfg: Path, home: Path) -> dict:
+def run_child(phase: str, cfg: Path, home: Path, script: str = __file__) -> dict:
+    """`script --phase PHASE --cfg CFG` in a child process over state dir `home`: its JSON result."""
     env = {**os.environ, "MOTHBRAIN_HOME": str(home)}
     t0 = time.perf_counter()
-    out = subprocess.run([sys.executable, __file__, "--phase", phase, "--cfg", str(cfg)], env=env,
+    out = subprocess.run([sys.executable, script, "--phase", phase, "--cfg", str(cfg)], env=env,
                          capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise SystemExit(f"phase {phase} failed:\n{out.stderr[-3000:]}")
     res = json.loads(out.stdout.strip().splitlines()[-1])
     res["wall"] = time.perf_counter() - t0
     return res
+
+
+def print_phase(phases: dict, phase: str, cfg: str) -> None:
+    """In the child: run one phase, print its result with the process's own peak RSS as a JSON line."""
+    res = phases[phase](cfg)
+    res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(res))
 
 
 def main() -> None:
@@ -101,10 +109,8 @@ def main() -> None:
     ap.add_argument("--phase", help=argparse.SUPPRESS)
     ap.add_argument("--cfg", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.phase:  # child process: one phase, result as a JSON line, with its own peak RSS
-        res = PHASES[args.phase](args.cfg)
-        res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(json.dumps(res))
+    if args.phase:
+        print_phase(PHASES, args.phase, args.cfg)
         return
 
     with tempfile.TemporaryDirectory(prefix="mothbrain-bench-") as tmp:

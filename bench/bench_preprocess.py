@@ -20,13 +20,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -73,15 +72,6 @@ def phase_pipeline(cfg_path: str) -> dict:
 PHASES = {"baseline": phase_baseline, "pipeline": phase_pipeline}
 
 
-def run_child(phase: str, cfg: Path, home: Path) -> dict:
-    env = {**os.environ, "MOTHBRAIN_HOME": str(home)}
-    out = subprocess.run([sys.executable, __file__, "--phase", phase, "--cfg", str(cfg)], env=env,
-                         capture_output=True, text=True, check=False)
-    if out.returncode != 0:
-        raise SystemExit(f"phase {phase} failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mb", type=float, default=100.0, help="size of the generated archive")
@@ -90,27 +80,26 @@ def main() -> None:
     ap.add_argument("--phase", help=argparse.SUPPRESS)
     ap.add_argument("--cfg", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.phase:  # child process: one phase, result as a JSON line, with its own peak RSS
-        res = PHASES[args.phase](args.cfg)
-        res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(json.dumps(res))
-        return
+    from bench_ingest import add_one_percent, generate, print_phase, run_child
 
-    from bench_ingest import add_one_percent, generate
+    if args.phase:  # child process: one phase, result as a JSON line, with its own peak RSS
+        print_phase(PHASES, args.phase, args.cfg)
+        return
+    child = partial(run_child, script=__file__)
 
     with tempfile.TemporaryDirectory(prefix="mothbrain-bench-") as tmp:
         root, home = Path(tmp) / "archive", Path(tmp) / "state"
         generate(root, args.mb)
         size = sum(p.stat().st_size for p in (root / "chats").iterdir()) / 1e6
         cfg = root / "bench.yaml"
-        base = run_child("baseline", cfg, home)
+        base = child("baseline", cfg, home)
         colds = []
         for _ in range(max(1, args.repeat)):
             shutil.rmtree(home, ignore_errors=True)
-            colds.append(run_child("pipeline", cfg, home))
-        unchanged = run_child("pipeline", cfg, home)
+            colds.append(child("pipeline", cfg, home))
+        unchanged = child("pipeline", cfg, home)
         new_mb = add_one_percent(root, args.mb)
-        new = run_child("pipeline", cfg, home)
+        new = child("pipeline", cfg, home)
 
     best = min(colds, key=lambda r: r["seconds"])
     median_s = statistics.median(r["seconds"] for r in colds)
