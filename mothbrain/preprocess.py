@@ -806,6 +806,9 @@ def fingerprint(tables: dict[str, Any], cfg: Config) -> str:
     h.update(json.dumps({"schema": DATASET_SCHEMA, "preprocess": settings}, sort_keys=True).encode())
 
     def strings(arr) -> None:
+        h.update(len(arr).to_bytes(8, "little"))
+        if not len(arr):
+            return  # an empty array may have no buffers at all
         offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32)[arr.offset:arr.offset + len(arr) + 1]
         h.update((offsets - offsets[0]).astype("<i8").tobytes())
         data = arr.buffers()[2]
@@ -818,6 +821,8 @@ def fingerprint(tables: dict[str, Any], cfg: Config) -> str:
         for name in COLUMNS:
             h.update(f"\0{name}\0".encode())
             for chunk in table.column(name).chunks:
+                if not len(chunk):
+                    continue
                 if name == "concepts":  # list<string>: the list offsets, then the strings
                     offsets = np.asarray(chunk.offsets)
                     h.update((offsets - offsets[0]).astype("<i8").tobytes())
