@@ -2,11 +2,13 @@
 
     mothbrain preprocess            # builds data/datasets/<fingerprint>/ and points latest.json at it
 
-Reads top to bottom (`run_preprocess` at the end):
-  1. stream the documents (`ingest.iter_documents`); per document (`process_document`, in worker
-     processes once the corpus is large): redact secrets and personal data FIRST (nothing
-     unredacted is ever kept), filter factual recall (long code, tables, URLs, tool turns), and
-     build samples:
+When the stored documents and the settings are those of today's latest data set, it is reused
+without reading anything (`--force` rebuilds). Otherwise, top to bottom (`run_preprocess` at the end):
+  1. stream the stored documents (`ingest.iter_stored_lines`); per document (`process_document`,
+     in worker processes, which also decode the lines, once the corpus is large): redact secrets
+     and personal data FIRST, one pass over all of a document's texts (nothing unredacted is ever
+     kept), filter factual recall (long code, tables, URLs, tool turns), and build samples, each
+     with its dedup signature, priority concepts, token count and side of the split:
        voice  — a turn of a voice role; prompt = up to `context_turns` preceding turns rendered
                 "Speaker: text\\n" and ending "<Voice>:", completion = " <voice text>" (the loss is
                 on the completion only); long turns split at paragraphs to `max_chars`.
@@ -16,8 +18,8 @@ Reads top to bottom (`run_preprocess` at the end):
   3. association samples (mining in mothbrain.concepts): concept pairs from wiki links (page ↔
      linked page) and from concepts that co-occur across documents in the voice's own words
      (frequent content words and phrases, scored by normalised PMI over documents, sentences
-     repeated across documents counted once), rendered with `association_templates`: "lantern reminds me of" → " tide". The pairs and their scores go
-     to mothbrain.json ("concept_pairs") for eval.
+     repeated across documents counted once), rendered with `association_templates`: "lantern
+     reminds me of" → " tide". The pairs and their scores go to mothbrain.json ("concept_pairs").
   4. a document-level held-out split: a hash of (source, doc_id) decides, so a document never
      straddles the split and old documents keep their side when new ones arrive.
   5. source weights: in the train split a sample of a source with weight w appears floor(w) times,
