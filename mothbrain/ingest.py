@@ -33,6 +33,7 @@ from typing import Any, Iterator
 from filelock import FileLock, Timeout
 
 from . import paths
+from .atomic import write_atomically
 from .config import Config, SourceConfig
 from .errors import MothError
 from .records import Document
@@ -144,18 +145,9 @@ def _load_manifest(cfg: Config, notes: list[str]) -> dict[str, Any]:
     return data
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def _save_manifest(cfg: Config, manifest: dict[str, Any]) -> None:
     try:
-        _atomic_write(_manifest_path(cfg), json.dumps(manifest, separators=(",", ":")))
+        write_atomically(_manifest_path(cfg), json.dumps(manifest, separators=(",", ":")))
     except OSError as exc:
         raise MothError(f"ingest: cannot write {_manifest_path(cfg)} ({exc.strerror or exc}); "
                         "free disk space or fix permissions on the state directory, then run ingest again") from None
@@ -349,7 +341,7 @@ def run_ingest(cfg: Config, since: float | None = None, full: bool = False, prog
         lock.release()
     report.seconds = time.perf_counter() - t0
     try:
-        _atomic_write(root / "last_report.json", json.dumps(report.to_json(), indent=1))
+        write_atomically(root / "last_report.json", json.dumps(report.to_json(), indent=1))
     except OSError:
         pass  # the report is a convenience; the manifest above is what matters
     return report

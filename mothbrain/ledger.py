@@ -26,12 +26,12 @@ import contextlib
 import datetime as _dt
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
 from filelock import FileLock, Timeout
 
+from .atomic import write_atomically
 from .errors import MothError
 
 SCHEMA = 1
@@ -54,26 +54,10 @@ def _empty() -> dict[str, Any]:
 
 
 def atomic_write_json(path: Path, data: Any) -> None:
-    """Write JSON so that readers see the old file or the new one, never a torn write."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    """`write_atomically` as indented JSON; a failure is a MothError naming the file."""
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2, sort_keys=False, default=str)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        # fsync the folder so the rename itself survives a power cut
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        write_atomically(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
         raise MothError(f"could not write {path}: {exc.strerror or exc} (free disk space or fix permissions; "
                         "the previous file is untouched)") from None
 

@@ -53,6 +53,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from . import paths
+from .atomic import replace_folder, write_atomically
 from .config import Config, PreprocessConfig, SourceConfig, to_dict
 from .dedup import Deduper, text_key
 from .errors import MothError, NothingToDo
@@ -853,16 +854,8 @@ def _features():
 
 
 def _atomic_write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with tmp.open("w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2, ensure_ascii=False, default=str)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError:
-        tmp.unlink(missing_ok=True)
-        raise
+    """Indented JSON, written atomically (raises OSError: the callers say what was kept)."""
+    write_atomically(path, json.dumps(data, indent=2, ensure_ascii=False, default=str))
 
 
 def _remove_stale_temps(root: Path) -> None:
@@ -900,9 +893,8 @@ def _save(cfg: Config, tables: dict[str, Any], fp: str, meta: dict[str, Any]) ->
                           for split in ("train", "heldout")})
         dd.save_to_disk(str(tmp))
         _atomic_write_json(tmp / META_NAME, meta)
-        if final.exists():  # an incomplete folder (not ours, or damaged by hand): replace, never merge
-            shutil.rmtree(final)
-        os.rename(tmp, final)
+        # An incomplete folder already there (not ours, or damaged by hand) is replaced, never merged.
+        replace_folder(tmp, final)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         raise MothError(f"cannot write the data set under {root} ({exc.strerror or exc}); free disk space or fix "

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
 import shutil
 import tempfile
@@ -25,6 +24,7 @@ from pathlib import Path
 
 from . import paths
 from .config import Config
+from .atomic import replace_folder
 from .errors import MothError
 
 log = logging.getLogger(__name__)
@@ -146,12 +146,7 @@ def _save(folder: Path, passages: list[Passage], vectors, meta: dict) -> None:
                 f.write(json.dumps(asdict(p), ensure_ascii=False) + "\n")
         np.save(tmp / "embeddings.npy", vectors)
         (tmp / "index.json").write_text(json.dumps(meta, indent=2))
-        old = folder.with_name(".retrieval.old")
-        shutil.rmtree(old, ignore_errors=True)
-        if folder.exists():
-            os.replace(folder, old)
-        os.replace(tmp, folder)
-        shutil.rmtree(old, ignore_errors=True)
+        replace_folder(tmp, folder)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         raise MothError(f"could not write the retrieval index under {folder.parent} ({exc.strerror or exc}); "

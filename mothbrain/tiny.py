@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import shutil
 import tempfile
@@ -18,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from .atomic import replace_folder
 from .errors import MothError
 
 # Sized so a CPU QLoRA step takes tens of milliseconds on 2 cores; hidden sizes are multiples of
@@ -169,9 +169,7 @@ def build_tiny_model(out_dir: Path, source_paths: list[Path], *, pretrain_steps:
                 "pretrain_loss_last": losses[-1] if losses else None, "seconds": round(time.time() - t0, 1),
                 "seed": seed, "texts": len(texts)}
         (tmp / MARKER).write_text(json.dumps(info, indent=2))
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
+        replace_folder(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -38,6 +38,7 @@ from transformers import TrainerCallback
 
 from . import paths
 from .config import Config
+from .atomic import replace_folder
 from .errors import MothError, NothingToDo
 from .ledger import Ledger, now_iso, open_ledger
 
@@ -606,9 +607,8 @@ def _save_adapter(cfg: Config, run: _Run, result: dict, meta: dict) -> Path:
             }
             (tmp / "mothbrain.json").write_text(json.dumps(info, indent=2, default=str))
             (tmp / "training_args.bin").unlink(missing_ok=True)  # a pickle; the config above says it all
-            if final.exists():  # a stale directory from a version that never finished recording
-                shutil.rmtree(final)
-            os.replace(tmp, final)
+            # A stale directory of a version that never finished recording is replaced.
+            replace_folder(tmp, final)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         raise MothError(f"could not save adapter {run.version} to {final}: {exc.strerror or exc} "
