@@ -580,8 +580,10 @@ def stored_state(cfg: Config) -> tuple[str, int]:
     can tell an unchanged archive from a changed one without reading it; the byte count lets it
     decide up front whether the corpus is large enough for its worker processes. ("", 0) when
     nothing is ingested or the manifest is unreadable."""
+    manifest = _load_manifest(cfg, [])
+    if not manifest["sources"]:
+        return "", 0
     try:
-        manifest = json.loads(_manifest_path(cfg).read_text(encoding="utf-8"))
         root = paths.ingest_dir(cfg)
         h = hashlib.blake2b(digest_size=16)
         total = 0
