@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from itertools import chain, compress
 from operator import and_, itemgetter
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
@@ -174,7 +174,7 @@ def mine_pairs(docs: list[tuple[list[str], bool]], pcfg: PreprocessConfig, limit
     for drop, keep in _canonical_forms(dict(zip(terms, df.tolist()))).items():
         canon[index[drop]] = index[keep]
     key = np.sort(doc * u + canon[tid])  # a sort, then adjacent duplicates out: faster than np.unique
-    key = key[np.concatenate(([True], key[1:] != key[:-1]))] if len(key) else key
+    key = key[_run_starts(key)]
     doc, tid = key // u, key % u
     merged = np.bincount(tid, minlength=u)
     max_df = n * MAX_DF_SHARE if n >= 10 else n
@@ -212,7 +212,7 @@ def mine_pairs(docs: list[tuple[list[str], bool]], pcfg: PreprocessConfig, limit
     r_count = len(vocab)
     ordered = np.sort(doc[keep] * r_count + rank[tid[keep]])
     doc, r = ordered // r_count, ordered % r_count
-    starts = np.flatnonzero(np.concatenate(([True], doc[1:] != doc[:-1]))) if len(doc) else doc
+    starts = _run_starts(doc)
     sizes = np.minimum(np.diff(np.append(starts, len(doc))), MAX_TERMS_PER_DOC)
     recent_docs = np.fromiter((rec for _, rec in docs), dtype=bool, count=n)
     # Documents grouped by how many terms they keep: a (documents x k) matrix per k, no padding.
@@ -271,21 +271,13 @@ def count_pairs(task: tuple) -> tuple[np.ndarray, np.ndarray]:
     Pure and picklable, so each process of a pool counts its own share.
     """
     matrices, v, part, parts, min_docs = task
-    chunks = []
-    for matrix in matrices:
-        first, second = np.triu_indices(matrix.shape[1], 1)
-        for lo in range(0, len(matrix), PAIR_BLOCK):
-            block = matrix[lo:lo + PAIR_BLOCK]
-            codes = (block[:, first] * v + block[:, second]).ravel()
-            if parts > 1:
-                codes = codes[codes % parts == part]
-            chunks.append(codes)
+    chunks = [codes if parts == 1 else codes[codes % parts == part] for codes in _pair_codes(matrices, v)]
     if not chunks:
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty
     codes = np.concatenate(chunks)
     codes.sort()
-    starts = np.flatnonzero(np.concatenate(([True], codes[1:] != codes[:-1])))
+    starts = _run_starts(codes)
     counts = np.diff(np.append(starts, len(codes)))
     frequent = counts >= min_docs
     codes, counts = codes[starts][frequent], counts[frequent]
@@ -299,17 +291,27 @@ def _recent_codes(groups: list, v: int, wanted: list[int]) -> set[int]:
         return set()
     table = np.unique(np.array(wanted, dtype=np.int64))
     found: set[int] = set()
-    for matrix, recent in groups:
-        rows = matrix[recent].astype(np.int64)
-        if not len(rows):
-            continue
-        first, second = np.triu_indices(rows.shape[1], 1)
-        for lo in range(0, len(rows), PAIR_BLOCK):
-            block = rows[lo:lo + PAIR_BLOCK]
-            codes = (block[:, first] * v + block[:, second]).ravel()
-            at = np.minimum(np.searchsorted(table, codes), len(table) - 1)
-            found.update(codes[table[at] == codes].tolist())
+    for codes in _pair_codes([matrix[recent].astype(np.int64) for matrix, recent in groups], v):
+        at = np.minimum(np.searchsorted(table, codes), len(table) - 1)
+        found.update(codes[table[at] == codes].tolist())
     return found
+
+
+def _pair_codes(matrices: list[np.ndarray], v: int) -> Iterator[np.ndarray]:
+    """The pair codes a * V + b of every row of each matrix (ascending ranks, a < b), PAIR_BLOCK
+    rows at a time."""
+    for matrix in matrices:
+        first, second = np.triu_indices(matrix.shape[1], 1)
+        for lo in range(0, len(matrix), PAIR_BLOCK):
+            block = matrix[lo:lo + PAIR_BLOCK]
+            yield (block[:, first] * v + block[:, second]).ravel()
+
+
+def _run_starts(ordered: np.ndarray) -> np.ndarray:
+    """Where each run of equal values starts in a sorted array."""
+    if not len(ordered):
+        return np.zeros(0, dtype=np.int64)
+    return np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
 
 
 _ARTICLE = re.compile(r"^(?:the|a|an)\s+", re.IGNORECASE)
