@@ -105,44 +105,59 @@ def _run_ours(cfg, rows, warmup: int = 0) -> dict:
     return out
 
 
-def _run_baseline(cfg, rows, fp32_adapters: bool) -> dict:
-    """trl's default data path: no packing, each batch padded to its longest row (and, unless
-    `fp32_adapters`, trl's bf16 cast of 4-bit models' adapters). Model, LoRA, batch, lr, max length,
-    precision and checkpointing are ours, so the difference is the data path."""
+def _run_trl(cfg, rows, sft_args: dict, warmup: int = 0, max_batches: int | None = None,
+             fp32_adapters: bool = False) -> dict:
+    """A plain trl SFTTrainer on our 4-bit base with our LoRA, the rest from `sft_args` and trl's
+    defaults; tokens/s counts real (non-pad) tokens after `warmup` steps, and the pad share is read
+    off its own dataloader (the first `max_batches` batches)."""
     from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
 
     from mothbrain.modeling import load_base_model, load_tokenizer
 
-    t = cfg.train
-    tok = load_tokenizer(cfg)
     model = load_base_model(cfg, for_training=True)
-    args = SFTConfig(output_dir=tempfile.mkdtemp(prefix="bench-baseline-"), num_train_epochs=1, max_steps=-1,
-                     per_device_train_batch_size=t.micro_batch_size, learning_rate=t.learning_rate,
-                     max_length=t.max_seq_len, use_cpu=True, report_to="none", save_strategy="no",
-                     logging_steps=10**6, disable_tqdm=True, seed=t.seed, data_seed=t.seed,
-                     include_num_input_tokens_seen="non_padding",
-                     # what trl defaults to differently from us but is not about padding: held equal
-                     bf16=False, gradient_checkpointing=t.gradient_checkpointing)
+    args = SFTConfig(output_dir=tempfile.mkdtemp(prefix="bench-trl-"), report_to="none", save_strategy="no",
+                     logging_steps=10**6, disable_tqdm=True, include_num_input_tokens_seen="non_padding", **sft_args)
     peft = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
                       target_modules=list(cfg.lora.target_modules), task_type="CAUSAL_LM")
-    trainer = SFTTrainer(model=model, args=args, train_dataset=rows, processing_class=tok, peft_config=peft)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=rows, processing_class=load_tokenizer(cfg),
+                         peft_config=peft)
     if fp32_adapters:
         for p in trainer.model.parameters():
             if p.requires_grad:
                 p.data = p.data.float()
     pads = total = 0
-    for batch in trainer.get_train_dataloader():
+    for i, batch in enumerate(trainer.get_train_dataloader()):
+        if max_batches is not None and i >= max_batches:
+            break
         total += batch["input_ids"].numel()
         pads += int((batch["attention_mask"] == 0).sum())
-    clock = _Clock()
+    clock = _Clock(warmup)
     trainer.add_callback(clock.callback)
     clock.t0 = time.perf_counter()
     trainer.train()
     tokens, seconds = clock.result()
     shutil.rmtree(args.output_dir, ignore_errors=True)
-    return {"tokens": tokens, "seconds": seconds, "tokens_per_s": tokens / seconds,
-            "steps": trainer.state.global_step, "pad_share": pads / total}
+    return {"tokens": tokens, "seconds": seconds, "tokens_per_s": tokens / seconds, "steps": trainer.state.global_step,
+            "pad_share": pads / max(1, total), "batch_size": args.per_device_train_batch_size,
+            "max_length": args.max_length, "trainer": trainer}
+
+
+def _run_baseline(cfg, rows, fp32_adapters: bool) -> dict:
+    """trl's default data path: no packing, each batch padded to its longest row (and, unless
+    `fp32_adapters`, trl's bf16 cast of 4-bit models' adapters). Model, LoRA, batch, lr, max length,
+    precision and checkpointing are ours, so the difference is the data path."""
+    t = cfg.train
+    return _run_trl(cfg, rows, fp32_adapters=fp32_adapters, sft_args=dict(
+        num_train_epochs=1, max_steps=-1, per_device_train_batch_size=t.micro_batch_size,
+        learning_rate=t.learning_rate, max_length=t.max_seq_len, use_cpu=True, seed=t.seed, data_seed=t.seed,
+        # what trl defaults to differently from us but is not about padding: held equal
+        bf16=False, gradient_checkpointing=t.gradient_checkpointing))
+
+
+def _figures(run: dict) -> dict:
+    """A run's figures without its trainer object."""
+    return {k: v for k, v in run.items() if k != "trainer"}
 
 
 def bench_cpu(samples: int, repeats: int, home: Path) -> dict:
@@ -151,9 +166,9 @@ def bench_cpu(samples: int, repeats: int, home: Path) -> dict:
     rows = train.shuffle(seed=0).select(range(min(samples, len(train))))
     rows = rows.remove_columns([c for c in rows.column_names if c not in ("prompt", "completion")])
     runs = {
-        "ours": lambda: {k: v for k, v in _run_ours(cfg, rows).items() if k != "trainer"},
-        "base": lambda: _run_baseline(cfg, rows, fp32_adapters=False),
-        "base32": lambda: _run_baseline(cfg, rows, fp32_adapters=True),
+        "ours": lambda: _figures(_run_ours(cfg, rows)),
+        "base": lambda: _figures(_run_baseline(cfg, rows, fp32_adapters=False)),
+        "base32": lambda: _figures(_run_baseline(cfg, rows, fp32_adapters=True)),
     }
     # Round-robin repeats, best of each: on a shared machine a load spike hits one run, not the
     # minimum of several interleaved ones.
@@ -219,34 +234,8 @@ def _paired_cfg(arch: str, steps: int, seq_len: int, home: Path, device: str):
 def _run_trl_defaults(cfg, rows, steps: int, device: str) -> dict:
     """The baseline of issue 4: a plain trl SFTTrainer with its default settings (no packing; its
     default batch size, max length and checkpointing), on the same 4-bit base and the same LoRA."""
-    from peft import LoraConfig
-    from trl import SFTConfig, SFTTrainer
-
-    from mothbrain.modeling import load_base_model, load_tokenizer
-
-    model = load_base_model(cfg, for_training=True)
-    args = SFTConfig(output_dir=tempfile.mkdtemp(prefix="bench-trl-"), max_steps=steps, report_to="none",
-                     save_strategy="no", logging_steps=10**6, disable_tqdm=True,
-                     include_num_input_tokens_seen="non_padding",
-                     **({"bf16": True} if device == "cuda" else {"use_cpu": True, "bf16": False}))
-    peft = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
-                      target_modules=list(cfg.lora.target_modules), task_type="CAUSAL_LM")
-    trainer = SFTTrainer(model=model, args=args, train_dataset=rows, processing_class=load_tokenizer(cfg),
-                         peft_config=peft)
-    pads = total = 0
-    for i, batch in enumerate(trainer.get_train_dataloader()):
-        if i >= steps:
-            break
-        total += batch["input_ids"].numel()
-        pads += int((batch["attention_mask"] == 0).sum())
-    clock = _Clock(warmup=2)
-    trainer.add_callback(clock.callback)
-    trainer.train()
-    tokens, seconds = clock.result()
-    shutil.rmtree(args.output_dir, ignore_errors=True)
-    return {"tokens": tokens, "seconds": seconds, "tokens_per_s": tokens / seconds, "steps": trainer.state.global_step,
-            "pad_share": pads / max(1, total), "batch_size": args.per_device_train_batch_size,
-            "max_length": args.max_length, "trainer": trainer}
+    precision = {"bf16": True} if device == "cuda" else {"use_cpu": True, "bf16": False}
+    return _run_trl(cfg, rows, dict(max_steps=steps, **precision), warmup=2, max_batches=steps)
 
 
 def _flops_per_token(model, layers: int, hidden: int, s_avg: float) -> tuple[float, int, int]:
