@@ -33,12 +33,24 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     return out
 
 
+def install_tiny_model(tiny_model_dir: Path, home: Path) -> Path:
+    """Put the session's tiny model where the demo config looks for it under state dir `home`."""
+    target = home / "data" / "models" / "tiny-qwen2"
+    if not target.exists():
+        shutil.copytree(tiny_model_dir, target)
+    return home
+
+
+@pytest.fixture(scope="session")
+def tiny_model_into(tiny_model_dir):
+    """install_tiny_model for module-scoped state dirs: tiny_model_into(home) → home."""
+    return lambda home: install_tiny_model(tiny_model_dir, home)
+
+
 @pytest.fixture
 def demo_cfg(state_home, tiny_model_dir):
     """A loader for the demo config whose state dir already holds the tiny model."""
-    target = state_home / "data" / "models" / "tiny-qwen2"
-    if not target.exists():
-        shutil.copytree(tiny_model_dir, target)
+    install_tiny_model(tiny_model_dir, state_home)
 
     def load(*overrides: str):
         return load_config(DEMO_CONFIG, list(overrides))

@@ -4,7 +4,6 @@ search; a dead or slow System 2 degrades the answer instead of blocking it."""
 from __future__ import annotations
 
 import json
-import shutil
 import socket
 import threading
 import time
@@ -76,11 +75,10 @@ def closed_port_url() -> str:
 
 
 @pytest.fixture(scope="module")
-def module_home(tmp_path_factory, tiny_model_dir):
+def module_home(tmp_path_factory, tiny_model_into):
     from mothbrain.ingest import run_ingest
 
-    home = tmp_path_factory.mktemp("ask") / "state"
-    shutil.copytree(tiny_model_dir, home / "data" / "models" / "tiny-qwen2")
+    home = tiny_model_into(tmp_path_factory.mktemp("ask") / "state")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MOTHBRAIN_HOME", str(home))
         run_ingest(load_config(DEMO))

@@ -65,7 +65,7 @@ def planted_documents(seed: int = 0) -> list[Document]:
     return docs
 
 
-def build_planted_state(root: Path, tiny_model_dir: Path) -> Path:
+def build_planted_state(root: Path, tiny_model_into) -> Path:
     """A state dir with the tiny base, the sample corpus ingested, the planted data set and v0001 trained."""
     state = root / "planted-state"
     if (state / ".built").exists():
@@ -74,7 +74,7 @@ def build_planted_state(root: Path, tiny_model_dir: Path) -> Path:
     from mothbrain.preprocess import run_preprocess
     from mothbrain.train import run_train
 
-    shutil.copytree(tiny_model_dir, state / "data" / "models" / "tiny-qwen2")
+    tiny_model_into(state)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MOTHBRAIN_HOME", str(state))
         cfg = load_config(DEMO, ["train.max_steps=50", "train.learning_rate=0.005"])
@@ -87,8 +87,8 @@ def build_planted_state(root: Path, tiny_model_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def planted_state(tmp_path_factory, tiny_model_dir) -> Path:
-    return build_planted_state(tmp_path_factory.getbasetemp(), tiny_model_dir)
+def planted_state(tmp_path_factory, tiny_model_into) -> Path:
+    return build_planted_state(tmp_path_factory.getbasetemp(), tiny_model_into)
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import threading
 import time
@@ -93,9 +92,8 @@ class Server:
 
 
 @pytest.fixture(scope="module")
-def module_home(tmp_path_factory, tiny_model_dir):
-    home = tmp_path_factory.mktemp("serve") / "state"
-    shutil.copytree(tiny_model_dir, home / "data" / "models" / "tiny-qwen2")
+def module_home(tmp_path_factory, tiny_model_into):
+    home = tiny_model_into(tmp_path_factory.mktemp("serve") / "state")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MOTHBRAIN_HOME", str(home))
         cfg = load_config(DEMO, OVERRIDES)
