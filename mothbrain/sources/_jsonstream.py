@@ -15,7 +15,8 @@ import zipfile
 from pathlib import Path
 from typing import Any, Callable, Iterator, TextIO
 
-from . import Problems
+from ..config import SourceConfig
+from . import Problems, Reader
 
 CHUNK = 1 << 20  # characters read at a time
 _WS = re.compile(r"[ \t\r\n]*")
@@ -174,14 +175,19 @@ def open_export(path: Path, rel: str, problems: Problems, member: str = "convers
         return None
 
 
-def read_export(path: Path, rel: str, problems: Problems, accept: Callable[[Any], bool],
-                convert: Callable[[Any, int], Any]) -> Iterator[Any]:
-    """Stream an export's conversations one at a time: `convert(conv, index)` -> Document or None."""
-    stream = open_export(path, rel, problems)
-    if stream is None:
-        return
-    with stream:
-        for index, conv in iter_array(stream, rel, problems, accept):
-            doc = convert(conv, index)
-            if doc is not None:
-                yield doc
+def export_reader(kind: str, marker: str, conversation: Callable[..., Any]) -> Reader:
+    """The Reader of a chat export (`conversations.json`, or a .zip holding it) whose conversations
+    are the objects with a `marker` key, streamed one at a time:
+    `conversation(conv, index, rel, source, problems)` -> Document or None."""
+
+    def read(path: Path, rel: str, source: SourceConfig, problems: Problems) -> Iterator[Any]:
+        stream = open_export(path, rel, problems)
+        if stream is None:
+            return
+        with stream:
+            for index, conv in iter_array(stream, rel, problems, lambda obj: isinstance(obj, dict) and marker in obj):
+                doc = conversation(conv, index, rel, source, problems)
+                if doc is not None:
+                    yield doc
+
+    return Reader(kind=kind, read=read, names=("conversations.json",), suffixes=(".zip",))

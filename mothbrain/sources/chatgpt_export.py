@@ -8,13 +8,12 @@ tools, non-text content (code, browsing, reasoning) and non-text parts (images) 
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from ..config import SourceConfig
 from ..records import Document, Turn
-from . import Problems, Reader, parse_time
-from ._jsonstream import read_export
+from . import Problems, parse_time
+from ._jsonstream import export_reader
 
 TEXT_TYPES = ("text", "multimodal_text")
 
@@ -117,13 +116,4 @@ def conversation(conv: Any, index: int, rel: str, source: SourceConfig, problems
                     meta=meta, timestamp=ts)
 
 
-def _accept(obj: Any) -> bool:
-    return isinstance(obj, dict) and "mapping" in obj
-
-
-def read(path: Path, rel: str, source: SourceConfig, problems: Problems) -> Iterator[Document]:
-    yield from read_export(path, rel, problems, _accept,
-                           lambda conv, index: conversation(conv, index, rel, source, problems))
-
-
-READER = Reader(kind="chatgpt_export", read=read, names=("conversations.json",), suffixes=(".zip",))
+READER = export_reader("chatgpt_export", "mapping", conversation)

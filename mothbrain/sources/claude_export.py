@@ -6,13 +6,12 @@ Text content blocks are preferred (they exclude tool use and thinking); `text` i
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from ..config import SourceConfig
 from ..records import Document, Turn
-from . import Problems, Reader, parse_time
-from ._jsonstream import read_export
+from . import Problems, parse_time
+from ._jsonstream import export_reader
 
 ROLES = {"human": "user", "user": "user", "assistant": "assistant"}
 
@@ -58,13 +57,4 @@ def conversation(conv: Any, index: int, rel: str, source: SourceConfig, problems
                     meta={"file": rel, "conversation_id": cid, "index": index}, timestamp=ts)
 
 
-def _accept(obj: Any) -> bool:
-    return isinstance(obj, dict) and "chat_messages" in obj
-
-
-def read(path: Path, rel: str, source: SourceConfig, problems: Problems) -> Iterator[Document]:
-    yield from read_export(path, rel, problems, _accept,
-                           lambda conv, index: conversation(conv, index, rel, source, problems))
-
-
-READER = Reader(kind="claude_export", read=read, names=("conversations.json",), suffixes=(".zip",))
+READER = export_reader("claude_export", "chat_messages", conversation)
