@@ -15,15 +15,15 @@ import tempfile
 from pathlib import Path
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Write `text` so that readers see the old file or the new one, never a torn write: a temp file
+def write_atomically(path: Path, text: str | bytes) -> None:
+    """Write `text` (or bytes) so that readers see the old file or the new one, never a torn write: a temp file
     beside it, fsync, rename, fsync of the folder (so the rename survives a power cut). Raises
     OSError, leaving the old file untouched; callers say what it means for them."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        with (os.fdopen(fd, "wb") if isinstance(text, bytes) else os.fdopen(fd, "w", encoding="utf-8")) as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())

@@ -86,7 +86,9 @@ def ingest(cfg: Config, as_json: bool, since: float | None, full: bool) -> None:
 @config_options
 @click.option("--since", "since_days", type=float, default=None, help="Days that count as recent (default ingest.since_days).")
 @click.option("--force", is_flag=True, help="Rebuild even when nothing ingested or configured changed today.")
-def preprocess(cfg: Config, as_json: bool, since_days: float | None, force: bool) -> None:
+@click.option("--full", is_flag=True, help="Process every document again (ignore the document cache) and mine "
+              "the concept pairs again.")
+def preprocess(cfg: Config, as_json: bool, since_days: float | None, force: bool, full: bool) -> None:
     """Build the voice-and-association data set (filtered, redacted, deduplicated).
 
     \b
@@ -94,7 +96,7 @@ def preprocess(cfg: Config, as_json: bool, since_days: float | None, force: bool
     """
     from .preprocess import run_preprocess
 
-    _show(run_preprocess(cfg, since_days=since_days, force=force), as_json)
+    _show(run_preprocess(cfg, since_days=since_days, force=force, full=full), as_json)
 
 
 @main.command()

@@ -541,10 +541,21 @@ def iter_documents(cfg: Config, since_days: float | None = None) -> Iterator[Doc
         yield doc
 
 
-def iter_stored_lines(cfg: Config, cutoff: float | None = None) -> Iterator[tuple[str, tuple[str, int, float]]]:
-    """(raw JSON line, (shard, line number, file mtime)) of every stored document, in config order,
-    undecoded: preprocess hands the lines to its worker processes, which decode them
-    (`decode_stored`) in parallel. With `cutoff`, files with nothing on or after it are skipped."""
+@dataclass(frozen=True)
+class StoredShard:
+    """One source file's stored documents (a JSONL shard), as preprocess sees it."""
+
+    source: str
+    path: Path
+    identity: str  # changes whenever the shard is rewritten or appended to (file hash, shard size and mtime)
+    mtime: float  # the source file's mtime (a document's time when it has none)
+    size: int  # bytes
+    days: tuple[int, ...]  # the days (since the epoch) its documents are from
+
+
+def stored_shards(cfg: Config) -> list[StoredShard]:
+    """The stored shards of the configured sources in stream order: config order of sources,
+    sorted files. Raises MothError when nothing is ingested or a source changed since its ingest."""
     p = _manifest_path(cfg)
     if not p.exists():
         raise MothError(f"nothing ingested yet under {paths.ingest_dir(cfg)}; run `mothbrain ingest` first")
@@ -552,6 +563,7 @@ def iter_stored_lines(cfg: Config, cutoff: float | None = None) -> Iterator[tupl
     if notes:
         raise MothError(f"{notes[0]} — run `mothbrain ingest --full`")
     root = paths.ingest_dir(cfg)
+    out = []
     for source in cfg.sources:
         entry = manifest["sources"].get(source.name)
         if entry is None:
@@ -561,17 +573,36 @@ def iter_stored_lines(cfg: Config, cutoff: float | None = None) -> Iterator[tupl
             raise MothError(f"source '{source.name}' changed (kind or path) since the last ingest; "
                             "run `mothbrain ingest` first")
         for rel, f in sorted(entry["files"].items()):
-            if cutoff is not None and not any(int(d) >= int(cutoff // DAY) for d in f.get("days", {})):
-                continue  # nothing in this file is recent: don't open it
             shard = root / f["shard"]
             try:
-                fh = shard.open("r", encoding="utf-8")
+                st = shard.stat()
             except OSError as exc:
                 raise MothError(f"stored documents {shard} are missing ({exc.strerror}); run `mothbrain ingest --full`") from None
-            with fh:
-                name, mtime = str(shard), f.get("mtime", 0)
-                for n, line in enumerate(fh, 1):
-                    yield line, (name, n, mtime)
+            identity = json.dumps([f["shard"], f.get("hash"), st.st_size, st.st_mtime_ns])
+            out.append(StoredShard(source.name, shard, identity, f.get("mtime", 0), st.st_size,
+                                   tuple(int(d) for d in f.get("days", {}))))
+    return out
+
+
+def shard_lines(shard: StoredShard) -> Iterator[tuple[str, tuple[str, int, float]]]:
+    """(raw JSON line, (shard, line number, file mtime)) of each document stored in `shard`."""
+    try:
+        fh = shard.path.open("r", encoding="utf-8")
+    except OSError as exc:
+        raise MothError(f"stored documents {shard.path} are missing ({exc.strerror}); run `mothbrain ingest --full`") from None
+    with fh:
+        name = str(shard.path)
+        for n, line in enumerate(fh, 1):
+            yield line, (name, n, shard.mtime)
+
+
+def iter_stored_lines(cfg: Config, cutoff: float | None = None) -> Iterator[tuple[str, tuple[str, int, float]]]:
+    """(raw JSON line, (shard, line number, file mtime)) of every stored document, in config order,
+    undecoded (`decode_stored` decodes one). With `cutoff`, files with nothing on or after it are skipped."""
+    for shard in stored_shards(cfg):
+        if cutoff is not None and not any(d >= int(cutoff // DAY) for d in shard.days):
+            continue  # nothing in this file is recent: don't open it
+        yield from shard_lines(shard)
 
 
 def stored_state(cfg: Config) -> tuple[str, int]:

@@ -38,7 +38,6 @@ import logging
 import math
 import multiprocessing as mp
 import os
-import random
 import re
 import shutil
 import sys
@@ -46,16 +45,20 @@ import threading
 import time
 from collections import Counter, defaultdict
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from itertools import islice
-from operator import attrgetter
+from dataclasses import dataclass, field, replace
+from functools import partial
+from itertools import chain, islice
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Iterable, Iterator
+
+import numpy as np
 
 from . import paths
 from .atomic import replace_folder, write_atomically
 from .config import Config, PreprocessConfig, SourceConfig, to_dict
 from .dedup import Deduper, text_key
+from .doc_cache import DocCache, cache_dir
 from .errors import MothError, NothingToDo
 from .filters import TOOL_TURNS, apply_filters, is_tool_turn
 from .records import Document, Turn
@@ -72,6 +75,9 @@ DAY = 86400.0
 PARALLEL_AFTER_CHARS = 500_000  # documents beyond the first 0.5 MB go to worker processes (if > 1 core)
 BATCH_DOCS = 256  # documents per unit of work (and per repeated-sentence set)
 PARALLEL_PAIRS_AFTER_DOCS = 20_000  # concept pairs of larger corpora are counted on the pool
+REMINE_SHARE = 0.05  # concept pairs are mined again once this share of the documents is new since the last mining
+REMINE_AFTER_DAYS = 7.0  # ... or once the last mining is this old (the weekly run)
+MINING_STATE = "concept_mining.json"  # beside the document cache: the last mining's pairs
 
 
 # --------------------------------------------------------------------------- the report
@@ -94,6 +100,8 @@ class PreprocessReport:
     seconds: float
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)  # seconds per phase
+    documents_processed: int = 0  # documents this run processed (the rest came from the document cache)
+    concept_mining: dict[str, Any] = field(default_factory=dict)  # mined this run, or reused from when
     title: str = "preprocess"
 
     def rows(self) -> list[dict[str, Any]]:
@@ -113,9 +121,13 @@ class PreprocessReport:
         rows.append({"group": "total", "name": f"{self.documents} documents", "train": self.samples["train"],
                      "heldout": self.samples["heldout"], unit: self.composition["total_tokens"],
                      "note": f"{self.heldout_documents} held out, {self.concept_pairs} concept pairs"})
+        cached = "" if self.reused else f", {self.documents - self.documents_processed} documents from the cache"
+        mining = self.concept_mining
+        if mining and not mining.get("mined"):
+            cached += f", concept pairs as mined {mining.get('mined_at', '')[:10]}"
         rows.append({"group": "dataset", "name": self.fingerprint,
                      "note": ("unchanged, " if self.reused else "")
-                     + f"{self.input_chars / 1e6:.1f} MB in {self.seconds:.1f}s"})
+                     + f"{self.input_chars / 1e6:.1f} MB in {self.seconds:.1f}s" + cached})
         return rows
 
     def to_json(self) -> dict[str, Any]:
@@ -124,7 +136,8 @@ class PreprocessReport:
                 "samples": self.samples, "composition": self.composition, "priority_concepts": self.priority,
                 "filtered": self.filtered, "redacted": self.redacted, "concept_pairs": self.concept_pairs,
                 "input_mb": round(self.input_chars / 1e6, 3), "seconds": round(self.seconds, 3),
-                "timings": self.timings, "warnings": self.warnings}
+                "timings": self.timings, "documents_processed": self.documents_processed,
+                "concept_mining": self.concept_mining, "warnings": self.warnings}
 
 
 # --------------------------------------------------------------------------- samples
@@ -132,29 +145,19 @@ class PreprocessReport:
 
 @dataclass(slots=True)
 class Sample:
+    """One sample as a worker builds it; `_to_batch` turns a batch's samples into columns."""
+
     prompt: str
     completion: str
     source: str
     sample_type: str  # voice | text | association
     doc_id: str  # as written to the data set (redacted: file names can hold addresses)
-    recent: bool
     order: tuple  # (source, raw doc_id, n): a stable order, whatever order the documents came in
+    recent: bool = False  # association samples; document samples take their document's, when assembled
     concepts: list[str] = field(default_factory=list)
-    split: str = "train"
     tokens: int = 0  # prompt + completion, counted in the worker (0: not yet counted)
-    dedup_key: bytes = b""  # filled by process_document (dedup.text_key), dropped after dedup
+    dedup_key: bytes = b""  # filled by process_document (dedup.text_key)
     signature: Any = None
-
-    def row(self) -> dict[str, Any]:
-        return {"prompt": self.prompt, "completion": self.completion, "source": self.source,
-                "sample_type": self.sample_type, "doc_id": self.doc_id, "concepts": self.concepts,
-                "recent": self.recent}
-
-    def __reduce__(self):
-        # Positional fields: half the unpickling cost of the default (per-slot) state, which the
-        # main process pays for every sample the workers send back.
-        return (Sample, (self.prompt, self.completion, self.source, self.sample_type, self.doc_id, self.recent,
-                         self.order, self.concepts, self.split, self.tokens, self.dedup_key, self.signature))
 
 
 COLUMNS = ("prompt", "completion", "source", "sample_type", "doc_id", "concepts", "recent")
@@ -167,9 +170,9 @@ class DocResult:
     source: str
     doc_id: str  # raw: decides the split
     kind: str
-    recent: bool
+    when: float | None  # its timestamp (or its file's mtime): whether it is recent is decided per run
     samples: list[Sample]
-    redacted: dict[str, int]  # plain dicts: a Counter costs 10x more to unpickle in the main process
+    redacted: dict[str, int]
     filtered: dict[str, int]
     terms: str  # its most frequent candidate concepts, for co-occurrence, "\n"-joined (one string pickles fast)
     title: str = ""  # wiki: the page title and link targets (for link pairs)
@@ -178,6 +181,54 @@ class DocResult:
     voice_turns: int = 0  # turns of a voice role (chat and transcript documents)
     speakers: frozenset = frozenset()  # roles/speakers seen, for the "no voice found" warning
     unit: float = 1.0  # the document's stable hash in [0, 1): below heldout_fraction → held out
+
+
+@dataclass
+class BatchResult:
+    """A batch of documents' contribution as columns: what workers send back, what the document
+    cache stores per shard, and what the main process joins (no Python object per sample)."""
+
+    docs: dict[str, list]  # per document: source, doc_id (raw), when (nan: unknown), unit, chars, terms
+    samples: dict[str, Any]  # per sample: doc (index into docs), n, sample_type, tokens, key, sig (lists)
+    #                          and prompt, completion, doc_id, concepts (Arrow arrays)
+    wiki: list[tuple[int, str, list[str]]]  # (document index, title, links) of wiki pages
+    redacted: dict[str, int]
+    filtered: dict[str, int]
+    voices: dict[str, list]  # source → [documents with turns, voice turns, {speaker: documents}]
+
+    def __len__(self) -> int:
+        return len(self.samples["doc"])
+
+
+def _to_batch(results: list[DocResult]) -> BatchResult:
+    import pyarrow as pa
+
+    samples = [s for r in results for s in r.samples]
+    redacted: Counter = Counter()
+    filtered: Counter = Counter()
+    voices: dict[str, list] = {}
+    for r in results:
+        redacted.update(r.redacted)
+        filtered.update(r.filtered)
+        if r.speakers:
+            v = voices.setdefault(r.source, [0, 0, Counter()])
+            v[0] += 1
+            v[1] += r.voice_turns
+            v[2].update(r.speakers)
+    return BatchResult(
+        docs={"source": [r.source for r in results], "doc_id": [r.doc_id for r in results],
+              "when": [math.nan if r.when is None else r.when for r in results], "unit": [r.unit for r in results],
+              "chars": [r.chars for r in results], "terms": [r.terms for r in results]},
+        samples={"doc": [i for i, r in enumerate(results) for _ in r.samples], "n": [s.order[2] for s in samples],
+                 "sample_type": [s.sample_type for s in samples], "tokens": [s.tokens for s in samples],
+                 "key": [s.dedup_key for s in samples], "sig": [s.signature for s in samples],
+                 "prompt": pa.array([s.prompt for s in samples], pa.string()),
+                 "completion": pa.array([s.completion for s in samples], pa.string()),
+                 "doc_id": pa.array([s.doc_id for s in samples], pa.string()),
+                 "concepts": pa.array([s.concepts for s in samples], pa.list_(pa.string()))},
+        wiki=[(i, r.title, r.links) for i, r in enumerate(results) if r.kind == "wiki"],
+        redacted=dict(redacted), filtered=dict(filtered),
+        voices={k: [a, b, dict(c)] for k, (a, b, c) in voices.items()})
 
 
 class _Cleaner:
@@ -277,7 +328,7 @@ def _tail(text: str, limit: int) -> str:
 
 
 def _voice_samples(doc: Document, doc_id: str, roles: set[str], clean: _Cleaner, pcfg: PreprocessConfig,
-                   recent: bool, names: list[str]) -> tuple[list[Sample], list[str]]:
+                   names: list[str]) -> tuple[list[Sample], list[str]]:
     turns: list[tuple[str, bool, str]] = []  # (speaker, is_voice, cleaned text)
     for t, speaker in zip(doc.turns, names):
         if pcfg.filters.drop_tool_output and is_tool_turn(t.role):
@@ -298,8 +349,7 @@ def _voice_samples(doc: Document, doc_id: str, roles: set[str], clean: _Cleaner,
         context = lines[max(0, i - k):i]
         for chunk in split_to_chunks(text, pcfg.max_chars):
             samples.append(Sample(prompt="".join(context) + f"{name}:", completion=" " + chunk, source=doc.source,
-                                  sample_type="voice", doc_id=doc_id, recent=recent,
-                                  order=(doc.source, doc.doc_id, len(samples))))
+                                  sample_type="voice", doc_id=doc_id, order=(doc.source, doc.doc_id, len(samples))))
             if k:  # the earlier part of a long turn becomes context for the next part
                 context = (context + [f"{name}: {_tail(chunk, pcfg.max_chars)}\n"])[-k:]
     return samples, [tx for _, voice, tx in turns if voice]
@@ -308,8 +358,7 @@ def _voice_samples(doc: Document, doc_id: str, roles: set[str], clean: _Cleaner,
 _HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t#]*$")
 
 
-def _text_samples(doc: Document, doc_id: str, title: str, clean: _Cleaner, pcfg: PreprocessConfig,
-                  recent: bool) -> tuple[list[Sample], str]:
+def _text_samples(doc: Document, doc_id: str, title: str, clean: _Cleaner, pcfg: PreprocessConfig) -> tuple[list[Sample], str]:
     body = clean(doc.text)
     samples: list[Sample] = []
     headings: list[tuple[int, str]] = []
@@ -322,8 +371,7 @@ def _text_samples(doc: Document, doc_id: str, title: str, clean: _Cleaner, pcfg:
         prev = ""
         for chunk in split_to_chunks("\n\n".join(paragraphs), pcfg.max_chars):
             samples.append(Sample(prompt=head + (prev + "\n\n" if prev else ""), completion=chunk, source=doc.source,
-                                  sample_type="text", doc_id=doc_id, recent=recent,
-                                  order=(doc.source, doc.doc_id, len(samples))))
+                                  sample_type="text", doc_id=doc_id, order=(doc.source, doc.doc_id, len(samples))))
             prev = _tail(chunk.rsplit("\n\n", 1)[-1], pcfg.max_chars // 2)
         paragraphs.clear()
 
@@ -363,8 +411,7 @@ def _number(value: Any) -> float | None:
         return None
 
 
-def process_document(doc: Document, cfg: Config, source: SourceConfig | None, now: float,
-                     since_days: float, seen_sentences: set[str] | None = None,
+def process_document(doc: Document, cfg: Config, source: SourceConfig | None, seen_sentences: set[str] | None = None,
                      matcher: ConceptMatcher | None = None, count_tokens=None) -> DocResult:
     """One document → its samples (redacted, filtered, with dedup keys), counts and candidate concepts.
 
@@ -372,14 +419,14 @@ def process_document(doc: Document, cfg: Config, source: SourceConfig | None, no
     associations the adapter should absorb are the voice's, not its interlocutors'. Sentences in
     `seen_sentences` (shared within a batch of documents) are skipped for mining: a stock phrase
     repeated in many documents is not an association. Pure apart from that set, so worker
-    processes run it for large corpora.
+    processes run it for large corpora, and it does not depend on the date (whether a document is
+    recent is decided when the run assembles the data set), so its results can be cached.
     """
     pcfg = cfg.preprocess
     clean = _Cleaner(pcfg)
     matcher = matcher or ConceptMatcher(pcfg)
     doc = _tidy_document(doc)
     when = doc.timestamp if doc.timestamp is not None else _number(doc.meta.get("file_mtime"))
-    recent = when is not None and when >= now - since_days * DAY
     raw_title = doc.title.strip() or Path(doc.doc_id.split("#")[0]).stem
     names = [_speaker(t) for t in doc.turns]
     clean.prepare([raw_title, doc.doc_id, doc.text, *(t.text for t in doc.turns),
@@ -389,10 +436,10 @@ def process_document(doc: Document, cfg: Config, source: SourceConfig | None, no
     roles = voice_roles(cfg, source)
     voice_turns = sum(_is_voice(t, roles) for t in doc.turns)
     if doc.turns:
-        samples, texts = _voice_samples(doc, shown_id, roles, clean, pcfg, recent, names)
+        samples, texts = _voice_samples(doc, shown_id, roles, clean, pcfg, names)
         mined = "\n".join(texts)
     else:
-        samples, mined = _text_samples(doc, shown_id, title, clean, pcfg, recent)
+        samples, mined = _text_samples(doc, shown_id, title, clean, pcfg)
     kept = []
     for s in samples:
         if len(s.completion.strip()) < pcfg.filters.min_chars:
@@ -402,13 +449,10 @@ def process_document(doc: Document, cfg: Config, source: SourceConfig | None, no
         s.concepts = matcher.match(s.completion)
         kept.append(s)
     unit = _unit(f"{doc.source}\0{doc.doc_id}")
-    if unit < pcfg.heldout_fraction:
-        for s in kept:
-            s.split = "heldout"
     if count_tokens is not None and kept:
         for s, n in zip(kept, count_tokens([s.prompt + s.completion for s in kept])):
             s.tokens = n
-    return DocResult(source=doc.source, doc_id=doc.doc_id, kind=doc.kind, recent=recent, samples=kept,
+    return DocResult(source=doc.source, doc_id=doc.doc_id, kind=doc.kind, when=when, samples=kept,
                      redacted=dict(clean.redacted), filtered=dict(clean.filtered),
                      terms="\n".join(frequent_terms(novel_sentences(mined, seen_sentences))),
                      title=title if doc.kind == "wiki" else "",
@@ -476,6 +520,34 @@ def repeats(weight: float, key: str) -> int:
     return whole + (1 if _unit(key) < weight - whole else 0)
 
 
+def _tokenizer_file(cfg: Config) -> tuple[Path | None, Path | None]:
+    """(the base model's local folder or None, its tokenizer.json on disk or None); never downloads."""
+    from .tiny import base_model_location
+
+    location = base_model_location(cfg)
+    local = Path(location)
+    if local.is_dir():
+        tok_file = local / "tokenizer.json"
+    else:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(str(location), "tokenizer.json")
+        tok_file = Path(cached) if isinstance(cached, str) else None
+    return (local if local.is_dir() else None), (tok_file if tok_file is not None and tok_file.is_file() else None)
+
+
+def _tokenizer_identity(cfg: Config) -> list:
+    """What token counts depend on (part of the document cache's key): the tokenizer file and its stat."""
+    try:
+        local, tok_file = _tokenizer_file(cfg)
+        if tok_file is not None:
+            st = tok_file.stat()
+            return [str(tok_file), st.st_size, st.st_mtime_ns]
+        return [str(local), "no tokenizer.json"] if local is not None else ["approximate"]
+    except Exception:  # noqa: BLE001 - the same failure makes _token_counter approximate
+        return ["approximate"]
+
+
 def _token_counter(cfg: Config):
     """(count(texts) -> token counts, column label): the base model's tokenizer when it is on disk.
 
@@ -484,23 +556,13 @@ def _token_counter(cfg: Config):
     model without one; nothing is downloaded. Without a tokenizer, tokens are chars/4, "~tokens".
     """
     try:
-        from .tiny import base_model_location
-
-        location = base_model_location(cfg)
-        local = Path(location)
-        if local.is_dir():
-            tok_file = local / "tokenizer.json"
-        else:
-            from huggingface_hub import try_to_load_from_cache
-
-            cached = try_to_load_from_cache(str(location), "tokenizer.json")
-            tok_file = Path(cached) if isinstance(cached, str) else None
-        if tok_file is not None and tok_file.is_file():
+        local, tok_file = _tokenizer_file(cfg)
+        if tok_file is not None:
             from tokenizers import Tokenizer
 
             fast = Tokenizer.from_file(str(tok_file))
             return (lambda texts: [len(e.ids) for e in fast.encode_batch(texts, add_special_tokens=False)]), "tokens"
-        if local.is_dir():
+        if local is not None:
             from transformers import AutoTokenizer
 
             tok = AutoTokenizer.from_pretrained(str(local), local_files_only=True)
@@ -510,16 +572,27 @@ def _token_counter(cfg: Config):
     return (lambda texts: [max(1, round(len(t) / 4)) for t in texts]), "~tokens"
 
 
-# --------------------------------------------------------------------------- the stage
+# --------------------------------------------------------------------------- the stage: documents
 
 
-def _iter_ingested(cfg: Config) -> Iterator[tuple[str, tuple]]:
-    """The stored documents as undecoded lines: decoding them is the workers' job (`process_batch`)."""
-    from .ingest import iter_stored_lines
+@dataclass
+class _Unit:
+    """A run of documents processed and cached together: one stored shard, or the caller's documents."""
+
+    items: Any  # () -> iterable of stored lines or Documents
+    size: int  # bytes or characters, to decide whether the worker pool is worth starting
+    shard: Any = None  # ingest.StoredShard (None: not cached)
+    cached: list[BatchResult] | None = None
+
+
+def _stored_units(cfg: Config, cache: DocCache) -> list[_Unit]:
+    """The stored shards in stream order, each with its cached results when they are still valid."""
+    from .ingest import shard_lines, stored_shards
 
     if not (paths.ingest_dir(cfg) / "manifest.json").exists():
         raise NothingToDo(f"no ingested documents: run `mothbrain ingest` first or check sources in {cfg.config_path}")
-    yield from iter_stored_lines(cfg)
+    return [_Unit(items=partial(shard_lines, sh), size=sh.size, shard=sh, cached=cache.load(sh))
+            for sh in stored_shards(cfg)]
 
 
 def _progress(enabled: bool | None):
@@ -531,30 +604,33 @@ def _progress(enabled: bool | None):
                     TimeElapsedColumn(), disable=not enabled, transient=True)
 
 
-_WORKER: tuple | None = None  # (cfg, sources by name, now, since_days, matcher, token counter) in a worker
+_WORKER: tuple | None = None  # (cfg, sources by name, matcher, token counter) in a worker
 
 
-def _init_worker(cfg: Config, now: float, since_days: float) -> None:
+def _init_worker(cfg: Config) -> None:
     global _WORKER
-    _WORKER = (cfg, {s.name: s for s in cfg.sources}, now, since_days, ConceptMatcher(cfg.preprocess),
-               _token_counter(cfg)[0])
+    _WORKER = (cfg, {s.name: s for s in cfg.sources}, ConceptMatcher(cfg.preprocess), _token_counter(cfg)[0])
 
 
-def process_batch(items: list[Document | tuple[str, tuple]]) -> list[DocResult]:
-    """process_document over one batch, with one repeated-sentence set per batch.
+def process_batch(items: list[Document | tuple[str, tuple]]) -> BatchResult:
+    """process_document over one batch, with one repeated-sentence set per batch, as columns.
 
-    Items are Documents or stored lines (`ingest.iter_stored_lines`), decoded here so that the
-    JSON parsing happens in the workers. The set is per batch (not per run) so that results do not
-    depend on which process handled which batch: the same documents in the same order always give
-    the same data set.
+    Items are Documents or stored lines (`ingest.shard_lines`), decoded here so that the JSON
+    parsing happens in the workers. A batch never spans two shards and the set is per batch, so a
+    shard's results do not depend on other shards or on which process ran it: they can be cached.
     """
     from .ingest import decode_stored
 
-    cfg, sources, now, since_days, matcher, count_tokens = _WORKER  # type: ignore[misc]
+    cfg, sources, matcher, count_tokens = _WORKER  # type: ignore[misc]
     seen: set[str] = set()
     docs = (d if isinstance(d, Document) else decode_stored(*d) for d in items)
-    return [process_document(d, cfg, sources.get(d.source), now, since_days, seen, matcher, count_tokens)
-            for d in docs if d is not None]
+    return _to_batch([process_document(d, cfg, sources.get(d.source), seen, matcher, count_tokens)
+                      for d in docs if d is not None])
+
+
+def _work(task: tuple[int, bool, list]) -> tuple[int, bool, BatchResult]:
+    unit, last, items = task
+    return unit, last, process_batch(items)
 
 
 def _workers(cfg: Config) -> int:
@@ -567,7 +643,7 @@ def _workers(cfg: Config) -> int:
 
 
 @contextmanager
-def _lazy_pool(cfg: Config, now: float, since_days: float):
+def _lazy_pool(cfg: Config):
     """get() → a process pool, started on first use (small corpora never start one)."""
     pool = None
 
@@ -580,8 +656,7 @@ def _lazy_pool(cfg: Config, now: float, since_days: float):
             before = os.environ.get("TOKENIZERS_PARALLELISM")
             os.environ["TOKENIZERS_PARALLELISM"] = "false"
             try:
-                pool = mp.get_context(method).Pool(_workers(cfg), initializer=_init_worker,
-                                                   initargs=(cfg, now, since_days))
+                pool = mp.get_context(method).Pool(_workers(cfg), initializer=_init_worker, initargs=(cfg,))
             finally:
                 if before is None:
                     os.environ.pop("TOKENIZERS_PARALLELISM", None)
@@ -597,121 +672,275 @@ def _lazy_pool(cfg: Config, now: float, since_days: float):
             pool.join()
 
 
-def _process_all(cfg: Config, docs: Iterable[Document | tuple[str, tuple]], now: float, since_days: float, pool,
-                 progress: bool | None, expected_chars: int = 0) -> Iterator[DocResult]:
-    """Documents → DocResults in stream order, BATCH_DOCS at a time: the first PARALLEL_AFTER_CHARS
-    characters in this process, the rest on the worker pool when there is more than one core (all
-    of them on the pool when `expected_chars` already says the corpus is that large)."""
-    _init_worker(cfg, now, since_days)
-    docs = iter(docs)
+def _process_all(cfg: Config, units: list[_Unit], cache: DocCache | None, pool,
+                 progress: bool | None) -> Iterator[tuple[BatchResult, bool]]:
+    """(batch, fresh) in stream order: cached shards as they were, the others processed
+    BATCH_DOCS documents at a time (on the worker pool when they hold PARALLEL_AFTER_CHARS or
+    more and there is more than one core) and written to the cache as each shard completes."""
+    _init_worker(cfg)
+    fresh_size = sum(u.size for u in units if u.cached is None)
+    parallel = _workers(cfg) > 1 and fresh_size >= PARALLEL_AFTER_CHARS
+    # The pool pulls batches as it needs them; the semaphore keeps at most a few per worker
+    # waiting, so a large corpus is never all in memory at once.
+    slots = threading.Semaphore(4 * _workers(cfg)) if parallel else None
+
+    def tasks() -> Iterator[tuple[int, bool, list]]:
+        for i, u in enumerate(units):
+            if u.cached is not None:
+                continue
+            items = iter(u.items())
+            batch = list(islice(items, BATCH_DOCS))
+            while True:  # one task per batch; the last of a unit says so (an empty unit: one empty task)
+                after = list(islice(items, BATCH_DOCS))
+                if slots is not None:
+                    slots.acquire()
+                yield i, not after, batch
+                if not after:
+                    break
+                batch = after
+
+    done = pool().imap(_work, tasks()) if parallel else map(_work, tasks())
     chars = n = 0
     with _progress(progress) as bar:
         task = bar.add_task("preprocessing documents", info="")
-
-        def done(results: list[DocResult]) -> list[DocResult]:
-            nonlocal chars, n
-            chars += sum(r.chars for r in results)
-            n += len(results)
+        for i, u in enumerate(units):
+            parts = u.cached
+            if parts is None:
+                parts = []
+                last = False
+                while not last:
+                    j, last, result = next(done)
+                    if slots is not None:
+                        slots.release()
+                    assert j == i, "batches come back in order"
+                    parts.append(result)
+                    yield result, True
+                if cache is not None and u.shard is not None:
+                    cache.save(u.shard, parts)
+            else:
+                for result in parts:
+                    yield result, False
+            chars += sum(sum(b.docs["chars"]) for b in parts)
+            n += sum(len(b.docs["chars"]) for b in parts)
             bar.update(task, info=f"{n:,} documents, {chars / 1e6:,.1f} MB")
-            return results
-
-        while _workers(cfg) <= 1 or max(chars, expected_chars) < PARALLEL_AFTER_CHARS:
-            batch = list(islice(docs, BATCH_DOCS))
-            if not batch:
-                return
-            yield from done(process_batch(batch))
-        # The pool pulls batches as it needs them; the semaphore keeps at most a few per worker
-        # waiting, so a large corpus is never all in memory at once.
-        slots = threading.Semaphore(4 * _workers(cfg))
-
-        def batches() -> Iterator[list[Document]]:
-            while True:
-                slots.acquire()
-                batch = list(islice(docs, BATCH_DOCS))
-                if not batch:
-                    return
-                yield batch
-
-        for results in pool().imap(process_batch, batches()):
-            slots.release()
-            yield from done(results)
 
 
-def build_samples(cfg: Config, docs: Iterable[Document | tuple[str, tuple]], since_days: float, now: float,
-                  progress: bool | None = None, expected_chars: int = 0) -> tuple[list[Sample], dict[str, Any]]:
-    """Everything but the saving: the final samples (split assigned, weights applied) and the meta."""
+# --------------------------------------------------------------------------- the stage: the data set
+
+
+@dataclass
+class _Corpus:
+    """Every batch joined: per-document arrays, and the samples that survived dedup."""
+
+    batches: list[BatchResult]
+    keep: list[np.ndarray]  # per batch: which of its samples survived dedup
+    fresh_docs: int  # documents processed in this run (not from the cache)
+    filtered: Counter
+    redacted: Counter
+
+    def doc_column(self, name: str) -> list:
+        return [x for b in self.batches for x in b.docs[name]]
+
+
+def _read_corpus(cfg: Config, units: list[_Unit], cache: DocCache | None, progress: bool | None) -> _Corpus:
+    """Stream the batches in order, deduplicating as they come (the first occurrence of a passage
+    is the one kept: the stream order is stable, config order of sources and sorted files)."""
+    dedup = Deduper(cfg.preprocess.dedup_threshold)
+    corpus = _Corpus([], [], 0, Counter(), Counter())
+    with _lazy_pool(cfg) as pool:
+        for batch, fresh in _process_all(cfg, units, cache, pool, progress):
+            corpus.batches.append(batch)
+            corpus.keep.append(np.fromiter((dedup.check_key(k, s) is None for k, s in
+                                            zip(batch.samples["key"], batch.samples["sig"])), dtype=bool, count=len(batch)))
+            if fresh:
+                corpus.fresh_docs += len(batch.docs["unit"])
+            corpus.filtered.update(batch.filtered)
+            corpus.redacted.update(batch.redacted)
+    if not any(b.docs["unit"] for b in corpus.batches):
+        raise NothingToDo(f"no ingested documents: run `mothbrain ingest` first or check sources in {cfg.config_path}")
+    corpus.filtered.update({k: v for k, v in dedup.counts.items() if v})
+    return corpus
+
+
+def _settings_hash(cfg: Config) -> str:
+    settings = {k: v for k, v in to_dict(cfg.preprocess).items() if k != "workers"}
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _mining_state_path(cfg: Config) -> Path:
+    return cache_dir(cfg) / MINING_STATE
+
+
+def _concept_pairs(cfg: Config, corpus: _Corpus, recent_doc: np.ndarray, now: float, pool, use_state: bool,
+                   full: bool) -> tuple[list[Pair], dict[str, Any]]:
+    """Link pairs (always from the current pages) and mined co-occurrence pairs, chosen within the
+    budget; and the mining state to keep (what was mined, when, and how many documents are new since).
+
+    Mining is a corpus-wide statistic (a second or two on a large archive): a run whose new or changed
+    documents since the last mining are at most REMINE_SHARE of the corpus, within REMINE_AFTER_DAYS
+    and with the same settings, reuses the mined pairs (their `recent` flags recomputed); `full`
+    (the weekly run) always mines again.
+    """
     pcfg = cfg.preprocess
-    sources = {s.name: s for s in cfg.sources}
-    results: list[DocResult] = []
-    samples: list[Sample] = []
-    redacted: Counter = Counter()
-    filtered: Counter = Counter()
-    # Dedup as results stream in, in document order (ingest's order is stable: config order of
-    # sources, sorted files), so the first occurrence of a passage is the one kept.
-    dedup = Deduper(pcfg.dedup_threshold)
-    lap = _Laps()
-    with _lazy_pool(cfg, now, since_days) as pool:
-        for r in _process_all(cfg, docs, now, since_days, pool, progress, expected_chars):
-            if r.redacted:
-                redacted.update(r.redacted)
-            if r.filtered:
-                filtered.update(r.filtered)
-            for s in r.samples:
-                if dedup.check_key(s.dedup_key, s.signature) is None:
-                    samples.append(s)
-                s.signature = None
-            r.samples = []
-            results.append(r)
-        if not results:
-            raise NothingToDo(f"no ingested documents: run `mothbrain ingest` first or check sources in "
-                              f"{cfg.config_path}")
-        filtered.update({k: v for k, v in dedup.counts.items() if v})
-        del dedup
-        lap("documents")
-
-        links = link_pairs(results)
+    pages = []
+    offset = 0
+    for b in corpus.batches:
+        for i, title, links in b.wiki:
+            pages.append(SimpleNamespace(kind="wiki", title=title, doc_id=b.docs["doc_id"][i], links=links,
+                                         recent=bool(recent_doc[offset + i])))
+        offset += len(b.docs["unit"])
+    links = link_pairs(pages)
+    n_docs = len(recent_doc)
+    settings = _settings_hash(cfg)
+    state = None
+    if use_state and not full:
+        try:
+            state = json.loads(_mining_state_path(cfg).read_text(encoding="utf-8"))
+            drift = int(state["fresh_since"]) + corpus.fresh_docs
+            if (state.get("settings") != settings or now - float(state["mined_at"]) >= REMINE_AFTER_DAYS * DAY
+                    or drift > REMINE_SHARE * n_docs or not isinstance(state.get("pairs"), list)):
+                state = None
+        except (OSError, ValueError, KeyError, TypeError):
+            state = None
+    if state is not None:
+        mined = _recent_again([Pair(a, b, score, docs, False, "cooccurrence") for a, b, score, docs in state["pairs"]],
+                              corpus, recent_doc)
+        state = {**state, "fresh_since": int(state["fresh_since"]) + corpus.fresh_docs}
+        info = {"mined": False, "mined_at": state["mined_at"], "new_documents_since": state["fresh_since"]}
+    else:
         # A large corpus counts its pairs on the pool, one share of the pair codes per process.
-        parallel = len(results) >= PARALLEL_PAIRS_AFTER_DOCS and _workers(cfg) > 1
-        mined = mine_pairs([(r.terms.split("\n") if r.terms else [], r.recent) for r in results], pcfg, limit=pcfg.association_pairs + len(links),
-                           map_fn=pool().map if parallel else map, shares=_workers(cfg) if parallel else 1)
-        pairs = choose_pairs(links, mined, pcfg.association_pairs)
-        samples += association_samples(pairs, pcfg, ConceptMatcher(pcfg))
-        lap("concept_pairs")
+        parallel = n_docs >= PARALLEL_PAIRS_AFTER_DOCS and _workers(cfg) > 1
+        terms = corpus.doc_column("terms")
+        mined = mine_pairs([(t.split("\n") if t else [], bool(r)) for t, r in zip(terms, recent_doc.tolist())], pcfg,
+                           limit=pcfg.association_pairs + len(links), map_fn=pool().map if parallel else map,
+                           shares=_workers(cfg) if parallel else 1)
+        state = {"settings": settings, "mined_at": now, "documents": n_docs, "fresh_since": 0,
+                 "pairs": [[p.a, p.b, p.score, p.docs] for p in mined]}
+        info = {"mined": True, "mined_at": now, "new_documents_since": 0}
+    info["mined_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(float(info["mined_at"])))
+    return choose_pairs(links, mined, pcfg.association_pairs), {"state": state, "info": info}
 
 
-    units = {(r.source, r.doc_id): r.unit for r in results}
-    held = heldout_docs(units, pcfg.heldout_fraction, units)
-    if len(held) != sum(u < pcfg.heldout_fraction for u in units.values()):  # the tiny-corpus fallback moved one
-        for s in samples:
-            if s.sample_type != "association":
-                s.split = "heldout" if (s.source, s.order[1]) in held else "train"
-    final: list[Sample] = []
-    for s in samples:
-        if s.sample_type == "association" and _unit(f"{s.source}\0{s.doc_id}") < pcfg.heldout_fraction:
-            s.split = "heldout"
-        if s.split == "heldout":  # document samples: decided in the worker from the document's hash
-            final.append(s)
-            continue
-        weight = sources[s.source].weight if s.source in sources else 1.0
-        if weight == 1.0:
-            final.append(s)
-        else:
-            final.extend([s] * repeats(weight, f"{pcfg.seed}|{s.source}|{s.order}"))
-    warnings = _voice_warnings(cfg, results)
-    lap("split_and_weights")
-    meta = {
-        "timings": lap.seconds,
-        "warnings": warnings,
-        "documents": len(results),
-        "heldout_documents": len(held),
-        "input_chars": sum(r.chars for r in results),
-        "redacted": dict(sorted(redacted.items())),
-        "filtered": dict(sorted(filtered.items())),
-        "concept_pairs": [[p.a, p.b, p.score] for p in pairs],
-        "concept_pair_details": [{"a": p.a, "b": p.b, "score": p.score, "documents": p.docs, "origin": p.origin,
-                                  "recent": p.recent} for p in pairs],
+def _recent_again(pairs: list[Pair], corpus: _Corpus, recent_doc: np.ndarray) -> list[Pair]:
+    """Reused pairs are recent when both their concepts are among a recent document's terms."""
+    where: dict[str, set[int]] = defaultdict(set)
+    terms = corpus.doc_column("terms")
+    for i in np.flatnonzero(recent_doc).tolist():
+        for t in terms[i].split("\n") if terms[i] else ():
+            where[t].add(i)
+    return [replace(p, recent=bool(where.get(p.a, set()) & where.get(p.b, set()))) for p in pairs]
+
+
+def _assemble(cfg: Config, corpus: _Corpus, pairs: list[Pair], recent_doc: np.ndarray):
+    """The splits as Arrow tables (weights applied, train shuffled) and their composition."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    pcfg = cfg.preprocess
+    batches = corpus.batches
+    sizes = np.array([len(b.docs["unit"]) for b in batches], dtype=np.int64)
+    offsets = np.concatenate(([0], np.cumsum(sizes)[:-1]))
+    doc_source = corpus.doc_column("source")
+    names = sorted(set(doc_source) | {ASSOCIATION_SOURCE})
+    code = {n: i for i, n in enumerate(names)}
+    doc_src = np.fromiter(map(code.__getitem__, doc_source), dtype=np.int32, count=len(doc_source))
+    unit = np.array(corpus.doc_column("unit"), dtype=np.float64)
+
+    # The document-level split: a document's hash decides (heldout_docs' fallback for tiny corpora).
+    held_doc = unit < pcfg.heldout_fraction
+    if pcfg.heldout_fraction > 0 and len(unit) >= 2 and held_doc.sum() in (0, len(unit)):
+        keys = list(zip(doc_source, corpus.doc_column("doc_id")))
+        held = heldout_docs(keys, pcfg.heldout_fraction, dict(zip(keys, unit.tolist())))
+        held_doc = np.fromiter((k in held for k in keys), dtype=bool, count=len(keys))
+
+    # Document samples (every one, then `keep` selects), then the association samples.
+    doc_of = np.concatenate([np.asarray(b.samples["doc"], dtype=np.int64) + off for b, off in zip(batches, offsets)])
+    matcher = ConceptMatcher(pcfg)
+    assoc = association_samples(pairs, pcfg, matcher)
+    count, unit_label = _token_counter(cfg)
+    assoc_tokens = [n for i in range(0, len(assoc), 1024)
+                    for n in count([s.prompt + s.completion for s in assoc[i:i + 1024]])]
+    types = sorted({t for b in batches for t in b.samples["sample_type"]} | {"association"})
+    tcode = {t: i for i, t in enumerate(types)}
+    n_doc_samples = len(doc_of)
+    src = np.concatenate([doc_src[doc_of], np.full(len(assoc), code[ASSOCIATION_SOURCE], dtype=np.int32)])
+    typ = np.fromiter(chain((tcode[t] for b in batches for t in b.samples["sample_type"]),
+                            (tcode["association"] for _ in assoc)), dtype=np.int32, count=n_doc_samples + len(assoc))
+    tokens = np.concatenate([np.asarray(b.samples["tokens"], dtype=np.int64) for b in batches]
+                            + [np.asarray(assoc_tokens, dtype=np.int64)])
+    recent = np.concatenate([recent_doc[doc_of], np.array([s.recent for s in assoc], dtype=bool)])
+    held = np.concatenate([held_doc[doc_of], np.array([_unit(f"{s.source}\0{s.doc_id}") < pcfg.heldout_fraction
+                                                        for s in assoc], dtype=bool)])
+    keep = np.concatenate(corpus.keep + [np.ones(len(assoc), dtype=bool)])
+
+    # Source weights on the train split: floor(w) copies, one more with probability frac(w).
+    weight_of = np.array([next((s.weight for s in cfg.sources if s.name == n), 1.0) for n in names])
+    weight = weight_of[src]
+    reps = np.floor(weight).astype(np.int64)
+    fractional = np.flatnonzero(keep & ~held & (weight != np.floor(weight)))
+    if len(fractional):
+        raw_ids = corpus.doc_column("doc_id")
+        n_of = np.concatenate([np.asarray(b.samples["n"], dtype=np.int64) for b in batches])
+        for i in fractional.tolist():
+            if i < n_doc_samples:
+                order = (names[src[i]], raw_ids[doc_of[i]], int(n_of[i]))
+            else:
+                order = assoc[i - n_doc_samples].order
+            reps[i] = repeats(float(weight[i]), f"{pcfg.seed}|{names[src[i]]}|{order}")
+    train_rows = np.flatnonzero(keep & ~held)
+    train_idx = np.repeat(train_rows, reps[train_rows])
+    # Shuffled, so that the repeats of a weighted sample do not sit together.
+    train_idx = train_idx[np.random.default_rng(pcfg.seed).permutation(len(train_idx))]
+    held_idx = np.flatnonzero(keep & held)
+
+    # Composition: samples and tokens per source, type and priority concept.
+    def table(codes: np.ndarray, labels: list[str]) -> dict[str, dict[str, Any]]:
+        tr = np.bincount(codes[train_idx], minlength=len(labels))
+        ho = np.bincount(codes[held_idx], minlength=len(labels))
+        tk = np.bincount(codes[train_idx], weights=tokens[train_idx], minlength=len(labels))
+        return {labels[i]: {"train": int(tr[i]), "heldout": int(ho[i]), "tokens": int(tk[i])}
+                for i in range(len(labels)) if tr[i] or ho[i]}
+
+    by_source = table(src, names)
+    for name, row in by_source.items():
+        row["weight"] = float(weight_of[code[name]])
+    composition = {"token_unit": unit_label, "by_source": by_source, "by_type": table(typ, types),
+                   "total_tokens": int(tokens[train_idx].sum())}
+
+    concept_chunks = [b.samples["concepts"] for b in batches] + [pa.array([s.concepts for s in assoc],
+                                                                         pa.list_(pa.string()))]
+    concepts = pa.chunked_array(concept_chunks, pa.list_(pa.string())).combine_chunks()
+    parents = np.asarray(pc.list_parent_indices(concepts))
+    values = pc.list_flatten(concepts)
+    copies = np.bincount(train_idx, minlength=len(keep))
+    priority, warnings = {}, []
+    for pc_ in pcfg.priority_concepts:
+        rows = parents[np.asarray(pc.equal(values, pc_.name).fill_null(False))]
+        row = {"train": int(copies[rows].sum()), "heldout": int((keep[rows] & held[rows]).sum()),
+               "tokens": int((copies[rows] * tokens[rows]).sum())}
+        ok = row["train"] >= pc_.min_samples
+        priority[pc_.name] = {**row, "min_samples": pc_.min_samples, "ok": ok}
+        if not ok:
+            warnings.append(f"priority concept '{pc_.name}' is in {row['train']} training samples, under its "
+                            f"minimum of {pc_.min_samples}: add material that mentions it, or aliases in "
+                            "preprocess.priority_concepts")
+
+    # The rows, straight from the workers' Arrow arrays: no Python object per row.
+    def column(key: str, extra: list[str]) -> Any:
+        return pa.chunked_array([b.samples[key] for b in batches] + [pa.array(extra, pa.string())], pa.string())
+
+    columns = {
+        "prompt": column("prompt", [s.prompt for s in assoc]),
+        "completion": column("completion", [s.completion for s in assoc]),
+        "source": pc.take(pa.array(names, pa.string()), pa.array(src)),
+        "sample_type": pc.take(pa.array(types, pa.string()), pa.array(typ)),
+        "doc_id": column("doc_id", [s.doc_id for s in assoc]),
+        "concepts": concepts,
+        "recent": pa.array(recent, pa.bool_()),
     }
-    return final, meta
+    everything = pa.table(columns, schema=_features().arrow_schema)
+    tables = {"train": everything.take(pa.array(train_idx)), "heldout": everything.take(pa.array(held_idx))}
+    return tables, composition, priority, warnings, {"documents": len(unit), "heldout_documents": int(held_doc.sum())}
 
 
 class _Laps:
@@ -727,16 +956,16 @@ class _Laps:
         self._t = now
 
 
-def _voice_warnings(cfg: Config, results: list[DocResult]) -> list[str]:
+def _voice_warnings(cfg: Config, batches: list[BatchResult]) -> list[str]:
     """A source with turns but no voice turn at all is almost always a voice_roles mistake."""
     turns: dict[str, int] = defaultdict(int)
     voice: dict[str, int] = defaultdict(int)
     seen: dict[str, Counter] = defaultdict(Counter)
-    for r in results:
-        if r.speakers:
-            turns[r.source] += 1
-            voice[r.source] += r.voice_turns
-            seen[r.source].update(r.speakers)
+    for b in batches:
+        for source, (docs, voice_turns, speakers) in b.voices.items():
+            turns[source] += docs
+            voice[source] += voice_turns
+            seen[source].update(speakers)
     sources = {s.name: s for s in cfg.sources}
     out = []
     for name in sorted(turns):
@@ -746,44 +975,6 @@ def _voice_warnings(cfg: Config, results: list[DocResult]) -> list[str]:
             out.append(f"source '{name}' has no turns by a voice role {roles} (speakers seen: {common}): set "
                        f"voice_roles on the source (or preprocess.voice_roles)")
     return out
-
-
-def _composition(cfg: Config, samples: list[Sample]) -> tuple[dict[str, Any], dict[str, dict[str, Any]], list[str]]:
-    count, unit = _token_counter(cfg)
-    # Document samples were counted in the workers; the rest (association samples) here.
-    uncounted = [s for s in {id(s): s for s in samples if not s.tokens}.values()]
-    for i in range(0, len(uncounted), 1024):
-        part = uncounted[i:i + 1024]
-        for s, n in zip(part, count([s.prompt + s.completion for s in part])):
-            s.tokens = n
-    weights = {s.name: s.weight for s in cfg.sources}
-
-    def table(key) -> dict[str, dict[str, Any]]:
-        out: dict[str, dict[str, Any]] = defaultdict(lambda: {"train": 0, "heldout": 0, "tokens": 0})
-        for s in samples:
-            for name in key(s):
-                row = out[name]
-                row[s.split] += 1
-                if s.split == "train":
-                    row["tokens"] += s.tokens
-        return dict(sorted(out.items()))
-
-    by_source = table(lambda s: [s.source])
-    for name, row in by_source.items():
-        row["weight"] = weights.get(name, 1.0)
-    composition = {"token_unit": unit, "by_source": by_source, "by_type": table(lambda s: [s.sample_type]),
-                   "total_tokens": sum(s.tokens for s in samples if s.split == "train")}
-    by_concept = table(lambda s: s.concepts)
-    priority, warnings = {}, []
-    for pc in cfg.preprocess.priority_concepts:
-        row = by_concept.get(pc.name, {"train": 0, "heldout": 0, "tokens": 0})
-        ok = row["train"] >= pc.min_samples
-        priority[pc.name] = {**row, "min_samples": pc.min_samples, "ok": ok}
-        if not ok:
-            warnings.append(f"priority concept '{pc.name}' is in {row['train']} training samples, under its "
-                            f"minimum of {pc.min_samples}: add material that mentions it, or aliases in "
-                            "preprocess.priority_concepts")
-    return composition, priority, warnings
 
 
 def _fingerprint_hash():
@@ -835,14 +1026,6 @@ def fingerprint(tables: dict[str, Any], cfg: Config) -> str:
                 else:
                     strings(chunk)
     return h.hexdigest()[:16]
-
-
-def _to_arrow(columns: dict[str, dict[str, list]]) -> dict[str, Any]:
-    """The splits' columns as Arrow tables with the data set's schema."""
-    import pyarrow as pa
-
-    schema = _features().arrow_schema
-    return {split: pa.Table.from_pydict(cols, schema=schema) for split, cols in columns.items()}
 
 
 def _features():
@@ -903,16 +1086,19 @@ def _save(cfg: Config, tables: dict[str, Any], fp: str, meta: dict[str, Any]) ->
 
 
 def run_preprocess(cfg: Config, since_days: float | None = None, progress: bool | None = None,
-                   documents: Iterable[Document] | None = None, force: bool = False) -> PreprocessReport:
+                   documents: Iterable[Document] | None = None, force: bool = False,
+                   full: bool = False) -> PreprocessReport:
     """Build and save the data set from everything ingested, and point latest.json at it.
 
     `since_days`: what counts as recent (default ingest.since_days). `documents`: use these instead
-    of the ingested documents (tests, scripts). Same inputs and config → same fingerprint, and the
-    existing folder is reused; when the stored documents and settings are the same as for today's
-    latest data set, nothing is read at all (`force` rebuilds anyway).
+    of the ingested documents (tests, scripts; nothing is cached). Same inputs and config → same
+    fingerprint, and the existing folder is reused; when the stored documents and settings are the
+    same as for today's latest data set, nothing is read at all (`force` rebuilds anyway). Shards
+    unchanged since the last run come from the document cache; `full` ignores the cache and mines
+    the concept pairs again (the weekly rebuild).
     """
     with _gc_paused():
-        return _run_preprocess(cfg, since_days, progress, documents, force)
+        return _run_preprocess(cfg, since_days, progress, documents, force, full)
 
 
 @contextmanager
@@ -962,51 +1148,64 @@ def _reuse(cfg: Config, input_key: str, t0: float) -> PreprocessReport | None:
 
 
 def _run_preprocess(cfg: Config, since_days: float | None, progress: bool | None,
-                    documents: Iterable[Document] | None, force: bool = False) -> PreprocessReport:
+                    documents: Iterable[Document] | None, force: bool = False, full: bool = False) -> PreprocessReport:
     t0 = time.perf_counter()
     now = time.time()
     since = cfg.ingest.since_days if since_days is None else since_days
     input_key = ""
+    cache = None
     if documents is None:
         from .ingest import stored_state
 
-        state, expected = stored_state(cfg)
+        state, _ = stored_state(cfg)
         if state:
             input_key = _input_key(cfg, since, state, now)
-            if not force and (done := _reuse(cfg, input_key, t0)) is not None:
+            if not force and not full and (done := _reuse(cfg, input_key, t0)) is not None:
                 return done
-        documents = _iter_ingested(cfg)
+        cache = DocCache(cfg, DATASET_SCHEMA, _tokenizer_identity(cfg), enabled=not full)
+        units = _stored_units(cfg, cache)
     else:
-        expected = 0
-    samples, meta = build_samples(cfg, documents, since, now, progress, expected)
+        docs = documents if isinstance(documents, (list, tuple)) else list(documents)
+        size = sum(len(d.text or "") + sum(len(t.text or "") for t in d.turns or []) for d in docs)
+        units = [_Unit(items=lambda: docs, size=size)]
     lap = _Laps()
-    composition, priority, warnings = _composition(cfg, samples)
-    warnings = meta.pop("warnings") + warnings
-    lap("composition")
-
-    train = [s for s in samples if s.split == "train"]
-    random.Random(cfg.preprocess.seed).shuffle(train)  # so the repeats of a weighted sample do not sit together
-    splits = {"train": train, "heldout": [s for s in samples if s.split == "heldout"]}
-    columns = {name: {c: list(map(attrgetter(c), rows)) for c in COLUMNS} for name, rows in splits.items()}
-    if not train:
+    corpus = _read_corpus(cfg, units, cache, progress)
+    lap("documents")
+    recent_doc = np.array(corpus.doc_column("when"), dtype=np.float64) >= now - since * DAY  # nan: never recent
+    with _lazy_pool(cfg) as pool:
+        pairs, mining = _concept_pairs(cfg, corpus, recent_doc, now, pool, use_state=cache is not None, full=full)
+    lap("concept_pairs")
+    tables, composition, priority, warnings, counts = _assemble(cfg, corpus, pairs, recent_doc)
+    warnings = _voice_warnings(cfg, corpus.batches) + warnings
+    input_chars = sum(sum(b.docs["chars"]) for b in corpus.batches)
+    redacted, filtered, fresh_docs = dict(sorted(corpus.redacted.items())), dict(sorted(corpus.filtered.items())), corpus.fresh_docs
+    del corpus
+    lap("split_weights_composition")
+    if not len(tables["train"]):
         warnings.append("the training split is empty: every sample was filtered, deduplicated or held out")
-    tables = _to_arrow(columns)
-    del columns
     fp = fingerprint(tables, cfg)
-    lap("columns_and_fingerprint")
-    meta["timings"].update(lap.seconds)
+    lap("fingerprint")
     meta = {
         "fingerprint": fp,
         "schema": DATASET_SCHEMA,
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(now)),
         "since_days": since,
-        "samples": {k: len(v) for k, v in splits.items()},
+        "samples": {split: len(t) for split, t in tables.items()},
         "composition": composition,
         "priority_concepts": priority,
         "warnings": warnings,
         "preprocess_config": to_dict(cfg.preprocess),
         "source_weights": {s.name: s.weight for s in cfg.sources},
-        **meta,
+        **counts,
+        "input_chars": input_chars,
+        "documents_processed": fresh_docs,  # the rest came from the document cache
+        "redacted": redacted,
+        "filtered": filtered,
+        "concept_pairs": [[p.a, p.b, p.score] for p in pairs],
+        "concept_pair_details": [{"a": p.a, "b": p.b, "score": p.score, "documents": p.docs, "origin": p.origin,
+                                  "recent": p.recent} for p in pairs],
+        "concept_mining": mining["info"],
+        "timings": lap.seconds,
     }
     path, reused = _save(cfg, tables, fp, meta)
     lap("save")
@@ -1016,12 +1215,19 @@ def _run_preprocess(cfg: Config, since_days: float | None, progress: bool | None
     except OSError as exc:
         raise MothError(f"cannot write {paths.datasets_dir(cfg) / LATEST_NAME} ({exc.strerror or exc}); the data set "
                         f"itself is complete at {path}: free disk space and run `mothbrain preprocess` again") from None
+    if cache is not None:  # only once the data set is saved: a failed run leaves the last mining as it was
+        try:
+            _atomic_write_json(_mining_state_path(cfg), mining["state"])
+        except OSError as exc:
+            log.warning("cannot write %s (%s); the next run mines the concept pairs again",
+                        _mining_state_path(cfg), exc.strerror or exc)
+        cache.prune()
     return PreprocessReport(
         fingerprint=fp, path=str(path), reused=reused, documents=meta["documents"],
         heldout_documents=meta["heldout_documents"], samples=meta["samples"], composition=composition,
-        priority=priority, filtered=meta["filtered"], redacted=meta["redacted"],
-        concept_pairs=len(meta["concept_pairs"]), input_chars=meta["input_chars"],
-        seconds=time.perf_counter() - t0, warnings=warnings, timings={**meta["timings"], **lap.seconds})
+        priority=priority, filtered=filtered, redacted=redacted, concept_pairs=len(pairs), input_chars=input_chars,
+        seconds=time.perf_counter() - t0, warnings=warnings, timings=dict(lap.seconds),
+        documents_processed=fresh_docs, concept_mining=mining["info"])
 
 
 def load_latest_dataset(cfg: Config):
