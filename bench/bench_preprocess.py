@@ -10,7 +10,8 @@ process so that peak memory is per run:
              and split every message into words (one core) - the ratio below is against this
   cold       `ingest` + `preprocess` from an empty state dir (--repeat times; best and median)
   unchanged  both again on the same archive: ingest finds nothing new, preprocess reuses the data set
-  new_1pct   1% new material (half a new file, half appended to the newest), ingest + preprocess
+  new_1pct   1% new material (half a new file, half appended to the newest), ingest + preprocess:
+             the changed shards are processed, the rest comes from the document cache
 Prints MB/s of archive bytes, seconds per preprocess phase (from its report), peak RSS of the main
 process and the ratios, all measured in this one invocation.
 """
@@ -66,6 +67,7 @@ def phase_pipeline(cfg_path: str) -> dict:
     return {"seconds": t2 - t0, "ingest_s": t1 - t0, "preprocess_s": t2 - t1, "reused": pre.reused,
             "timings": pre.timings, "documents": pre.documents, "samples": pre.samples,
             "concept_pairs": pre.concept_pairs, "redacted": sum(pre.redacted.values()),
+            "documents_processed": pre.documents_processed, "pairs_mined": bool(pre.concept_mining.get("mined")),
             "new_files": sum(s.new + s.changed for s in ing.sources)}
 
 
@@ -118,7 +120,10 @@ def main() -> None:
         "unchanged_over_cold": round(unchanged["seconds"] / median_s, 4),
         "new_1pct_MB": round(new_mb, 2), "new_1pct_s": round(new["seconds"], 2),
         "new_1pct_ingest_s": round(new["ingest_s"], 3), "new_1pct_over_cold": round(new["seconds"] / median_s, 3),
-        "targets_met": {"cold>=5MB/s": size / median_s >= 5, "unchanged<=5%": unchanged["seconds"] <= 0.05 * median_s},
+        "new_1pct_phases_s": new["timings"], "new_1pct_documents_processed": new["documents_processed"],
+        "new_1pct_pairs_mined": new["pairs_mined"],
+        "targets_met": {"cold>=5MB/s": size / median_s >= 5, "unchanged<=5%": unchanged["seconds"] <= 0.05 * median_s,
+                        "new_1pct<=10%": new["seconds"] <= 0.10 * median_s},
     }
     if args.json:
         print(json.dumps(res, indent=1))
@@ -137,9 +142,11 @@ def main() -> None:
     t.add_row("unchanged rerun", f"{res['unchanged_s']}", "", f"{res['unchanged_over_cold']:.2%}",
               "data set reused" if res["unchanged_reused"] else "rebuilt")
     t.add_row(f"1% new ({res['new_1pct_MB']} MB)", f"{res['new_1pct_s']}", "", f"{res['new_1pct_over_cold']:.0%}",
-              f"ingest {res['new_1pct_ingest_s']}s; preprocess rebuilds the whole data set")
+              f"ingest {res['new_1pct_ingest_s']}s; {res['new_1pct_documents_processed']:,} documents processed, "
+              f"the rest from the cache; concept pairs {'mined' if res['new_1pct_pairs_mined'] else 'reused'}")
     Console().print(t)
-    print("preprocess phases (s):", json.dumps(res["cold_preprocess_phases_s"]))
+    print("preprocess phases (s), cold:", json.dumps(res["cold_preprocess_phases_s"]))
+    print("preprocess phases (s), 1% new:", json.dumps(res["new_1pct_phases_s"]))
     print(f"cold / baseline = {res['ratio_cold_over_baseline']}x;", json.dumps(res["targets_met"]))
 
 

@@ -80,10 +80,14 @@ class Deduper:
         """None when `text` is new, else "exact" or "near"."""
         return self.check_key(*text_key(text))
 
-    def check_key(self, key: bytes, sig: RMinHash | None) -> str | None:
+    def check_key(self, key: bytes, sig: RMinHash | None, near: bool = False) -> str | None:
+        """`near`: already known to be a near duplicate of an earlier text (`near_duplicates_of`)."""
         if key in self.exact:
             self.counts["exact_duplicates"] += 1
             return "exact"
+        if near:
+            self.counts["near_duplicates"] += 1
+            return "near"
         if self.lsh is not None and sig is not None:
             # LSH returns candidates; confirm with the signatures' estimated Jaccard similarity.
             if any(sig.jaccard(self._sigs[c]) >= self.threshold for c in self.lsh.query(sig)):
@@ -93,3 +97,26 @@ class Deduper:
             self._sigs.append(sig)
         self.exact.add(key)
         return None
+
+
+def near_duplicates_of(earlier: list[RMinHash], later: list[RMinHash | None], threshold: float) -> set[int]:
+    """Indices into `later` of the texts that are near duplicates of one of `earlier`.
+
+    For a run that keeps an earlier run's decisions for most of the stream and deduplicates only
+    the rest against them: the few later signatures go into an LSH index, which each earlier one
+    queries (querying is cheaper than indexing the many earlier ones); candidates are confirmed by
+    their estimated Jaccard similarity, as in `Deduper`.
+    """
+    if threshold >= 1.0 or not earlier:
+        return set()
+    at = [i for i, sig in enumerate(later) if sig is not None]
+    if not at:
+        return set()
+    lsh = RMinHashLSH(threshold=threshold, num_perm=NUM_PERM, num_bands=NUM_BANDS)
+    lsh.insert_many([later[i] for i in at], 0)
+    found: set[int] = set()
+    for sig, candidates in zip(earlier, lsh.query_all(earlier)):
+        for c in candidates:
+            if at[c] not in found and sig.jaccard(later[at[c]]) >= threshold:
+                found.add(at[c])
+    return found

@@ -4,7 +4,7 @@ the shards that changed.
 Per-document work (redaction, filters, samples, dedup signatures, candidate concepts, token
 counts) is nine tenths of a cold preprocess, and it depends only on the document and the
 settings, never on the date or on other documents. So each shard's results (a list of
-`preprocess.BatchResult`) are pickled under data/datasets/cache/, keyed by the shard's identity
+`preprocess.BatchResult`) are pickled under data/datasets/cache/shards/, keyed by the shard's identity
 (its source file's hash, its size and mtime) and everything that shapes the results (the
 preprocess settings, the source's settings, the tokenizer, the cache and data set schemas).
 A key that differs, a damaged or unreadable file: the shard is processed again. The global steps
@@ -20,10 +20,8 @@ import logging
 import os
 import pickle
 from pathlib import Path
-from typing import Any
 
 from . import paths
-from .atomic import write_atomically
 from .config import Config, to_dict
 
 log = logging.getLogger(__name__)
@@ -40,7 +38,7 @@ class DocCache:
     """load(shard) → cached results or None; save(shard, results); prune() after the run."""
 
     def __init__(self, cfg: Config, schema: int, tokenizer: list, enabled: bool = True):
-        self.root = cache_dir(cfg)
+        self.root = cache_dir(cfg) / "shards"
         self.enabled = enabled
         settings = {k: v for k, v in to_dict(cfg.preprocess).items() if k != "workers"}
         self._base = json.dumps({"cache": CACHE_SCHEMA, "schema": schema, "preprocess": settings,
@@ -49,7 +47,7 @@ class DocCache:
         self._used: set[str] = set()
 
     def _file(self, shard) -> Path:
-        name = hashlib.sha1(str(shard.path).encode()).hexdigest()[:24]
+        name = hashlib.sha1(shard.name.encode()).hexdigest()[:24]
         self._used.add(name)
         return self.root / f"{name}.pkl"
 
@@ -57,7 +55,8 @@ class DocCache:
         text = "\0".join([self._base, self._sources.get(shard.source, shard.source), shard.identity])
         return hashlib.sha256(text.encode()).hexdigest()
 
-    def load(self, shard) -> list | None:
+    def load(self, shard) -> list[bytes] | None:
+        """The shard's batches as the pickles the workers made (None: not cached or no longer valid)."""
         path = self._file(shard)
         if not self.enabled:
             return None
@@ -72,12 +71,18 @@ class DocCache:
             log.info("document cache %s unreadable (%s); processing %s again", path, exc, shard.path)
         return None
 
-    def save(self, shard, batches: list[Any]) -> None:
-        """Write atomically; a failure (a full disk) costs only the next run's time, so it warns."""
+    def save(self, shard, batches: list[bytes]) -> None:
+        """Write via a temp file and a rename (no fsync: a torn file reads as damaged and the shard is
+        processed again); a failure (a full disk) costs only the next run's time, so it warns."""
         path = self._file(shard)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
-            write_atomically(path, pickle.dumps({"key": self.key(shard), "batches": batches}, protocol=5))
+            self.root.mkdir(parents=True, exist_ok=True)
+            with tmp.open("wb") as fh:
+                pickle.dump({"key": self.key(shard), "batches": batches}, fh, protocol=5)
+            os.replace(tmp, path)
         except OSError as exc:
+            tmp.unlink(missing_ok=True)
             log.warning("cannot write the document cache %s (%s); the next run processes %s again",
                         path, exc.strerror or exc, shard.path)
 

@@ -546,8 +546,9 @@ class StoredShard:
     """One source file's stored documents (a JSONL shard), as preprocess sees it."""
 
     source: str
+    name: str  # relative to the ingest folder (stable when the state folder moves)
     path: Path
-    identity: str  # changes whenever the shard is rewritten or appended to (file hash, shard size and mtime)
+    identity: str  # changes whenever the shard is rewritten or appended to (its name, file hash and size)
     mtime: float  # the source file's mtime (a document's time when it has none)
     size: int  # bytes
     days: tuple[int, ...]  # the days (since the epoch) its documents are from
@@ -578,8 +579,8 @@ def stored_shards(cfg: Config) -> list[StoredShard]:
                 st = shard.stat()
             except OSError as exc:
                 raise MothError(f"stored documents {shard} are missing ({exc.strerror}); run `mothbrain ingest --full`") from None
-            identity = json.dumps([f["shard"], f.get("hash"), st.st_size, st.st_mtime_ns])
-            out.append(StoredShard(source.name, shard, identity, f.get("mtime", 0), st.st_size,
+            identity = json.dumps([f["shard"], f.get("hash"), st.st_size, entry.get("signature", {}).get("readers")])
+            out.append(StoredShard(source.name, f["shard"], shard, identity, f.get("mtime", 0), st.st_size,
                                    tuple(int(d) for d in f.get("days", {}))))
     return out
 

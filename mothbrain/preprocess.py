@@ -38,6 +38,7 @@ import logging
 import math
 import multiprocessing as mp
 import os
+import pickle
 import re
 import shutil
 import sys
@@ -47,7 +48,7 @@ from collections import Counter, defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from functools import partial
-from itertools import chain, islice
+from itertools import chain, compress, islice
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Iterable, Iterator
@@ -57,7 +58,7 @@ import numpy as np
 from . import paths
 from .atomic import replace_folder, write_atomically
 from .config import Config, PreprocessConfig, SourceConfig, to_dict
-from .dedup import Deduper, text_key
+from .dedup import Deduper, near_duplicates_of, text_key
 from .doc_cache import DocCache, cache_dir
 from .errors import MothError, NothingToDo
 from .filters import TOOL_TURNS, apply_filters, is_tool_turn
@@ -78,6 +79,7 @@ PARALLEL_PAIRS_AFTER_DOCS = 20_000  # concept pairs of larger corpora are counte
 REMINE_SHARE = 0.05  # concept pairs are mined again once this share of the documents is new since the last mining
 REMINE_AFTER_DAYS = 7.0  # ... or once the last mining is this old (the weekly run)
 MINING_STATE = "concept_mining.json"  # beside the document cache: the last mining's pairs
+DEDUP_STATE = "dedup_decisions.pkl"  # ... and the last run's dedup decisions per shard
 
 
 # --------------------------------------------------------------------------- the report
@@ -582,7 +584,7 @@ class _Unit:
     items: Any  # () -> iterable of stored lines or Documents
     size: int  # bytes or characters, to decide whether the worker pool is worth starting
     shard: Any = None  # ingest.StoredShard (None: not cached)
-    cached: list[BatchResult] | None = None
+    cached: list[bytes] | None = None  # its batches, pickled
 
 
 def _stored_units(cfg: Config, cache: DocCache) -> list[_Unit]:
@@ -628,9 +630,11 @@ def process_batch(items: list[Document | tuple[str, tuple]]) -> BatchResult:
                       for d in docs if d is not None])
 
 
-def _work(task: tuple[int, bool, list]) -> tuple[int, bool, BatchResult]:
+def _work(task: tuple[int, bool, list]) -> tuple[int, bool, bytes]:
+    """A batch's result pickled here, in the worker: the main process unpickles it once and writes
+    the same bytes to the document cache."""
     unit, last, items = task
-    return unit, last, process_batch(items)
+    return unit, last, pickle.dumps(process_batch(items), protocol=5)
 
 
 def _workers(cfg: Config) -> int:
@@ -673,10 +677,11 @@ def _lazy_pool(cfg: Config):
 
 
 def _process_all(cfg: Config, units: list[_Unit], cache: DocCache | None, pool,
-                 progress: bool | None) -> Iterator[tuple[BatchResult, bool]]:
-    """(batch, fresh) in stream order: cached shards as they were, the others processed
-    BATCH_DOCS documents at a time (on the worker pool when they hold PARALLEL_AFTER_CHARS or
-    more and there is more than one core) and written to the cache as each shard completes."""
+                 progress: bool | None) -> Iterator[tuple[int, list[BatchResult], bool]]:
+    """(unit index, batches, fresh) in stream order: a cached shard's batches all at once, the
+    other units processed BATCH_DOCS documents at a time and yielded batch by batch (on the worker
+    pool when they hold PARALLEL_AFTER_CHARS or more and there is more than one core), each written
+    to the cache as it completes."""
     _init_worker(cfg)
     fresh_size = sum(u.size for u in units if u.cached is None)
     parallel = _workers(cfg) > 1 and fresh_size >= PARALLEL_AFTER_CHARS
@@ -703,26 +708,32 @@ def _process_all(cfg: Config, units: list[_Unit], cache: DocCache | None, pool,
     chars = n = 0
     with _progress(progress) as bar:
         task = bar.add_task("preprocessing documents", info="")
-        for i, u in enumerate(units):
-            parts = u.cached
-            if parts is None:
-                parts = []
-                last = False
-                while not last:
-                    j, last, result = next(done)
-                    if slots is not None:
-                        slots.release()
-                    assert j == i, "batches come back in order"
-                    parts.append(result)
-                    yield result, True
-                if cache is not None and u.shard is not None:
-                    cache.save(u.shard, parts)
-            else:
-                for result in parts:
-                    yield result, False
-            chars += sum(sum(b.docs["chars"]) for b in parts)
-            n += sum(len(b.docs["chars"]) for b in parts)
+
+        def count(results: list[BatchResult]) -> None:
+            nonlocal chars, n
+            for r in results:
+                chars, n = chars + sum(r.docs["chars"]), n + len(r.docs["chars"])
             bar.update(task, info=f"{n:,} documents, {chars / 1e6:,.1f} MB")
+
+        for i, u in enumerate(units):
+            if u.cached is not None:
+                results = [pickle.loads(blob) for blob in u.cached]
+                count(results)
+                yield i, results, False
+                continue
+            parts: list[bytes] = []
+            last = False
+            while not last:
+                j, last, blob = next(done)
+                if slots is not None:
+                    slots.release()
+                assert j == i, "batches come back in order"
+                parts.append(blob)
+                results = [pickle.loads(blob)]
+                count(results)
+                yield i, results, True
+            if cache is not None and u.shard is not None:
+                cache.save(u.shard, parts)
 
 
 # --------------------------------------------------------------------------- the stage: the data set
@@ -737,29 +748,125 @@ class _Corpus:
     fresh_docs: int  # documents processed in this run (not from the cache)
     filtered: Counter
     redacted: Counter
+    dedup_state: dict = field(default_factory=dict)  # chain hash of the units so far → (samples, keep bits, (exact, near))
 
     def doc_column(self, name: str) -> list:
         return [x for b in self.batches for x in b.docs[name]]
 
 
-def _read_corpus(cfg: Config, units: list[_Unit], cache: DocCache | None, progress: bool | None) -> _Corpus:
-    """Stream the batches in order, deduplicating as they come (the first occurrence of a passage
-    is the one kept: the stream order is stable, config order of sources and sorted files)."""
-    dedup = Deduper(cfg.preprocess.dedup_threshold)
+def _read_corpus(cfg: Config, units: list[_Unit], cache: DocCache | None, progress: bool | None,
+                 full: bool = False) -> _Corpus:
+    """Every document's results in stream order, deduplicated: the first occurrence of a passage is
+    the one kept (the stream order is stable: config order of sources, sorted files).
+
+    Dedup decisions depend only on the stream up to a sample, so while the shards are the ones the
+    last run saw, in the same order (a hash chain over their cache keys), that run's decisions are
+    reused. The rest (a nightly run: the few shards that changed, at the end) is deduplicated
+    against the kept samples of that prefix (`near_duplicates_of`) and among itself. Without a
+    reusable prefix (a cold run), batches are deduplicated as they stream in.
+    """
+    pcfg = cfg.preprocess
+    previous = _load_dedup_state(cfg) if cache is not None and not full else {}
+    dedup = Deduper(pcfg.dedup_threshold)
     corpus = _Corpus([], [], 0, Counter(), Counter())
+    chain = hashlib.sha256(f"dedup {pcfg.dedup_threshold}".encode())
+    unit_of: list[int] = []  # per batch: its unit
+    dups: list[tuple[int, int]] = []  # per batch: (exact, near) duplicates dropped
+    hashes: dict[int, str] = {}  # unit → chain hash
+    prefix_keys: list[bytes] = []
+    prefix_sigs: list = []
+    reusing = True
+    deferred: list[int] = []  # batches after a reused prefix, deduplicated at the end
+
+    def stream(batch: BatchResult) -> tuple[np.ndarray, tuple[int, int]]:
+        before = dict(dedup.counts)
+        keep = np.fromiter((dedup.check_key(k, s) is None for k, s in zip(batch.samples["key"], batch.samples["sig"])),
+                           dtype=bool, count=len(batch))
+        return keep, (dedup.counts["exact_duplicates"] - before["exact_duplicates"],
+                      dedup.counts["near_duplicates"] - before["near_duplicates"])
+
     with _lazy_pool(cfg) as pool:
-        for batch, fresh in _process_all(cfg, units, cache, pool, progress):
-            corpus.batches.append(batch)
-            corpus.keep.append(np.fromiter((dedup.check_key(k, s) is None for k, s in
-                                            zip(batch.samples["key"], batch.samples["sig"])), dtype=bool, count=len(batch)))
-            if fresh:
-                corpus.fresh_docs += len(batch.docs["unit"])
-            corpus.filtered.update(batch.filtered)
-            corpus.redacted.update(batch.redacted)
+        for i, results, fresh in _process_all(cfg, units, cache, pool, progress):
+            if i not in hashes:
+                u = units[i]
+                chain.update(((cache.key(u.shard) if cache is not None and u.shard is not None else f"unit {i}")
+                              + "\0").encode())
+                hashes[i] = chain.hexdigest()
+            stored = previous.get(hashes[i]) if reusing and not fresh else None
+            total = sum(len(r) for r in results)
+            if stored is not None and stored[0] != total:
+                stored = None
+            reusing = stored is not None
+            if stored is not None:
+                keep = np.unpackbits(stored[1], count=total).astype(bool)
+                at = 0
+                for r in results:
+                    part = keep[at:at + len(r)]
+                    at += len(r)
+                    prefix_keys.extend(compress(r.samples["key"], part))
+                    prefix_sigs.extend(sig for sig in compress(r.samples["sig"], part) if sig is not None)
+                    corpus.keep.append(part)
+                    dups.append((0, 0))
+                dups[-1] = tuple(stored[2])
+            for r in results:
+                corpus.batches.append(r)
+                unit_of.append(i)
+                if fresh:
+                    corpus.fresh_docs += len(r.docs["unit"])
+                corpus.filtered.update(r.filtered)
+                corpus.redacted.update(r.redacted)
+                if stored is not None:
+                    continue
+                if prefix_keys:
+                    corpus.keep.append(None)  # decided below, against the prefix
+                    dups.append((0, 0))
+                    deferred.append(len(corpus.batches) - 1)
+                else:
+                    keep, counted = stream(r)
+                    corpus.keep.append(keep)
+                    dups.append(counted)
+    if deferred:
+        near = near_duplicates_of(prefix_sigs, [s for b in deferred for s in corpus.batches[b].samples["sig"]],
+                                  pcfg.dedup_threshold)
+        dedup.exact.update(prefix_keys)
+        k = 0
+        for b in deferred:
+            batch = corpus.batches[b]
+            before = dict(dedup.counts)
+            flags = []
+            for key, sig in zip(batch.samples["key"], batch.samples["sig"]):
+                flags.append(dedup.check_key(key, sig, near=k in near) is None)
+                k += 1
+            corpus.keep[b] = np.array(flags, dtype=bool)
+            dups[b] = (dedup.counts["exact_duplicates"] - before["exact_duplicates"],
+                       dedup.counts["near_duplicates"] - before["near_duplicates"])
     if not any(b.docs["unit"] for b in corpus.batches):
         raise NothingToDo(f"no ingested documents: run `mothbrain ingest` first or check sources in {cfg.config_path}")
-    corpus.filtered.update({k: v for k, v in dedup.counts.items() if v})
+    exact, near_n = sum(d[0] for d in dups), sum(d[1] for d in dups)
+    corpus.filtered.update({k: v for k, v in (("exact_duplicates", exact), ("near_duplicates", near_n)) if v})
+    # This run's decisions per unit, for the next run (saved with the data set).
+    by_unit: dict[int, list[int]] = defaultdict(list)
+    for b, i in enumerate(unit_of):
+        by_unit[i].append(b)
+    corpus.dedup_state = {}
+    for i, bs in by_unit.items():
+        keep = np.concatenate([corpus.keep[b] for b in bs]) if bs else np.zeros(0, dtype=bool)
+        corpus.dedup_state[hashes[i]] = (len(keep), np.packbits(keep),
+                                         (sum(dups[b][0] for b in bs), sum(dups[b][1] for b in bs)))
     return corpus
+
+
+def _dedup_state_path(cfg: Config) -> Path:
+    return cache_dir(cfg) / DEDUP_STATE
+
+
+def _load_dedup_state(cfg: Config) -> dict:
+    try:
+        with _dedup_state_path(cfg).open("rb") as fh:
+            state = pickle.load(fh)
+        return state if isinstance(state, dict) else {}
+    except Exception:  # noqa: BLE001 - missing or damaged: every decision is made again
+        return {}
 
 
 def _settings_hash(cfg: Config) -> str:
@@ -823,10 +930,11 @@ def _concept_pairs(cfg: Config, corpus: _Corpus, recent_doc: np.ndarray, now: fl
 
 def _recent_again(pairs: list[Pair], corpus: _Corpus, recent_doc: np.ndarray) -> list[Pair]:
     """Reused pairs are recent when both their concepts are among a recent document's terms."""
+    wanted = {t for p in pairs for t in (p.a, p.b)}
     where: dict[str, set[int]] = defaultdict(set)
     terms = corpus.doc_column("terms")
     for i in np.flatnonzero(recent_doc).tolist():
-        for t in terms[i].split("\n") if terms[i] else ():
+        for t in wanted.intersection(terms[i].split("\n")):
             where[t].add(i)
     return [replace(p, recent=bool(where.get(p.a, set()) & where.get(p.b, set()))) for p in pairs]
 
@@ -938,7 +1046,8 @@ def _assemble(cfg: Config, corpus: _Corpus, pairs: list[Pair], recent_doc: np.nd
         "concepts": concepts,
         "recent": pa.array(recent, pa.bool_()),
     }
-    everything = pa.table(columns, schema=_features().arrow_schema)
+    # One contiguous table first: `take` on hundreds of chunks is several times slower.
+    everything = pa.table(columns, schema=_features().arrow_schema).combine_chunks()
     tables = {"train": everything.take(pa.array(train_idx)), "heldout": everything.take(pa.array(held_idx))}
     return tables, composition, priority, warnings, {"documents": len(unit), "heldout_documents": int(held_doc.sum())}
 
@@ -1169,7 +1278,7 @@ def _run_preprocess(cfg: Config, since_days: float | None, progress: bool | None
         size = sum(len(d.text or "") + sum(len(t.text or "") for t in d.turns or []) for d in docs)
         units = [_Unit(items=lambda: docs, size=size)]
     lap = _Laps()
-    corpus = _read_corpus(cfg, units, cache, progress)
+    corpus = _read_corpus(cfg, units, cache, progress, full)
     lap("documents")
     recent_doc = np.array(corpus.doc_column("when"), dtype=np.float64) >= now - since * DAY  # nan: never recent
     with _lazy_pool(cfg) as pool:
@@ -1179,6 +1288,7 @@ def _run_preprocess(cfg: Config, since_days: float | None, progress: bool | None
     warnings = _voice_warnings(cfg, corpus.batches) + warnings
     input_chars = sum(sum(b.docs["chars"]) for b in corpus.batches)
     redacted, filtered, fresh_docs = dict(sorted(corpus.redacted.items())), dict(sorted(corpus.filtered.items())), corpus.fresh_docs
+    dedup_state = corpus.dedup_state
     del corpus
     lap("split_weights_composition")
     if not len(tables["train"]):
@@ -1221,6 +1331,11 @@ def _run_preprocess(cfg: Config, since_days: float | None, progress: bool | None
         except OSError as exc:
             log.warning("cannot write %s (%s); the next run mines the concept pairs again",
                         _mining_state_path(cfg), exc.strerror or exc)
+        try:
+            write_atomically(_dedup_state_path(cfg), pickle.dumps(dedup_state, protocol=5))
+        except OSError as exc:
+            log.warning("cannot write %s (%s); the next run makes every dedup decision again",
+                        _dedup_state_path(cfg), exc.strerror or exc)
         cache.prune()
     return PreprocessReport(
         fingerprint=fp, path=str(path), reused=reused, documents=meta["documents"],
