@@ -59,7 +59,7 @@ from . import paths
 from .atomic import replace_folder, write_atomically
 from .config import Config, PreprocessConfig, SourceConfig, to_dict
 from .dedup import Deduper, near_duplicates_of, text_key
-from .doc_cache import DocCache, cache_dir
+from .doc_cache import DocCache, Packed, cache_dir, pack, unpack
 from .errors import MothError, NothingToDo
 from .filters import TOOL_TURNS, apply_filters, is_tool_turn
 from .records import Document, Turn
@@ -190,9 +190,9 @@ class BatchResult:
     """A batch of documents' contribution as columns: what workers send back, what the document
     cache stores per shard, and what the main process joins (no Python object per sample)."""
 
-    docs: dict[str, list]  # per document: source, doc_id (raw), when (nan: unknown), unit, chars, terms
-    samples: dict[str, Any]  # per sample: doc (index into docs), n, sample_type, tokens, key, sig (lists)
-    #                          and prompt, completion, doc_id, concepts (Arrow arrays)
+    docs: dict[str, Any]  # per document: source, doc_id (raw), when (nan: unknown), unit, chars (lists), terms (Arrow)
+    samples: dict[str, Any]  # per sample: doc (index into docs), n, tokens (numpy); sample_type, key, sig (lists);
+    #                          prompt, completion, doc_id, concepts (Arrow): the bulk, kept out of band (doc_cache.pack)
     wiki: list[tuple[int, str, list[str]]]  # (document index, title, links) of wiki pages
     redacted: dict[str, int]
     filtered: dict[str, int]
@@ -220,9 +220,11 @@ def _to_batch(results: list[DocResult]) -> BatchResult:
     return BatchResult(
         docs={"source": [r.source for r in results], "doc_id": [r.doc_id for r in results],
               "when": [math.nan if r.when is None else r.when for r in results], "unit": [r.unit for r in results],
-              "chars": [r.chars for r in results], "terms": [r.terms for r in results]},
-        samples={"doc": [i for i, r in enumerate(results) for _ in r.samples], "n": [s.order[2] for s in samples],
-                 "sample_type": [s.sample_type for s in samples], "tokens": [s.tokens for s in samples],
+              "chars": [r.chars for r in results], "terms": pa.array([r.terms for r in results], pa.string())},
+        samples={"doc": np.array([i for i, r in enumerate(results) for _ in r.samples], dtype=np.int32),
+                 "n": np.array([s.order[2] for s in samples], dtype=np.int32),
+                 "sample_type": [s.sample_type for s in samples],
+                 "tokens": np.array([s.tokens for s in samples], dtype=np.int64),
                  "key": [s.dedup_key for s in samples], "sig": [s.signature for s in samples],
                  "prompt": pa.array([s.prompt for s in samples], pa.string()),
                  "completion": pa.array([s.completion for s in samples], pa.string()),
@@ -584,7 +586,7 @@ class _Unit:
     items: Any  # () -> iterable of stored lines or Documents
     size: int  # bytes or characters, to decide whether the worker pool is worth starting
     shard: Any = None  # ingest.StoredShard (None: not cached)
-    cached: list[bytes] | None = None  # its batches, pickled
+    cached: list[Packed] | None = None  # its batches (doc_cache.pack)
 
 
 def _stored_units(cfg: Config, cache: DocCache) -> list[_Unit]:
@@ -631,10 +633,10 @@ def process_batch(items: list[Document | tuple[str, tuple]]) -> BatchResult:
 
 
 def _work(task: tuple[int, bool, list]) -> tuple[int, bool, bytes]:
-    """A batch's result pickled here, in the worker: the main process unpickles it once and writes
-    the same bytes to the document cache."""
+    """A batch's result packed here, in the worker (doc_cache.pack): the main process unpacks it
+    (the Arrow columns without a copy) and writes the same pieces to the document cache."""
     unit, last, items = task
-    return unit, last, pickle.dumps(process_batch(items), protocol=5)
+    return unit, last, pack(process_batch(items))
 
 
 def _workers(cfg: Config) -> int:
@@ -717,19 +719,19 @@ def _process_all(cfg: Config, units: list[_Unit], cache: DocCache | None, pool,
 
         for i, u in enumerate(units):
             if u.cached is not None:
-                results = [pickle.loads(blob) for blob in u.cached]
+                results = [unpack(packed) for packed in u.cached]
                 count(results)
                 yield i, results, False
                 continue
-            parts: list[bytes] = []
+            parts: list[Packed] = []
             last = False
             while not last:
-                j, last, blob = next(done)
+                j, last, packed = next(done)
                 if slots is not None:
                     slots.release()
                 assert j == i, "batches come back in order"
-                parts.append(blob)
-                results = [pickle.loads(blob)]
+                parts.append(packed)
+                results = [unpack(packed)]
                 count(results)
                 yield i, results, True
             if cache is not None and u.shard is not None:
@@ -751,7 +753,11 @@ class _Corpus:
     dedup_state: dict = field(default_factory=dict)  # chain hash of the units so far → (samples, keep bits, (exact, near))
 
     def doc_column(self, name: str) -> list:
-        return [x for b in self.batches for x in b.docs[name]]
+        out: list = []
+        for b in self.batches:
+            col = b.docs[name]
+            out.extend(col.to_pylist() if hasattr(col, "to_pylist") else col)
+        return out
 
 
 def _read_corpus(cfg: Config, units: list[_Unit], cache: DocCache | None, progress: bool | None,
@@ -932,15 +938,23 @@ def _recent_again(pairs: list[Pair], corpus: _Corpus, recent_doc: np.ndarray) ->
     """Reused pairs are recent when both their concepts are among a recent document's terms."""
     wanted = {t for p in pairs for t in (p.a, p.b)}
     where: dict[str, set[int]] = defaultdict(set)
-    terms = corpus.doc_column("terms")
-    for i in np.flatnonzero(recent_doc).tolist():
-        for t in wanted.intersection(terms[i].split("\n")):
-            where[t].add(i)
+    offset = 0
+    for b in corpus.batches:
+        n = len(b.docs["unit"])
+        for j in np.flatnonzero(recent_doc[offset:offset + n]).tolist():
+            for t in wanted.intersection((b.docs["terms"][j].as_py() or "").split("\n")):
+                where[t].add(offset + j)
+        offset += n
     return [replace(p, recent=bool(where.get(p.a, set()) & where.get(p.b, set()))) for p in pairs]
 
 
 def _assemble(cfg: Config, corpus: _Corpus, pairs: list[Pair], recent_doc: np.ndarray):
-    """The splits as Arrow tables (weights applied, train shuffled) and their composition."""
+    """The splits as Arrow tables (weights applied) and their composition.
+
+    Rows stay in stream order (a weighted sample's copies side by side): training shuffles (the
+    trainer's sampler; packing sorts by length anyway), and selecting in order from the cached
+    columns is a filter, chunk by chunk, instead of a random gather over one combined copy.
+    """
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -995,10 +1009,9 @@ def _assemble(cfg: Config, corpus: _Corpus, pairs: list[Pair], recent_doc: np.nd
             else:
                 order = assoc[i - n_doc_samples].order
             reps[i] = repeats(float(weight[i]), f"{pcfg.seed}|{names[src[i]]}|{order}")
-    train_rows = np.flatnonzero(keep & ~held)
+    train_mask = keep & ~held
+    train_rows = np.flatnonzero(train_mask)
     train_idx = np.repeat(train_rows, reps[train_rows])
-    # Shuffled, so that the repeats of a weighted sample do not sit together.
-    train_idx = train_idx[np.random.default_rng(pcfg.seed).permutation(len(train_idx))]
     held_idx = np.flatnonzero(keep & held)
 
     # Composition: samples and tokens per source, type and priority concept.
@@ -1046,9 +1059,10 @@ def _assemble(cfg: Config, corpus: _Corpus, pairs: list[Pair], recent_doc: np.nd
         "concepts": concepts,
         "recent": pa.array(recent, pa.bool_()),
     }
-    # One contiguous table first: `take` on hundreds of chunks is several times slower.
-    everything = pa.table(columns, schema=_features().arrow_schema).combine_chunks()
-    tables = {"train": everything.take(pa.array(train_idx)), "heldout": everything.take(pa.array(held_idx))}
+    everything = pa.table(columns, schema=_features().arrow_schema)
+    plain = len(train_idx) == len(train_rows)  # no copies from weights: a filter
+    tables = {"train": everything.filter(pa.array(train_mask)) if plain else everything.take(pa.array(train_idx)),
+              "heldout": everything.filter(pa.array(keep & held))}
     return tables, composition, priority, warnings, {"documents": len(unit), "heldout_documents": int(held_doc.sum())}
 
 

@@ -128,7 +128,7 @@ def test_a_damaged_cache_file_is_processed_again(archive):
     cfg = load_config(archive / "cfg.yaml")
     run_ingest(cfg)
     first = run_preprocess(cfg, progress=False)
-    files = sorted((cache_dir(cfg) / "shards").glob("*.pkl"))
+    files = sorted((cache_dir(cfg) / "shards").glob("*.bin"))
     assert len(files) == 4
     files[0].write_bytes(b"\x80\x05 not a pickle")
     files[1].write_bytes(files[1].read_bytes()[:100])  # torn
@@ -146,7 +146,7 @@ def test_removed_files_leave_the_cache(archive):
     run_ingest(cfg)
     report = run_preprocess(cfg, progress=False)
     assert report.documents == 90 and report.documents_processed == 0
-    assert len(list((cache_dir(cfg) / "shards").glob("*.pkl"))) == 3
+    assert len(list((cache_dir(cfg) / "shards").glob("*.bin"))) == 3
 
 
 def test_a_changed_setting_processes_everything_again(archive):
