@@ -36,6 +36,7 @@ from . import paths
 from .atomic import write_atomically
 from .config import Config, SourceConfig
 from .errors import MothError
+from .jsonfast import dumps_compact, loads
 from .records import Document
 from .sources import Problems, Reader, get_reader, list_files
 
@@ -175,7 +176,7 @@ def _doc_line(doc: Document, rel: str, problems: Problems) -> bytes:
     data = {"source": doc.source, "kind": doc.kind, "doc_id": doc.doc_id, "title": doc.title,
             "turns": [{"role": t.role, "text": t.text, "speaker": t.speaker} for t in doc.turns],
             "text": doc.text, "links": doc.links, "meta": doc.meta, "timestamp": doc.timestamp}
-    line = json.dumps(data, ensure_ascii=False, separators=(",", ":")) + "\n"
+    line = dumps_compact(data) + "\n"
     try:
         return line.encode("utf-8")
     except UnicodeEncodeError:  # lone surrogates from a "\ud800" escape: not text, cannot be stored
@@ -638,7 +639,7 @@ def stored_state(cfg: Config) -> tuple[str, int]:
 def decode_stored(line: str, where: tuple[str, int, float]) -> Document | None:
     """A stored line back to its Document; a damaged line is logged (shard and line) and gives None."""
     try:
-        return Document.from_json(json.loads(line))
+        return Document.from_json(loads(line))
     except (ValueError, TypeError, AttributeError) as exc:
         log.warning("%s line %d: damaged stored document skipped (%s); `mothbrain ingest --full` rebuilds it",
                     where[0], where[1], exc)

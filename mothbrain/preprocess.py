@@ -760,7 +760,7 @@ class _Corpus:
         return out
 
 
-def _read_corpus(cfg: Config, units: list[_Unit], cache: DocCache | None, progress: bool | None,
+def _read_corpus(cfg: Config, units: list[_Unit], cache: DocCache | None, progress: bool | None, pool,
                  full: bool = False) -> _Corpus:
     """Every document's results in stream order, deduplicated: the first occurrence of a passage is
     the one kept (the stream order is stable: config order of sources, sorted files).
@@ -791,46 +791,45 @@ def _read_corpus(cfg: Config, units: list[_Unit], cache: DocCache | None, progre
         return keep, (dedup.counts["exact_duplicates"] - before["exact_duplicates"],
                       dedup.counts["near_duplicates"] - before["near_duplicates"])
 
-    with _lazy_pool(cfg) as pool:
-        for i, results, fresh in _process_all(cfg, units, cache, pool, progress):
-            if i not in hashes:
-                u = units[i]
-                chain.update(((cache.key(u.shard) if cache is not None and u.shard is not None else f"unit {i}")
-                              + "\0").encode())
-                hashes[i] = chain.hexdigest()
-            stored = previous.get(hashes[i]) if reusing and not fresh else None
-            total = sum(len(r) for r in results)
-            if stored is not None and stored[0] != total:
-                stored = None
-            reusing = stored is not None
-            if stored is not None:
-                keep = np.unpackbits(stored[1], count=total).astype(bool)
-                at = 0
-                for r in results:
-                    part = keep[at:at + len(r)]
-                    at += len(r)
-                    prefix_keys.extend(compress(r.samples["key"], part))
-                    prefix_sigs.extend(sig for sig in compress(r.samples["sig"], part) if sig is not None)
-                    corpus.keep.append(part)
-                    dups.append((0, 0))
-                dups[-1] = tuple(stored[2])
+    for i, results, fresh in _process_all(cfg, units, cache, pool, progress):
+        if i not in hashes:
+            u = units[i]
+            chain.update(((cache.key(u.shard) if cache is not None and u.shard is not None else f"unit {i}")
+                          + "\0").encode())
+            hashes[i] = chain.hexdigest()
+        stored = previous.get(hashes[i]) if reusing and not fresh else None
+        total = sum(len(r) for r in results)
+        if stored is not None and stored[0] != total:
+            stored = None
+        reusing = stored is not None
+        if stored is not None:
+            keep = np.unpackbits(stored[1], count=total).astype(bool)
+            at = 0
             for r in results:
-                corpus.batches.append(r)
-                unit_of.append(i)
-                if fresh:
-                    corpus.fresh_docs += len(r.docs["unit"])
-                corpus.filtered.update(r.filtered)
-                corpus.redacted.update(r.redacted)
-                if stored is not None:
-                    continue
-                if prefix_keys:
-                    corpus.keep.append(None)  # decided below, against the prefix
-                    dups.append((0, 0))
-                    deferred.append(len(corpus.batches) - 1)
-                else:
-                    keep, counted = stream(r)
-                    corpus.keep.append(keep)
-                    dups.append(counted)
+                part = keep[at:at + len(r)]
+                at += len(r)
+                prefix_keys.extend(compress(r.samples["key"], part))
+                prefix_sigs.extend(sig for sig in compress(r.samples["sig"], part) if sig is not None)
+                corpus.keep.append(part)
+                dups.append((0, 0))
+            dups[-1] = tuple(stored[2])
+        for r in results:
+            corpus.batches.append(r)
+            unit_of.append(i)
+            if fresh:
+                corpus.fresh_docs += len(r.docs["unit"])
+            corpus.filtered.update(r.filtered)
+            corpus.redacted.update(r.redacted)
+            if stored is not None:
+                continue
+            if prefix_keys:
+                corpus.keep.append(None)  # decided below, against the prefix
+                dups.append((0, 0))
+                deferred.append(len(corpus.batches) - 1)
+            else:
+                keep, counted = stream(r)
+                corpus.keep.append(keep)
+                dups.append(counted)
     if deferred:
         near = near_duplicates_of(prefix_sigs, [s for b in deferred for s in corpus.batches[b].samples["sig"]],
                                   pcfg.dedup_threshold)
@@ -1292,10 +1291,10 @@ def _run_preprocess(cfg: Config, since_days: float | None, progress: bool | None
         size = sum(len(d.text or "") + sum(len(t.text or "") for t in d.turns or []) for d in docs)
         units = [_Unit(items=lambda: docs, size=size)]
     lap = _Laps()
-    corpus = _read_corpus(cfg, units, cache, progress, full)
-    lap("documents")
-    recent_doc = np.array(corpus.doc_column("when"), dtype=np.float64) >= now - since * DAY  # nan: never recent
-    with _lazy_pool(cfg) as pool:
+    with _lazy_pool(cfg) as pool:  # one pool for the documents and the pair counting
+        corpus = _read_corpus(cfg, units, cache, progress, pool, full)
+        lap("documents")
+        recent_doc = np.array(corpus.doc_column("when"), dtype=np.float64) >= now - since * DAY  # nan: never recent
         pairs, mining = _concept_pairs(cfg, corpus, recent_doc, now, pool, use_state=cache is not None, full=full)
     lap("concept_pairs")
     tables, composition, priority, warnings, counts = _assemble(cfg, corpus, pairs, recent_doc)

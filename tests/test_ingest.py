@@ -262,3 +262,21 @@ def test_process_pool_ingest_equals_serial(tmp_path, state_home, monkeypatch):
     a, b = stats(serial, "chats"), stats(pooled, "chats")
     assert (b.new, b.documents_read, b.bad_records) == (a.new, a.documents_read, a.bad_records) == (4, 24, 4)
     assert sorted(b.problems) == sorted(a.problems) and all("log" in p[0] for p in b.problems)
+
+
+def test_fast_json_agrees_with_the_standard_library():
+    """orjson where it can, json where it refuses: the same values and the same errors as json."""
+    from mothbrain.jsonfast import dumps_compact, loads
+
+    for text in ('{"a": [1, 2.5, "x\\u00e9", null, true], "t": 1732520000.125}', '{"s": "\\ud800 lone"}',
+                 '{"k": 1, "k": 2}', '{"n": NaN, "i": -Infinity}'):
+        got, want = loads(text), json.loads(text)
+        assert repr(got) == repr(want)
+    for bad in ('{"a": }', "[1, 2", ""):
+        with pytest.raises(ValueError) as fast:
+            loads(bad)
+        with pytest.raises(ValueError) as slow:
+            json.loads(bad)
+        assert str(fast.value) == str(slow.value)
+    for obj in ({"a": "é ✓", "b": [1, 2.5, None]}, {1: "int key"}, {"big": 2**70}, {"s": "\ud800"}):
+        assert dumps_compact(obj) == json.dumps(obj, ensure_ascii=False, separators=(",", ":"))

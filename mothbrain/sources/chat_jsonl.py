@@ -46,6 +46,14 @@ def _openai_turns(msgs: Any, where: str, rel: str, problems: Problems) -> list[T
         return None
     turns = []
     for i, m in enumerate(msgs):
+        if type(m) is dict and type(m.get("role")) is str and type(m.get("content")) is str:
+            # The common case (a plain text message), without the general path's checks.
+            text = m["content"].strip()
+            if text:
+                role = m["role"].strip().lower()
+                turns.append(Turn(role="tool" if role in ("function", "ipython") else role, text=text,
+                                  speaker=str(m.get("name") or "")))
+            continue
         if not isinstance(m, dict) or not isinstance(m.get("role"), str):
             problems.add(rel, f"{where} message {i}", "message without a string 'role'; skipped")
             continue
