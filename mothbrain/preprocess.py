@@ -1,30 +1,38 @@
 """Preprocess: ingested documents → a voice-and-association data set, saved once per fingerprint.
 
     mothbrain preprocess            # builds data/datasets/<fingerprint>/ and points latest.json at it
+    mothbrain preprocess --full     # ... processing every document again and mining the pairs again
 
 When the stored documents and the settings are those of today's latest data set, it is reused
 without reading anything (`--force` rebuilds). Otherwise, top to bottom (`run_preprocess` at the end):
-  1. stream the stored documents (`ingest.iter_stored_lines`); per document (`process_document`,
-     in worker processes, which also decode the lines, once the corpus is large): redact secrets
-     and personal data FIRST, one pass over all of a document's texts (nothing unredacted is ever
-     kept), filter factual recall (long code, tables, URLs, tool turns), and build samples, each
-     with its dedup signature, priority concepts, token count and side of the split:
+  1. per stored shard (one source file's documents), in stream order (config order of sources,
+     sorted files): its results from the document cache (mothbrain.doc_cache) when the shard and
+     the settings are unchanged, else `process_document` on each document, in worker processes
+     once the new material is large: redact secrets and personal data FIRST, one pass over all of
+     a document's texts (nothing unredacted is ever kept), filter factual recall (long code,
+     tables, URLs, tool turns), and build samples, each with its dedup signature, priority
+     concepts and token count, as columns (`BatchResult`):
        voice  — a turn of a voice role; prompt = up to `context_turns` preceding turns rendered
                 "Speaker: text\\n" and ending "<Voice>:", completion = " <voice text>" (the loss is
                 on the completion only); long turns split at paragraphs to `max_chars`.
        text   — wiki and writing pages; prompt = "# Title\\n\\n" (+ the heading path) + the previous
                 paragraph, completion = the next paragraph(s) up to `max_chars`.
-  2. exact and near-duplicate removal (mothbrain.dedup), in a stable order.
+  2. exact and near-duplicate removal (mothbrain.dedup) in stream order, the first occurrence kept;
+     the last run's decisions are reused for the shards before the first change.
   3. association samples (mining in mothbrain.concepts): concept pairs from wiki links (page ↔
      linked page) and from concepts that co-occur across documents in the voice's own words
      (frequent content words and phrases, scored by normalised PMI over documents, sentences
      repeated across documents counted once), rendered with `association_templates`: "lantern
-     reminds me of" → " tide". The pairs and their scores go to mothbrain.json ("concept_pairs").
+     reminds me of" → " tide". Mined again when REMINE_SHARE of the documents are new since the
+     last mining, after REMINE_AFTER_DAYS or with --full; reused in between. The pairs and their
+     scores go to mothbrain.json ("concept_pairs").
   4. a document-level held-out split: a hash of (source, doc_id) decides, so a document never
-     straddles the split and old documents keep their side when new ones arrive.
+     straddles the split and old documents keep their side when new ones arrive. Whether a
+     document is recent (the `recent` column) is decided here, per run, from its time.
   5. source weights: in the train split a sample of a source with weight w appears floor(w) times,
      plus once more with probability frac(w) (decided by a stable hash), so weight 2 doubles a
-     source's share and 0.5 halves it; the held-out split is never reweighted.
+     source's share and 0.5 halves it; the held-out split is never reweighted. Rows stay in stream
+     order (the trainer shuffles).
   6. composition (samples and tokens per source, type and priority concept), warnings for priority
      concepts under their minimum, and an atomic save: temp dir → rename, then latest.json.
 """
