@@ -431,17 +431,19 @@ def _build_trainer(cfg: Config, version: str, train_rows, callbacks: list):
 
 def select_rows(cfg: Config, rows, growing: bool, warnings: list[str] | None = None):
     """(rows to train on, replay count): all rows; when growing the current adapter, the recent
-    ones plus older ones so that replay / (recent + replay) = train.replay_share."""
+    ones plus older ones so that replay / (recent + replay) = train.replay_share. Shuffled (with
+    train.seed): the data set keeps its rows in document order, and trl packs neighbouring rows
+    together, so unshuffled rows would share packed sequences with their own context."""
     keep = ("prompt", "completion")
     drop = [c for c in rows.column_names if c not in keep]
     if not growing or "recent" not in rows.column_names:
-        return rows.remove_columns(drop), 0
+        return rows.remove_columns(drop).shuffle(seed=cfg.train.seed), 0
     recent = rows.filter(lambda r: r["recent"])
     older = rows.filter(lambda r: not r["recent"])
     if len(recent) == 0:
         if warnings is not None:
             warnings.append("no recent samples in the data set; trained on all of it")
-        return rows.remove_columns(drop), 0
+        return rows.remove_columns(drop).shuffle(seed=cfg.train.seed), 0
     share = cfg.train.replay_share
     n_replay = min(len(older), int(round(len(recent) * share / (1.0 - share))))
     if n_replay < round(len(recent) * share / (1.0 - share)) and warnings is not None:

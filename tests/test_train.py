@@ -107,7 +107,7 @@ def test_real_qlora_run_trains_saves_and_records(prepared, state_home):
     assert _quantized_weight_bytes(model) == before  # the frozen 4-bit base is untouched
 
     # The training loss really went down: completion loss on fixed training samples, base vs adapter.
-    rows = load_latest_dataset(cfg)[0]["train"].select(range(48))
+    rows = load_latest_dataset(cfg)[0]["train"].shuffle(seed=0).select(range(48))  # rows are in stream order
     with model.disable_adapter():
         base_loss = _completion_loss(model, tok, rows)
     tuned_loss = _completion_loss(model, tok, rows)
