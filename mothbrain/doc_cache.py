@@ -1,22 +1,25 @@
-"""The document cache: each stored shard's preprocessed documents, so a nightly run redoes only
-the shards that changed.
+"""The document cache: each batch of stored documents' preprocessed results, so a nightly run redoes
+only the batches that changed.
 
 Per-document work (redaction, filters, samples, dedup signatures, candidate concepts, token
-counts) is nine tenths of a cold preprocess, and it depends only on the document and the
-settings, never on the date or on other documents. So each shard's results (a list of
-`preprocess.BatchResult`) are pickled under data/datasets/cache/shards/, keyed by the shard's identity
-(its source file's hash, its size and mtime) and everything that shapes the results (the
-preprocess settings, the source's settings, the tokenizer, the cache and data set schemas).
-A key that differs, a damaged or unreadable file: the shard is processed again.
+counts) is nine tenths of a cold preprocess, and it depends only on the documents and the
+settings, never on the date or on other batches. So the results of each batch (a
+`preprocess.BatchResult`) are kept under data/datasets/cache/shards/, one file per stored shard,
+each batch under the hash of its stored lines. A shard unchanged since the last run (same
+identity) is served whole without reading it; a changed one (an appended chat log) is read and
+hashed, and only its new or changed batches are processed. Everything that shapes the results is
+in the file's settings key: the per-document preprocess settings, the sources' kinds and voice
+roles, the tokenizer, the code of the modules that build samples and the versions of the
+libraries whose objects are pickled; a different key: nothing in the file is used. The global
+steps (dedup, split, weights, composition) always run over all documents, so a data set built
+from the cache is the one a full rebuild makes. Files of shards no longer stored are removed.
 
 The format keeps the bulk zero-copy: a batch is pickled with protocol 5 and its Arrow (and numpy)
 buffers out of band (`pack`), and a file is each batch's pickle and buffers at 64-byte-aligned
-offsets, then a JSON footer (the key and the offsets) and its length. Loading memory-maps the file and hands the buffers' views to `unpack`,
-so the samples' text is never copied into the process: it stays in the page cache until the data
-set is written (fresh memory costs ~2 ms per MB on a small VM; a large archive's cache is
-hundreds of MB). The global steps
-(dedup, split, weights, composition) always run over all documents, so a data set built from the
-cache is the one a cold run would build. Files of shards no longer stored are removed after a run.
+offsets, then a JSON footer (keys, offsets, a checksum per batch) and its length. Large files are
+memory-mapped, so the samples' text is not copied into the process until the data set is written
+(fresh memory costs ~2 ms per MB on a small VM, and a large archive's cache is hundreds of MB);
+small ones are read (a mapping holds a file descriptor open).
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ import logging
 import mmap
 import os
 import pickle
+import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +40,28 @@ from .config import Config, to_dict
 
 log = logging.getLogger(__name__)
 
-CACHE_SCHEMA = 2  # bump when what a shard's results hold changes
+CACHE_SCHEMA = 3  # bump when what a batch's results hold changes
 CACHE_DIR = "cache"
 MAGIC = b"MothBrain document cache\n"
 ALIGN = 64
+MAP_AT_BYTES = 1 << 20  # files this large are memory-mapped, smaller ones read
+# Settings applied when the data set is assembled, not per document: changing them keeps the cache.
+ASSEMBLY_SETTINGS = ("workers", "heldout_fraction", "association_pairs", "association_min_docs",
+                     "association_templates", "seed", "dedup_threshold")
+# The modules whose code shapes a batch's results: a change to any of them (a redaction fix) makes
+# every cached batch stale.
+CODE = ("preprocess", "redact", "filters", "concepts", "dedup", "records", "ingest", "doc_cache")
 
 Packed = tuple[Any, list[Any]]  # (in-band pickle, out-of-band buffers): bytes or memoryviews
+
+try:  # xxh3 comes with xxhash (a dependency); blake2b is the stdlib stand-in
+    from xxhash import xxh3_64 as _hasher64, xxh3_128 as _batch_hasher
+except ImportError:  # pragma: no cover
+    def _hasher64():
+        return hashlib.blake2b(digest_size=8)
+
+    def _batch_hasher():
+        return hashlib.blake2b(digest_size=16)
 
 
 def cache_dir(cfg: Config) -> Path:
@@ -59,30 +80,82 @@ def unpack(packed: Packed) -> Any:
     return pickle.loads(inband, buffers=buffers)
 
 
+def batch_hash(items: list[tuple[str, Any]]) -> str:
+    """What a batch of stored lines is, for the cache: the hash of the lines' text (not where they
+    are: an appended log's old lines are the same batch)."""
+    h = _batch_hasher()
+    for line, _ in items:
+        h.update(line.encode("utf-8", "surrogatepass"))
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def _code_identity() -> list:
+    import numpy
+    import pyarrow
+
+    try:
+        import rensa
+        rensa_version = getattr(rensa, "__version__", "") or _dist_version("rensa")
+    except ImportError:  # pragma: no cover
+        rensa_version = ""
+    here = Path(__file__).parent
+    code = hashlib.sha256()
+    for name in CODE:
+        code.update((here / f"{name}.py").read_bytes())
+    return [code.hexdigest(), sys.version_info[:2], pyarrow.__version__, numpy.__version__, rensa_version]
+
+
+def _dist_version(name: str) -> str:
+    try:
+        from importlib.metadata import version
+
+        return version(name)
+    except Exception:  # noqa: BLE001
+        return ""
+
+
+@dataclass
+class CachedShard:
+    """What the cache holds for a shard: its batches in order, as (hash, documents, packed)."""
+
+    current: bool  # the shard is the one cached (same identity): no need to read it
+    batches: list[tuple[str, int, Packed]] = field(default_factory=list)
+
+    def by_hash(self) -> dict[str, Packed]:
+        return {h: packed for h, _, packed in self.batches}
+
+
+def _checksum_of(packed: Packed) -> str:
+    h = _hasher64()
+    inband, buffers = packed
+    h.update(inband)
+    for b in buffers:
+        h.update(b)
+    return h.hexdigest()
+
+
 class DocCache:
-    """load(shard) → its packed batches or None; save(shard, packed batches); prune() after the run."""
+    """load(shard) → CachedShard or None; save(shard, batches); prune() after the run."""
 
     def __init__(self, cfg: Config, schema: int, tokenizer: list, enabled: bool = True):
         self.root = cache_dir(cfg) / "shards"
         self.enabled = enabled
-        settings = {k: v for k, v in to_dict(cfg.preprocess).items() if k != "workers"}
-        self._base = json.dumps({"cache": CACHE_SCHEMA, "schema": schema, "preprocess": settings,
-                                 "tokenizer": tokenizer}, sort_keys=True, default=str)
-        self._sources = {s.name: json.dumps([s.name, s.kind, sorted(s.voice_roles or [])]) for s in cfg.sources}
+        settings = {k: v for k, v in to_dict(cfg.preprocess).items() if k not in ASSEMBLY_SETTINGS}
+        sources = sorted([s.name, s.kind, sorted(s.voice_roles or [])] for s in cfg.sources)
+        self.settings_key = hashlib.sha256(json.dumps(
+            {"cache": CACHE_SCHEMA, "schema": schema, "preprocess": settings, "sources": sources,
+             "tokenizer": tokenizer, "code": _code_identity()}, sort_keys=True, default=str).encode()).hexdigest()
         self._used: set[str] = set()
+        _raise_open_files_limit()
 
     def _file(self, shard) -> Path:
         name = hashlib.sha1(shard.name.encode()).hexdigest()[:24]
         self._used.add(name)
         return self.root / f"{name}.bin"
 
-    def key(self, shard) -> str:
-        text = "\0".join([self._base, self._sources.get(shard.source, shard.source), shard.identity])
-        return hashlib.sha256(text.encode()).hexdigest()
-
-    def load(self, shard) -> list[Packed] | None:
-        """The shard's packed batches, as views of the memory-mapped file (None: not cached, no longer
-        valid, or damaged)."""
+    def load(self, shard) -> CachedShard | None:
+        """The shard's cached batches (views of the file's bytes; None: nothing usable)."""
         path = self._file(shard)
         if not self.enabled:
             return None
@@ -97,19 +170,38 @@ class DocCache:
                     raise ValueError("torn")
                 fh.seek(size - 8 - n)
                 footer = json.loads(fh.read(n))
-                if footer.get("key") != self.key(shard):
+                if footer.get("settings") != self.settings_key:
                     return None
                 if footer["end"] != size - 8 - n:
                     raise ValueError("torn")
-                view = memoryview(mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ))
-            return [(view[a:a + n], [view[o:o + m] for o, m in bufs]) for (a, n), bufs in footer["batches"]]
+                view = self._bytes(fh, size)
+            found = CachedShard(current=footer.get("identity") == shard.identity)
+            for b in footer["batches"]:
+                (a, m), spots = b["inband"], b["buffers"]
+                packed = (view[a:a + m], [view[o:o + k] for o, k in spots])
+                if _checksum_of(packed) == b["checksum"]:
+                    found.batches.append((b["hash"], b["docs"], packed))
+                else:  # damaged: that batch is processed again, so the shard is read
+                    log.info("document cache %s: a damaged batch; processing it again", path)
+                    found.current = False
+            return found
         except FileNotFoundError:
             return None
         except Exception as exc:  # noqa: BLE001 - a damaged cache file only means: process the shard again
             log.info("document cache %s unreadable (%s); processing %s again", path, exc, shard.path)
         return None
 
-    def save(self, shard, batches: list[Packed]) -> None:
+    @staticmethod
+    def _bytes(fh, size: int) -> memoryview:
+        if size >= MAP_AT_BYTES:
+            try:
+                return memoryview(mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ))
+            except (OSError, ValueError):  # out of descriptors or address space: read it instead
+                pass
+        fh.seek(0)
+        return memoryview(fh.read())
+
+    def save(self, shard, batches: list[tuple[str, int, Packed]]) -> None:
         """Write via a temp file and a rename (no fsync: a torn file fails the footer check and the
         shard is processed again); a failure (a full disk) costs only the next run's time, so it warns."""
         path = self._file(shard)
@@ -120,16 +212,18 @@ class DocCache:
             with tmp.open("wb") as fh:
                 fh.write(MAGIC + bytes(ALIGN - len(MAGIC)))
                 at = ALIGN
-                for inband, buffers in batches:
+                for h, docs, packed in batches:
                     spots = []
-                    for piece in (inband, *buffers):
+                    for piece in (packed[0], *packed[1]):
                         spots.append((at, len(piece)))
                         pad = -len(piece) % ALIGN
                         fh.write(piece)
                         fh.write(bytes(pad))
                         at += len(piece) + pad
-                    layout.append([spots[0], spots[1:]])
-                footer = json.dumps({"key": self.key(shard), "batches": layout, "end": at}).encode()
+                    layout.append({"hash": h, "docs": docs, "inband": spots[0], "buffers": spots[1:],
+                                   "checksum": _checksum_of(packed)})
+                footer = json.dumps({"settings": self.settings_key, "identity": shard.identity, "batches": layout,
+                                     "end": at}).encode()
                 fh.write(footer + len(footer).to_bytes(8, "little"))
             os.replace(tmp, path)
         except OSError as exc:
@@ -141,9 +235,22 @@ class DocCache:
         """Remove the files of shards this run did not see (sources or files removed)."""
         if not self.root.is_dir():
             return
-        for path in self.root.iterdir():
+        for path in self.root.glob("*.bin"):
             if path.stem not in self._used:
                 try:
                     os.unlink(path)
                 except OSError:
                     pass
+
+
+def _raise_open_files_limit() -> None:
+    """Memory-mapped cache files each hold a descriptor: lift the soft limit to the hard one."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        want = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
+        if soft != resource.RLIM_INFINITY and soft < want:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    except (ImportError, ValueError, OSError):  # pragma: no cover - not POSIX, or not allowed
+        pass

@@ -549,7 +549,7 @@ class StoredShard:
     source: str
     name: str  # relative to the ingest folder (stable when the state folder moves)
     path: Path
-    identity: str  # changes whenever the shard is rewritten or appended to (its name, file hash and size)
+    identity: str  # changes whenever the shard is rewritten or appended to (name, file hash, size, mtime)
     mtime: float  # the source file's mtime (a document's time when it has none)
     size: int  # bytes
     days: tuple[int, ...]  # the days (since the epoch) its documents are from
@@ -580,7 +580,8 @@ def stored_shards(cfg: Config) -> list[StoredShard]:
                 st = shard.stat()
             except OSError as exc:
                 raise MothError(f"stored documents {shard} are missing ({exc.strerror}); run `mothbrain ingest --full`") from None
-            identity = json.dumps([f["shard"], f.get("hash"), st.st_size, entry.get("signature", {}).get("readers")])
+            identity = json.dumps([f["shard"], f.get("hash"), st.st_size, st.st_mtime_ns,
+                                   entry.get("signature", {}).get("readers")])
             out.append(StoredShard(source.name, f["shard"], shard, identity, f.get("mtime", 0), st.st_size,
                                    tuple(int(d) for d in f.get("days", {}))))
     return out

@@ -1,8 +1,10 @@
 """JSON for the stored documents (ingest writes them, preprocess reads them back) through orjson,
-with the standard library as the reference: whatever orjson refuses (NaN, integers past 64 bits,
-lone surrogates, non-string keys) goes to `json`. orjson is ~3x faster to write and ~1.7x to read;
-on a 100 MB archive that is most of a second of CPU. A user's own files are still parsed by `json`
-alone: orjson reads an integer past 64 bits as a float, which would change an id."""
+with the standard library as the reference: whatever orjson refuses to write (NaN, integers past
+64 bits, lone surrogates, non-string keys) or to read (NaN, invalid JSON) goes to `json`. orjson is
+~3x faster to write and ~1.7x to read; on a 100 MB archive that is most of a second of CPU. It
+reads an integer past 64 bits as a float without complaint, so a user's own files are parsed by
+`json` alone; in our stored lines only a document's free-form `meta` could hold one, and preprocess
+reads nothing there but the file's mtime."""
 
 from __future__ import annotations
 

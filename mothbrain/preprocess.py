@@ -50,9 +50,8 @@ import pickle
 import re
 import shutil
 import sys
-import threading
 import time
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -68,7 +67,7 @@ from . import paths
 from .atomic import replace_folder, write_atomically
 from .config import Config, PreprocessConfig, SourceConfig, to_dict
 from .dedup import Deduper, near_duplicates_of, text_key
-from .doc_cache import DocCache, Packed, cache_dir, pack, unpack
+from .doc_cache import CachedShard, DocCache, batch_hash, cache_dir, pack, unpack
 from .errors import MothError, NothingToDo
 from .filters import TOOL_TURNS, apply_filters, is_tool_turn
 from .records import Document, Turn
@@ -595,7 +594,7 @@ class _Unit:
     items: Any  # () -> iterable of stored lines or Documents
     size: int  # bytes or characters, to decide whether the worker pool is worth starting
     shard: Any = None  # ingest.StoredShard (None: not cached)
-    cached: list[Packed] | None = None  # its batches (doc_cache.pack)
+    cached: CachedShard | None = None  # what the document cache holds for it
 
 
 def _stored_units(cfg: Config, cache: DocCache) -> list[_Unit]:
@@ -641,11 +640,14 @@ def process_batch(items: list[Document | tuple[str, tuple]]) -> BatchResult:
                       for d in docs if d is not None])
 
 
-def _work(task: tuple[int, bool, list]) -> tuple[int, bool, bytes]:
+def _work(items: list) -> tuple[bytes, list[bytes]]:
     """A batch's result packed here, in the worker (doc_cache.pack): the main process unpacks it
     (the Arrow columns without a copy) and writes the same pieces to the document cache."""
-    unit, last, items = task
-    return unit, last, pack(process_batch(items))
+    return pack(process_batch(items))
+
+
+class _CacheDamaged(Exception):
+    """A cached batch that passed its checksum would not unpickle: the run starts over without the cache."""
 
 
 def _workers(cfg: Config) -> int:
@@ -688,63 +690,72 @@ def _lazy_pool(cfg: Config):
 
 
 def _process_all(cfg: Config, units: list[_Unit], cache: DocCache | None, pool,
-                 progress: bool | None) -> Iterator[tuple[int, list[BatchResult], bool]]:
-    """(unit index, batches, fresh) in stream order: a cached shard's batches all at once, the
-    other units processed BATCH_DOCS documents at a time and yielded batch by batch (on the worker
-    pool when they hold PARALLEL_AFTER_CHARS or more and there is more than one core), each written
-    to the cache as it completes."""
+                 progress: bool | None) -> Iterator[tuple[str, BatchResult, bool]]:
+    """(batch hash, results, fresh) for every batch of BATCH_DOCS documents, in stream order.
+
+    A shard the cache holds as it is comes from the cache without being read. Any other is read
+    and each batch hashed: a batch the cache holds (an appended log's old batches) comes from the
+    cache, the rest is processed, on the worker pool when the shards to read hold
+    PARALLEL_AFTER_CHARS or more and there is more than one core; the shard's file is then
+    rewritten. At most a few batches per worker wait in order, so memory stays bounded.
+    """
     _init_worker(cfg)
-    fresh_size = sum(u.size for u in units if u.cached is None)
-    parallel = _workers(cfg) > 1 and fresh_size >= PARALLEL_AFTER_CHARS
-    # The pool pulls batches as it needs them; the semaphore keeps at most a few per worker
-    # waiting, so a large corpus is never all in memory at once.
-    slots = threading.Semaphore(4 * _workers(cfg)) if parallel else None
-
-    def tasks() -> Iterator[tuple[int, bool, list]]:
-        for i, u in enumerate(units):
-            if u.cached is not None:
-                continue
-            items = iter(u.items())
-            batch = list(islice(items, BATCH_DOCS))
-            while True:  # one task per batch; the last of a unit says so (an empty unit: one empty task)
-                after = list(islice(items, BATCH_DOCS))
-                if slots is not None:
-                    slots.acquire()
-                yield i, not after, batch
-                if not after:
-                    break
-                batch = after
-
-    done = pool().imap(_work, tasks()) if parallel else map(_work, tasks())
+    to_read = sum(u.size for u in units if u.cached is None or not u.cached.current)
+    parallel = _workers(cfg) > 1 and to_read >= PARALLEL_AFTER_CHARS
+    window = 4 * _workers(cfg)
+    pending: deque = deque()  # in stream order: (unit, hash, packed or AsyncResult or None at a unit's end, fresh)
+    keep: dict[int, list] = defaultdict(list)  # unit → its batches, for its cache file
     chars = n = 0
+
+    def settle(limit: int) -> Iterator[tuple[str, BatchResult, bool]]:
+        nonlocal chars, n
+        while len(pending) > limit:
+            i, h, item, fresh = pending.popleft()
+            if item is None:  # the unit is complete: (re)write its cache file
+                if cache is not None and units[i].shard is not None:
+                    cache.save(units[i].shard, keep.pop(i, []))
+                continue
+            packed = item.get() if fresh and parallel else item
+            try:
+                batch = unpack(packed)
+            except Exception as exc:  # noqa: BLE001 - fresh results always unpickle; cached ones may not
+                if fresh:
+                    raise
+                raise _CacheDamaged(str(exc)) from exc
+            keep[i].append((h, len(batch.docs["unit"]), packed))
+            chars, n = chars + sum(batch.docs["chars"]), n + len(batch.docs["chars"])
+            bar.update(task, info=f"{n:,} documents, {chars / 1e6:,.1f} MB")
+            yield h, batch, fresh
+
     with _progress(progress) as bar:
         task = bar.add_task("preprocessing documents", info="")
-
-        def count(results: list[BatchResult]) -> None:
-            nonlocal chars, n
-            for r in results:
-                chars, n = chars + sum(r.docs["chars"]), n + len(r.docs["chars"])
-            bar.update(task, info=f"{n:,} documents, {chars / 1e6:,.1f} MB")
-
         for i, u in enumerate(units):
-            if u.cached is not None:
-                results = [unpack(packed) for packed in u.cached]
-                count(results)
-                yield i, results, False
+            if u.cached is not None and u.cached.current:
+                for h, _, packed in u.cached.batches:
+                    pending.append((i, h, packed, False))
+                    yield from settle(window)
                 continue
-            parts: list[Packed] = []
-            last = False
-            while not last:
-                j, last, packed = next(done)
-                if slots is not None:
-                    slots.release()
-                assert j == i, "batches come back in order"
-                parts.append(packed)
-                results = [unpack(packed)]
-                count(results)
-                yield i, results, True
-            if cache is not None and u.shard is not None:
-                cache.save(u.shard, parts)
+            old = u.cached.by_hash() if u.cached is not None else {}
+            items = iter(u.items())
+            k = 0
+            while True:
+                batch = list(islice(items, BATCH_DOCS))
+                if not batch and k:
+                    break
+                h = batch_hash(batch) if u.shard is not None else f"documents {k}"
+                if h in old:
+                    pending.append((i, h, old[h], False))
+                elif parallel:
+                    pending.append((i, h, pool().apply_async(_work, (batch,)), True))
+                else:
+                    pending.append((i, h, _work(batch), True))
+                k += 1
+                yield from settle(window)
+                if not batch:
+                    break
+            if u.shard is not None:
+                pending.append((i, "", None, False))
+        yield from settle(0)
 
 
 # --------------------------------------------------------------------------- the stage: the data set
@@ -759,7 +770,9 @@ class _Corpus:
     fresh_docs: int  # documents processed in this run (not from the cache)
     filtered: Counter
     redacted: Counter
-    dedup_state: dict = field(default_factory=dict)  # chain hash of the units so far → (samples, keep bits, (exact, near))
+    links: list[str] = field(default_factory=list)  # per batch: the hash chain of the batches up to it
+    hashes: list[str] = field(default_factory=list)  # per batch: the hash of its stored lines
+    dedup_state: dict = field(default_factory=dict)  # chain hash → (samples, keep bits, (exact, near))
 
     def doc_column(self, name: str) -> list:
         out: list = []
@@ -774,9 +787,9 @@ def _read_corpus(cfg: Config, units: list[_Unit], cache: DocCache | None, progre
     """Every document's results in stream order, deduplicated: the first occurrence of a passage is
     the one kept (the stream order is stable: config order of sources, sorted files).
 
-    Dedup decisions depend only on the stream up to a sample, so while the shards are the ones the
-    last run saw, in the same order (a hash chain over their cache keys), that run's decisions are
-    reused. The rest (a nightly run: the few shards that changed, at the end) is deduplicated
+    Dedup decisions depend only on the stream up to a sample, so while the batches are the ones the
+    last run saw, in the same order (a hash chain over their hashes and the settings), that run's
+    decisions are reused. The rest (a nightly run: the few new batches, at the end) is deduplicated
     against the kept samples of that prefix (`near_duplicates_of`) and among itself. Without a
     reusable prefix (a cold run), batches are deduplicated as they stream in.
     """
@@ -784,61 +797,46 @@ def _read_corpus(cfg: Config, units: list[_Unit], cache: DocCache | None, progre
     previous = _load_dedup_state(cfg) if cache is not None and not full else {}
     dedup = Deduper(pcfg.dedup_threshold)
     corpus = _Corpus([], [], 0, Counter(), Counter())
-    chain = hashlib.sha256(f"dedup {pcfg.dedup_threshold}".encode())
-    unit_of: list[int] = []  # per batch: its unit
+    chain = hashlib.sha256(f"dedup {pcfg.dedup_threshold} {cache.settings_key if cache else ''}".encode())
     dups: list[tuple[int, int]] = []  # per batch: (exact, near) duplicates dropped
-    hashes: dict[int, str] = {}  # unit → chain hash
     prefix_keys: list[bytes] = []
     prefix_sigs: list = []
     reusing = True
     deferred: list[int] = []  # batches after a reused prefix, deduplicated at the end
 
-    def stream(batch: BatchResult) -> tuple[np.ndarray, tuple[int, int]]:
-        before = dict(dedup.counts)
-        keep = np.fromiter((dedup.check_key(k, s) is None for k, s in zip(batch.samples["key"], batch.samples["sig"])),
-                           dtype=bool, count=len(batch))
-        return keep, (dedup.counts["exact_duplicates"] - before["exact_duplicates"],
-                      dedup.counts["near_duplicates"] - before["near_duplicates"])
+    def counted(before: dict) -> tuple[int, int]:
+        return (dedup.counts["exact_duplicates"] - before["exact_duplicates"],
+                dedup.counts["near_duplicates"] - before["near_duplicates"])
 
-    for i, results, fresh in _process_all(cfg, units, cache, pool, progress):
-        if i not in hashes:
-            u = units[i]
-            chain.update(((cache.key(u.shard) if cache is not None and u.shard is not None else f"unit {i}")
-                          + "\0").encode())
-            hashes[i] = chain.hexdigest()
-        stored = previous.get(hashes[i]) if reusing and not fresh else None
-        total = sum(len(r) for r in results)
-        if stored is not None and stored[0] != total:
+    for h, batch, fresh in _process_all(cfg, units, cache, pool, progress):
+        chain.update(h.encode() + b"\0")
+        link = chain.hexdigest()
+        stored = previous.get(link) if reusing and not fresh else None
+        if stored is not None and stored[0] != len(batch):
             stored = None
         reusing = stored is not None
+        corpus.batches.append(batch)
+        corpus.links.append(link)
+        corpus.hashes.append(h)
+        if fresh:
+            corpus.fresh_docs += len(batch.docs["unit"])
+        corpus.filtered.update(batch.filtered)
+        corpus.redacted.update(batch.redacted)
         if stored is not None:
-            keep = np.unpackbits(stored[1], count=total).astype(bool)
-            at = 0
-            for r in results:
-                part = keep[at:at + len(r)]
-                at += len(r)
-                prefix_keys.extend(compress(r.samples["key"], part))
-                prefix_sigs.extend(sig for sig in compress(r.samples["sig"], part) if sig is not None)
-                corpus.keep.append(part)
-                dups.append((0, 0))
-            dups[-1] = tuple(stored[2])
-        for r in results:
-            corpus.batches.append(r)
-            unit_of.append(i)
-            if fresh:
-                corpus.fresh_docs += len(r.docs["unit"])
-            corpus.filtered.update(r.filtered)
-            corpus.redacted.update(r.redacted)
-            if stored is not None:
-                continue
-            if prefix_keys:
-                corpus.keep.append(None)  # decided below, against the prefix
-                dups.append((0, 0))
-                deferred.append(len(corpus.batches) - 1)
-            else:
-                keep, counted = stream(r)
-                corpus.keep.append(keep)
-                dups.append(counted)
+            keep = np.unpackbits(stored[1], count=len(batch)).astype(bool)
+            prefix_keys.extend(compress(batch.samples["key"], keep))
+            prefix_sigs.extend(sig for sig in compress(batch.samples["sig"], keep) if sig is not None)
+            corpus.keep.append(keep)
+            dups.append(tuple(stored[2]))
+        elif prefix_keys:
+            corpus.keep.append(None)  # decided below, against the prefix
+            dups.append((0, 0))
+            deferred.append(len(corpus.batches) - 1)
+        else:
+            before = dict(dedup.counts)
+            corpus.keep.append(np.fromiter((dedup.check_key(k, s) is None for k, s in
+                                            zip(batch.samples["key"], batch.samples["sig"])), dtype=bool, count=len(batch)))
+            dups.append(counted(before))
     if deferred:
         near = near_duplicates_of(prefix_sigs, [s for b in deferred for s in corpus.batches[b].samples["sig"]],
                                   pcfg.dedup_threshold)
@@ -852,21 +850,14 @@ def _read_corpus(cfg: Config, units: list[_Unit], cache: DocCache | None, progre
                 flags.append(dedup.check_key(key, sig, near=k in near) is None)
                 k += 1
             corpus.keep[b] = np.array(flags, dtype=bool)
-            dups[b] = (dedup.counts["exact_duplicates"] - before["exact_duplicates"],
-                       dedup.counts["near_duplicates"] - before["near_duplicates"])
+            dups[b] = counted(before)
     if not any(b.docs["unit"] for b in corpus.batches):
         raise NothingToDo(f"no ingested documents: run `mothbrain ingest` first or check sources in {cfg.config_path}")
     exact, near_n = sum(d[0] for d in dups), sum(d[1] for d in dups)
     corpus.filtered.update({k: v for k, v in (("exact_duplicates", exact), ("near_duplicates", near_n)) if v})
-    # This run's decisions per unit, for the next run (saved with the data set).
-    by_unit: dict[int, list[int]] = defaultdict(list)
-    for b, i in enumerate(unit_of):
-        by_unit[i].append(b)
-    corpus.dedup_state = {}
-    for i, bs in by_unit.items():
-        keep = np.concatenate([corpus.keep[b] for b in bs]) if bs else np.zeros(0, dtype=bool)
-        corpus.dedup_state[hashes[i]] = (len(keep), np.packbits(keep),
-                                         (sum(dups[b][0] for b in bs), sum(dups[b][1] for b in bs)))
+    # This run's decisions per batch, for the next run (saved with the data set).
+    corpus.dedup_state = {link: (len(keep), np.packbits(keep), counts)
+                          for link, keep, counts in zip(corpus.links, corpus.keep, dups)}
     return corpus
 
 
@@ -895,12 +886,12 @@ def _mining_state_path(cfg: Config) -> Path:
 def _concept_pairs(cfg: Config, corpus: _Corpus, recent_doc: np.ndarray, now: float, pool, use_state: bool,
                    full: bool) -> tuple[list[Pair], dict[str, Any]]:
     """Link pairs (always from the current pages) and mined co-occurrence pairs, chosen within the
-    budget; and the mining state to keep (what was mined, when, and how many documents are new since).
+    budget; and the mining state to keep (the pairs, when, and the batches they were mined from).
 
-    Mining is a corpus-wide statistic (a second or two on a large archive): a run whose new or changed
-    documents since the last mining are at most REMINE_SHARE of the corpus, within REMINE_AFTER_DAYS
-    and with the same settings, reuses the mined pairs (their `recent` flags recomputed); `full`
-    (the weekly run) always mines again.
+    Mining is a corpus-wide statistic (a second or two on a large archive): a run whose documents
+    differ from those of the last mining (added, changed or removed, counted by batch) by at most
+    REMINE_SHARE of the corpus, within REMINE_AFTER_DAYS and with the same settings, reuses the
+    mined pairs (their `recent` flags recomputed); `full` (the weekly run) always mines again.
     """
     pcfg = cfg.preprocess
     pages = []
@@ -913,45 +904,52 @@ def _concept_pairs(cfg: Config, corpus: _Corpus, recent_doc: np.ndarray, now: fl
     links = link_pairs(pages)
     n_docs = len(recent_doc)
     settings = _settings_hash(cfg)
-    state = None
+    now_batches = {h: len(b.docs["unit"]) for h, b in zip(corpus.hashes, corpus.batches)}
+    mined: list[Pair] | None = None
     if use_state and not full:
         try:
             state = json.loads(_mining_state_path(cfg).read_text(encoding="utf-8"))
-            drift = int(state["fresh_since"]) + corpus.fresh_docs
-            if (state.get("settings") != settings or now - float(state["mined_at"]) >= REMINE_AFTER_DAYS * DAY
-                    or drift > REMINE_SHARE * n_docs or not isinstance(state.get("pairs"), list)):
-                state = None
-        except (OSError, ValueError, KeyError, TypeError):
-            state = None
-    if state is not None:
-        mined = _recent_again([Pair(a, b, score, docs, False, "cooccurrence") for a, b, score, docs in state["pairs"]],
-                              corpus, recent_doc)
-        state = {**state, "fresh_since": int(state["fresh_since"]) + corpus.fresh_docs}
-        info = {"mined": False, "mined_at": state["mined_at"], "new_documents_since": state["fresh_since"]}
-    else:
+            then = {str(h): int(n) for h, n in state["batches"].items()}
+            drift = (sum(n for h, n in now_batches.items() if h not in then)
+                     + sum(n for h, n in then.items() if h not in now_batches))
+            age = now - float(state["mined_at"])
+            if state.get("settings") == settings and 0 <= age < REMINE_AFTER_DAYS * DAY and drift <= REMINE_SHARE * n_docs:
+                mined = _recent_again([Pair(str(a), str(b), float(score), int(docs), False, "cooccurrence")
+                                       for a, b, score, docs in state["pairs"]], corpus, recent_doc)
+                info = {"mined": False, "mined_at": float(state["mined_at"]), "documents_changed_since": drift}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):  # missing or damaged: mine again
+            mined = None
+    if mined is None:
         # A large corpus counts its pairs on the pool, one share of the pair codes per process.
         parallel = n_docs >= PARALLEL_PAIRS_AFTER_DOCS and _workers(cfg) > 1
         terms = corpus.doc_column("terms")
         mined = mine_pairs([(t.split("\n") if t else [], bool(r)) for t, r in zip(terms, recent_doc.tolist())], pcfg,
                            limit=pcfg.association_pairs + len(links), map_fn=pool().map if parallel else map,
                            shares=_workers(cfg) if parallel else 1)
-        state = {"settings": settings, "mined_at": now, "documents": n_docs, "fresh_since": 0,
+        state = {"settings": settings, "mined_at": now, "documents": n_docs, "batches": now_batches,
                  "pairs": [[p.a, p.b, p.score, p.docs] for p in mined]}
-        info = {"mined": True, "mined_at": now, "new_documents_since": 0}
-    info["mined_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(float(info["mined_at"])))
+        info = {"mined": True, "mined_at": now, "documents_changed_since": 0}
+    else:
+        state = None  # unchanged: the last mining's state stands
+    info["mined_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(info["mined_at"]))
     return choose_pairs(links, mined, pcfg.association_pairs), {"state": state, "info": info}
 
 
 def _recent_again(pairs: list[Pair], corpus: _Corpus, recent_doc: np.ndarray) -> list[Pair]:
-    """Reused pairs are recent when both their concepts are among a recent document's terms."""
-    wanted = {t for p in pairs for t in (p.a, p.b)}
+    """Reused pairs are recent when both their concepts (or their singular/plural forms, which
+    mining merges) are among one recent document's candidate terms: close to, not exactly, what
+    mining decides (it also keeps only a document's 24 rarest terms)."""
+    def forms(t: str) -> set[str]:
+        return {t, t + "s", t[:-1]} if t.endswith("s") and " " not in t else {t, t + "s"}
+
+    wanted = {f: t for p in pairs for t in (p.a, p.b) for f in forms(t)}
     where: dict[str, set[int]] = defaultdict(set)
     offset = 0
     for b in corpus.batches:
         n = len(b.docs["unit"])
         for j in np.flatnonzero(recent_doc[offset:offset + n]).tolist():
-            for t in wanted.intersection((b.docs["terms"][j].as_py() or "").split("\n")):
-                where[t].add(offset + j)
+            for f in wanted.keys() & set((b.docs["terms"][j].as_py() or "").split("\n")):
+                where[wanted[f]].add(offset + j)
         offset += n
     return [replace(p, recent=bool(where.get(p.a, set()) & where.get(p.b, set()))) for p in pairs]
 
@@ -1240,8 +1238,24 @@ def run_preprocess(cfg: Config, since_days: float | None = None, progress: bool 
     unchanged since the last run come from the document cache; `full` ignores the cache and mines
     the concept pairs again (the weekly rebuild).
     """
-    with _gc_paused():
-        return _run_preprocess(cfg, since_days, progress, documents, force, full)
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(paths.datasets_dir(cfg) / "preprocess.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise MothError(f"another preprocess is running (lock {lock.lock_file}); wait for it to finish") from None
+    try:
+        with _gc_paused():
+            try:
+                return _run_preprocess(cfg, since_days, progress, documents, force, full)
+            except _CacheDamaged as exc:
+                log.warning("the document cache under %s is unreadable (%s); processing every document again",
+                            cache_dir(cfg), exc)
+                shutil.rmtree(cache_dir(cfg), ignore_errors=True)
+                return _run_preprocess(cfg, since_days, progress, documents, True, full)
+    finally:
+        lock.release()
 
 
 @contextmanager
@@ -1361,7 +1375,8 @@ def _run_preprocess(cfg: Config, since_days: float | None, progress: bool | None
                         f"itself is complete at {path}: free disk space and run `mothbrain preprocess` again") from None
     if cache is not None:  # only once the data set is saved: a failed run leaves the last mining as it was
         try:
-            _atomic_write_json(_mining_state_path(cfg), mining["state"])
+            if mining["state"] is not None:
+                _atomic_write_json(_mining_state_path(cfg), mining["state"])
         except OSError as exc:
             log.warning("cannot write %s (%s); the next run mines the concept pairs again",
                         _mining_state_path(cfg), exc.strerror or exc)

@@ -5,6 +5,7 @@ rebuild makes."""
 from __future__ import annotations
 
 import json
+import pickle
 import random
 import time
 from pathlib import Path
@@ -113,7 +114,7 @@ def test_pairs_are_reused_until_the_corpus_drifts(archive):
     write_log(archive / "chats" / "day-05.jsonl", 5, 2, 0.5)  # 2 new of 122: under REMINE_SHARE
     run_ingest(cfg)
     small = run_preprocess(cfg, progress=False)
-    assert not small.concept_mining["mined"] and small.concept_mining["new_documents_since"] == 2
+    assert not small.concept_mining["mined"] and small.concept_mining["documents_changed_since"] == 2
     _, meta = load_latest_dataset(cfg)
     assert [p[:2] for p in meta["concept_pairs"]] == [p[:2] for p in json.loads(
         (cache_dir(cfg) / pp.MINING_STATE).read_text())["pairs"]][:len(meta["concept_pairs"])]
@@ -124,6 +125,58 @@ def test_pairs_are_reused_until_the_corpus_drifts(archive):
     assert rebuilt_from_scratch(cfg).concept_mining["mined"]  # --full always mines
 
 
+def test_removed_documents_count_as_drift_and_a_failed_run_hides_nothing(archive, monkeypatch):
+    cfg = load_config(archive / "cfg.yaml")
+    run_ingest(cfg)
+    run_preprocess(cfg, progress=False)
+    (archive / "chats" / "day-02.jsonl").unlink()  # 30 of 120 documents gone
+    run_ingest(cfg)
+    assert run_preprocess(cfg, progress=False).concept_mining["mined"]
+
+    write_log(archive / "chats" / "day-07.jsonl", 7, 30, 0.1)  # 30 new of 120, and the run fails at the save
+    run_ingest(cfg)
+    save = pp._save
+    monkeypatch.setattr(pp, "_save", lambda *a, **k: (_ for _ in ()).throw(OSError(28, "No space left on device")))
+    with pytest.raises(OSError):
+        run_preprocess(cfg, progress=False)
+    monkeypatch.setattr(pp, "_save", save)
+    again = run_preprocess(cfg, progress=False)
+    assert again.documents_processed == 0  # the failed run cached the new batch...
+    assert again.concept_mining["mined"]  # ...and the drift still counts it
+
+
+def test_an_appended_log_reuses_its_old_batches(archive):
+    cfg = load_config(archive / "cfg.yaml")
+    big = archive / "chats" / "day-00.jsonl"
+    write_log(big, 9, 600, 30)  # batches of 256, 256 and 88 documents
+    run_ingest(cfg)
+    cold = run_preprocess(cfg, progress=False)
+    assert cold.documents_processed == 720
+    write_log(big, 10, 5, 0.1)
+    run_ingest(cfg)
+    nightly = run_preprocess(cfg, progress=False)
+    assert nightly.documents_processed == 88 + 5  # only the last, grown batch
+    assert nightly.fingerprint == rebuilt_from_scratch(cfg).fingerprint
+
+
+def test_a_cache_that_will_not_unpickle_is_dropped(archive, monkeypatch):
+    cfg = load_config(archive / "cfg.yaml")
+    run_ingest(cfg)
+    first = run_preprocess(cfg, progress=False)
+    real = pp.unpack
+    calls = []
+
+    def flaky(packed):
+        calls.append(1)
+        if len(calls) == 1:
+            raise pickle.UnpicklingError("invalid load key")
+        return real(packed)
+
+    monkeypatch.setattr(pp, "unpack", flaky)
+    again = run_preprocess(cfg, progress=False, force=True)
+    assert again.fingerprint == first.fingerprint and again.documents_processed == again.documents
+
+
 def test_a_damaged_cache_file_is_processed_again(archive):
     cfg = load_config(archive / "cfg.yaml")
     run_ingest(cfg)
@@ -132,6 +185,9 @@ def test_a_damaged_cache_file_is_processed_again(archive):
     assert len(files) == 4
     files[0].write_bytes(b"\x80\x05 not a pickle")
     files[1].write_bytes(files[1].read_bytes()[:100])  # torn
+    data = bytearray(files[2].read_bytes())
+    data[70:110] = bytes(40)  # damage inside a batch's pickle: its checksum no longer matches
+    files[2].write_bytes(bytes(data))
     again = run_preprocess(cfg, progress=False, force=True)
     assert again.fingerprint == first.fingerprint and 0 < again.documents_processed < again.documents
     (cache_dir(cfg) / pp.DEDUP_STATE).write_bytes(b"garbage")
