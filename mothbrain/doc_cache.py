@@ -16,10 +16,11 @@ from the cache is the one a full rebuild makes. Files of shards no longer stored
 
 The format keeps the bulk zero-copy: a batch is pickled with protocol 5 and its Arrow (and numpy)
 buffers out of band (`pack`), and a file is each batch's pickle and buffers at 64-byte-aligned
-offsets, then a JSON footer (keys, offsets, a checksum per batch) and its length. Large files are
-memory-mapped, so the samples' text is not copied into the process until the data set is written
-(fresh memory costs ~2 ms per MB on a small VM, and a large archive's cache is hundreds of MB);
-small ones are read (a mapping holds a file descriptor open).
+offsets, then a JSON footer (keys, offsets, a checksum per batch, checked on loading) and its
+length. Large files are memory-mapped, so the samples' text is not copied into the process until
+the data set is written (fresh memory costs ~2 ms per MB on a small VM, and a large archive's cache
+is hundreds of MB); small ones, and any beyond MAX_MAPPED, are read (a mapping holds a file
+descriptor open).
 """
 
 from __future__ import annotations
@@ -50,7 +51,10 @@ ASSEMBLY_SETTINGS = ("workers", "heldout_fraction", "association_pairs", "associ
                      "association_templates", "seed", "dedup_threshold")
 # The modules whose code shapes a batch's results: a change to any of them (a redaction fix) makes
 # every cached batch stale.
-CODE = ("preprocess", "redact", "filters", "concepts", "dedup", "records", "ingest", "doc_cache")
+CODE = ("preprocess", "redact", "filters", "concepts", "dedup", "records", "ingest", "jsonfast", "doc_cache")
+MAX_MAPPED = 256  # memory-mapped files per run (each holds a descriptor); more are read
+UNPICKLING_ERRORS = (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError,
+                     IndexError, KeyError)
 
 Packed = tuple[Any, list[Any]]  # (in-band pickle, out-of-band buffers): bytes or memoryviews
 
@@ -102,7 +106,10 @@ def _code_identity() -> list:
     here = Path(__file__).parent
     code = hashlib.sha256()
     for name in CODE:
-        code.update((here / f"{name}.py").read_bytes())
+        try:
+            code.update((here / f"{name}.py").read_bytes())
+        except OSError:  # installed without sources (a zipapp): the package version stands in
+            code.update(f"{name} {_dist_version('mothbrain')}".encode())
     return [code.hexdigest(), sys.version_info[:2], pyarrow.__version__, numpy.__version__, rensa_version]
 
 
@@ -147,7 +154,7 @@ class DocCache:
             {"cache": CACHE_SCHEMA, "schema": schema, "preprocess": settings, "sources": sources,
              "tokenizer": tokenizer, "code": _code_identity()}, sort_keys=True, default=str).encode()).hexdigest()
         self._used: set[str] = set()
-        _raise_open_files_limit()
+        self._mapped = 0
 
     def _file(self, shard) -> Path:
         name = hashlib.sha1(shard.name.encode()).hexdigest()[:24]
@@ -191,11 +198,12 @@ class DocCache:
             log.info("document cache %s unreadable (%s); processing %s again", path, exc, shard.path)
         return None
 
-    @staticmethod
-    def _bytes(fh, size: int) -> memoryview:
-        if size >= MAP_AT_BYTES:
+    def _bytes(self, fh, size: int) -> memoryview:
+        if size >= MAP_AT_BYTES and self._mapped < MAX_MAPPED:
             try:
-                return memoryview(mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ))
+                view = memoryview(mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ))
+                self._mapped += 1
+                return view
             except (OSError, ValueError):  # out of descriptors or address space: read it instead
                 pass
         fh.seek(0)
@@ -241,16 +249,3 @@ class DocCache:
                     os.unlink(path)
                 except OSError:
                     pass
-
-
-def _raise_open_files_limit() -> None:
-    """Memory-mapped cache files each hold a descriptor: lift the soft limit to the hard one."""
-    try:
-        import resource
-
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        want = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
-        if soft != resource.RLIM_INFINITY and soft < want:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
-    except (ImportError, ValueError, OSError):  # pragma: no cover - not POSIX, or not allowed
-        pass

@@ -67,7 +67,7 @@ from . import paths
 from .atomic import replace_folder, write_atomically
 from .config import Config, PreprocessConfig, SourceConfig, to_dict
 from .dedup import Deduper, near_duplicates_of, text_key
-from .doc_cache import CachedShard, DocCache, batch_hash, cache_dir, pack, unpack
+from .doc_cache import UNPICKLING_ERRORS, CachedShard, DocCache, batch_hash, cache_dir, pack, unpack
 from .errors import MothError, NothingToDo
 from .filters import TOOL_TURNS, apply_filters, is_tool_turn
 from .records import Document, Turn
@@ -706,6 +706,8 @@ def _process_all(cfg: Config, units: list[_Unit], cache: DocCache | None, pool,
     pending: deque = deque()  # in stream order: (unit, hash, packed or AsyncResult or None at a unit's end, fresh)
     keep: dict[int, list] = defaultdict(list)  # unit → its batches, for its cache file
     chars = n = 0
+    if parallel:
+        pool()  # forked before the progress bar starts its thread
 
     def settle(limit: int) -> Iterator[tuple[str, BatchResult, bool]]:
         nonlocal chars, n
@@ -718,10 +720,10 @@ def _process_all(cfg: Config, units: list[_Unit], cache: DocCache | None, pool,
             packed = item.get() if fresh and parallel else item
             try:
                 batch = unpack(packed)
-            except Exception as exc:  # noqa: BLE001 - fresh results always unpickle; cached ones may not
+            except UNPICKLING_ERRORS as exc:  # fresh results always unpickle; cached ones may not
                 if fresh:
                     raise
-                raise _CacheDamaged(str(exc)) from exc
+                raise _CacheDamaged(f"{type(exc).__name__}: {exc}") from None
             keep[i].append((h, len(batch.docs["unit"]), packed))
             chars, n = chars + sum(batch.docs["chars"]), n + len(batch.docs["chars"])
             bar.update(task, info=f"{n:,} documents, {chars / 1e6:,.1f} MB")
@@ -910,8 +912,9 @@ def _concept_pairs(cfg: Config, corpus: _Corpus, recent_doc: np.ndarray, now: fl
         try:
             state = json.loads(_mining_state_path(cfg).read_text(encoding="utf-8"))
             then = {str(h): int(n) for h, n in state["batches"].items()}
-            drift = (sum(n for h, n in now_batches.items() if h not in then)
-                     + sum(n for h, n in then.items() if h not in now_batches))
+            # A grown batch (an appended log) is both gone and new: count the larger side, not both.
+            drift = max(sum(n for h, n in now_batches.items() if h not in then),
+                        sum(n for h, n in then.items() if h not in now_batches))
             age = now - float(state["mined_at"])
             if state.get("settings") == settings and 0 <= age < REMINE_AFTER_DAYS * DAY and drift <= REMINE_SHARE * n_docs:
                 mined = _recent_again([Pair(str(a), str(b), float(score), int(docs), False, "cooccurrence")
@@ -1247,13 +1250,15 @@ def run_preprocess(cfg: Config, since_days: float | None = None, progress: bool 
         raise MothError(f"another preprocess is running (lock {lock.lock_file}); wait for it to finish") from None
     try:
         with _gc_paused():
+            damaged = None
             try:
                 return _run_preprocess(cfg, since_days, progress, documents, force, full)
             except _CacheDamaged as exc:
-                log.warning("the document cache under %s is unreadable (%s); processing every document again",
-                            cache_dir(cfg), exc)
-                shutil.rmtree(cache_dir(cfg), ignore_errors=True)
-                return _run_preprocess(cfg, since_days, progress, documents, True, full)
+                damaged = str(exc)  # retried below, outside this block: the failed attempt's memory goes first
+            log.warning("the document cache under %s is unreadable (%s); processing every document again",
+                        cache_dir(cfg), damaged)
+            shutil.rmtree(cache_dir(cfg), ignore_errors=True)
+            return _run_preprocess(cfg, since_days, progress, documents, True, True)  # full: no cache read
     finally:
         lock.release()
 
