@@ -140,11 +140,46 @@ class Pair:
     origin: str  # "link" | "cooccurrence"
 
 
-def mine_pairs(docs: list[tuple[list[str], bool]], pcfg: PreprocessConfig, limit: int | None = None,
+@dataclass
+class TermTable:
+    """Every document's candidate terms as integer arrays: `lengths` (terms per document), `tid`
+    (their ids into `terms`, document after document) and `recent` (per document)."""
+
+    lengths: np.ndarray
+    tid: np.ndarray
+    terms: list[str]
+    recent: np.ndarray
+
+    @classmethod
+    def of(cls, docs: list[tuple[list[str], bool]]) -> "TermTable":
+        flat = list(chain.from_iterable(t for t, _ in docs))
+        terms = list(dict.fromkeys(flat))  # ids in order of first appearance
+        index = {t: i for i, t in enumerate(terms)}
+        return cls(lengths=np.fromiter((len(t) for t, _ in docs), dtype=np.int64, count=len(docs)),
+                   tid=np.fromiter(map(index.__getitem__, flat), dtype=np.int64, count=len(flat)),
+                   terms=terms, recent=np.fromiter((rec for _, rec in docs), dtype=bool, count=len(docs)))
+
+    @classmethod
+    def from_arrow(cls, joined, recent: np.ndarray) -> "TermTable":
+        """From each document's terms "\\n"-joined in an Arrow string array ("" for none): split and
+        numbered by Arrow, with no Python string per term (a large archive has millions)."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        joined = pc.if_else(pc.equal(joined, ""), pa.scalar(None, pa.string()), joined)
+        lists = pc.split_pattern(joined, "\n")
+        lengths = np.asarray(pc.list_value_length(lists).fill_null(0), dtype=np.int64)
+        encoded = pc.list_flatten(lists).dictionary_encode()
+        return cls(lengths=lengths, tid=np.asarray(encoded.indices, dtype=np.int64),
+                   terms=encoded.dictionary.to_pylist(), recent=np.asarray(recent, dtype=bool))
+
+
+def mine_pairs(docs: "list[tuple[list[str], bool]] | TermTable", pcfg: PreprocessConfig, limit: int | None = None,
                map_fn=map, shares: int = 1) -> list[Pair]:
     """Concept pairs that co-occur across documents, best first.
 
-    `docs` holds each document's frequent candidate terms (distinct) and whether it is recent. A
+    `docs` holds each document's frequent candidate terms (distinct) and whether it is recent (or
+    the same as a TermTable). A
     term must occur in at least `association_min_docs` documents and (from 10 documents on) in at
     most half of them. A bigram that accounts for at least half the occurrences of both its words is
     a phrase ("bridge repair") and stands in for them. Score: normalised PMI over documents
@@ -155,19 +190,15 @@ def mine_pairs(docs: list[tuple[list[str], bool]], pcfg: PreprocessConfig, limit
     `map_fn`, `shares`: a process pool's `map` and its size, to count the pairs in parallel (each
     process one share of the pair codes); the result does not depend on them.
     """
-    n = len(docs)
+    table = docs if isinstance(docs, TermTable) else TermTable.of(docs)
+    n = len(table.lengths)
     if n < 2:
         return []
     min_docs = max(2, pcfg.association_min_docs)
-    # Every (document, term) occurrence as integer arrays: term ids in order of first appearance.
-    lengths = np.fromiter((len(t) for t, _ in docs), dtype=np.int64, count=n)
-    flat = list(chain.from_iterable(t for t, _ in docs))
-    terms = list(dict.fromkeys(flat))
+    terms, tid = table.terms, table.tid
     index = {t: i for i, t in enumerate(terms)}
     u = len(terms)
-    tid = np.fromiter(map(index.__getitem__, flat), dtype=np.int64, count=len(flat))
-    doc = np.repeat(np.arange(n, dtype=np.int64), lengths)
-    del flat
+    doc = np.repeat(np.arange(n, dtype=np.int64), table.lengths)
     # Plural and singular are one concept (the form more documents use), counted once per document.
     df = np.bincount(tid, minlength=u)
     canon = np.arange(u, dtype=np.int64)
@@ -214,7 +245,7 @@ def mine_pairs(docs: list[tuple[list[str], bool]], pcfg: PreprocessConfig, limit
     doc, r = ordered // r_count, ordered % r_count
     starts = _run_starts(doc)
     sizes = np.minimum(np.diff(np.append(starts, len(doc))), MAX_TERMS_PER_DOC)
-    recent_docs = np.fromiter((rec for _, rec in docs), dtype=bool, count=n)
+    recent_docs = table.recent
     # Documents grouped by how many terms they keep: a (documents x k) matrix per k, no padding.
     code_type = np.int32 if (r_count + 1) ** 2 < 2**31 else np.int64  # int32 sorts twice as fast
     groups = []

@@ -71,7 +71,8 @@ from .doc_cache import UNPICKLING_ERRORS, CachedShard, DocCache, batch_hash, cac
 from .errors import MothError, NothingToDo
 from .filters import TOOL_TURNS, apply_filters, is_tool_turn
 from .records import Document, Turn
-from .concepts import ConceptMatcher, Pair, choose_pairs, frequent_terms, link_pairs, mine_pairs, novel_sentences
+from .concepts import (ConceptMatcher, Pair, TermTable, choose_pairs, frequent_terms, link_pairs, mine_pairs,
+                       novel_sentences)
 from .redact import redact, redact_many
 
 log = logging.getLogger(__name__)
@@ -860,6 +861,8 @@ def _read_corpus(cfg: Config, units: list[_Unit], cache: DocCache | None, progre
     # This run's decisions per batch, for the next run (saved with the data set).
     corpus.dedup_state = {link: (len(keep), np.packbits(keep), counts)
                           for link, keep, counts in zip(corpus.links, corpus.keep, dups)}
+    for batch in corpus.batches:  # the signatures (a tenth of the memory) are done with
+        batch.samples["sig"] = batch.samples["key"] = None
     return corpus
 
 
@@ -925,10 +928,11 @@ def _concept_pairs(cfg: Config, corpus: _Corpus, recent_doc: np.ndarray, now: fl
     if mined is None:
         # A large corpus counts its pairs on the pool, one share of the pair codes per process.
         parallel = n_docs >= PARALLEL_PAIRS_AFTER_DOCS and _workers(cfg) > 1
-        terms = corpus.doc_column("terms")
-        mined = mine_pairs([(t.split("\n") if t else [], bool(r)) for t, r in zip(terms, recent_doc.tolist())], pcfg,
-                           limit=pcfg.association_pairs + len(links), map_fn=pool().map if parallel else map,
-                           shares=_workers(cfg) if parallel else 1)
+        import pyarrow as pa
+
+        joined = pa.chunked_array([b.docs["terms"] for b in corpus.batches], pa.string()).combine_chunks()
+        mined = mine_pairs(TermTable.from_arrow(joined, recent_doc), pcfg, limit=pcfg.association_pairs + len(links),
+                           map_fn=pool().map if parallel else map, shares=_workers(cfg) if parallel else 1)
         state = {"settings": settings, "mined_at": now, "documents": n_docs, "batches": now_batches,
                  "pairs": [[p.a, p.b, p.score, p.docs] for p in mined]}
         info = {"mined": True, "mined_at": now, "documents_changed_since": 0}

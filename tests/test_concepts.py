@@ -11,7 +11,8 @@ from multiprocessing import get_context
 import pytest
 
 from mothbrain import concepts
-from mothbrain.concepts import MAX_TERMS_PER_DOC, ConceptMatcher, frequent_terms, mine_pairs, novel_sentences, term_counts
+from mothbrain.concepts import (MAX_TERMS_PER_DOC, ConceptMatcher, TermTable, frequent_terms, mine_pairs,
+                                novel_sentences, term_counts)
 from mothbrain.config import PreprocessConfig, PriorityConcept
 
 
@@ -84,6 +85,12 @@ def test_vectorised_mining_equals_the_reference(seed):
     assert any(" " in a or " " in b for a, b, *_ in expected)
     assert as_tuples(mine_pairs(docs, pcfg)) == expected
     assert as_tuples(mine_pairs(docs, pcfg, limit=20)) == expected[:20]
+    # The same corpus as preprocess hands it over: "\n"-joined terms in an Arrow array ("" for none).
+    import numpy as np
+    import pyarrow as pa
+
+    table = TermTable.from_arrow(pa.array(["\n".join(t) for t, _ in docs]), np.array([r for _, r in docs]))
+    assert any(not t for t, _ in docs) and as_tuples(mine_pairs(table, pcfg)) == expected
 
 
 def test_pair_count_shared_between_processes_gives_the_same_pairs():
