@@ -82,7 +82,7 @@ META_NAME = "mothbrain.json"
 LATEST_NAME = "latest.json"
 ASSOCIATION_SOURCE = "associations"  # the `source` of association samples
 DAY = 86400.0
-PARALLEL_AFTER_CHARS = 500_000  # documents beyond the first 0.5 MB go to worker processes (if > 1 core)
+PARALLEL_AFTER_CHARS = 500_000  # stored bytes to read before a worker pool is worth starting (if > 1 core)
 BATCH_DOCS = 256  # documents per unit of work (and per repeated-sentence set)
 PARALLEL_PAIRS_AFTER_DOCS = 20_000  # concept pairs of larger corpora are counted on the pool
 REMINE_SHARE = 0.05  # concept pairs are mined again once this share of the documents is new since the last mining
@@ -778,11 +778,8 @@ class _Corpus:
     dedup_state: dict = field(default_factory=dict)  # chain hash → (samples, keep bits, (exact, near))
 
     def doc_column(self, name: str) -> list:
-        out: list = []
-        for b in self.batches:
-            col = b.docs[name]
-            out.extend(col.to_pylist() if hasattr(col, "to_pylist") else col)
-        return out
+        """A per-document column (source, doc_id, when, unit, chars) over all batches, in order."""
+        return [x for b in self.batches for x in b.docs[name]]
 
 
 def _read_corpus(cfg: Config, units: list[_Unit], cache: DocCache | None, progress: bool | None, pool,
