@@ -99,6 +99,8 @@ def print_phase(phases: dict, phase: str, cfg: str) -> None:
     """In the child: run one phase, print its result with the process's own peak RSS as a JSON line."""
     res = phases[phase](cfg)
     res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # The largest of its finished children (the worker pool's processes), for the whole picture.
+    res["children_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(json.dumps(res))
 
 

@@ -12,6 +12,7 @@ process so that peak memory is per run:
   unchanged  both again on the same archive: ingest finds nothing new, preprocess reuses the data set
   new_1pct   1% new material (half a new file, half appended to the newest), ingest + preprocess:
              the changed shards are processed, the rest comes from the document cache
+  quarter    a cold run on an archive a quarter the size: how peak memory grows with the archive
 Prints MB/s of archive bytes, seconds per preprocess phase (from its report), peak RSS of the main
 process and the ratios, all measured in this one invocation.
 """
@@ -102,6 +103,10 @@ def main() -> None:
         unchanged = child("pipeline", cfg, home)
         new_mb = add_one_percent(root, args.mb)
         new = child("pipeline", cfg, home)
+        small_root, small_home = Path(tmp) / "quarter", Path(tmp) / "quarter-state"
+        generate(small_root, args.mb / 4)
+        small_size = sum(p.stat().st_size for p in (small_root / "chats").iterdir()) / 1e6
+        quarter = child("pipeline", small_root / "bench.yaml", small_home)
 
     best = min(colds, key=lambda r: r["seconds"])
     median_s = statistics.median(r["seconds"] for r in colds)
@@ -122,6 +127,10 @@ def main() -> None:
         "new_1pct_ingest_s": round(new["ingest_s"], 3), "new_1pct_over_cold": round(new["seconds"] / median_s, 3),
         "new_1pct_phases_s": new["timings"], "new_1pct_documents_processed": new["documents_processed"],
         "new_1pct_pairs_mined": new["pairs_mined"],
+        "quarter_MB": round(small_size, 1), "quarter_peak_rss_mb": round(quarter["peak_rss_mb"]),
+        "rss_mb_per_archive_mb": round((best["peak_rss_mb"] - quarter["peak_rss_mb"]) / (size - small_size), 2),
+        "cold_children_peak_rss_mb": round(best["children_peak_rss_mb"]),
+        "quarter_children_peak_rss_mb": round(quarter["children_peak_rss_mb"]),
         "targets_met": {"cold>=5MB/s": size / median_s >= 5, "unchanged<=5%": unchanged["seconds"] <= 0.05 * median_s,
                         "new_1pct<=10%": new["seconds"] <= 0.10 * median_s},
     }
@@ -147,6 +156,9 @@ def main() -> None:
     Console().print(t)
     print("preprocess phases (s), cold:", json.dumps(res["cold_preprocess_phases_s"]))
     print("preprocess phases (s), 1% new:", json.dumps(res["new_1pct_phases_s"]))
+    print(f"peak RSS of the main process: {res['quarter_peak_rss_mb']} MB at {res['quarter_MB']} MB, "
+          f"{res['cold_peak_rss_mb']} MB at {res['archive_mb']} MB: +{res['rss_mb_per_archive_mb']} MB per MB of "
+          f"archive; largest worker {res['quarter_children_peak_rss_mb']} / {res['cold_children_peak_rss_mb']} MB")
     print(f"cold / baseline = {res['ratio_cold_over_baseline']}x;", json.dumps(res["targets_met"]))
 
 

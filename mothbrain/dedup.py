@@ -98,6 +98,13 @@ class Deduper:
         self.exact.add(key)
         return None
 
+    def remember(self, keys: list[bytes], sigs: list[RMinHash]) -> None:
+        """Take texts already decided as new (an earlier run's kept samples), as if checked in order."""
+        self.exact.update(keys)
+        if self.lsh is not None and sigs:
+            self.lsh.insert_many(sigs, len(self._sigs))
+            self._sigs.extend(sigs)
+
 
 def near_duplicates_of(earlier: list[RMinHash], later: list[RMinHash | None], threshold: float) -> set[int]:
     """Indices into `later` of the texts that are near duplicates of one of `earlier`.

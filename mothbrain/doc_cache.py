@@ -168,19 +168,9 @@ class DocCache:
             return None
         try:
             with path.open("rb") as fh:
-                size = os.fstat(fh.fileno()).st_size
-                if fh.read(len(MAGIC)) != MAGIC or size < ALIGN + 8:
-                    raise ValueError("not a cache file")
-                fh.seek(size - 8)
-                n = int.from_bytes(fh.read(8), "little")
-                if not 0 < n <= size - ALIGN - 8:
-                    raise ValueError("torn")
-                fh.seek(size - 8 - n)
-                footer = json.loads(fh.read(n))
-                if footer.get("settings") != self.settings_key:
+                size, footer = self._footer(fh)
+                if footer is None:
                     return None
-                if footer["end"] != size - 8 - n:
-                    raise ValueError("torn")
                 view = self._bytes(fh, size)
             found = CachedShard(current=footer.get("identity") == shard.identity)
             for b in footer["batches"]:
@@ -197,6 +187,34 @@ class DocCache:
         except Exception as exc:  # noqa: BLE001 - a damaged cache file only means: process the shard again
             log.info("document cache %s unreadable (%s); processing %s again", path, exc, shard.path)
         return None
+
+    def is_current(self, shard) -> bool:
+        """Whether the cache holds this very shard (its footer only: nothing else is read)."""
+        if not self.enabled:
+            return False
+        try:
+            with self._file(shard).open("rb") as fh:
+                _, footer = self._footer(fh)
+            return footer is not None and footer.get("identity") == shard.identity
+        except Exception:  # noqa: BLE001 - missing or damaged: the shard is read
+            return False
+
+    def _footer(self, fh) -> tuple[int, dict | None]:
+        """(file size, footer); None when the file is for other settings. Raises on a damaged file."""
+        size = os.fstat(fh.fileno()).st_size
+        if fh.read(len(MAGIC)) != MAGIC or size < ALIGN + 8:
+            raise ValueError("not a cache file")
+        fh.seek(size - 8)
+        n = int.from_bytes(fh.read(8), "little")
+        if not 0 < n <= size - ALIGN - 8:
+            raise ValueError("torn")
+        fh.seek(size - 8 - n)
+        footer = json.loads(fh.read(n))
+        if footer.get("settings") != self.settings_key:
+            return size, None
+        if footer["end"] != size - 8 - n:
+            raise ValueError("torn")
+        return size, footer
 
     def _bytes(self, fh, size: int) -> memoryview:
         if size >= MAP_AT_BYTES and self._mapped < MAX_MAPPED:

@@ -52,11 +52,10 @@ import shutil
 import sys
 import time
 from collections import Counter, defaultdict, deque
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from functools import partial
-from itertools import chain, compress, islice
+from itertools import compress, islice
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Iterable, Iterator
@@ -64,10 +63,13 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from . import paths
-from .atomic import replace_folder, write_atomically
+from .atomic import write_atomically
 from .config import Config, PreprocessConfig, SourceConfig, to_dict
 from .dedup import Deduper, near_duplicates_of, text_key
-from .doc_cache import UNPICKLING_ERRORS, CachedShard, DocCache, batch_hash, cache_dir, pack, unpack
+from .dataset_writer import META_NAME, DatasetWriter
+from .dataset_writer import features as _features
+from .dataset_writer import fingerprint as dataset_fingerprint
+from .doc_cache import UNPICKLING_ERRORS, DocCache, batch_hash, cache_dir, pack, unpack
 from .errors import MothError, NothingToDo
 from .filters import TOOL_TURNS, apply_filters, is_tool_turn
 from .records import Document, Turn
@@ -78,7 +80,6 @@ from .redact import redact, redact_many
 log = logging.getLogger(__name__)
 
 DATASET_SCHEMA = 1  # bump when the columns or the sample format change (changes every fingerprint)
-META_NAME = "mothbrain.json"
 LATEST_NAME = "latest.json"
 ASSOCIATION_SOURCE = "associations"  # the `source` of association samples
 DAY = 86400.0
@@ -171,7 +172,6 @@ class Sample:
     signature: Any = None
 
 
-COLUMNS = ("prompt", "completion", "source", "sample_type", "doc_id", "concepts", "recent")
 
 
 @dataclass
@@ -595,7 +595,7 @@ class _Unit:
     items: Any  # () -> iterable of stored lines or Documents
     size: int  # bytes or characters, to decide whether the worker pool is worth starting
     shard: Any = None  # ingest.StoredShard (None: not cached)
-    cached: CachedShard | None = None  # what the document cache holds for it
+    current: bool = False  # the document cache holds this very shard (its results are loaded in turn)
 
 
 def _stored_units(cfg: Config, cache: DocCache) -> list[_Unit]:
@@ -604,7 +604,7 @@ def _stored_units(cfg: Config, cache: DocCache) -> list[_Unit]:
 
     if not (paths.ingest_dir(cfg) / "manifest.json").exists():
         raise NothingToDo(f"no ingested documents: run `mothbrain ingest` first or check sources in {cfg.config_path}")
-    return [_Unit(items=partial(shard_lines, sh), size=sh.size, shard=sh, cached=cache.load(sh))
+    return [_Unit(items=partial(shard_lines, sh), size=sh.size, shard=sh, current=cache.is_current(sh))
             for sh in stored_shards(cfg)]
 
 
@@ -701,11 +701,12 @@ def _process_all(cfg: Config, units: list[_Unit], cache: DocCache | None, pool,
     rewritten. At most a few batches per worker wait in order, so memory stays bounded.
     """
     _init_worker(cfg)
-    to_read = sum(u.size for u in units if u.cached is None or not u.cached.current)
+    to_read = sum(u.size for u in units if not u.current)
     parallel = _workers(cfg) > 1 and to_read >= PARALLEL_AFTER_CHARS
     window = 4 * _workers(cfg)
     pending: deque = deque()  # in stream order: (unit, hash, packed or AsyncResult or None at a unit's end, fresh)
-    keep: dict[int, list] = defaultdict(list)  # unit → its batches, for its cache file
+    keep: dict[int, list] = defaultdict(list)  # unit → its batches, for its cache file (rewritten units only)
+    rewrite: set[int] = set()
     chars = n = 0
     if parallel:
         pool()  # forked before the progress bar starts its thread
@@ -715,7 +716,7 @@ def _process_all(cfg: Config, units: list[_Unit], cache: DocCache | None, pool,
         while len(pending) > limit:
             i, h, item, fresh = pending.popleft()
             if item is None:  # the unit is complete: (re)write its cache file
-                if cache is not None and units[i].shard is not None:
+                if cache is not None:
                     cache.save(units[i].shard, keep.pop(i, []))
                 continue
             packed = item.get() if fresh and parallel else item
@@ -725,7 +726,8 @@ def _process_all(cfg: Config, units: list[_Unit], cache: DocCache | None, pool,
                 if fresh:
                     raise
                 raise _CacheDamaged(f"{type(exc).__name__}: {exc}") from None
-            keep[i].append((h, len(batch.docs["unit"]), packed))
+            if i in rewrite:
+                keep[i].append((h, len(batch.docs["unit"]), packed))
             chars, n = chars + sum(batch.docs["chars"]), n + len(batch.docs["chars"])
             bar.update(task, info=f"{n:,} documents, {chars / 1e6:,.1f} MB")
             yield h, batch, fresh
@@ -733,12 +735,18 @@ def _process_all(cfg: Config, units: list[_Unit], cache: DocCache | None, pool,
     with _progress(progress) as bar:
         task = bar.add_task("preprocessing documents", info="")
         for i, u in enumerate(units):
-            if u.cached is not None and u.cached.current:
-                for h, _, packed in u.cached.batches:
+            # Loaded in turn and not held after: a cached shard's bytes (or mapping) go once its
+            # batches have been written to the data set.
+            cached = cache.load(u.shard) if cache is not None and u.shard is not None else None
+            if cached is not None and cached.current:
+                for h, _, packed in cached.batches:
                     pending.append((i, h, packed, False))
                     yield from settle(window)
                 continue
-            old = u.cached.by_hash() if u.cached is not None else {}
+            old = cached.by_hash() if cached is not None else {}
+            del cached
+            if u.shard is not None:
+                rewrite.add(i)
             items = iter(u.items())
             k = 0
             while True:
@@ -756,6 +764,7 @@ def _process_all(cfg: Config, units: list[_Unit], cache: DocCache | None, pool,
                 yield from settle(window)
                 if not batch:
                     break
+            del old
             if u.shard is not None:
                 pending.append((i, "", None, False))
         yield from settle(0)
@@ -766,47 +775,108 @@ def _process_all(cfg: Config, units: list[_Unit], cache: DocCache | None, pool,
 
 @dataclass
 class _Corpus:
-    """Every batch joined: per-document arrays, and the samples that survived dedup."""
+    """What the corpus-wide steps need once every batch's rows are written: no texts, only
+    per-document times, candidate terms and wiki links, per-batch hashes, counts and decisions."""
 
-    batches: list[BatchResult]
-    keep: list[np.ndarray]  # per batch: which of its samples survived dedup
-    fresh_docs: int  # documents processed in this run (not from the cache)
-    filtered: Counter
-    redacted: Counter
-    links: list[str] = field(default_factory=list)  # per batch: the hash chain of the batches up to it
-    hashes: list[str] = field(default_factory=list)  # per batch: the hash of its stored lines
+    when: list[float] = field(default_factory=list)  # per document (nan: unknown)
+    terms: list = field(default_factory=list)  # Arrow string chunks: each document's "\n"-joined terms
+    pages: list = field(default_factory=list)  # wiki pages: (document index, title, doc_id, links)
+    batches: list[tuple[str, int]] = field(default_factory=list)  # (hash of its stored lines, documents)
+    fresh_docs: int = 0  # documents processed in this run (not from the cache)
+    chars: int = 0
+    filtered: Counter = field(default_factory=Counter)
+    redacted: Counter = field(default_factory=Counter)
+    voices: dict = field(default_factory=dict)  # source → [documents with turns, voice turns, Counter of speakers]
     dedup_state: dict = field(default_factory=dict)  # chain hash → (samples, keep bits, (exact, near))
+    _loose_terms: int = 0
 
-    def doc_column(self, name: str) -> list:
-        """A per-document column (source, doc_id, when, unit, chars) over all batches, in order."""
-        return [x for b in self.batches for x in b.docs[name]]
+    def add(self, h: str, batch: BatchResult, fresh: bool) -> None:
+        import pyarrow as pa
+
+        start = len(self.when)
+        n = len(batch.docs["unit"])
+        self.when.extend(batch.docs["when"])
+        self.terms.append(batch.docs["terms"])
+        self._loose_terms += 1
+        if self._loose_terms >= 64:  # copied out of the batches (a cached batch's views hold its file)
+            self.terms = [pa.concat_arrays(self.terms)]
+            self._loose_terms = 0
+        self.pages.extend((start + i, title, batch.docs["doc_id"][i], links) for i, title, links in batch.wiki)
+        self.batches.append((h, n))
+        self.fresh_docs += n if fresh else 0
+        self.chars += sum(batch.docs["chars"])
+        self.filtered.update(batch.filtered)
+        self.redacted.update(batch.redacted)
+        for source, (docs, voice_turns, speakers) in batch.voices.items():
+            v = self.voices.setdefault(source, [0, 0, Counter()])
+            v[0] += docs
+            v[1] += voice_turns
+            v[2].update(speakers)
+
+    def all_terms(self):
+        import pyarrow as pa
+
+        return pa.concat_arrays(self.terms) if self.terms else pa.array([], pa.string())
 
 
-def _read_corpus(cfg: Config, units: list[_Unit], cache: DocCache | None, progress: bool | None, pool,
-                 full: bool = False) -> _Corpus:
-    """Every document's results in stream order, deduplicated: the first occurrence of a passage is
-    the one kept (the stream order is stable: config order of sources, sorted files).
+DEFER_MAX_SAMPLES = 50_000  # new samples after a reused prefix held back to be checked against it at once
+
+
+def _stream_corpus(cfg: Config, units: list[_Unit], cache: DocCache | None, progress: bool | None, pool,
+                   corpus: _Corpus, full: bool = False) -> Iterator[tuple[BatchResult, np.ndarray]]:
+    """Every batch with its dedup decision (which samples to keep), in stream order, as soon as it
+    is decided; what the corpus-wide steps need is recorded in `corpus` on the way. The first
+    occurrence of a passage is the one kept (the stream order is stable: config order of sources,
+    sorted files).
 
     Dedup decisions depend only on the stream up to a sample, so while the batches are the ones the
     last run saw, in the same order (a hash chain over their hashes and the settings), that run's
-    decisions are reused. The rest (a nightly run: the few new batches, at the end) is deduplicated
-    against the kept samples of that prefix (`near_duplicates_of`) and among itself. Without a
+    decisions are reused. The rest (a nightly run: the few new batches, at the end) is held back and
+    deduplicated against the kept samples of that prefix at once (`near_duplicates_of`: the few new
+    signatures are indexed, not the many old ones). When more than DEFER_MAX_SAMPLES are held back
+    (an early file changed), the prefix goes into the index instead and the rest streams. Without a
     reusable prefix (a cold run), batches are deduplicated as they stream in.
     """
     pcfg = cfg.preprocess
     previous = _load_dedup_state(cfg) if cache is not None and not full else {}
     dedup = Deduper(pcfg.dedup_threshold)
-    corpus = _Corpus([], [], 0, Counter(), Counter())
     chain = hashlib.sha256(f"dedup {pcfg.dedup_threshold} {cache.settings_key if cache else ''}".encode())
-    dups: list[tuple[int, int]] = []  # per batch: (exact, near) duplicates dropped
     prefix_keys: list[bytes] = []
     prefix_sigs: list = []
     reusing = True
-    deferred: list[int] = []  # batches after a reused prefix, deduplicated at the end
+    deferred: list[tuple[str, BatchResult]] = []  # (link, batch) after a reused prefix
+    held_back = 0
 
-    def counted(before: dict) -> tuple[int, int]:
-        return (dedup.counts["exact_duplicates"] - before["exact_duplicates"],
-                dedup.counts["near_duplicates"] - before["near_duplicates"])
+    def decided(link: str, batch: BatchResult, keep: np.ndarray, counts: tuple[int, int]):
+        corpus.dedup_state[link] = (len(keep), np.packbits(keep), counts)
+        batch.samples["sig"] = batch.samples["key"] = None  # done with (a tenth of a batch's memory)
+        return batch, keep
+
+    def sequential(link: str, batch: BatchResult, near: set[int] = frozenset(), first: int = 0):
+        exact, near_n = dedup.counts["exact_duplicates"], dedup.counts["near_duplicates"]
+        keep = np.fromiter((dedup.check_key(k, s, near=first + j in near) is None for j, (k, s) in
+                            enumerate(zip(batch.samples["key"], batch.samples["sig"]))), dtype=bool, count=len(batch))
+        counts = (dedup.counts["exact_duplicates"] - exact, dedup.counts["near_duplicates"] - near_n)
+        return decided(link, batch, keep, counts)
+
+    def release_deferred(stream_on: bool):
+        """Decide the held-back batches against the prefix; `stream_on`: index the prefix, so
+        that later batches are decided as they come."""
+        nonlocal prefix_keys, prefix_sigs, held_back
+        if stream_on:
+            dedup.remember(prefix_keys, prefix_sigs)
+            near: set[int] = set()
+        else:
+            near = near_duplicates_of(prefix_sigs, [s for _, b in deferred for s in b.samples["sig"]],
+                                      pcfg.dedup_threshold)
+            dedup.exact.update(prefix_keys)
+        prefix_keys, prefix_sigs = [], []
+        first = 0
+        while deferred:
+            link, batch = deferred.pop(0)
+            yield sequential(link, batch, near, first)
+            first += len(batch)
+        held_back = 0
 
     for h, batch, fresh in _process_all(cfg, units, cache, pool, progress):
         chain.update(h.encode() + b"\0")
@@ -815,52 +885,26 @@ def _read_corpus(cfg: Config, units: list[_Unit], cache: DocCache | None, progre
         if stored is not None and stored[0] != len(batch):
             stored = None
         reusing = stored is not None
-        corpus.batches.append(batch)
-        corpus.links.append(link)
-        corpus.hashes.append(h)
-        if fresh:
-            corpus.fresh_docs += len(batch.docs["unit"])
-        corpus.filtered.update(batch.filtered)
-        corpus.redacted.update(batch.redacted)
+        corpus.add(h, batch, fresh)
         if stored is not None:
             keep = np.unpackbits(stored[1], count=len(batch)).astype(bool)
             prefix_keys.extend(compress(batch.samples["key"], keep))
             prefix_sigs.extend(sig for sig in compress(batch.samples["sig"], keep) if sig is not None)
-            corpus.keep.append(keep)
-            dups.append(tuple(stored[2]))
+            yield decided(link, batch, keep, tuple(stored[2]))
         elif prefix_keys:
-            corpus.keep.append(None)  # decided below, against the prefix
-            dups.append((0, 0))
-            deferred.append(len(corpus.batches) - 1)
+            deferred.append((link, batch))  # decided below, against the prefix
+            held_back += len(batch)
+            if held_back > DEFER_MAX_SAMPLES:
+                yield from release_deferred(stream_on=True)
         else:
-            before = dict(dedup.counts)
-            corpus.keep.append(np.fromiter((dedup.check_key(k, s) is None for k, s in
-                                            zip(batch.samples["key"], batch.samples["sig"])), dtype=bool, count=len(batch)))
-            dups.append(counted(before))
+            yield sequential(link, batch)
     if deferred:
-        near = near_duplicates_of(prefix_sigs, [s for b in deferred for s in corpus.batches[b].samples["sig"]],
-                                  pcfg.dedup_threshold)
-        dedup.exact.update(prefix_keys)
-        k = 0
-        for b in deferred:
-            batch = corpus.batches[b]
-            before = dict(dedup.counts)
-            flags = []
-            for key, sig in zip(batch.samples["key"], batch.samples["sig"]):
-                flags.append(dedup.check_key(key, sig, near=k in near) is None)
-                k += 1
-            corpus.keep[b] = np.array(flags, dtype=bool)
-            dups[b] = counted(before)
-    if not any(b.docs["unit"] for b in corpus.batches):
+        yield from release_deferred(stream_on=False)
+    if not corpus.when:
         raise NothingToDo(f"no ingested documents: run `mothbrain ingest` first or check sources in {cfg.config_path}")
-    exact, near_n = sum(d[0] for d in dups), sum(d[1] for d in dups)
+    exact = sum(c[0] for _, _, c in corpus.dedup_state.values())
+    near_n = sum(c[1] for _, _, c in corpus.dedup_state.values())
     corpus.filtered.update({k: v for k, v in (("exact_duplicates", exact), ("near_duplicates", near_n)) if v})
-    # This run's decisions per batch, for the next run (saved with the data set).
-    corpus.dedup_state = {link: (len(keep), np.packbits(keep), counts)
-                          for link, keep, counts in zip(corpus.links, corpus.keep, dups)}
-    for batch in corpus.batches:  # the signatures (a tenth of the memory) are done with
-        batch.samples["sig"] = batch.samples["key"] = None
-    return corpus
 
 
 def _dedup_state_path(cfg: Config) -> Path:
@@ -896,17 +940,12 @@ def _concept_pairs(cfg: Config, corpus: _Corpus, recent_doc: np.ndarray, now: fl
     mined pairs (their `recent` flags recomputed); `full` (the weekly run) always mines again.
     """
     pcfg = cfg.preprocess
-    pages = []
-    offset = 0
-    for b in corpus.batches:
-        for i, title, links in b.wiki:
-            pages.append(SimpleNamespace(kind="wiki", title=title, doc_id=b.docs["doc_id"][i], links=links,
-                                         recent=bool(recent_doc[offset + i])))
-        offset += len(b.docs["unit"])
+    pages = [SimpleNamespace(kind="wiki", title=title, doc_id=doc_id, links=links, recent=bool(recent_doc[i]))
+             for i, title, doc_id, links in corpus.pages]
     links = link_pairs(pages)
     n_docs = len(recent_doc)
     settings = _settings_hash(cfg)
-    now_batches = {h: len(b.docs["unit"]) for h, b in zip(corpus.hashes, corpus.batches)}
+    now_batches = dict(corpus.batches)
     mined: list[Pair] | None = None
     if use_state and not full:
         try:
@@ -925,10 +964,8 @@ def _concept_pairs(cfg: Config, corpus: _Corpus, recent_doc: np.ndarray, now: fl
     if mined is None:
         # A large corpus counts its pairs on the pool, one share of the pair codes per process.
         parallel = n_docs >= PARALLEL_PAIRS_AFTER_DOCS and _workers(cfg) > 1
-        import pyarrow as pa
-
-        joined = pa.chunked_array([b.docs["terms"] for b in corpus.batches], pa.string()).combine_chunks()
-        mined = mine_pairs(TermTable.from_arrow(joined, recent_doc), pcfg, limit=pcfg.association_pairs + len(links),
+        mined = mine_pairs(TermTable.from_arrow(corpus.all_terms(), recent_doc), pcfg,
+                           limit=pcfg.association_pairs + len(links),
                            map_fn=pool().map if parallel else map, shares=_workers(cfg) if parallel else 1)
         state = {"settings": settings, "mined_at": now, "documents": n_docs, "batches": now_batches,
                  "pairs": [[p.a, p.b, p.score, p.docs] for p in mined]}
@@ -948,144 +985,173 @@ def _recent_again(pairs: list[Pair], corpus: _Corpus, recent_doc: np.ndarray) ->
 
     wanted = {f: t for p in pairs for t in (p.a, p.b) for f in forms(t)}
     where: dict[str, set[int]] = defaultdict(set)
-    offset = 0
-    for b in corpus.batches:
-        n = len(b.docs["unit"])
-        for j in np.flatnonzero(recent_doc[offset:offset + n]).tolist():
-            for f in wanted.keys() & set((b.docs["terms"][j].as_py() or "").split("\n")):
-                where[wanted[f]].add(offset + j)
-        offset += n
+    terms = corpus.all_terms()
+    for j in np.flatnonzero(recent_doc).tolist():
+        for f in wanted.keys() & set((terms[j].as_py() or "").split("\n")):
+            where[wanted[f]].add(j)
     return [replace(p, recent=bool(where.get(p.a, set()) & where.get(p.b, set()))) for p in pairs]
 
 
-def _assemble(cfg: Config, corpus: _Corpus, pairs: list[Pair], recent_doc: np.ndarray):
-    """The splits as Arrow tables (weights applied) and their composition.
+class _Assembler:
+    """The splits, written batch by batch as their dedup decisions come (rows in stream order, a
+    weighted sample's copies side by side: the trainer shuffles), with the composition counted on
+    the way. Association samples are added last, once the pairs are chosen.
 
-    Rows stay in stream order (a weighted sample's copies side by side): training shuffles (the
-    trainer's sampler; packing sorts by length anyway), and selecting in order from the cached
-    columns is a filter, chunk by chunk, instead of a random gather over one combined copy.
+    The document-level split: a document's hash decides. On a tiny corpus that hash can put every
+    document on one side; `heldout_docs` then moves one. So batches are held back until both sides
+    have a document (the first few batches of any real archive), and only a corpus that never gets
+    there is split by the fallback at the end.
     """
-    import pyarrow as pa
-    import pyarrow.compute as pc
 
-    pcfg = cfg.preprocess
-    batches = corpus.batches
-    sizes = np.array([len(b.docs["unit"]) for b in batches], dtype=np.int64)
-    offsets = np.concatenate(([0], np.cumsum(sizes)[:-1]))
-    doc_source = corpus.doc_column("source")
-    names = sorted(set(doc_source) | {ASSOCIATION_SOURCE})
-    code = {n: i for i, n in enumerate(names)}
-    doc_src = np.fromiter(map(code.__getitem__, doc_source), dtype=np.int32, count=len(doc_source))
-    unit = np.array(corpus.doc_column("unit"), dtype=np.float64)
+    def __init__(self, cfg: Config, writer: DatasetWriter, cutoff: float):
+        self.cfg, self.writer, self.cutoff = cfg, writer, cutoff
+        self.pcfg = cfg.preprocess
+        self.weight_of = {s.name: s.weight for s in cfg.sources}
+        self.names: list[str] = []  # source names, coded in order of appearance
+        self.types: list[str] = []
+        self.by_source: dict[str, np.ndarray] = {}  # name → [train, heldout, tokens]
+        self.by_type: dict[str, np.ndarray] = {}
+        self.priority = {p.name: np.zeros(3, dtype=np.int64) for p in self.pcfg.priority_concepts}
+        self.documents = self.heldout_documents = 0
+        self.waiting: list[tuple[BatchResult, np.ndarray]] = []  # until both sides of the split have a document
+        self.sides = [False, False]  # seen: a train document, a held-out one
+        self.count, self.token_unit = _token_counter(cfg)
 
-    # The document-level split: a document's hash decides (heldout_docs' fallback for tiny corpora).
-    held_doc = unit < pcfg.heldout_fraction
-    if pcfg.heldout_fraction > 0 and len(unit) >= 2 and held_doc.sum() in (0, len(unit)):
-        keys = list(zip(doc_source, corpus.doc_column("doc_id")))
-        held = heldout_docs(keys, pcfg.heldout_fraction, dict(zip(keys, unit.tolist())))
-        held_doc = np.fromiter((k in held for k in keys), dtype=bool, count=len(keys))
+    @staticmethod
+    def _codes(values: list[str], labels: list[str]) -> np.ndarray:
+        code = {n: i for i, n in enumerate(labels)}
+        for v in values:
+            if v not in code:
+                code[v] = len(labels)
+                labels.append(v)
+        return np.fromiter(map(code.__getitem__, values), dtype=np.int32, count=len(values))
 
-    # Document samples (every one, then `keep` selects), then the association samples.
-    doc_of = np.concatenate([np.asarray(b.samples["doc"], dtype=np.int64) + off for b, off in zip(batches, offsets)])
-    matcher = ConceptMatcher(pcfg)
-    assoc = association_samples(pairs, pcfg, matcher)
-    count, unit_label = _token_counter(cfg)
-    assoc_tokens = [n for i in range(0, len(assoc), 1024)
-                    for n in count([s.prompt + s.completion for s in assoc[i:i + 1024]])]
-    types = sorted({t for b in batches for t in b.samples["sample_type"]} | {"association"})
-    tcode = {t: i for i, t in enumerate(types)}
-    n_doc_samples = len(doc_of)
-    src = np.concatenate([doc_src[doc_of], np.full(len(assoc), code[ASSOCIATION_SOURCE], dtype=np.int32)])
-    typ = np.fromiter(chain((tcode[t] for b in batches for t in b.samples["sample_type"]),
-                            (tcode["association"] for _ in assoc)), dtype=np.int32, count=n_doc_samples + len(assoc))
-    tokens = np.concatenate([np.asarray(b.samples["tokens"], dtype=np.int64) for b in batches]
-                            + [np.asarray(assoc_tokens, dtype=np.int64)])
-    recent = np.concatenate([recent_doc[doc_of], np.array([s.recent for s in assoc], dtype=bool)])
-    held = np.concatenate([held_doc[doc_of], np.array([_unit(f"{s.source}\0{s.doc_id}") < pcfg.heldout_fraction
-                                                        for s in assoc], dtype=bool)])
-    keep = np.concatenate(corpus.keep + [np.ones(len(assoc), dtype=bool)])
+    def add(self, batch: BatchResult, keep: np.ndarray) -> None:
+        if self.waiting is None:
+            self._documents(batch, keep, None)
+            return
+        self.waiting.append((batch, keep))
+        if self.pcfg.heldout_fraction > 0:
+            for u in batch.docs["unit"]:
+                self.sides[u < self.pcfg.heldout_fraction] = True
+            if not all(self.sides):
+                return
+        self._flush_waiting(None)
 
-    # Source weights on the train split: floor(w) copies, one more with probability frac(w).
-    weight_of = np.array([next((s.weight for s in cfg.sources if s.name == n), 1.0) for n in names])
-    weight = weight_of[src]
-    reps = np.floor(weight).astype(np.int64)
-    fractional = np.flatnonzero(keep & ~held & (weight != np.floor(weight)))
-    if len(fractional):
-        raw_ids = corpus.doc_column("doc_id")
-        n_of = np.concatenate([np.asarray(b.samples["n"], dtype=np.int64) for b in batches])
-        for i in fractional.tolist():
-            if i < n_doc_samples:
-                order = (names[src[i]], raw_ids[doc_of[i]], int(n_of[i]))
-            else:
-                order = assoc[i - n_doc_samples].order
-            reps[i] = repeats(float(weight[i]), f"{pcfg.seed}|{names[src[i]]}|{order}")
-    train_mask = keep & ~held
-    train_rows = np.flatnonzero(train_mask)
-    train_idx = np.repeat(train_rows, reps[train_rows])
-    held_idx = np.flatnonzero(keep & held)
+    def _flush_waiting(self, held: set | None) -> None:
+        waiting, self.waiting = self.waiting or [], None
+        for batch, keep in waiting:
+            self._documents(batch, keep, held)
 
-    # Composition: samples and tokens per source, type and priority concept.
-    def table(codes: np.ndarray, labels: list[str]) -> dict[str, dict[str, Any]]:
-        tr = np.bincount(codes[train_idx], minlength=len(labels))
-        ho = np.bincount(codes[held_idx], minlength=len(labels))
-        tk = np.bincount(codes[train_idx], weights=tokens[train_idx], minlength=len(labels))
-        return {labels[i]: {"train": int(tr[i]), "heldout": int(ho[i]), "tokens": int(tk[i])}
-                for i in range(len(labels)) if tr[i] or ho[i]}
+    def finish_documents(self) -> None:
+        """The held-back batches of a corpus whose hashes never gave both sides: heldout_docs' fallback."""
+        if not self.waiting:
+            self.waiting = None
+            return
+        units = {(s, d): u for batch, _ in self.waiting
+                 for s, d, u in zip(batch.docs["source"], batch.docs["doc_id"], batch.docs["unit"])}
+        self._flush_waiting(heldout_docs(units, self.pcfg.heldout_fraction, units))
 
-    by_source = table(src, names)
-    for name, row in by_source.items():
-        row["weight"] = float(weight_of[code[name]])
-    composition = {"token_unit": unit_label, "by_source": by_source, "by_type": table(typ, types),
-                   "total_tokens": int(tokens[train_idx].sum())}
+    def _documents(self, batch: BatchResult, keep: np.ndarray, held_keys: set | None) -> None:
+        docs, samples = batch.docs, batch.samples
+        unit = np.asarray(docs["unit"], dtype=np.float64)
+        if held_keys is None:
+            held_doc = unit < self.pcfg.heldout_fraction
+        else:
+            held_doc = np.fromiter(((s, d) in held_keys for s, d in zip(docs["source"], docs["doc_id"])),
+                                   dtype=bool, count=len(unit))
+        self.documents += len(unit)
+        self.heldout_documents += int(held_doc.sum())
+        recent_doc = np.asarray(docs["when"], dtype=np.float64) >= self.cutoff  # nan: never recent
+        doc_of = np.asarray(samples["doc"], dtype=np.int64)
+        n_of = np.asarray(samples["n"], dtype=np.int64)
+        src = self._codes(docs["source"], self.names)[doc_of]
+        source, raw_id = docs["source"], docs["doc_id"]
+        self._rows(prompt=samples["prompt"], completion=samples["completion"], doc_id=samples["doc_id"],
+                   concepts=samples["concepts"], src=src, typ=self._codes(samples["sample_type"], self.types),
+                   tokens=np.asarray(samples["tokens"], dtype=np.int64), recent=recent_doc[doc_of],
+                   held=held_doc[doc_of], keep=keep,
+                   order=lambda i: (source[doc_of[i]], raw_id[doc_of[i]], int(n_of[i])))
 
-    concept_chunks = [b.samples["concepts"] for b in batches] + [pa.array([s.concepts for s in assoc],
-                                                                         pa.list_(pa.string()))]
-    concepts = pa.chunked_array(concept_chunks, pa.list_(pa.string())).combine_chunks()
-    parents = np.asarray(pc.list_parent_indices(concepts))
-    values = pc.list_flatten(concepts)
-    copies = np.bincount(train_idx, minlength=len(keep))
-    priority, warnings = {}, []
-    for pc_ in pcfg.priority_concepts:
-        rows = parents[np.asarray(pc.equal(values, pc_.name).fill_null(False))]
-        row = {"train": int(copies[rows].sum()), "heldout": int((keep[rows] & held[rows]).sum()),
-               "tokens": int((copies[rows] * tokens[rows]).sum())}
-        ok = row["train"] >= pc_.min_samples
-        priority[pc_.name] = {**row, "min_samples": pc_.min_samples, "ok": ok}
-        if not ok:
-            warnings.append(f"priority concept '{pc_.name}' is in {row['train']} training samples, under its "
-                            f"minimum of {pc_.min_samples}: add material that mentions it, or aliases in "
-                            "preprocess.priority_concepts")
+    def add_associations(self, assoc: list[Sample]) -> None:
+        import pyarrow as pa
 
-    # The rows, straight from the workers' Arrow arrays: no Python object per row.
-    def column(key: str, extra: list[str]) -> Any:
-        return pa.chunked_array([b.samples[key] for b in batches] + [pa.array(extra, pa.string())], pa.string())
+        tokens = [n for i in range(0, len(assoc), 1024) for n in self.count([s.prompt + s.completion
+                                                                             for s in assoc[i:i + 1024]])]
+        fraction = self.pcfg.heldout_fraction
+        self._rows(prompt=pa.array([s.prompt for s in assoc], pa.string()),
+                   completion=pa.array([s.completion for s in assoc], pa.string()),
+                   doc_id=pa.array([s.doc_id for s in assoc], pa.string()),
+                   concepts=pa.array([s.concepts for s in assoc], pa.list_(pa.string())),
+                   src=self._codes([ASSOCIATION_SOURCE] * len(assoc), self.names),
+                   typ=self._codes(["association"] * len(assoc), self.types),
+                   tokens=np.asarray(tokens, dtype=np.int64), recent=np.array([s.recent for s in assoc], dtype=bool),
+                   held=np.array([_unit(f"{s.source}\0{s.doc_id}") < fraction for s in assoc], dtype=bool),
+                   keep=np.ones(len(assoc), dtype=bool), order=lambda i: assoc[i].order)
 
-    columns = {
-        "prompt": column("prompt", [s.prompt for s in assoc]),
-        "completion": column("completion", [s.completion for s in assoc]),
-        "source": pc.take(pa.array(names, pa.string()), pa.array(src)),
-        "sample_type": pc.take(pa.array(types, pa.string()), pa.array(typ)),
-        "doc_id": column("doc_id", [s.doc_id for s in assoc]),
-        "concepts": concepts,
-        "recent": pa.array(recent, pa.bool_()),
-    }
-    schema = _features().arrow_schema
-    plain = len(train_idx) == len(train_rows)  # no copies from weights: a filter
-    selections = [("train", pa.array(train_mask) if plain else pa.array(train_idx)), ("heldout", pa.array(keep & held))]
-    jobs = [(split, name, rows) for split, rows in selections for name in schema.names]
+    def _rows(self, *, prompt, completion, doc_id, concepts, src: np.ndarray, typ: np.ndarray, tokens: np.ndarray,
+              recent: np.ndarray, held: np.ndarray, keep: np.ndarray, order) -> None:
+        """One batch's rows into the splits. Source weights on the train split: floor(w) copies,
+        one more with probability frac(w) (a stable hash of the sample's order key)."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
 
-    def select(job):
-        split, name, rows = job
-        col = columns[name]
-        return col.filter(rows) if rows.type == pa.bool_() else col.take(rows)
+        if not len(keep):
+            return
+        weight = np.array([self.weight_of.get(n, 1.0) for n in self.names])[src]
+        reps = np.floor(weight).astype(np.int64)
+        for i in np.flatnonzero(keep & ~held & (weight != np.floor(weight))).tolist():
+            reps[i] = repeats(float(weight[i]), f"{self.pcfg.seed}|{self.names[src[i]]}|{order(i)}")
+        train_rows = np.flatnonzero(keep & ~held)
+        train_idx = np.repeat(train_rows, reps[train_rows])
+        held_idx = np.flatnonzero(keep & held)
 
-    # Column by column on threads (Arrow releases the GIL): the copy is mostly first touches of
-    # fresh memory, which two cores do in about half the time.
-    with ThreadPoolExecutor(max(1, min(4, _workers(cfg)))) as ex:
-        picked = dict(zip([(split, name) for split, name, _ in jobs], ex.map(select, jobs)))
-    tables = {split: pa.table({name: picked[(split, name)] for name in schema.names}, schema=schema)
-              for split, _ in selections}
-    return tables, composition, priority, warnings, {"documents": len(unit), "heldout_documents": int(held_doc.sum())}
+        copies = np.bincount(train_idx, minlength=len(keep))
+        held_mask = (keep & held).astype(np.int64)
+        for codes, labels, into in ((src, self.names, self.by_source), (typ, self.types, self.by_type)):
+            counts = np.stack([np.bincount(codes, weights=copies, minlength=len(labels)),
+                               np.bincount(codes, weights=held_mask, minlength=len(labels)),
+                               np.bincount(codes, weights=copies * tokens, minlength=len(labels))]).astype(np.int64)
+            for i in np.flatnonzero(counts[0] + counts[1]).tolist():
+                into[labels[i]] = into.get(labels[i], 0) + counts[:, i]
+        if self.priority and len(concepts):
+            parents = np.asarray(pc.list_parent_indices(concepts))
+            values = pc.list_flatten(concepts)
+            for name, row in self.priority.items():
+                rows = parents[np.asarray(pc.equal(values, name).fill_null(False))]
+                row += [copies[rows].sum(), held_mask[rows].sum(), (copies[rows] * tokens[rows]).sum()]
+
+        columns = {"prompt": prompt, "completion": completion, "doc_id": doc_id, "concepts": concepts,
+                   "source": pc.take(pa.array(self.names, pa.string()), pa.array(src)),
+                   "sample_type": pc.take(pa.array(self.types, pa.string()), pa.array(typ)),
+                   "recent": pa.array(recent, pa.bool_())}
+        schema = _features().arrow_schema
+        for split, idx in (("train", train_idx), ("heldout", held_idx)):
+            if len(idx):
+                rows = pa.array(idx)
+                self.writer.write(split, pa.table([columns[name].take(rows) for name in schema.names], schema=schema))
+
+    def summary(self) -> tuple[dict, dict, list[str]]:
+        """(composition, priority concepts, warnings for concepts under their minimum)."""
+        def table(counts: dict[str, np.ndarray]) -> dict[str, dict[str, Any]]:
+            return {k: {"train": int(v[0]), "heldout": int(v[1]), "tokens": int(v[2])} for k, v in sorted(counts.items())}
+
+        by_source = table(self.by_source)
+        for name, row in by_source.items():
+            row["weight"] = float(self.weight_of.get(name, 1.0))
+        composition = {"token_unit": self.token_unit, "by_source": by_source, "by_type": table(self.by_type),
+                       "total_tokens": int(sum(v[2] for v in self.by_source.values()))}
+        priority, warnings = {}, []
+        for pc_ in self.pcfg.priority_concepts:
+            train, heldout, tokens = (int(x) for x in self.priority[pc_.name])
+            ok = train >= pc_.min_samples
+            priority[pc_.name] = {"train": train, "heldout": heldout, "tokens": tokens,
+                                  "min_samples": pc_.min_samples, "ok": ok}
+            if not ok:
+                warnings.append(f"priority concept '{pc_.name}' is in {train} training samples, under its "
+                                f"minimum of {pc_.min_samples}: add material that mentions it, or aliases in "
+                                "preprocess.priority_concepts")
+        return composition, priority, warnings
 
 
 class _Laps:
@@ -1101,16 +1167,11 @@ class _Laps:
         self._t = now
 
 
-def _voice_warnings(cfg: Config, batches: list[BatchResult]) -> list[str]:
+def _voice_warnings(cfg: Config, voices: dict[str, list]) -> list[str]:
     """A source with turns but no voice turn at all is almost always a voice_roles mistake."""
-    turns: dict[str, int] = defaultdict(int)
-    voice: dict[str, int] = defaultdict(int)
-    seen: dict[str, Counter] = defaultdict(Counter)
-    for b in batches:
-        for source, (docs, voice_turns, speakers) in b.voices.items():
-            turns[source] += docs
-            voice[source] += voice_turns
-            seen[source].update(speakers)
+    turns = {k: v[0] for k, v in voices.items()}
+    voice = {k: v[1] for k, v in voices.items()}
+    seen = {k: v[2] for k, v in voices.items()}
     sources = {s.name: s for s in cfg.sources}
     out = []
     for name in sorted(turns):
@@ -1122,63 +1183,15 @@ def _voice_warnings(cfg: Config, batches: list[BatchResult]) -> list[str]:
     return out
 
 
-def _fingerprint_hash():
-    """xxh3-128: ~10x sha256's speed over the few hundred MB of a large data set; blake2b without xxhash."""
-    try:
-        from xxhash import xxh3_128
-
-        return xxh3_128()
-    except ImportError:  # pragma: no cover
-        return hashlib.blake2b(digest_size=16)
+def _hash_settings(cfg: Config) -> dict[str, Any]:
+    settings = {k: v for k, v in to_dict(cfg.preprocess).items() if k != "workers"}  # workers: same data either way
+    return {"schema": DATASET_SCHEMA, "preprocess": settings}
 
 
 def fingerprint(tables: dict[str, Any], cfg: Config) -> str:
-    """A 128-bit hash over the Arrow columns of both splits and the preprocess config (short hex).
-
-    The columns are hashed as Arrow holds them (each string column's offsets and bytes), which is
-    the saved data exactly and costs no Python per row.
-    """
-    import numpy as np
-
-    h = _fingerprint_hash()
-    settings = {k: v for k, v in to_dict(cfg.preprocess).items() if k != "workers"}  # workers: same data either way
-    h.update(json.dumps({"schema": DATASET_SCHEMA, "preprocess": settings}, sort_keys=True).encode())
-
-    def strings(arr) -> None:
-        h.update(len(arr).to_bytes(8, "little"))
-        if not len(arr):
-            return  # an empty array may have no buffers at all
-        offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32)[arr.offset:arr.offset + len(arr) + 1]
-        h.update((offsets - offsets[0]).astype("<i8").tobytes())
-        data = arr.buffers()[2]
-        if data is not None and offsets[-1] > offsets[0]:
-            h.update(memoryview(data)[int(offsets[0]):int(offsets[-1])])
-
-    for split in ("train", "heldout"):
-        h.update(f"\0{split}\0".encode())
-        table = tables[split]
-        for name in COLUMNS:
-            h.update(f"\0{name}\0".encode())
-            for chunk in table.column(name).chunks:
-                if not len(chunk):
-                    continue
-                if name == "concepts":  # list<string>: the list offsets, then the strings
-                    offsets = np.asarray(chunk.offsets)
-                    h.update((offsets - offsets[0]).astype("<i8").tobytes())
-                    strings(chunk.values[int(offsets[0]):int(offsets[-1])])
-                elif name == "recent":
-                    h.update(chunk.to_numpy(zero_copy_only=False).astype(np.uint8).tobytes())
-                else:
-                    strings(chunk)
-    return h.hexdigest()[:16]
-
-
-def _features():
-    from datasets import Features, List, Value
-
-    return Features({"prompt": Value("string"), "completion": Value("string"), "source": Value("string"),
-                     "sample_type": Value("string"), "doc_id": Value("string"),
-                     "concepts": List(Value("string")), "recent": Value("bool")})
+    """The data set's fingerprint from whole tables: what the writer computes as the rows stream
+    (a 128-bit hash of both splits' columns and the preprocess settings, short hex)."""
+    return dataset_fingerprint(tables, _hash_settings(cfg))
 
 
 def _atomic_write_json(path: Path, data: Any) -> None:
@@ -1186,48 +1199,9 @@ def _atomic_write_json(path: Path, data: Any) -> None:
     write_atomically(path, json.dumps(data, indent=2, ensure_ascii=False, default=str))
 
 
-def _remove_stale_temps(root: Path) -> None:
-    """Temp folders left by a crashed run (their process is gone) are removed."""
-    for d in root.glob(".tmp-*"):
-        try:
-            os.kill(int(d.name.rsplit("-", 1)[-1]), 0)
-            continue  # its process is alive: still being written
-        except ProcessLookupError:
-            shutil.rmtree(d, ignore_errors=True)
-        except (ValueError, PermissionError, OSError):
-            continue
-
-
-def _save(cfg: Config, tables: dict[str, Any], fp: str, meta: dict[str, Any]) -> tuple[Path, bool]:
-    """Write the DatasetDict and its meta to a temp folder, then rename it to datasets_dir/<fp>."""
-    import datasets
-    from datasets import Dataset, DatasetDict, DatasetInfo
-    from datasets.table import InMemoryTable
-
-    root = paths.datasets_dir(cfg)
-    final = root / fp
-    if (final / META_NAME).is_file() and (final / "dataset_dict.json").is_file():
-        return final, True  # the same rows and config: already saved
-    _remove_stale_temps(root)
-    tmp = root / f".tmp-{fp}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    datasets.disable_progress_bars()  # our own summary follows; theirs would interleave with it
-    try:
-        features = _features()
-        # Straight from Arrow: Dataset.from_dict would re-encode every row in Python.
-        # Our fingerprint (per split) spares `datasets` hashing the whole table again.
-        dd = DatasetDict({split: Dataset(InMemoryTable(tables[split]), info=DatasetInfo(features=features),
-                                         fingerprint=f"{fp}-{split}")
-                          for split in ("train", "heldout")})
-        dd.save_to_disk(str(tmp))
-        _atomic_write_json(tmp / META_NAME, meta)
-        # An incomplete folder already there (not ours, or damaged by hand) is replaced, never merged.
-        replace_folder(tmp, final)
-    except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise MothError(f"cannot write the data set under {root} ({exc.strerror or exc}); free disk space or fix "
-                        "permissions there, then run `mothbrain preprocess` again (nothing earlier was changed)") from None
-    return final, False
+def _save(cfg: Config, writer: DatasetWriter, fp: str, meta: dict[str, Any]) -> tuple[Path, bool]:
+    """The written splits and their meta, renamed to datasets_dir/<fp> (kept as is when that exists)."""
+    return writer.finish(fp, meta)
 
 
 def run_preprocess(cfg: Config, since_days: float | None = None, progress: bool | None = None,
@@ -1332,35 +1306,49 @@ def _run_preprocess(cfg: Config, since_days: float | None, progress: bool | None
         size = sum(len(d.text or "") + sum(len(t.text or "") for t in d.turns or []) for d in docs)
         units = [_Unit(items=lambda: docs, size=size)]
     lap = _Laps()
+    writer = DatasetWriter(paths.datasets_dir(cfg), _hash_settings(cfg))
+    try:
+        return _build(cfg, units, cache, progress, full, writer, lap, now, since, input_key, t0)
+    finally:
+        writer.abort()  # after a failure: the temp folder goes (after a success there is nothing left)
+
+
+def _build(cfg: Config, units: list[_Unit], cache: DocCache | None, progress: bool | None, full: bool,
+           writer: DatasetWriter, lap: _Laps, now: float, since: float, input_key: str, t0: float) -> PreprocessReport:
+    corpus = _Corpus()
+    rows = _Assembler(cfg, writer, cutoff=now - since * DAY)
     with _lazy_pool(cfg) as pool:  # one pool for the documents and the pair counting
-        corpus = _read_corpus(cfg, units, cache, progress, pool, full)
+        for batch, keep in _stream_corpus(cfg, units, cache, progress, pool, corpus, full):
+            rows.add(batch, keep)
+        rows.finish_documents()
         lap("documents")
-        recent_doc = np.array(corpus.doc_column("when"), dtype=np.float64) >= now - since * DAY  # nan: never recent
+        recent_doc = np.array(corpus.when, dtype=np.float64) >= now - since * DAY  # nan: never recent
         pairs, mining = _concept_pairs(cfg, corpus, recent_doc, now, pool, use_state=cache is not None, full=full)
     lap("concept_pairs")
-    tables, composition, priority, warnings, counts = _assemble(cfg, corpus, pairs, recent_doc)
-    warnings = _voice_warnings(cfg, corpus.batches) + warnings
-    input_chars = sum(sum(b.docs["chars"]) for b in corpus.batches)
+    rows.add_associations(association_samples(pairs, cfg.preprocess, ConceptMatcher(cfg.preprocess)))
+    composition, priority, warnings = rows.summary()
+    warnings = _voice_warnings(cfg, corpus.voices) + warnings
+    input_chars = corpus.chars
     redacted, filtered, fresh_docs = dict(sorted(corpus.redacted.items())), dict(sorted(corpus.filtered.items())), corpus.fresh_docs
     dedup_state = corpus.dedup_state
     del corpus
-    lap("split_weights_composition")
-    if not len(tables["train"]):
+    lap("associations_composition")
+    if not writer.rows["train"]:
         warnings.append("the training split is empty: every sample was filtered, deduplicated or held out")
-    fp = fingerprint(tables, cfg)
-    lap("fingerprint")
+    fp = writer.hash.hexdigest()
     meta = {
         "fingerprint": fp,
         "schema": DATASET_SCHEMA,
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(now)),
         "since_days": since,
-        "samples": {split: len(t) for split, t in tables.items()},
+        "samples": dict(writer.rows),
         "composition": composition,
         "priority_concepts": priority,
         "warnings": warnings,
         "preprocess_config": to_dict(cfg.preprocess),
         "source_weights": {s.name: s.weight for s in cfg.sources},
-        **counts,
+        "documents": rows.documents,
+        "heldout_documents": rows.heldout_documents,
         "input_chars": input_chars,
         "documents_processed": fresh_docs,  # the rest came from the document cache
         "redacted": redacted,
@@ -1371,7 +1359,7 @@ def _run_preprocess(cfg: Config, since_days: float | None, progress: bool | None
         "concept_mining": mining["info"],
         "timings": lap.seconds,
     }
-    path, reused = _save(cfg, tables, fp, meta)
+    path, reused = _save(cfg, writer, fp, meta)
     lap("save")
     try:
         _atomic_write_json(paths.datasets_dir(cfg) / LATEST_NAME,

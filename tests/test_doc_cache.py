@@ -69,8 +69,12 @@ def rebuilt_from_scratch(cfg) -> pp.PreprocessReport:
     return run_preprocess(cfg, progress=False, full=True)
 
 
-def test_cached_run_is_the_full_rebuild(archive, monkeypatch):
+@pytest.mark.parametrize("held_back", [50_000, 0])
+def test_cached_run_is_the_full_rebuild(archive, monkeypatch, held_back):
+    """held_back 0: the new batches after the reused prefix are not held back to be checked against
+    it at once; the prefix goes into the dedup index and they stream (what a large change does)."""
     monkeypatch.setattr(pp, "REMINE_SHARE", 0.0)  # mine every time, so the two runs are comparable whole
+    monkeypatch.setattr(pp, "DEFER_MAX_SAMPLES", held_back)
     cfg = load_config(archive / "cfg.yaml")
     run_ingest(cfg)
     cold = run_preprocess(cfg, progress=False)

@@ -306,15 +306,22 @@ def test_nothing_ingested_is_nothing_to_do(tmp_path, state_home):
         load_latest_dataset(cfg)
 
 
-def test_a_failed_save_leaves_the_previous_dataset(tmp_path, state_home, monkeypatch):
+@pytest.mark.parametrize("where", ["rows", "rename"])
+def test_a_failed_save_leaves_the_previous_dataset(tmp_path, state_home, monkeypatch, where):
+    """A full disk while the rows stream out, or at the final rename: the previous data set stays."""
     cfg = make_cfg(tmp_path)
     first = run_preprocess(cfg, documents=corpus(), progress=False)
-    import datasets
+    from datasets.arrow_writer import ArrowWriter
 
-    def disk_full(self, *a, **k):
+    import mothbrain.dataset_writer as dw
+
+    def disk_full(*a, **k):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(datasets.DatasetDict, "save_to_disk", disk_full)
+    if where == "rows":
+        monkeypatch.setattr(ArrowWriter, "write_table", disk_full)
+    else:
+        monkeypatch.setattr(dw, "replace_folder", disk_full)
     changed = corpus()[:-1]
     with pytest.raises(MothError, match="No space left"):
         run_preprocess(cfg, documents=changed, progress=False)
@@ -436,6 +443,34 @@ def test_unchanged_archive_is_not_reprocessed(tmp_path, state_home):
 
     cfg.preprocess.context_turns = 1  # a changed setting
     assert "documents" in run_preprocess(cfg, progress=False).timings
+
+
+@pytest.mark.parametrize("fraction", [1e-6, 1 - 1e-6])
+def test_a_tiny_corpus_still_gets_both_splits(tmp_path, state_home, fraction):
+    """When no document's hash (or every one) falls under heldout_fraction, one document moves."""
+    cfg = make_cfg(tmp_path)
+    cfg.preprocess.heldout_fraction = fraction
+    report = run_preprocess(cfg, documents=corpus(), progress=False)
+    assert report.documents >= 3 and 1 in (report.heldout_documents, report.documents - report.heldout_documents)
+    dd, _ = load_latest_dataset(cfg)
+    documents = {split: {d for d in dd[split]["doc_id"] if not d.startswith("pair:")} for split in dd}
+    assert documents["train"] and documents["heldout"] and not documents["train"] & documents["heldout"]
+
+
+def test_fingerprint_does_not_depend_on_chunking(tmp_path):
+    import pyarrow as pa
+
+    cfg = make_cfg(tmp_path)
+    schema = pp._features().arrow_schema
+    cols = {"prompt": ["p1", "p22", "", "p4"], "completion": [" a", " bb", " c", ""], "source": ["s"] * 4,
+            "sample_type": ["voice"] * 4, "doc_id": ["d1", "d2", "d3", "d4"],
+            "concepts": [["figs"], [], ["a", "b"], []], "recent": [True, False, False, True]}
+    whole = pa.Table.from_pydict(cols, schema=schema)
+    chunked = pa.concat_tables([whole.slice(0, 1), whole.slice(1, 2), whole.slice(3)])
+    empty = whole.slice(0, 0)
+    assert chunked.column("prompt").num_chunks == 3
+    assert pp.fingerprint({"train": whole, "heldout": empty}, cfg) == pp.fingerprint({"train": chunked, "heldout": empty}, cfg)
+    assert pp.fingerprint({"train": whole, "heldout": empty}, cfg) != pp.fingerprint({"train": empty, "heldout": whole}, cfg)
 
 
 def test_fingerprint_covers_every_column(tmp_path):
