@@ -207,6 +207,7 @@ def mine_pairs(docs: "list[tuple[list[str], bool]] | TermTable", pcfg: Preproces
     key = np.sort(doc * u + canon[tid])  # a sort, then adjacent duplicates out: faster than np.unique
     key = key[_run_starts(key)]
     doc, tid = key // u, key % u
+    del key  # (the arrays here are per term occurrence: ~3M on a 100 MB archive, so each goes once done)
     merged = np.bincount(tid, minlength=u)
     max_df = n * MAX_DF_SHARE if n >= 10 else n
     in_vocab = (merged >= min_docs) & (merged <= max_df)
@@ -239,10 +240,14 @@ def mine_pairs(docs: "list[tuple[list[str], bool]] | TermTable", pcfg: Preproces
         covered = np.concatenate([pd[pl >= 0] * u + pl[pl >= 0], pd[pr >= 0] * u + pr[pr >= 0]])
         at = np.minimum(np.searchsorted(key, covered), len(key) - 1)
         keep[at[key[at] == covered]] = False
+        del pd, pl, pr, covered, at
+    del key, is_phrase
     # Each document's terms by rank, then the first MAX_TERMS_PER_DOC (its most distinctive).
     r_count = len(vocab)
     ordered = np.sort(doc[keep] * r_count + rank[tid[keep]])
+    del doc, tid, keep
     doc, r = ordered // r_count, ordered % r_count
+    del ordered
     starts = _run_starts(doc)
     sizes = np.minimum(np.diff(np.append(starts, len(doc))), MAX_TERMS_PER_DOC)
     recent_docs = table.recent
@@ -254,6 +259,7 @@ def mine_pairs(docs: "list[tuple[list[str], bool]] | TermTable", pcfg: Preproces
         if len(first):
             groups.append((r[first[:, None] + np.arange(k)],
                            recent_docs[doc[first]]))
+    del doc, r, starts, sizes
     groups = [(m.astype(code_type), rec) for m, rec in groups]
     matrices = [m for m, _ in groups]
     found = list(map_fn(count_pairs, [(matrices, r_count, k, shares, min_docs) for k in range(shares)]))
