@@ -35,6 +35,11 @@ without reading anything (`--force` rebuilds). Otherwise, top to bottom (`run_pr
      order (the trainer shuffles).
   6. composition (samples and tokens per source, type and priority concept), warnings for priority
      concepts under their minimum, and an atomic save: temp dir → rename, then latest.json.
+
+Memory: steps 2, 4 and 5 run batch by batch as the documents stream, and each batch's rows go
+straight to the data set's files (mothbrain.dataset_writer) — no split, and no sample text, is ever
+whole in memory. What the corpus-wide steps keep is compact: the dedup index (signatures and LSH
+bands, ~1.3 KB per sample), each document's time and candidate terms, and the wiki links.
 """
 
 from __future__ import annotations
