@@ -1,6 +1,7 @@
 """Files and folders that appear whole or not at all: what a kill -9 or a full disk can interrupt.
 
 `write_atomically(path, text)`  a file: temp file beside it, fsync, rename, fsync of the folder.
+`write_json_atomically(path, data)`  the same, as indented JSON.
 `replace_folder(tmp, final)`    a folder written completely under a temporary name, moved into
                                 place; the old one is renamed aside first and removed after.
 Both raise OSError; callers turn it into a message that says what was kept.
@@ -9,6 +10,7 @@ Both raise OSError; callers turn it into a message that says what was kept.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
@@ -37,6 +39,11 @@ def write_atomically(path: Path, text: str | bytes) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def write_json_atomically(path: Path, data) -> None:
+    """`data` as indented JSON (non-JSON values as str), written atomically; raises OSError."""
+    write_atomically(path, json.dumps(data, indent=2, ensure_ascii=False, default=str))
 
 
 def replace_folder(tmp: Path, final: Path) -> None:

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .atomic import replace_folder, write_atomically
+from .atomic import replace_folder, write_json_atomically
 from .errors import MothError
 
 SPLITS = ("train", "heldout")
@@ -55,7 +55,7 @@ class DatasetHash:
     def __init__(self, settings: dict[str, Any]):
         self._head = json.dumps(settings, sort_keys=True, default=str).encode()
         self._parts: dict[str, Any] = {}
-        self._rows = dict.fromkeys(SPLITS, 0)
+        self.rows = dict.fromkeys(SPLITS, 0)  # rows hashed per split
 
     def _part(self, *key: str):
         name = "\0".join(key)
@@ -73,7 +73,7 @@ class DatasetHash:
             self._part(split, name, "bytes").update(memoryview(data)[int(offsets[0]):int(offsets[-1])])
 
     def update(self, split: str, table) -> None:
-        self._rows[split] += len(table)
+        self.rows[split] += len(table)
         for name in COLUMNS:
             for chunk in table.column(name).chunks:
                 if not len(chunk):
@@ -90,7 +90,7 @@ class DatasetHash:
     def hexdigest(self) -> str:
         h = _hasher()
         h.update(self._head)
-        h.update(json.dumps(self._rows, sort_keys=True).encode())
+        h.update(json.dumps(self.rows, sort_keys=True).encode())
         for name in sorted(self._parts):
             h.update(b"\0" + name.encode() + b"\0" + self._parts[name].digest())
         return h.hexdigest()[:16]
@@ -105,7 +105,7 @@ class DatasetWriter:
 
         self.root = root
         self.hash = DatasetHash(settings)
-        self.rows = dict.fromkeys(SPLITS, 0)
+        self.rows = self.hash.rows  # rows written per split (every written row is hashed)
         self._remove_stale_temps()
         self.tmp = root / f".tmp-build-{os.getpid()}"
         shutil.rmtree(self.tmp, ignore_errors=True)
@@ -123,7 +123,6 @@ class DatasetWriter:
         if not len(table):
             return
         self.hash.update(split, table)
-        self.rows[split] += len(table)
         try:
             self._writers[split].write_table(table)
         except OSError as exc:
@@ -144,7 +143,7 @@ class DatasetWriter:
             for split in SPLITS:
                 self._describe(split, f"{fingerprint}-{split}")
             (self.tmp / "dataset_dict.json").write_text(json.dumps({"splits": list(SPLITS)}), encoding="utf-8")
-            write_atomically(self.tmp / META_NAME, json.dumps(meta, indent=2, ensure_ascii=False, default=str))
+            write_json_atomically(self.tmp / META_NAME, meta)
             # An incomplete folder already there (not ours, or damaged by hand) is replaced, never merged.
             replace_folder(self.tmp, final)
         except OSError as exc:

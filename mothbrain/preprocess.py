@@ -68,7 +68,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from . import paths
-from .atomic import write_atomically
+from .atomic import write_atomically, write_json_atomically
 from .config import Config, PreprocessConfig, SourceConfig, to_dict
 from .dedup import Deduper, near_duplicates_of, text_key
 from .dataset_writer import META_NAME, DatasetWriter
@@ -926,7 +926,7 @@ def _load_dedup_state(cfg: Config) -> dict:
 
 
 def _settings_hash(cfg: Config) -> str:
-    settings = {k: v for k, v in to_dict(cfg.preprocess).items() if k != "workers"}
+    settings = _data_settings(cfg)
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -1021,6 +1021,7 @@ class _Assembler:
         self.waiting: list[tuple[BatchResult, np.ndarray]] = []  # until both sides of the split have a document
         self.sides = [False, False]  # seen: a train document, a held-out one
         self.count, self.token_unit = _token_counter(cfg)
+        self.schema = _features().arrow_schema
 
     @staticmethod
     def _codes(values: list[str], labels: list[str]) -> np.ndarray:
@@ -1130,11 +1131,11 @@ class _Assembler:
                    "source": pc.take(pa.array(self.names, pa.string()), pa.array(src)),
                    "sample_type": pc.take(pa.array(self.types, pa.string()), pa.array(typ)),
                    "recent": pa.array(recent, pa.bool_())}
-        schema = _features().arrow_schema
         for split, idx in (("train", train_idx), ("heldout", held_idx)):
             if len(idx):
                 rows = pa.array(idx)
-                self.writer.write(split, pa.table([columns[name].take(rows) for name in schema.names], schema=schema))
+                self.writer.write(split, pa.table([columns[name].take(rows) for name in self.schema.names],
+                                                  schema=self.schema))
 
     def summary(self) -> tuple[dict, dict, list[str]]:
         """(composition, priority concepts, warnings for concepts under their minimum)."""
@@ -1188,20 +1189,19 @@ def _voice_warnings(cfg: Config, voices: dict[str, list]) -> list[str]:
     return out
 
 
+def _data_settings(cfg: Config) -> dict[str, Any]:
+    """The preprocess settings the data depends on (workers: the same data either way)."""
+    return {k: v for k, v in to_dict(cfg.preprocess).items() if k != "workers"}
+
+
 def _hash_settings(cfg: Config) -> dict[str, Any]:
-    settings = {k: v for k, v in to_dict(cfg.preprocess).items() if k != "workers"}  # workers: same data either way
-    return {"schema": DATASET_SCHEMA, "preprocess": settings}
+    return {"schema": DATASET_SCHEMA, "preprocess": _data_settings(cfg)}
 
 
 def fingerprint(tables: dict[str, Any], cfg: Config) -> str:
     """The data set's fingerprint from whole tables: what the writer computes as the rows stream
     (a 128-bit hash of both splits' columns and the preprocess settings, short hex)."""
     return dataset_fingerprint(tables, _hash_settings(cfg))
-
-
-def _atomic_write_json(path: Path, data: Any) -> None:
-    """Indented JSON, written atomically (raises OSError: the callers say what was kept)."""
-    write_atomically(path, json.dumps(data, indent=2, ensure_ascii=False, default=str))
 
 
 def _save(cfg: Config, writer: DatasetWriter, fp: str, meta: dict[str, Any]) -> tuple[Path, bool]:
@@ -1260,7 +1260,7 @@ def _gc_paused():
 def _input_key(cfg: Config, since: float, stored: str, now: float) -> str:
     """What the data set is a function of: the stored documents, the settings, and the day (what
     counts as recent moves with the date, so an unchanged archive is reprocessed once a day)."""
-    settings = {k: v for k, v in to_dict(cfg.preprocess).items() if k != "workers"}
+    settings = _data_settings(cfg)
     data = {"schema": DATASET_SCHEMA, "stored": stored, "preprocess": settings, "since_days": since,
             "day": time.strftime("%Y-%m-%d", time.gmtime(now)), "model": str(cfg.model.base),
             "sources": [to_dict(s) for s in cfg.sources]}
@@ -1367,7 +1367,7 @@ def _build(cfg: Config, units: list[_Unit], cache: DocCache | None, progress: bo
     path, reused = _save(cfg, writer, fp, meta)
     lap("save")
     try:
-        _atomic_write_json(paths.datasets_dir(cfg) / LATEST_NAME,
+        write_json_atomically(paths.datasets_dir(cfg) / LATEST_NAME,
                            {"fingerprint": fp, "path": fp, "updated_at": meta["created_at"], "input_key": input_key})
     except OSError as exc:
         raise MothError(f"cannot write {paths.datasets_dir(cfg) / LATEST_NAME} ({exc.strerror or exc}); the data set "
@@ -1375,7 +1375,7 @@ def _build(cfg: Config, units: list[_Unit], cache: DocCache | None, progress: bo
     if cache is not None:  # only once the data set is saved: a failed run leaves the last mining as it was
         try:
             if mining["state"] is not None:
-                _atomic_write_json(_mining_state_path(cfg), mining["state"])
+                write_json_atomically(_mining_state_path(cfg), mining["state"])
         except OSError as exc:
             log.warning("cannot write %s (%s); the next run mines the concept pairs again",
                         _mining_state_path(cfg), exc.strerror or exc)
