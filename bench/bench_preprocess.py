@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_preprocess.py                 # 100 MB, cold run once
     .venv/bin/python bench/bench_preprocess.py --mb 20 --repeat 3 --json
+    .venv/bin/python bench/bench_preprocess.py --dedup-window 40000      # a bounded near-dup index
 
 Generates ~--mb MB of realistic chat logs (bench/chatgen.py: sample-corpus sentences over a Zipf
 vocabulary, code blocks, URLs, numbers, planted secrets, repeats), then runs, each in its own
@@ -53,6 +54,7 @@ def phase_baseline(cfg_path: str) -> dict:
 
 
 def phase_pipeline(cfg_path: str) -> dict:
+    import mothbrain  # noqa: F401 - first, as in the CLI (it sets up the allocators before pyarrow loads)
     import datasets  # noqa: F401 - its import (~1 s) is start-up, not throughput
 
     from mothbrain.config import load_config
@@ -68,6 +70,7 @@ def phase_pipeline(cfg_path: str) -> dict:
     return {"seconds": t2 - t0, "ingest_s": t1 - t0, "preprocess_s": t2 - t1, "reused": pre.reused,
             "timings": pre.timings, "documents": pre.documents, "samples": pre.samples,
             "concept_pairs": pre.concept_pairs, "redacted": sum(pre.redacted.values()),
+            "near_duplicates": pre.filtered.get("near_duplicates", 0),
             "documents_processed": pre.documents_processed, "pairs_mined": bool(pre.concept_mining.get("mined")),
             "new_files": sum(s.new + s.changed for s in ing.sources)}
 
@@ -80,19 +83,28 @@ def main() -> None:
     ap.add_argument("--mb", type=float, default=100.0, help="size of the generated archive")
     ap.add_argument("--repeat", type=int, default=1, help="cold runs (each from an empty state dir)")
     ap.add_argument("--json", action="store_true", help="print the results as JSON")
+    ap.add_argument("--dedup-window", type=int, help="preprocess.dedup_window for every run (default: the config's)")
     ap.add_argument("--phase", help=argparse.SUPPRESS)
     ap.add_argument("--cfg", help=argparse.SUPPRESS)
     args = ap.parse_args()
     from bench_ingest import add_one_percent, generate, print_phase, run_child
+
+    from mothbrain.config import PreprocessConfig
 
     if args.phase:  # child process: one phase, result as a JSON line, with its own peak RSS
         print_phase(PHASES, args.phase, args.cfg)
         return
     child = partial(run_child, script=__file__)
 
+    def make(root: Path, mb: float) -> None:
+        generate(root, mb)
+        if args.dedup_window is not None:
+            with (root / "bench.yaml").open("a") as fh:
+                fh.write(f"preprocess:\n  dedup_window: {args.dedup_window}\n")
+
     with tempfile.TemporaryDirectory(prefix="mothbrain-bench-") as tmp:
         root, home = Path(tmp) / "archive", Path(tmp) / "state"
-        generate(root, args.mb)
+        make(root, args.mb)
         size = sum(p.stat().st_size for p in (root / "chats").iterdir()) / 1e6
         cfg = root / "bench.yaml"
         base = child("baseline", cfg, home)
@@ -104,7 +116,7 @@ def main() -> None:
         new_mb = add_one_percent(root, args.mb)
         new = child("pipeline", cfg, home)
         small_root, small_home = Path(tmp) / "quarter", Path(tmp) / "quarter-state"
-        generate(small_root, args.mb / 4)
+        make(small_root, args.mb / 4)
         small_size = sum(p.stat().st_size for p in (small_root / "chats").iterdir()) / 1e6
         quarter = child("pipeline", small_root / "bench.yaml", small_home)
 
@@ -113,7 +125,8 @@ def main() -> None:
     res = {
         "archive_mb": round(size, 1), "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "documents": best["documents"], "samples": best["samples"], "concept_pairs": best["concept_pairs"],
-        "redacted": best["redacted"],
+        "redacted": best["redacted"], "dedup_window": args.dedup_window if args.dedup_window is not None
+        else PreprocessConfig().dedup_window, "near_duplicates": best["near_duplicates"],
         "baseline_s": round(base["seconds"], 2), "baseline_MBps": round(size / base["seconds"], 1),
         "cold_runs_s": [round(r["seconds"], 2) for r in colds],
         "cold_best_s": round(best["seconds"], 2), "cold_median_s": round(median_s, 2),
@@ -156,6 +169,7 @@ def main() -> None:
     Console().print(t)
     print("preprocess phases (s), cold:", json.dumps(res["cold_preprocess_phases_s"]))
     print("preprocess phases (s), 1% new:", json.dumps(res["new_1pct_phases_s"]))
+    print(f"dedup window {res['dedup_window']:,} kept samples; {res['near_duplicates']:,} near duplicates dropped")
     print(f"peak RSS of the main process: {res['quarter_peak_rss_mb']} MB at {res['quarter_MB']} MB, "
           f"{res['cold_peak_rss_mb']} MB at {res['archive_mb']} MB: +{res['rss_mb_per_archive_mb']} MB per MB of "
           f"archive; largest worker {res['quarter_children_peak_rss_mb']} / {res['cold_children_peak_rss_mb']} MB")

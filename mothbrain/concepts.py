@@ -170,8 +170,12 @@ class TermTable:
         lists = pc.split_pattern(joined, "\n")
         lengths = np.asarray(pc.list_value_length(lists).fill_null(0), dtype=np.int64)
         encoded = pc.list_flatten(lists).dictionary_encode()
-        return cls(lengths=lengths, tid=np.asarray(encoded.indices, dtype=np.int64),
-                   terms=encoded.dictionary.to_pylist(), recent=np.asarray(recent, dtype=bool))
+        table = cls(lengths=lengths, tid=np.asarray(encoded.indices, dtype=np.int64),
+                    terms=encoded.dictionary.to_pylist(), recent=np.asarray(recent, dtype=bool))
+        del joined, lists, encoded
+        # Arrow's allocator keeps what it freed for its own reuse; mining then allocates through numpy.
+        pa.default_memory_pool().release_unused()
+        return table
 
 
 def mine_pairs(docs: "list[tuple[list[str], bool]] | TermTable", pcfg: PreprocessConfig, limit: int | None = None,

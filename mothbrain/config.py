@@ -118,6 +118,8 @@ class PreprocessConfig:
     max_chars: int = _f(2000, "longest completion kept, in characters; longer text is split at paragraphs")
     heldout_fraction: float = _f(0.1, "share of documents held out for eval (document-level, stable)")
     dedup_threshold: float = _f(0.85, "MinHash Jaccard above which two samples are near-duplicates")
+    dedup_window: int = _f(500_000, "near duplicates are looked for among the last N kept samples (~1.1 KB of "
+                                    "memory each), exact ones across all; 0 = no limit")
     association_templates: list[str] = _f(
         ["{a} reminds me of", "When I think about {a}, I also think about", "{a} and"],
         "prompts whose completion is the partner concept")
@@ -460,6 +462,8 @@ def _validate(cfg: Config, src: str) -> None:
         raise ConfigError(f"{src}: lora.r: expected an integer >= 1, got {cfg.lora.r}")
     if not 0.0 <= cfg.preprocess.heldout_fraction < 1.0:
         raise ConfigError(f"{src}: preprocess.heldout_fraction: expected 0 <= x < 1")
+    if cfg.preprocess.dedup_window < 0:
+        raise ConfigError(f"{src}: preprocess.dedup_window: expected 0 (no limit) or a number of samples, got {cfg.preprocess.dedup_window}")
     if not 0.0 <= cfg.train.replay_share < 1.0:
         raise ConfigError(f"{src}: train.replay_share: expected 0 <= x < 1")
     for name in ("micro_batch_size", "gradient_accumulation", "max_seq_len", "save_steps"):

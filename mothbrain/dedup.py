@@ -67,14 +67,28 @@ def text_key(text: str) -> tuple[bytes, RMinHash | None]:
 
 
 class Deduper:
-    """Feed texts in order; each is new (and remembered), an exact or a near duplicate."""
+    """Feed texts in order; each is new (and remembered), an exact or a near duplicate.
 
-    def __init__(self, threshold: float):
+    `window` > 0 bounds the near-duplicate index: a text is compared with the last `window` kept
+    texts that have a signature (~1.1 KB of memory each: the signature and its LSH entries), so on
+    an archive beyond that the index stops growing. Exact duplicates are found across all texts (a
+    16-byte key each). A passage that keeps recurring is then kept at most once per `window`.
+    """
+
+    def __init__(self, threshold: float, window: int = 0):
         self.threshold = threshold
+        self.window = window
         self.lsh = RMinHashLSH(threshold=threshold, num_perm=NUM_PERM, num_bands=NUM_BANDS) if threshold < 1.0 else None
         self.exact: set[bytes] = set()
         self.counts = {"exact_duplicates": 0, "near_duplicates": 0}
-        self._sigs: list[RMinHash] = []
+        self._sigs: list[RMinHash | None] = []  # by LSH key - _first; None once out of the window
+        self._first = 0  # LSH key of _sigs[0]
+        self._dropped = 0  # leading entries of _sigs out of the window (compacted now and then)
+
+    @property
+    def indexed(self) -> int:
+        """Signatures indexed so far (the LSH key of the next one)."""
+        return self._first + len(self._sigs)
 
     def check(self, text: str) -> str | None:
         """None when `text` is new, else "exact" or "near"."""
@@ -90,11 +104,13 @@ class Deduper:
             return "near"
         if self.lsh is not None and sig is not None:
             # LSH returns candidates; confirm with the signatures' estimated Jaccard similarity.
-            if any(sig.jaccard(self._sigs[c]) >= self.threshold for c in self.lsh.query(sig)):
+            if any(sig.jaccard(self._sigs[c - self._first]) >= self.threshold for c in self.lsh.query(sig)):
                 self.counts["near_duplicates"] += 1
                 return "near"
-            self.lsh.insert(len(self._sigs), sig)
+            self.lsh.insert(self.indexed, sig)
             self._sigs.append(sig)
+            if self.window and len(self._sigs) - self._dropped > self.window:
+                self._forget(1)
         self.exact.add(key)
         return None
 
@@ -102,12 +118,27 @@ class Deduper:
         """Take texts already decided as new (an earlier run's kept samples), as if checked in order."""
         self.exact.update(keys)
         if self.lsh is not None and sigs:
-            self.lsh.insert_many(sigs, len(self._sigs))
+            sigs = sigs[-self.window:] if self.window else sigs
+            self.lsh.insert_many(sigs, self.indexed)
             self._sigs.extend(sigs)
+            if self.window:
+                self._forget(len(self._sigs) - self._dropped - self.window)
+
+    def _forget(self, n: int) -> None:
+        """The `n` oldest indexed signatures leave the window (and the index)."""
+        for _ in range(max(0, n)):
+            self.lsh.remove(self._first + self._dropped)
+            self._sigs[self._dropped] = None
+            self._dropped += 1
+        if self._dropped >= 4096 and self._dropped * 2 >= len(self._sigs):  # now and then: O(1) per text
+            del self._sigs[:self._dropped]
+            self._first += self._dropped
+            self._dropped = 0
 
 
-def near_duplicates_of(earlier: list[RMinHash], later: list[RMinHash | None], threshold: float) -> set[int]:
-    """Indices into `later` of the texts that are near duplicates of one of `earlier`.
+def near_duplicates_of(earlier: list[RMinHash], later: list[RMinHash | None], threshold: float) -> dict[int, int]:
+    """The texts of `later` that are near duplicates of one of `earlier`: {index into `later`: the
+    latest index into `earlier` it nearly duplicates} (the latest, for a caller with a window).
 
     For a run that keeps an earlier run's decisions for most of the stream and deduplicates only
     the rest against them: the few later signatures go into an LSH index, which each earlier one
@@ -115,15 +146,15 @@ def near_duplicates_of(earlier: list[RMinHash], later: list[RMinHash | None], th
     their estimated Jaccard similarity, as in `Deduper`.
     """
     if threshold >= 1.0 or not earlier:
-        return set()
+        return {}
     at = [i for i, sig in enumerate(later) if sig is not None]
     if not at:
-        return set()
+        return {}
     lsh = RMinHashLSH(threshold=threshold, num_perm=NUM_PERM, num_bands=NUM_BANDS)
     lsh.insert_many([later[i] for i in at], 0)
-    found: set[int] = set()
-    for sig, candidates in zip(earlier, lsh.query_all(earlier)):
+    found: dict[int, int] = {}
+    for i, (sig, candidates) in enumerate(zip(earlier, lsh.query_all(earlier))):
         for c in candidates:
-            if at[c] not in found and sig.jaccard(later[at[c]]) >= threshold:
-                found.add(at[c])
+            if sig.jaccard(later[at[c]]) >= threshold:
+                found[at[c]] = i  # earlier ones are visited in order: the last one stands
     return found

@@ -48,7 +48,7 @@ ALIGN = 64
 MAP_AT_BYTES = 1 << 20  # files this large are memory-mapped, smaller ones read
 # Settings applied when the data set is assembled, not per document: changing them keeps the cache.
 ASSEMBLY_SETTINGS = ("workers", "heldout_fraction", "association_pairs", "association_min_docs",
-                     "association_templates", "seed", "dedup_threshold")
+                     "association_templates", "seed", "dedup_threshold", "dedup_window")
 # The modules whose code shapes a batch's results: a change to any of them (a redaction fix) makes
 # every cached batch stale.
 CODE = ("preprocess", "redact", "filters", "concepts", "dedup", "records", "ingest", "jsonfast", "doc_cache")

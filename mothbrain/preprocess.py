@@ -844,10 +844,12 @@ def _stream_corpus(cfg: Config, units: list[_Unit], cache: DocCache | None, prog
     """
     pcfg = cfg.preprocess
     previous = _load_dedup_state(cfg) if cache is not None and not full else {}
-    dedup = Deduper(pcfg.dedup_threshold)
-    chain = hashlib.sha256(f"dedup {pcfg.dedup_threshold} {cache.settings_key if cache else ''}".encode())
+    window = pcfg.dedup_window
+    dedup = Deduper(pcfg.dedup_threshold, window)
+    chain = hashlib.sha256(f"dedup {pcfg.dedup_threshold} {window} {cache.settings_key if cache else ''}".encode())
     prefix_keys: list[bytes] = []
-    prefix_sigs: list = []
+    prefix_sigs: deque = deque(maxlen=window or None)  # the prefix's kept signatures (the last `window`)
+    prefix_indexed = 0  # how many the prefix kept in all
     reusing = True
     deferred: list[tuple[str, BatchResult]] = []  # (link, batch) after a reused prefix
     held_back = 0
@@ -857,9 +859,15 @@ def _stream_corpus(cfg: Config, units: list[_Unit], cache: DocCache | None, prog
         batch.samples["sig"] = batch.samples["key"] = None  # done with (a tenth of a batch's memory)
         return batch, keep
 
-    def sequential(link: str, batch: BatchResult, near: set[int] = frozenset(), first: int = 0):
+    def sequential(link: str, batch: BatchResult, near: dict[int, int] | None = None, first: int = 0):
+        def near_prefix(j: int) -> bool:
+            """A near duplicate of a prefix sample still in the window (the deferred ones indexed
+            so far came after it)."""
+            at = near.get(first + j) if near else None
+            return at is not None and (not window or at >= prefix_indexed + dedup.indexed - window)
+
         exact, near_n = dedup.counts["exact_duplicates"], dedup.counts["near_duplicates"]
-        keep = np.fromiter((dedup.check_key(k, s, near=first + j in near) is None for j, (k, s) in
+        keep = np.fromiter((dedup.check_key(k, s, near=near_prefix(j)) is None for j, (k, s) in
                             enumerate(zip(batch.samples["key"], batch.samples["sig"]))), dtype=bool, count=len(batch))
         counts = (dedup.counts["exact_duplicates"] - exact, dedup.counts["near_duplicates"] - near_n)
         return decided(link, batch, keep, counts)
@@ -867,15 +875,17 @@ def _stream_corpus(cfg: Config, units: list[_Unit], cache: DocCache | None, prog
     def release_deferred(stream_on: bool):
         """Decide the held-back batches against the prefix; `stream_on`: index the prefix, so
         that later batches are decided as they come."""
-        nonlocal prefix_keys, prefix_sigs, held_back
+        nonlocal prefix_keys, held_back
         if stream_on:
-            dedup.remember(prefix_keys, prefix_sigs)
-            near: set[int] = set()
-        else:
-            near = near_duplicates_of(prefix_sigs, [s for _, b in deferred for s in b.samples["sig"]],
-                                      pcfg.dedup_threshold)
+            dedup.remember(prefix_keys, list(prefix_sigs))
+            near: dict[int, int] = {}
+            prefix_sigs.clear()
+        else:  # positions in the prefix as a whole, for the window
+            first_kept = prefix_indexed - len(prefix_sigs)
+            near = {j: first_kept + i for j, i in near_duplicates_of(
+                list(prefix_sigs), [s for _, b in deferred for s in b.samples["sig"]], pcfg.dedup_threshold).items()}
             dedup.exact.update(prefix_keys)
-        prefix_keys, prefix_sigs = [], []
+        prefix_keys = []
         first = 0
         while deferred:
             link, batch = deferred.pop(0)
@@ -894,7 +904,9 @@ def _stream_corpus(cfg: Config, units: list[_Unit], cache: DocCache | None, prog
         if stored is not None:
             keep = np.unpackbits(stored[1], count=len(batch)).astype(bool)
             prefix_keys.extend(compress(batch.samples["key"], keep))
-            prefix_sigs.extend(sig for sig in compress(batch.samples["sig"], keep) if sig is not None)
+            kept_sigs = [sig for sig in compress(batch.samples["sig"], keep) if sig is not None]
+            prefix_sigs.extend(kept_sigs)
+            prefix_indexed += len(kept_sigs)
             yield decided(link, batch, keep, tuple(stored[2]))
         elif prefix_keys:
             deferred.append((link, batch))  # decided below, against the prefix

@@ -53,6 +53,7 @@ def _write(tmp_path: Path, text: str) -> Path:
     ("schedule:\n  nightly: {stages: [ingest, sleep]}\n", "unknown stage 'sleep'"),
     ("train: [1, 2]\n", "train: expected a mapping"),
     ("a: [unclosed\n", "not valid YAML"),
+    ("preprocess:\n  dedup_window: -5\n", "preprocess.dedup_window: expected 0 (no limit)"),
 ])
 def test_bad_config_names_file_and_key(tmp_path, text, needle):
     path = _write(tmp_path, text)

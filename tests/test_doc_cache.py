@@ -110,6 +110,24 @@ def test_cached_run_is_the_full_rebuild(archive, monkeypatch, held_back):
     assert changed.fingerprint == rebuilt_from_scratch(cfg).fingerprint
 
 
+@pytest.mark.parametrize("held_back", [50_000, 0])
+@pytest.mark.parametrize("window,nightly_near", [(40, 1), (200, 2)])
+def test_windowed_dedup_nightly_is_the_full_rebuild(archive, monkeypatch, held_back, window, nightly_near):
+    """With a dedup window the nightly run still makes the rebuild's decisions: the new near copy
+    of the passage (~125 samples after its first copy) is kept with a window of 40, dropped with 200."""
+    monkeypatch.setattr(pp, "DEFER_MAX_SAMPLES", held_back)
+    cfg = load_config(archive / "cfg.yaml")
+    cfg.preprocess.dedup_window = window
+    run_ingest(cfg)
+    cold = run_preprocess(cfg, progress=False)
+    assert cold.filtered["near_duplicates"] == 1 and cold.filtered["exact_duplicates"] == 2
+    write_log(archive / "chats" / "day-04.jsonl", 40, 5, 1, {2: PASSAGE.replace("night", "nights")})
+    run_ingest(cfg)
+    nightly = run_preprocess(cfg, progress=False)
+    assert nightly.documents_processed == 35 and nightly.filtered["near_duplicates"] == nightly_near
+    assert nightly.fingerprint == rebuilt_from_scratch(cfg).fingerprint
+
+
 def test_pairs_are_reused_until_the_corpus_drifts(archive):
     cfg = load_config(archive / "cfg.yaml")
     run_ingest(cfg)

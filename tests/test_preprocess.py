@@ -391,6 +391,60 @@ def test_deduper_exact_and_near():
     assert d.check(" ".join(f"fresh{i}" for i in range(80))) is None
 
 
+def test_deduper_window_bounds_the_index_not_exact_matches():
+    """A passage recurring every 51 texts is kept once per window: each time with a window of 40 kept
+    texts (its kept copy has left the index), every other time with 60, every third time with 120;
+    exact repeats are found whatever the window."""
+    texts = []
+    for i in range(400):
+        texts.append(" ".join(f"w{i}x{j}" for j in range(40)))  # unique texts
+        if i % 50 == 0:
+            texts.append(" ".join(f"fixed{j}" for j in range(40)) + f" variant{i}")  # near duplicates
+    texts += texts[:5]  # exact repeats of the earliest texts
+    decisions = {}
+    for window in (0, 40, 60, 120, 10_000):
+        d = Deduper(0.85, window)
+        decisions[window] = [d.check(t) for t in texts]
+        live = sum(s is not None for s in d._sigs)
+        assert live == (window if window and window < d.indexed else d.indexed)
+        assert d.counts["exact_duplicates"] == 5
+    assert decisions[10_000] == decisions[0]
+    assert [decisions[w].count("near") for w in (0, 120, 60, 40)] == [7, 5, 4, 0]
+    assert decisions[40].count("near") == 0 and decisions[40].count(None) == len(texts) - 5
+
+
+INDEX_THEN_FREE = """
+import sys
+import mothbrain
+from mothbrain.dedup import Deduper, text_key
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096 / 1e6
+before = rss()
+d = Deduper(0.85)
+for i in range(40_000):
+    d.check_key(*text_key(" ".join(f"w{i}x{j}" for j in range(30))))
+full = rss()
+del d
+print(full - before, rss() - before)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="reads the RSS from /proc")
+def test_freed_dedup_index_goes_back_to_the_system():
+    """rensa's allocator keeps freed pages unless told otherwise (mothbrain sets it when imported):
+    the index, freed at the end of the document pass, must not stay resident under concept mining."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MIMALLOC_")}
+    out = subprocess.run([sys.executable, "-c", INDEX_THEN_FREE], env=env, capture_output=True, text=True,
+                         check=True, cwd=REPO_ROOT)
+    grown, left = map(float, out.stdout.split())
+    assert grown > 20 and left < 0.25 * grown, (grown, left)
+
+
 def test_split_to_chunks():
     text = "One short paragraph.\n\n" + "A sentence that goes on. " * 20
     chunks = split_to_chunks(text, 100)
