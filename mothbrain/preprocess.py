@@ -18,7 +18,8 @@ without reading anything (`--force` rebuilds). Otherwise, top to bottom (`run_pr
        text   — wiki and writing pages; prompt = "# Title\\n\\n" (+ the heading path) + the previous
                 paragraph, completion = the next paragraph(s) up to `max_chars`.
   2. exact and near-duplicate removal (mothbrain.dedup) in stream order, the first occurrence kept;
-     the last run's decisions are reused for the shards before the first change.
+     near duplicates are looked for among the last `dedup_window` kept samples, exact ones across
+     all; the last run's decisions are reused for the shards before the first change.
   3. association samples (mining in mothbrain.concepts): concept pairs from wiki links (page ↔
      linked page) and from concepts that co-occur across documents in the voice's own words
      (frequent content words and phrases, scored by normalised PMI over documents, sentences
@@ -39,7 +40,8 @@ without reading anything (`--force` rebuilds). Otherwise, top to bottom (`run_pr
 Memory: steps 2, 4 and 5 run batch by batch as the documents stream, and each batch's rows go
 straight to the data set's files (mothbrain.dataset_writer) — no split, and no sample text, is ever
 whole in memory. What the corpus-wide steps keep is compact: the dedup index (signatures and LSH
-bands, ~1.3 KB per sample), each document's time and candidate terms, and the wiki links.
+bands, ~1.1 KB per sample, up to `dedup_window` samples; a 16-byte key per sample beyond), each
+document's time and candidate terms, and the wiki links.
 """
 
 from __future__ import annotations
