@@ -16,7 +16,7 @@ from __future__ import annotations
 import heapq
 import math
 import re
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from itertools import chain, compress
 from operator import and_, itemgetter
@@ -170,7 +170,7 @@ class TermTable:
         lists = pc.split_pattern(joined, "\n")
         lengths = np.asarray(pc.list_value_length(lists).fill_null(0), dtype=np.int64)
         encoded = pc.list_flatten(lists).dictionary_encode()
-        table = cls(lengths=lengths, tid=np.asarray(encoded.indices, dtype=np.int64),
+        table = cls(lengths=lengths, tid=np.asarray(encoded.indices),  # int32, as Arrow has them
                     terms=encoded.dictionary.to_pylist(), recent=np.asarray(recent, dtype=bool))
         del joined, lists, encoded
         # Arrow's allocator keeps what it freed for its own reuse; mining then allocates through numpy.
@@ -202,17 +202,24 @@ def mine_pairs(docs: "list[tuple[list[str], bool]] | TermTable", pcfg: Preproces
     terms, tid = table.terms, table.tid
     index = {t: i for i, t in enumerate(terms)}
     u = len(terms)
-    doc = np.repeat(np.arange(n, dtype=np.int64), table.lengths)
     # Plural and singular are one concept (the form more documents use), counted once per document.
-    df = np.bincount(tid, minlength=u)
     canon = np.arange(u, dtype=np.int64)
-    for drop, keep in _canonical_forms(dict(zip(terms, df.tolist()))).items():
+    for drop, keep in _canonical_forms(dict(zip(terms, np.bincount(tid, minlength=u).tolist()))).items():
         canon[index[drop]] = index[keep]
-    key = np.sort(doc * u + canon[tid])  # a sort, then adjacent duplicates out: faster than np.unique
-    key = key[_run_starts(key)]
-    doc, tid = key // u, key % u
-    del key  # (the arrays here are per term occurrence: ~3M on a 100 MB archive, so each goes once done)
-    merged = np.bincount(tid, minlength=u)
+    # The per-document steps go block by block of documents, so that their arrays (per term
+    # occurrence: ~3M on a 100 MB archive) stay the size of a block whatever the archive's size.
+    ends = np.concatenate(([0], np.cumsum(table.lengths)))
+    blocks = [(lo, min(lo + MINE_BLOCK_DOCS, n)) for lo in range(0, n, MINE_BLOCK_DOCS)]
+
+    def distinct_terms(lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Documents lo..hi's distinct canonical terms: (doc, term id, doc * u + term id), ascending."""
+        doc = np.repeat(np.arange(lo, hi, dtype=np.int64), table.lengths[lo:hi])
+        key = np.sort(doc * u + canon[tid[ends[lo]:ends[hi]]])  # a sort, then adjacent duplicates out
+        key = key[_run_starts(key)]
+        return key // u, key % u, key
+
+    merged = sum((np.bincount(distinct_terms(lo, hi)[1], minlength=u) for lo, hi in blocks),
+                 np.zeros(u, dtype=np.int64))
     max_df = n * MAX_DF_SHARE if n >= 10 else n
     in_vocab = (merged >= min_docs) & (merged <= max_df)
     # A bigram that accounts for half the documents of both its words is a phrase.
@@ -235,46 +242,44 @@ def mine_pairs(docs: "list[tuple[list[str], bool]] | TermTable", pcfg: Preproces
     vocab = sorted((terms[i] for i in np.flatnonzero(countable).tolist()), key=lambda t: (count_of[index[t]], t))
     rank = np.full(u, -1, dtype=np.int64)
     rank[[index[t] for t in vocab]] = np.arange(len(vocab), dtype=np.int64)
-    keep = countable[tid]
-    # A phrase stands in for its words within a document: drop the words of its phrases.
-    key = doc * u + tid  # ascending (from the sort above)
-    is_phrase = keep & phrase[tid]
-    if is_phrase.any():
-        pd, pl, pr = doc[is_phrase], left[tid[is_phrase]], right[tid[is_phrase]]
-        covered = np.concatenate([pd[pl >= 0] * u + pl[pl >= 0], pd[pr >= 0] * u + pr[pr >= 0]])
-        at = np.minimum(np.searchsorted(key, covered), len(key) - 1)
-        keep[at[key[at] == covered]] = False
-        del pd, pl, pr, covered, at
-    del key, is_phrase
-    # Each document's terms by rank, then the first MAX_TERMS_PER_DOC (its most distinctive).
     r_count = len(vocab)
-    ordered = np.sort(doc[keep] * r_count + rank[tid[keep]])
-    del doc, tid, keep
-    doc, r = ordered // r_count, ordered % r_count
-    del ordered
-    starts = _run_starts(doc)
-    sizes = np.minimum(np.diff(np.append(starts, len(doc))), MAX_TERMS_PER_DOC)
-    recent_docs = table.recent
-    # Documents grouped by how many terms they keep: a (documents x k) matrix per k, no padding.
     code_type = np.int32 if (r_count + 1) ** 2 < 2**31 else np.int64  # int32 sorts twice as fast
-    groups = []
-    for k in range(2, MAX_TERMS_PER_DOC + 1):
-        first = starts[sizes == k]
-        if len(first):
-            groups.append((r[first[:, None] + np.arange(k)],
-                           recent_docs[doc[first]]))
-    del doc, r, starts, sizes
-    groups = [(m.astype(code_type), rec) for m, rec in groups]
+    recent_docs = table.recent
+    rows: dict[int, list] = defaultdict(list)  # k → per block: (documents x k matrix of ranks, recent flags)
+    for lo, hi in blocks:
+        doc, term, key = distinct_terms(lo, hi)
+        keep = countable[term]
+        # A phrase stands in for its words within a document: drop the words of its phrases.
+        is_phrase = keep & phrase[term]
+        if is_phrase.any():
+            pd, pl, pr = doc[is_phrase], left[term[is_phrase]], right[term[is_phrase]]
+            covered = np.concatenate([pd[pl >= 0] * u + pl[pl >= 0], pd[pr >= 0] * u + pr[pr >= 0]])
+            at = np.minimum(np.searchsorted(key, covered), len(key) - 1)
+            keep[at[key[at] == covered]] = False
+        # Each document's terms by rank, then the first MAX_TERMS_PER_DOC (its most distinctive).
+        ordered = np.sort(doc[keep] * r_count + rank[term[keep]])
+        doc, r = ordered // r_count, ordered % r_count
+        starts = _run_starts(doc)
+        sizes = np.minimum(np.diff(np.append(starts, len(doc))), MAX_TERMS_PER_DOC)
+        # Documents grouped by how many terms they keep: a (documents x k) matrix per k, no padding.
+        for k in range(2, MAX_TERMS_PER_DOC + 1):
+            first = starts[sizes == k]
+            if len(first):
+                rows[k].append((r[first[:, None] + np.arange(k)].astype(code_type), recent_docs[doc[first]]))
+    groups = [(np.concatenate([m for m, _ in rows[k]]), np.concatenate([rec for _, rec in rows[k]]))
+              for k in sorted(rows)]
+    del rows
     matrices = [m for m, _ in groups]
-    found = list(map_fn(count_pairs, [(matrices, r_count, k, shares, min_docs) for k in range(shares)]))
+    merged = {t: count_of[index[t]] for t in vocab}
+    df_of = np.array([merged[t] for t in vocab], dtype=np.float64)
+    found = list(map_fn(count_pairs, [(matrices, r_count, k, shares, min_docs, df_of, n) for k in range(shares)]))
     codes = np.concatenate([f[0] for f in found])
     counts = np.concatenate([f[1] for f in found])
-    merged = {t: count_of[index[t]] for t in vocab}
+    del found
     v = len(vocab)
     first, second = codes // v, codes % v
     # A first ranking in numpy; the pairs that make the cut are then scored exactly (math.log) and
     # ranked again, with a margin so that float noise at the cut cannot change which pairs win.
-    df_of = np.array([merged[t] for t in vocab], dtype=np.float64)
     c = counts.astype(np.float64)
     p_ab = (c - 0.5) / n
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -301,17 +306,20 @@ def mine_pairs(docs: "list[tuple[list[str], bool]] | TermTable", pcfg: Preproces
 
 
 PAIR_BLOCK = 16_384  # documents turned into pair codes at a time (bounds the memory of a count)
+MINE_BLOCK_DOCS = 8_192  # documents whose terms are ranked at a time (bounds the memory of mining)
 
 
 def count_pairs(task: tuple) -> tuple[np.ndarray, np.ndarray]:
     """Co-occurrence counts of the term pairs in share `part` of `parts` (by code modulo `parts`).
 
-    `task` = (matrices, V, part, parts, min_docs); a matrix holds documents' ascending term ranks,
-    one row per document, k columns. A pair (a < b) is the code a * V + b; counting is
-    a sort of the codes. Returns the codes seen in at least `min_docs` documents and their counts.
-    Pure and picklable, so each process of a pool counts its own share.
+    `task` = (matrices, V, part, parts, min_docs, df, n); a matrix holds documents' ascending term
+    ranks, one row per document, k columns. A pair (a < b) is the code a * V + b; counting is a
+    sort of the codes. Returns the codes seen in at least `min_docs` of the `n` documents, and more
+    often than chance (`df`: documents per rank; the others score <= 0 and are never chosen: on a
+    large archive that is most of them), with their counts. Pure and picklable, so each process
+    of a pool counts its own share.
     """
-    matrices, v, part, parts, min_docs = task
+    matrices, v, part, parts, min_docs, df, n = task
     chunks = [codes if parts == 1 else codes[codes % parts == part] for codes in _pair_codes(matrices, v)]
     if not chunks:
         empty = np.zeros(0, dtype=np.int64)
@@ -322,7 +330,10 @@ def count_pairs(task: tuple) -> tuple[np.ndarray, np.ndarray]:
     counts = np.diff(np.append(starts, len(codes)))
     frequent = counts >= min_docs
     codes, counts = codes[starts][frequent], counts[frequent]
-    return codes, counts
+    # Positive PMI: (count - 0.5) / n > df_a / n * df_b / n; a margin keeps the pairs at exactly
+    # chance for the caller's own (float) test.
+    above = (counts - 0.5) * n > df[codes // v] * df[codes % v] * (1 - 1e-9)
+    return codes[above], counts[above]
 
 
 def _recent_codes(groups: list, v: int, wanted: list[int]) -> set[int]:
@@ -332,19 +343,20 @@ def _recent_codes(groups: list, v: int, wanted: list[int]) -> set[int]:
         return set()
     table = np.unique(np.array(wanted, dtype=np.int64))
     found: set[int] = set()
-    for codes in _pair_codes([matrix[recent].astype(np.int64) for matrix, recent in groups], v):
+    # A few thousand documents at a time: their pair codes are the large part here.
+    for codes in _pair_codes((matrix[recent] for matrix, recent in groups), v, rows=2048, dtype=np.int64):
         at = np.minimum(np.searchsorted(table, codes), len(table) - 1)
         found.update(codes[table[at] == codes].tolist())
     return found
 
 
-def _pair_codes(matrices: list[np.ndarray], v: int) -> Iterator[np.ndarray]:
-    """The pair codes a * V + b of every row of each matrix (ascending ranks, a < b), PAIR_BLOCK
-    rows at a time."""
+def _pair_codes(matrices: Iterable[np.ndarray], v: int, rows: int = PAIR_BLOCK, dtype=None) -> Iterator[np.ndarray]:
+    """The pair codes a * V + b of every row of each matrix (ascending ranks, a < b), `rows` rows
+    at a time (as `dtype`, when given)."""
     for matrix in matrices:
         first, second = np.triu_indices(matrix.shape[1], 1)
-        for lo in range(0, len(matrix), PAIR_BLOCK):
-            block = matrix[lo:lo + PAIR_BLOCK]
+        for lo in range(0, len(matrix), rows):
+            block = matrix[lo:lo + rows] if dtype is None else matrix[lo:lo + rows].astype(dtype)
             yield (block[:, first] * v + block[:, second]).ravel()
 
 

@@ -11,6 +11,7 @@ from multiprocessing import get_context
 import pytest
 
 from mothbrain import concepts
+from mothbrain import concepts
 from mothbrain.concepts import (MAX_TERMS_PER_DOC, ConceptMatcher, TermTable, frequent_terms, mine_pairs,
                                 novel_sentences, term_counts)
 from mothbrain.config import PreprocessConfig, PriorityConcept
@@ -76,8 +77,10 @@ def as_tuples(pairs):
     return [(p.a, p.b, p.score, p.docs, p.recent) for p in pairs]
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_vectorised_mining_equals_the_reference(seed):
+@pytest.mark.parametrize("seed,block", [(0, 8_192), (1, 8_192), (2, 8_192), (0, 37), (1, 1)])
+def test_vectorised_mining_equals_the_reference(seed, block, monkeypatch):
+    """`block`: documents ranked at a time (a large archive goes through in many blocks)."""
+    monkeypatch.setattr(concepts, "MINE_BLOCK_DOCS", block)
     pcfg = PreprocessConfig(association_min_docs=3)
     docs = random_docs(seed)
     expected = reference_pairs(docs, pcfg)
