@@ -13,13 +13,12 @@ is a numpy `unique` over integer pair codes instead of a dict of string tuples.
 
 from __future__ import annotations
 
-import heapq
 import math
 import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from itertools import chain, compress
-from operator import and_, itemgetter
+from operator import and_
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -82,9 +81,9 @@ def term_counts(text: str) -> dict[str, int]:
     text = _POSSESSIVE.sub("", PLACEHOLDER_RE.sub(" . ", text.replace("\u2019", "'")))
     tokens = (_ASCII_TOKENS if text.isascii() else _TOKENS).findall(text)
     counts = Counter(tokens)
-    for t in counts.keys() & STOPWORDS:
-        del counts[t]
-    counts.pop("", None)  # what is left are the content words, in order of first appearance
+    for t in STOPWORDS.intersection(counts):  # (dict's own delete: Counter's is Python, 3x slower here)
+        dict.__delitem__(counts, t)
+    dict.pop(counts, "", None)  # what is left are the content words, in order of first appearance
     if len(counts) > 1:
         flags = list(map(counts.__contains__, tokens))
         bigrams = Counter(compress(zip(tokens, tokens[1:]), map(and_, flags, flags[1:])))
@@ -95,7 +94,7 @@ def term_counts(text: str) -> dict[str, int]:
 def frequent_terms(text: str, limit: int = MAX_TERMS_PER_DOC * 2) -> list[str]:
     """A document's `limit` most frequent candidate concepts (ties: first seen first)."""
     counts = term_counts(text)
-    return [t for t, _ in heapq.nlargest(limit, counts.items(), key=itemgetter(1))]
+    return sorted(counts, key=counts.__getitem__, reverse=True)[:limit]  # stable: a third of nlargest's time here
 
 
 def novel_sentences(text: str, seen: set[str] | None) -> str:
