@@ -304,8 +304,9 @@ def mine_pairs(docs: "list[tuple[list[str], bool]] | TermTable", pcfg: Preproces
     return out if limit is None else out[:limit]
 
 
-PAIR_BLOCK = 16_384  # documents turned into pair codes at a time (bounds the memory of a count)
+PAIR_BLOCK = 1 << 20  # pair codes made at a time (a document of 24 terms has 276): bounds a count's memory
 MINE_BLOCK_DOCS = 8_192  # documents whose terms are ranked at a time (bounds the memory of mining)
+COUNT_BLOCK = 1 << 20  # pair codes counted at a time, then merged into the running counts
 
 
 def count_pairs(task: tuple) -> tuple[np.ndarray, np.ndarray]:
@@ -319,16 +320,43 @@ def count_pairs(task: tuple) -> tuple[np.ndarray, np.ndarray]:
     of a pool counts its own share.
     """
     matrices, v, part, parts, min_docs, df, n = task
-    chunks = [codes if parts == 1 else codes[codes % parts == part] for codes in _pair_codes(matrices, v)]
-    if not chunks:
+    codes = counts = None  # the pairs counted so far (ascending codes) and their counts
+    pending: list[np.ndarray] = []
+    size = 0
+
+    def fold() -> None:
+        """The pending codes counted (a sort) and merged into the running counts: the memory is
+        that of the distinct pairs (a sixth of all pair occurrences on a large archive), not all."""
+        nonlocal codes, counts, size
+        new = np.concatenate(pending)
+        pending.clear()
+        size = 0
+        new.sort()
+        starts = _run_starts(new)
+        new_counts, new = np.diff(np.append(starts, len(new))).astype(np.int32), new[starts]  # < documents
+        if codes is None or not len(codes):
+            codes, counts = new, new_counts
+            return
+        if not len(new):
+            return
+        both, weights = np.concatenate([codes, new]), np.concatenate([counts, new_counts])
+        order = np.argsort(both, kind="stable")  # two ascending runs: a linear merge
+        both, weights = both[order], weights[order]
+        starts = _run_starts(both)
+        codes, counts = both[starts], np.add.reduceat(weights, starts)
+
+    for chunk in _pair_codes(matrices, v):
+        pending.append(chunk if parts == 1 else chunk[chunk % parts == part])
+        size += len(pending[-1])
+        if size >= COUNT_BLOCK:
+            fold()
+    if pending:
+        fold()
+    if codes is None:
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty
-    codes = np.concatenate(chunks)
-    codes.sort()
-    starts = _run_starts(codes)
-    counts = np.diff(np.append(starts, len(codes)))
     frequent = counts >= min_docs
-    codes, counts = codes[starts][frequent], counts[frequent]
+    codes, counts = codes[frequent], counts[frequent]
     # Positive PMI: (count - 0.5) / n > df_a / n * df_b / n; a margin keeps the pairs at exactly
     # chance for the caller's own (float) test.
     above = (counts - 0.5) * n > df[codes // v] * df[codes % v] * (1 - 1e-9)
@@ -342,18 +370,18 @@ def _recent_codes(groups: list, v: int, wanted: list[int]) -> set[int]:
         return set()
     table = np.unique(np.array(wanted, dtype=np.int64))
     found: set[int] = set()
-    # A few thousand documents at a time: their pair codes are the large part here.
-    for codes in _pair_codes((matrix[recent] for matrix, recent in groups), v, rows=2048, dtype=np.int64):
+    for codes in _pair_codes((matrix[recent] for matrix, recent in groups), v, dtype=np.int64):
         at = np.minimum(np.searchsorted(table, codes), len(table) - 1)
         found.update(codes[table[at] == codes].tolist())
     return found
 
 
-def _pair_codes(matrices: Iterable[np.ndarray], v: int, rows: int = PAIR_BLOCK, dtype=None) -> Iterator[np.ndarray]:
-    """The pair codes a * V + b of every row of each matrix (ascending ranks, a < b), `rows` rows
-    at a time (as `dtype`, when given)."""
+def _pair_codes(matrices: Iterable[np.ndarray], v: int, codes: int = PAIR_BLOCK, dtype=None) -> Iterator[np.ndarray]:
+    """The pair codes a * V + b of every row of each matrix (ascending ranks, a < b), about
+    `codes` codes at a time (as `dtype`, when given)."""
     for matrix in matrices:
         first, second = np.triu_indices(matrix.shape[1], 1)
+        rows = max(1, codes // max(1, len(first)))
         for lo in range(0, len(matrix), rows):
             block = matrix[lo:lo + rows] if dtype is None else matrix[lo:lo + rows].astype(dtype)
             yield (block[:, first] * v + block[:, second]).ravel()

@@ -77,10 +77,13 @@ def as_tuples(pairs):
     return [(p.a, p.b, p.score, p.docs, p.recent) for p in pairs]
 
 
-@pytest.mark.parametrize("seed,block", [(0, 8_192), (1, 8_192), (2, 8_192), (0, 37), (1, 1)])
-def test_vectorised_mining_equals_the_reference(seed, block, monkeypatch):
-    """`block`: documents ranked at a time (a large archive goes through in many blocks)."""
+@pytest.mark.parametrize("seed,block,count_block", [(0, 8_192, 1 << 22), (1, 8_192, 1 << 22), (2, 8_192, 1 << 22),
+                                                    (0, 37, 500), (1, 1, 1)])
+def test_vectorised_mining_equals_the_reference(seed, block, count_block, monkeypatch):
+    """`block`: documents ranked at a time, `count_block`: pair codes counted at a time before they
+    are merged (a large archive goes through in many of both)."""
     monkeypatch.setattr(concepts, "MINE_BLOCK_DOCS", block)
+    monkeypatch.setattr(concepts, "COUNT_BLOCK", count_block)
     pcfg = PreprocessConfig(association_min_docs=3)
     docs = random_docs(seed)
     expected = reference_pairs(docs, pcfg)
