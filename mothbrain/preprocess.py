@@ -418,6 +418,11 @@ def _text_samples(doc: Document, doc_id: str, title: str, clean: _Cleaner, pcfg:
 
 def _tidy_document(doc: Document) -> Document:
     """Null fields from a damaged store become empty strings (a document is never a traceback)."""
+    if (type(doc.doc_id) is str and type(doc.title) is str and type(doc.text) is str and type(doc.meta) is dict
+            and type(doc.turns) is list and type(doc.links) is list and (doc.timestamp is None or type(doc.timestamp) is float)
+            and all(type(t.role) is str and type(t.text) is str and type(t.speaker) is str for t in doc.turns)
+            and all(type(x) is str and x for x in doc.links)):
+        return doc  # already tidy (every stored document): no copy
     turns = [Turn(role=str(t.role or ""), text=str(t.text or ""), speaker=str(t.speaker or "")) for t in doc.turns or []]
     return Document(source=doc.source, kind=doc.kind, doc_id=str(doc.doc_id or ""), title=str(doc.title or ""),
                     turns=turns, text=str(doc.text or ""), links=[str(x) for x in doc.links or [] if x],
