@@ -206,7 +206,9 @@ def mine_pairs(docs: "list[tuple[list[str], bool]] | TermTable", pcfg: Preproces
     for drop, keep in _canonical_forms(dict(zip(terms, np.bincount(tid, minlength=u).tolist()))).items():
         canon[index[drop]] = index[keep]
     # The per-document steps go block by block of documents, so that their arrays (per term
-    # occurrence: ~3M on a 100 MB archive) stay the size of a block whatever the archive's size.
+    # occurrence: ~3M on a 100 MB archive) stay the size of a block whatever the archive's size;
+    # a block's distinct terms are sorted out twice (for the counts, then for the ranks) rather
+    # than kept between the two passes.
     ends = np.concatenate(([0], np.cumsum(table.lengths)))
     blocks = [(lo, min(lo + MINE_BLOCK_DOCS, n)) for lo in range(0, n, MINE_BLOCK_DOCS)]
 

@@ -419,7 +419,8 @@ def _text_samples(doc: Document, doc_id: str, title: str, clean: _Cleaner, pcfg:
 def _tidy_document(doc: Document) -> Document:
     """Null fields from a damaged store become empty strings (a document is never a traceback)."""
     if (type(doc.doc_id) is str and type(doc.title) is str and type(doc.text) is str and type(doc.meta) is dict
-            and type(doc.turns) is list and type(doc.links) is list and (doc.timestamp is None or type(doc.timestamp) is float)
+            and type(doc.turns) is list and type(doc.links) is list
+            and (doc.timestamp is None or type(doc.timestamp) is float)
             and all(type(t.role) is str and type(t.text) is str and type(t.speaker) is str for t in doc.turns)
             and all(type(x) is str and x for x in doc.links)):
         return doc  # already tidy (every stored document): no copy
@@ -1223,8 +1224,9 @@ def fingerprint(tables: dict[str, Any], cfg: Config) -> str:
     return dataset_fingerprint(tables, _hash_settings(cfg))
 
 
-def _save(cfg: Config, writer: DatasetWriter, fp: str, meta: dict[str, Any]) -> tuple[Path, bool]:
-    """The written splits and their meta, renamed to datasets_dir/<fp> (kept as is when that exists)."""
+def _save(writer: DatasetWriter, fp: str, meta: dict[str, Any]) -> tuple[Path, bool]:
+    """The written splits and their meta, renamed to datasets_dir/<fp> (kept as is when that exists);
+    the one seam where the save can fail, for the tests."""
     return writer.finish(fp, meta)
 
 
@@ -1383,11 +1385,11 @@ def _build(cfg: Config, units: list[_Unit], cache: DocCache | None, progress: bo
         "concept_mining": mining["info"],
         "timings": lap.seconds,
     }
-    path, reused = _save(cfg, writer, fp, meta)
+    path, reused = _save(writer, fp, meta)
     lap("save")
     try:
         write_json_atomically(paths.datasets_dir(cfg) / LATEST_NAME,
-                           {"fingerprint": fp, "path": fp, "updated_at": meta["created_at"], "input_key": input_key})
+                              {"fingerprint": fp, "path": fp, "updated_at": meta["created_at"], "input_key": input_key})
     except OSError as exc:
         raise MothError(f"cannot write {paths.datasets_dir(cfg) / LATEST_NAME} ({exc.strerror or exc}); the data set "
                         f"itself is complete at {path}: free disk space and run `mothbrain preprocess` again") from None
