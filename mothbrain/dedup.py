@@ -32,25 +32,37 @@ except ImportError:  # pragma: no cover
         return hashlib.blake2b(data, digest_size=16).digest()
 
 _WORDS = re.compile(r"\w+")
-_ASCII_WORDS = re.compile(r"\w+", re.ASCII)  # the same words in ASCII text, twice as fast
+# ASCII text, byte by byte: upper-case letters lowered, lower-case letters, digits and "_" kept,
+# anything else a space. One C-level translate and split then gives the words `\w+` finds in the
+# lower-cased text, at twice the regex's speed (rensa hashes a bytes token as it hashes the str).
+_ASCII_WORD_BYTES = bytes(c + 32 if 65 <= c <= 90 else c if 48 <= c <= 57 or 97 <= c <= 122 or c == 95 else 32
+                          for c in range(256))
 
 
-def normalise(text: str) -> list[str]:
-    text = text.lower()
-    return (_ASCII_WORDS if text.isascii() else _WORDS).findall(text)
+def normalise(text: str) -> list[str] | list[bytes]:
+    """The words of `text`, lower case: bytes for ASCII text, str otherwise (same keys either way)."""
+    if text.isascii():
+        return text.encode("ascii").translate(_ASCII_WORD_BYTES).split()
+    return _WORDS.findall(text.lower())
 
 
-def exact_key(words: list[str]) -> bytes:
-    return _key_hash(" ".join(words).encode("utf-8"))
+def _space(words: list) -> str | bytes:
+    return b" " if words and type(words[0]) is bytes else " "
 
 
-def shingles(words: list[str], k: int = SHINGLE_WORDS) -> list[str]:
+def exact_key(words: list[str] | list[bytes]) -> bytes:
+    joined = _space(words).join(words)
+    return _key_hash(joined if type(joined) is bytes else joined.encode("utf-8"))
+
+
+def shingles(words: list[str] | list[bytes], k: int = SHINGLE_WORDS) -> list[str] | list[bytes]:
+    space = _space(words)
     if len(words) <= k:
-        return [" ".join(words)]
-    return list(map(" ".join, zip(*(words[i:] for i in range(k)))))
+        return [space.join(words)]
+    return list(map(space.join, zip(*(words[i:] for i in range(k)))))
 
 
-def signature(words: list[str]) -> RMinHash:
+def signature(words: list[str] | list[bytes]) -> RMinHash:
     """MinHash of the word 3-gram shingles of `words` (64 permutations)."""
     m = RMinHash(num_perm=NUM_PERM, seed=SEED)
     m.update(shingles(words))

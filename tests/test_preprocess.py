@@ -391,6 +391,25 @@ def test_deduper_exact_and_near():
     assert d.check(" ".join(f"fresh{i}" for i in range(80))) is None
 
 
+def test_ascii_and_unicode_texts_get_the_same_keys():
+    """ASCII text is split as bytes (the fast path), other text by the regex: the same words, so
+    the same exact key and MinHash; one non-ASCII character does not change how a text compares."""
+    import re
+
+    from xxhash import xxh3_128_digest
+
+    from mothbrain.dedup import normalise, signature, text_key
+
+    text = "The Harbour_Lantern, 2 bridges & 40 gulls: " + " ".join(f"Word{i}" for i in range(20)) + "!\n\tEnd."
+    assert normalise(text)[:6] == [b"the", b"harbour_lantern", b"2", b"bridges", b"40", b"gulls"]
+    as_str = [w.decode() for w in normalise(text)]
+    assert as_str == normalise(text + " \u00e9")[:-1] and as_str == re.findall(r"\w+", text.lower(), re.ASCII)
+    (key, sig), (ukey, usig) = text_key(text), text_key(text.replace("End", "\u00c9nd"))
+    assert key == xxh3_128_digest(" ".join(as_str).encode()) and sig.digest() == signature(as_str).digest()
+    assert usig.jaccard(sig) >= 0.85 and ukey != key
+    assert text_key("") == text_key("!!") and text_key("")[1] is None
+
+
 def test_deduper_window_bounds_the_index_not_exact_matches():
     """A passage recurring every 51 texts is kept once per window: each time with a window of 40 kept
     texts (its kept copy has left the index), every other time with 60, every third time with 120;

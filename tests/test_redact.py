@@ -102,6 +102,17 @@ def test_aws_secret_near_its_key_id():
     assert "wJalrXUtnFEMI" not in out and counts == {"aws_access_key": 1, "aws_secret_key": 1}
 
 
+def test_secrets_at_the_edge_of_their_trigger_gate():
+    """A keyword's operator and a URL password's "@" as far from the trigger as the patterns allow
+    (the trigger gate must not skip them), and the same text one step too far left alone."""
+    far_operator = 'passphrase_for_the_prod_server"]    =    Zq8uXk2LmP0rT5vW'  # kw end + 20 + 2 + 4
+    assert _redact(f"notes {far_operator} end") == 'notes passphrase_for_the_prod_server"]    =    <secret:password> end'
+    assert _redact('notes passphrase_for_the_prod_server"]     = Zq8uXk2LmP0rT5vW end').endswith("Zq8uXk2LmP0rT5vW end")
+    user, password = "u" * 100, "p4ss" * 64  # 100 + ":" + 256 characters before the "@"
+    assert _redact(f"see https://{user}:{password}@db.example.com/x") == f"see https://{user}:<secret:url_password>@db.example.com/x"
+    assert _redact(f"see https://{user}:{password}x@db.example.com/x").count(password) == 1
+
+
 def test_unterminated_private_key_runs_to_blank_line():
     text = "key:\n-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA1234\nabcdEFGH5678\n\nAfter the key."
     out = _redact(text)
