@@ -86,8 +86,8 @@ def term_counts(text: str) -> dict[str, int]:
     dict.pop(counts, "", None)  # what is left are the content words, in order of first appearance
     if len(counts) > 1:
         flags = list(map(counts.__contains__, tokens))
-        bigrams = Counter(compress(zip(tokens, tokens[1:]), map(and_, flags, flags[1:])))
-        dict.update(counts, {f"{a} {b}": c for (a, b), c in bigrams.items()})  # new keys: no Counter arithmetic
+        bigrams = Counter(map(" ".join, compress(zip(tokens, tokens[1:]), map(and_, flags, flags[1:]))))
+        dict.update(counts, bigrams)  # new keys (a word has no space): no Counter arithmetic
     return counts
 
 
