@@ -273,24 +273,56 @@ def mine_pairs(docs: "list[tuple[list[str], bool]] | TermTable", pcfg: Preproces
     matrices = [m for m, _ in groups]
     merged = {t: count_of[index[t]] for t in vocab}
     df_of = np.array([merged[t] for t in vocab], dtype=np.float64)
-    found = list(map_fn(count_pairs, [(matrices, r_count, k, shares, min_docs, df_of, n) for k in range(shares)]))
+    wanted = None if limit is None else 2 * limit + 64
+    # Each share sends back only its best pairs (enough for the whole `wanted` many times over), so
+    # the pairs scored here stay few however large the archive; should the ranking below ever
+    # reach past a share's last one, the shares are counted again, whole.
+    for best in ((None,) if wanted is None else (2 * wanted + SHARE_BEST_EXTRA, None)):
+        found = list(map_fn(count_pairs, [(matrices, r_count, k, shares, min_docs, df_of, n, best)
+                                          for k in range(shares)]))
+        scored = _score_pairs(found, vocab, merged, df_of, n, wanted)
+        del found
+        if scored is not None:
+            break
+    recent = _recent_codes(groups, r_count, [x[4] for x in scored])
+    out = [Pair(a, b, score, cnt, code in recent, "cooccurrence") for a, b, score, cnt, code in scored]
+    out.sort(key=lambda x: (-x.score, -x.docs, x.a, x.b))
+    return out if limit is None else out[:limit]
+
+
+def _rough_scores(codes: np.ndarray, counts: np.ndarray, v: int, df: np.ndarray, n: int) -> np.ndarray:
+    """`mine_pairs`' score in numpy (float64 throughout): a first ranking, before the exact one."""
+    c = counts.astype(np.float64)
+    p_ab = (c - 0.5) / n
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.log(p_ab / ((df[codes // v] / n) * (df[codes % v] / n))) / -np.log(p_ab) * np.log(c) / math.log(n)
+
+
+def _score_pairs(found: list[tuple[np.ndarray, np.ndarray, bool]], vocab: list[str], merged: dict[str, int],
+                 df_of: np.ndarray, n: int, wanted: int | None) -> list[tuple] | None:
+    """The shares' pairs ranked: (a, b, score, documents, code) of the first `wanted` that score
+    above 0, their words apart. None when the ranking reached the last pair of a share that sent
+    back only its best (the ones it left out might have come next)."""
     codes = np.concatenate([f[0] for f in found])
     counts = np.concatenate([f[1] for f in found])
-    del found
     v = len(vocab)
     first, second = codes // v, codes % v
     # A first ranking in numpy; the pairs that make the cut are then scored exactly (math.log) and
     # ranked again, with a margin so that float noise at the cut cannot change which pairs win.
-    c = counts.astype(np.float64)
-    p_ab = (c - 0.5) / n
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rough = np.log(p_ab / ((df_of[first] / n) * (df_of[second] / n))) / -np.log(p_ab) * np.log(c) / math.log(n)
-    order = np.lexsort((-c, -rough))
-    wanted = None if limit is None else 2 * limit + 64
+    rough = _rough_scores(codes, counts, v, df_of, n)
+    order = np.lexsort((-counts, -rough))
+    # Where each cut-short share's last pair comes in the ranking: the ranking must stop before it.
+    at = np.empty(len(order), dtype=np.int64)
+    at[order] = np.arange(len(order))
+    ends = np.cumsum([len(f[0]) for f in found])
+    stop_at = min([int(at[ends[k] - len(f[0]):ends[k]].max()) for k, f in enumerate(found) if f[2] and len(f[0])],
+                  default=len(order))
     scored = []
-    for i in order.tolist():
+    for seen, i in enumerate(order.tolist()):
         if not rough[i] > 0 or (wanted is not None and len(scored) >= wanted):
             break
+        if seen >= stop_at:
+            return None
         a, b = sorted((vocab[first[i]], vocab[second[i]]))
         if set(a.split()) & set(b.split()):
             continue
@@ -300,28 +332,27 @@ def mine_pairs(docs: "list[tuple[list[str], bool]] | TermTable", pcfg: Preproces
         score = npmi * math.log(cnt) / math.log(n)
         if score > 0:
             scored.append((a, b, round(score, 4), cnt, int(codes[i])))
-    recent = _recent_codes(groups, r_count, [x[4] for x in scored])
-    out = [Pair(a, b, score, cnt, code in recent, "cooccurrence") for a, b, score, cnt, code in scored]
-    out.sort(key=lambda x: (-x.score, -x.docs, x.a, x.b))
-    return out if limit is None else out[:limit]
+    return scored
 
 
 PAIR_BLOCK = 1 << 20  # pair codes made at a time (a document of 24 terms has 276): bounds a count's memory
 MINE_BLOCK_DOCS = 8_192  # documents whose terms are ranked at a time (bounds the memory of mining)
 COUNT_BLOCK = 1 << 20  # pair codes counted at a time, then merged into the running counts
+SHARE_BEST_EXTRA = 1024  # a share sends back its best 2 x wanted + this many pairs (see mine_pairs)
 
 
-def count_pairs(task: tuple) -> tuple[np.ndarray, np.ndarray]:
+def count_pairs(task: tuple) -> tuple[np.ndarray, np.ndarray, bool]:
     """Co-occurrence counts of the term pairs in share `part` of `parts` (by code modulo `parts`).
 
-    `task` = (matrices, V, part, parts, min_docs, df, n); a matrix holds documents' ascending term
-    ranks, one row per document, k columns. A pair (a < b) is the code a * V + b; counting is a
-    sort of the codes. Returns the codes seen in at least `min_docs` of the `n` documents, and more
-    often than chance (`df`: documents per rank; the others score <= 0 and are never chosen: on a
-    large archive that is most of them), with their counts. Pure and picklable, so each process
-    of a pool counts its own share.
+    `task` = (matrices, V, part, parts, min_docs, df, n, best); a matrix holds documents' ascending
+    term ranks, one row per document, k columns. A pair (a < b) is the code a * V + b; counting is
+    a sort of the codes. Returns the codes seen in at least `min_docs` of the `n` documents, and
+    more often than chance (`df`: documents per rank; the others score <= 0 and are never chosen:
+    on a large archive that is most of them), with their counts, ascending by code; with `best`,
+    only the `best` first in `mine_pairs`' ranking; and whether some were left out. Pure and
+    picklable, so each process of a pool counts its own share.
     """
-    matrices, v, part, parts, min_docs, df, n = task
+    matrices, v, part, parts, min_docs, df, n, best = task
     codes = counts = None  # the pairs counted so far (ascending codes) and their counts
     pending: list[np.ndarray] = []
     size = 0
@@ -356,13 +387,18 @@ def count_pairs(task: tuple) -> tuple[np.ndarray, np.ndarray]:
         fold()
     if codes is None:
         empty = np.zeros(0, dtype=np.int64)
-        return empty, empty
+        return empty, empty, False
     frequent = counts >= min_docs
     codes, counts = codes[frequent], counts[frequent]
     # Positive PMI: (count - 0.5) / n > df_a / n * df_b / n; a margin keeps the pairs at exactly
     # chance for the caller's own (float) test.
     above = (counts - 0.5) * n > df[codes // v] * df[codes % v] * (1 - 1e-9)
-    return codes[above], counts[above]
+    codes, counts = codes[above], counts[above]
+    if best is None or len(codes) <= best:
+        return codes, counts, False
+    # The ranking `_score_pairs` makes (ties in code order, as there), cut, then back in code order.
+    chosen = np.sort(np.lexsort((-counts, -_rough_scores(codes, counts, v, df, n)))[:best])
+    return codes[chosen], counts[chosen], True
 
 
 def _recent_codes(groups: list, v: int, wanted: list[int]) -> set[int]:
