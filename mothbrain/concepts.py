@@ -160,18 +160,33 @@ class TermTable:
 
     @classmethod
     def from_arrow(cls, joined, recent: np.ndarray) -> "TermTable":
-        """From each document's terms "\\n"-joined in an Arrow string array ("" for none): split and
-        numbered by Arrow, with no Python string per term (a large archive has millions)."""
+        """From each document's terms "\\n"-joined in Arrow string arrays (an array, a chunked array
+        or a list of arrays; "" for none): split and numbered by Arrow, with no Python string per
+        term (a large archive has millions), a chunk at a time (Arrow's temporaries stay the size
+        of a chunk)."""
         import pyarrow as pa
         import pyarrow.compute as pc
 
-        joined = pc.if_else(pc.equal(joined, ""), pa.scalar(None, pa.string()), joined)
-        lists = pc.split_pattern(joined, "\n")
-        lengths = np.asarray(pc.list_value_length(lists).fill_null(0), dtype=np.int64)
-        encoded = pc.list_flatten(lists).dictionary_encode()
-        table = cls(lengths=lengths, tid=np.asarray(encoded.indices),  # int32, as Arrow has them
-                    terms=encoded.dictionary.to_pylist(), recent=np.asarray(recent, dtype=bool))
-        del joined, lists, encoded
+        chunks = joined.chunks if isinstance(joined, pa.ChunkedArray) else [joined] if isinstance(joined, pa.Array) else joined
+        lengths, values = [np.zeros(0, dtype=np.int64)], []
+        for chunk in chunks:
+            lists = pc.split_pattern(chunk, "\n")
+            n = np.asarray(pc.list_value_length(lists).fill_null(0), dtype=np.int64)
+            none = np.asarray(pc.equal(chunk, "").fill_null(True), dtype=bool)  # "" splits into [""]: no terms
+            n[none] = 0
+            flat = pc.list_flatten(lists)
+            lengths.append(n)
+            values.append(flat.filter(pc.not_equal(flat, "")) if none.any() else flat)  # (a term is never "")
+            del lists, flat
+        encoded = pa.chunked_array(values, pa.string()).dictionary_encode()
+        del values
+        if len({len(c.dictionary) for c in encoded.chunks}) > 1:  # Arrow gives each chunk the final one; else:
+            encoded = encoded.unify_dictionaries()
+        table = cls(lengths=np.concatenate(lengths),
+                    tid=np.concatenate([np.zeros(0, dtype=np.int32)] + [np.asarray(c.indices) for c in encoded.chunks]),
+                    terms=encoded.chunks[0].dictionary.to_pylist() if encoded.num_chunks else [],
+                    recent=np.asarray(recent, dtype=bool))
+        del encoded
         # Arrow's allocator keeps what it freed for its own reuse; mining then allocates through numpy.
         pa.default_memory_pool().release_unused()
         return table
@@ -267,9 +282,11 @@ def mine_pairs(docs: "list[tuple[list[str], bool]] | TermTable", pcfg: Preproces
             first = starts[sizes == k]
             if len(first):
                 rows[k].append((r[first[:, None] + np.arange(k)].astype(code_type), recent_docs[doc[first]]))
-    groups = [(np.concatenate([m for m, _ in rows[k]]), np.concatenate([rec for _, rec in rows[k]]))
-              for k in sorted(rows)]
-    del rows
+    groups = []
+    for k in sorted(rows):  # each k's blocks let go once joined: the ranks are held once, not twice
+        parts = rows.pop(k)
+        groups.append((np.concatenate([m for m, _ in parts]), np.concatenate([rec for _, rec in parts])))
+        del parts
     matrices = [m for m, _ in groups]
     merged = {t: count_of[index[t]] for t in vocab}
     df_of = np.array([merged[t] for t in vocab], dtype=np.float64)
@@ -406,22 +423,22 @@ def _recent_codes(groups: list, v: int, wanted: list[int]) -> set[int]:
     each recent document, against the few wanted codes)."""
     if not wanted:
         return set()
-    table = np.unique(np.array(wanted, dtype=np.int64))
+    table = np.unique(np.array(wanted, dtype=groups[0][0].dtype if groups else np.int64))  # (the codes fit it)
     found: set[int] = set()
-    for codes in _pair_codes((matrix[recent] for matrix, recent in groups), v, dtype=np.int64):
+    for codes in _pair_codes((matrix[recent] for matrix, recent in groups), v, codes=PAIR_BLOCK // 4):
         at = np.minimum(np.searchsorted(table, codes), len(table) - 1)
         found.update(codes[table[at] == codes].tolist())
     return found
 
 
-def _pair_codes(matrices: Iterable[np.ndarray], v: int, codes: int = PAIR_BLOCK, dtype=None) -> Iterator[np.ndarray]:
-    """The pair codes a * V + b of every row of each matrix (ascending ranks, a < b), about
-    `codes` codes at a time (as `dtype`, when given)."""
+def _pair_codes(matrices: Iterable[np.ndarray], v: int, codes: int = PAIR_BLOCK) -> Iterator[np.ndarray]:
+    """The pair codes a * V + b of every row of each matrix (ascending ranks, a < b), in the
+    matrix's dtype, about `codes` codes at a time."""
     for matrix in matrices:
         first, second = np.triu_indices(matrix.shape[1], 1)
         rows = max(1, codes // max(1, len(first)))
         for lo in range(0, len(matrix), rows):
-            block = matrix[lo:lo + rows] if dtype is None else matrix[lo:lo + rows].astype(dtype)
+            block = matrix[lo:lo + rows]
             yield (block[:, first] * v + block[:, second]).ravel()
 
 

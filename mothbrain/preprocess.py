@@ -811,8 +811,8 @@ class _Corpus:
         self.when.extend(batch.docs["when"])
         self.terms.append(batch.docs["terms"])
         self._loose_terms += 1
-        if self._loose_terms >= 64:  # copied out of the batches (a cached batch's views hold its file)
-            self.terms = [pa.concat_arrays(self.terms)]
+        if self._loose_terms >= 64:  # copied out of the batches (a cached batch's views hold its file), 64 at a time
+            self.terms[-64:] = [pa.concat_arrays(self.terms[-64:])]
             self._loose_terms = 0
         self.pages.extend((start + i, title, batch.docs["doc_id"][i], links) for i, title, links in batch.wiki)
         self.batches.append((h, n))
@@ -989,7 +989,7 @@ def _concept_pairs(cfg: Config, corpus: _Corpus, recent_doc: np.ndarray, now: fl
     if mined is None:
         # A large corpus counts its pairs on the pool, one share of the pair codes per process.
         parallel = n_docs >= PARALLEL_PAIRS_AFTER_DOCS and _workers(cfg) > 1
-        mined = mine_pairs(TermTable.from_arrow(corpus.all_terms(), recent_doc), pcfg,
+        mined = mine_pairs(TermTable.from_arrow(corpus.terms, recent_doc), pcfg,
                            limit=pcfg.association_pairs + len(links),
                            map_fn=pool().map if parallel else map, shares=_workers(cfg) if parallel else 1)
         state = {"settings": settings, "mined_at": now, "documents": n_docs, "batches": now_batches,

@@ -95,8 +95,15 @@ def test_vectorised_mining_equals_the_reference(seed, block, count_block, monkey
     import numpy as np
     import pyarrow as pa
 
-    table = TermTable.from_arrow(pa.array(["\n".join(t) for t, _ in docs]), np.array([r for _, r in docs]))
+    joined, recent = pa.array(["\n".join(t) for t, _ in docs]), np.array([r for _, r in docs])
+    table = TermTable.from_arrow(joined, recent)
     assert any(not t for t, _ in docs) and as_tuples(mine_pairs(table, pcfg)) == expected
+    # ... or in chunks, as the batches come (each chunk split on its own; one numbering for all).
+    chunks = [joined.slice(0, 7), joined.slice(7, 0), joined.slice(7, 143), joined.slice(150)]  # (offset, length)
+    for parts in (chunks, pa.chunked_array(chunks)):
+        chunked = TermTable.from_arrow(parts, recent)
+        assert chunked.terms == table.terms and chunked.tid.tolist() == table.tid.tolist()
+        assert chunked.lengths.tolist() == table.lengths.tolist()
 
 
 def test_pair_count_shared_between_processes_gives_the_same_pairs():
