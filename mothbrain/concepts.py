@@ -389,11 +389,17 @@ def count_pairs(task: tuple) -> tuple[np.ndarray, np.ndarray, bool]:
             return
         if not len(new):
             return
-        both, weights = np.concatenate([codes, new]), np.concatenate([counts, new_counts])
-        order = np.argsort(both, kind="stable")  # two ascending runs: a linear merge
-        both, weights = both[order], weights[order]
-        starts = _run_starts(both)
-        codes, counts = both[starts], np.add.reduceat(weights, starts)
+        # Both ascending and distinct: counts of pairs seen before are added in place, the new
+        # pairs inserted where they belong (one pass; no sort of the two together).
+        at = np.searchsorted(codes, new)
+        seen = at < len(codes)
+        seen[seen] = codes[at[seen]] == new[seen]
+        counts[at[seen]] += new_counts[seen]
+        fresh = ~seen
+        del seen
+        if fresh.any():
+            at = at[fresh]
+            codes, counts = np.insert(codes, at, new[fresh]), np.insert(counts, at, new_counts[fresh])
 
     for chunk in _pair_codes(matrices, v):
         pending.append(chunk if parts == 1 else chunk[chunk % parts == part])
