@@ -167,9 +167,10 @@ class TermTable:
         import pyarrow as pa
         import pyarrow.compute as pc
 
-        chunks = joined.chunks if isinstance(joined, pa.ChunkedArray) else [joined] if isinstance(joined, pa.Array) else joined
+        if isinstance(joined, (pa.Array, pa.ChunkedArray)):
+            joined = joined.chunks if isinstance(joined, pa.ChunkedArray) else [joined]
         lengths, values = [np.zeros(0, dtype=np.int64)], []
-        for chunk in chunks:
+        for chunk in joined:
             lists = pc.split_pattern(chunk, "\n")
             n = np.asarray(pc.list_value_length(lists).fill_null(0), dtype=np.int64)
             none = np.asarray(pc.equal(chunk, "").fill_null(True), dtype=bool)  # "" splits into [""]: no terms

@@ -118,8 +118,9 @@ class PreprocessConfig:
     max_chars: int = _f(2000, "longest completion kept, in characters; longer text is split at paragraphs")
     heldout_fraction: float = _f(0.1, "share of documents held out for eval (document-level, stable)")
     dedup_threshold: float = _f(0.85, "MinHash Jaccard above which two samples are near-duplicates")
-    dedup_window: int = _f(500_000, "near duplicates are looked for among the last N kept samples (~1.1 KB of "
-                                    "memory each), exact ones across all; 0 = no limit")
+    dedup_window: int = _f(500_000, "near duplicates are looked for among the last N kept samples (~1.2 KB of "
+                                    "memory each, ~1.5 KB once full and turning over), exact ones across all; "
+                                    "0 = no limit")
     association_templates: list[str] = _f(
         ["{a} reminds me of", "When I think about {a}, I also think about", "{a} and"],
         "prompts whose completion is the partner concept")

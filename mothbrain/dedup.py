@@ -82,9 +82,10 @@ class Deduper:
     """Feed texts in order; each is new (and remembered), an exact or a near duplicate.
 
     `window` > 0 bounds the near-duplicate index: a text is compared with the last `window` kept
-    texts that have a signature (~1.1 KB of memory each: the signature and its LSH entries), so on
+    texts that have a signature (~1.2 KB of memory each: the signature and its LSH entries; ~1.5 KB
+    once it is full and the oldest are being removed, as rensa's tables keep room for them), so on
     an archive beyond that the index stops growing. Exact duplicates are found across all texts (a
-    16-byte key each). A passage that keeps recurring is then kept at most once per `window`.
+    16-byte key each, ~90 bytes in memory). A passage that keeps recurring is then kept at most once per `window`.
     """
 
     def __init__(self, threshold: float, window: int = 0):
