@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+from typing import Callable
 
+import numpy as np
 from rensa import RMinHash, RMinHashLSH
 
 NUM_PERM = 64  # signature length: 64 keeps the Jaccard estimate within ~0.06 at a third of 128's cost
@@ -78,21 +80,65 @@ def text_key(text: str) -> tuple[bytes, RMinHash | None]:
     return exact_key(words), (signature(words) if len(words) >= MIN_WORDS_NEAR else None)
 
 
+class ExactKeys:
+    """A set of 16-byte keys at ~16 bytes a key (a Python bytes object in a set costs ~90): a sorted
+    numpy array, and a set of the latest keys that joins it once it holds `merge_at`.
+
+    Numpy's fixed-width "S16" strips trailing NUL bytes when it hands an element back; two distinct
+    16-byte keys stay distinct that way, so a key is compared stripped too.
+    """
+
+    def __init__(self, merge_at: int = 1 << 16):
+        self.merge_at = merge_at
+        self._sorted = np.zeros(0, dtype="S16")
+        self.latest: set[bytes] = set()
+
+    def __len__(self) -> int:
+        return len(self._sorted) + len(self.latest)
+
+    def __contains__(self, key: bytes) -> bool:
+        return key in self.latest or bool(self.stored([key])[0])
+
+    def stored(self, keys: list[bytes]) -> np.ndarray:
+        """Which of `keys` are in the sorted array (one vectorised lookup; `latest` not included)."""
+        if not len(self._sorted) or not len(keys):
+            return np.zeros(len(keys), dtype=bool)
+        wanted = np.array(keys, dtype="S16")
+        at = np.minimum(self._sorted.searchsorted(wanted), len(self._sorted) - 1)
+        return self._sorted[at] == wanted
+
+    def add(self, key: bytes) -> None:
+        self.latest.add(key)  # (no merge here: a caller may hold a `stored` answer)
+
+    def update(self, keys) -> None:
+        self.latest.update(keys)
+        self.settle()
+
+    def settle(self) -> None:
+        """The latest keys into the sorted array, once there are `merge_at` of them."""
+        if len(self.latest) >= self.merge_at:
+            new = np.array(list(self.latest), dtype="S16")
+            new.sort()
+            self._sorted = np.insert(self._sorted, self._sorted.searchsorted(new), new)
+            self.latest = set()
+
+
 class Deduper:
     """Feed texts in order; each is new (and remembered), an exact or a near duplicate.
 
     `window` > 0 bounds the near-duplicate index: a text is compared with the last `window` kept
     texts that have a signature (~1.2 KB of memory each: the signature and its LSH entries; ~1.5 KB
     once it is full and the oldest are being removed, as rensa's tables keep room for them), so on
-    an archive beyond that the index stops growing. Exact duplicates are found across all texts (a
-    16-byte key each, ~90 bytes in memory). A passage that keeps recurring is then kept at most once per `window`.
+    an archive beyond that the index stops growing. Exact duplicates are found across all texts
+    (`ExactKeys`: ~16 bytes each). A passage that keeps recurring is then kept at most once per
+    `window`.
     """
 
     def __init__(self, threshold: float, window: int = 0):
         self.threshold = threshold
         self.window = window
         self.lsh = RMinHashLSH(threshold=threshold, num_perm=NUM_PERM, num_bands=NUM_BANDS) if threshold < 1.0 else None
-        self.exact: set[bytes] = set()
+        self.exact = ExactKeys()
         self.counts = {"exact_duplicates": 0, "near_duplicates": 0}
         self._sigs: list[RMinHash | None] = []  # by LSH key - _first; None once out of the window
         self._first = 0  # LSH key of _sigs[0]
@@ -107,9 +153,19 @@ class Deduper:
         """None when `text` is new, else "exact" or "near"."""
         return self.check_key(*text_key(text))
 
-    def check_key(self, key: bytes, sig: RMinHash | None, near: bool = False) -> str | None:
-        """`near`: already known to be a near duplicate of an earlier text (`near_duplicates_of`)."""
-        if key in self.exact:
+    def check_batch(self, keys: list[bytes], sigs: list[RMinHash | None],
+                    near: Callable[[int], bool] | None = None) -> np.ndarray:
+        """`check_key` for each of a batch's texts in order (the exact keys looked up for all at
+        once): whether each is new. `near(j)`: text j is already known to be a near duplicate."""
+        self.exact.settle()
+        stored = self.exact.stored(keys).tolist()
+        return np.fromiter((self.check_key(k, s, near=near(j) if near else False, stored=stored[j]) is None
+                            for j, (k, s) in enumerate(zip(keys, sigs))), dtype=bool, count=len(keys))
+
+    def check_key(self, key: bytes, sig: RMinHash | None, near: bool = False, stored: bool | None = None) -> str | None:
+        """`near`: already known to be a near duplicate of an earlier text (`near_duplicates_of`);
+        `stored`: whether `ExactKeys.stored` has the key (None: look it up)."""
+        if key in self.exact.latest or (stored if stored is not None else key in self.exact):
             self.counts["exact_duplicates"] += 1
             return "exact"
         if near:

@@ -899,8 +899,7 @@ def _stream_corpus(cfg: Config, units: list[_Unit], cache: DocCache | None, prog
             return at is not None and (not window or at >= prefix_indexed + dedup.indexed - window)
 
         exact, near_n = dedup.counts["exact_duplicates"], dedup.counts["near_duplicates"]
-        keep = np.fromiter((dedup.check_key(k, s, near=near_prefix(j)) is None for j, (k, s) in
-                            enumerate(zip(batch.samples["key"], batch.samples["sig"]))), dtype=bool, count=len(batch))
+        keep = dedup.check_batch(batch.samples["key"], batch.samples["sig"], near_prefix if near else None)
         counts = (dedup.counts["exact_duplicates"] - exact, dedup.counts["near_duplicates"] - near_n)
         return decided(link, batch, keep, counts)
 

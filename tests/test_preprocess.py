@@ -448,6 +448,44 @@ def test_deduper_window_bounds_the_index_not_exact_matches():
     assert decisions[40].count("near") == 0 and decisions[40].count(None) == len(texts) - 5
 
 
+def test_exact_keys_are_a_set_of_16_byte_keys():
+    """Keys that end in NUL bytes (numpy's "S16" strips them when it hands an element back) or
+    differ only there stay distinct; membership holds across merges into the sorted array."""
+    import random
+
+    from mothbrain.dedup import ExactKeys
+
+    rng = random.Random(3)
+    keys = [rng.randbytes(16) for _ in range(3000)]
+    keys += [b"k" * 14 + b"\0\0", b"k" * 14 + b"\0\1", b"k" * 15 + b"\0", b"\0" * 16]
+    inside = set(keys[:-4:2] + keys[-4:-2])
+    store = ExactKeys(merge_at=100)
+    for i, k in enumerate(sorted(inside, key=lambda _: rng.random())):
+        store.add(k)
+        if i % 7 == 0:
+            store.settle()
+    assert [k in store for k in keys] == [k in inside for k in keys] and len(store) == len(inside)
+    assert 0 < len(store.latest) < 100 and len(store._sorted) > 1400  # most went through merges
+    assert store.stored(keys).tolist() == [k in inside and k not in store.latest for k in keys]
+
+
+def test_batched_dedup_with_merges_decides_as_one_by_one():
+    """`check_batch` (exact keys looked up a batch at a time, merged into the sorted array between
+    batches) decides every text as `check` one at a time does."""
+    from mothbrain.dedup import ExactKeys, text_key
+
+    texts = [" ".join(f"w{i % 97}x{j}" for j in range(12)) + (" tail" if i % 5 else "") for i in range(600)]
+    texts += texts[::3]  # exact repeats, some in the same batch as their first copy
+    one = Deduper(0.85, 50)
+    expected = [one.check(t) is None for t in texts]
+    batched = Deduper(0.85, 50)
+    batched.exact = ExactKeys(merge_at=16)
+    keys, sigs = zip(*map(text_key, texts))
+    got = [bool(x) for lo in range(0, len(texts), 37)
+           for x in batched.check_batch(list(keys[lo:lo + 37]), list(sigs[lo:lo + 37]))]
+    assert got == expected and batched.counts == one.counts and batched.counts["exact_duplicates"] > 100
+
+
 INDEX_THEN_FREE = """
 import sys
 import mothbrain
