@@ -95,7 +95,6 @@ BATCH_DOCS = 256  # documents per unit of work (and per repeated-sentence set)
 PARALLEL_PAIRS_AFTER_DOCS = 20_000  # concept pairs of larger corpora are counted on the pool
 REMINE_SHARE = 0.05  # concept pairs are mined again once this share of the documents is new since the last mining
 REMINE_AFTER_DAYS = 7.0  # ... or once the last mining is this old (the weekly run)
-TERMS_PACK_BATCHES = 64  # the documents' terms are kept compressed, this many batches to a block
 MINING_STATE = "concept_mining.json"  # beside the document cache: the last mining's pairs
 DEDUP_STATE = "dedup_decisions.pkl"  # ... and the last run's dedup decisions per shard
 
@@ -793,8 +792,7 @@ class _Corpus:
     per-document times, candidate terms and wiki links, per-batch hashes, counts and decisions."""
 
     when: list[float] = field(default_factory=list)  # per document (nan: unknown)
-    terms: list = field(default_factory=list)  # each document's "\n"-joined terms: `_pack_terms` blocks, then
-    #                                             the latest batches' Arrow arrays (until there are enough to pack)
+    terms: list = field(default_factory=list)  # Arrow string chunks: each document's "\n"-joined terms
     pages: list = field(default_factory=list)  # wiki pages: (document index, title, doc_id, links)
     batches: list[tuple[str, int]] = field(default_factory=list)  # (hash of its stored lines, documents)
     fresh_docs: int = 0  # documents processed in this run (not from the cache)
@@ -806,13 +804,15 @@ class _Corpus:
     _loose_terms: int = 0
 
     def add(self, h: str, batch: BatchResult, fresh: bool) -> None:
+        import pyarrow as pa
+
         start = len(self.when)
         n = len(batch.docs["unit"])
         self.when.extend(batch.docs["when"])
         self.terms.append(batch.docs["terms"])
         self._loose_terms += 1
-        if self._loose_terms >= TERMS_PACK_BATCHES:
-            self.terms[-self._loose_terms:] = [_pack_terms(self.terms[-self._loose_terms:])]
+        if self._loose_terms >= 64:  # copied out of the batches (a cached batch's views hold its file), 64 at a time
+            self.terms[-64:] = [pa.concat_arrays(self.terms[-64:])]
             self._loose_terms = 0
         self.pages.extend((start + i, title, batch.docs["doc_id"][i], links) for i, title, links in batch.wiki)
         self.batches.append((h, n))
@@ -826,34 +826,10 @@ class _Corpus:
             v[1] += voice_turns
             v[2].update(speakers)
 
-    def iter_terms(self) -> Iterator:
-        """The documents' terms as Arrow string arrays, in document order, a block at a time."""
-        for block in self.terms:
-            yield _unpack_terms(block) if isinstance(block, bytes) else block
-
     def all_terms(self):
         import pyarrow as pa
 
-        return pa.concat_arrays(list(self.iter_terms())) if self.terms else pa.array([], pa.string())
-
-
-def _pack_terms(arrays: list) -> bytes:
-    """Batches' terms as one zstd-compressed Arrow IPC stream: ~3x smaller than the strings (they are
-    the largest per-document state), and copied out of the batches (a cached batch's views hold its
-    file)."""
-    import pyarrow as pa
-
-    sink = pa.BufferOutputStream()
-    options = pa.ipc.IpcWriteOptions(compression="zstd" if pa.Codec.is_available("zstd") else None)
-    with pa.ipc.new_stream(sink, pa.schema([("terms", pa.string())]), options=options) as writer:
-        writer.write_batch(pa.record_batch([pa.concat_arrays(arrays)], names=["terms"]))
-    return sink.getvalue().to_pybytes()
-
-
-def _unpack_terms(block: bytes):
-    import pyarrow as pa
-
-    return pa.ipc.open_stream(block).read_all().column(0).combine_chunks()
+        return pa.concat_arrays(self.terms) if self.terms else pa.array([], pa.string())
 
 
 DEFER_MAX_SAMPLES = 50_000  # new samples after a reused prefix held back to be checked against it at once
@@ -1012,7 +988,7 @@ def _concept_pairs(cfg: Config, corpus: _Corpus, recent_doc: np.ndarray, now: fl
     if mined is None:
         # A large corpus counts its pairs on the pool, one share of the pair codes per process.
         parallel = n_docs >= PARALLEL_PAIRS_AFTER_DOCS and _workers(cfg) > 1
-        mined = mine_pairs(TermTable.from_arrow(corpus.iter_terms(), recent_doc), pcfg,
+        mined = mine_pairs(TermTable.from_arrow(corpus.terms, recent_doc), pcfg,
                            limit=pcfg.association_pairs + len(links),
                            map_fn=pool().map if parallel else map, shares=_workers(cfg) if parallel else 1)
         state = {"settings": settings, "mined_at": now, "documents": n_docs, "batches": now_batches,

@@ -296,22 +296,6 @@ def test_parallel_path_gives_the_same_dataset(tmp_path, state_home, monkeypatch)
     assert one.fingerprint == two.fingerprint
 
 
-def test_terms_kept_packed_give_the_same_dataset(tmp_path, state_home, monkeypatch):
-    """The documents' terms wait for mining zstd-packed, a block of batches at a time: the same
-    pairs and data set as from the plain arrays, and blocks and loose batches read back in order."""
-    import pyarrow as pa
-
-    docs = corpus()
-    plain = run_preprocess(make_cfg(tmp_path), documents=docs, progress=False)
-    monkeypatch.setattr(pp, "TERMS_PACK_BATCHES", 1)  # every batch packed
-    (tmp_path / "packed").mkdir()
-    packed = run_preprocess(make_cfg(tmp_path / "packed"), documents=docs, progress=False)
-    assert packed.fingerprint == plain.fingerprint and packed.concept_pairs == plain.concept_pairs > 0
-    parts = [pa.array(["lantern\ntide", ""]), pa.array(["bridge repair"]), pa.array(["moths\nfigs", "tide"])]
-    held = pp._Corpus(terms=[pp._pack_terms(parts[:2]), parts[2]])
-    assert held.all_terms().to_pylist() == ["lantern\ntide", "", "bridge repair", "moths\nfigs", "tide"]
-
-
 def test_nothing_ingested_is_nothing_to_do(tmp_path, state_home):
     cfg = make_cfg(tmp_path)
     with pytest.raises(NothingToDo, match="mothbrain ingest"):
