@@ -451,6 +451,9 @@ def test_exact_keys_are_a_set_of_16_byte_keys():
     assert [k in store for k in keys] == [k in inside for k in keys] and len(store) == len(inside)
     assert 0 < len(store.latest) < 100 and len(store._sorted) > 1400  # most went through merges
     assert store.stored(keys).tolist() == [k in inside and k not in store.latest for k in keys]
+    store.update(keys[:400] + keys[:10])  # many at once, some already there, some twice
+    inside.update(keys[:400])
+    assert [k in store for k in keys] == [k in inside for k in keys] and len(store) == len(inside)
 
 
 def test_batched_dedup_with_merges_decides_as_one_by_one():
