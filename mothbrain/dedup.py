@@ -111,24 +111,16 @@ class ExactKeys:
         self.latest.add(key)  # (no merge here: a caller may hold a `stored` answer)
 
     def update(self, keys) -> None:
-        keys = list(keys)
-        if len(keys) >= self.merge_at:  # many at once (an earlier run's): straight into the array, the latest too
-            self._merge(np.array(keys + list(self.latest), dtype="S16"))
-            self.latest = set()
-        else:
-            self.latest.update(keys)
-            self.settle()
+        self.latest.update(keys)
+        self.settle()
 
     def settle(self) -> None:
         """The latest keys into the sorted array, once there are `merge_at` of them."""
         if len(self.latest) >= self.merge_at:
-            self._merge(np.array(list(self.latest), dtype="S16"))
+            new = np.array(list(self.latest), dtype="S16")
+            new = np.sort(new[~self.stored(new)])  # (a key given again is not stored twice)
+            self._sorted = np.insert(self._sorted, self._sorted.searchsorted(new), new)
             self.latest = set()
-
-    def _merge(self, new: np.ndarray) -> None:
-        new = np.unique(new)  # sorted, distinct
-        new = new[~self.stored(new)]
-        self._sorted = np.insert(self._sorted, self._sorted.searchsorted(new), new)
 
 
 class Deduper:
