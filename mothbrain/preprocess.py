@@ -40,7 +40,7 @@ without reading anything (`--force` rebuilds). Otherwise, top to bottom (`run_pr
 Memory: steps 2, 4 and 5 run batch by batch as the documents stream, and each batch's rows go
 straight to the data set's files (mothbrain.dataset_writer) — no split, and no sample text, is ever
 whole in memory. What the corpus-wide steps keep is compact: the dedup index (signatures and LSH
-bands, ~1.2-1.5 KB per sample, up to `dedup_window` samples; a 16-byte key per sample beyond, ~90 bytes in memory), each
+bands, ~1.2-1.5 KB per sample, up to `dedup_window` samples; a 16-byte key per sample beyond), each
 document's time and candidate terms, and the wiki links.
 """
 
