@@ -1009,9 +1009,12 @@ def _recent_again(pairs: list[Pair], corpus: _Corpus, recent_doc: np.ndarray) ->
 
     wanted = {f: t for p in pairs for t in (p.a, p.b) for f in forms(t)}
     where: dict[str, set[int]] = defaultdict(set)
-    terms = corpus.all_terms()
-    for j in np.flatnonzero(recent_doc).tolist():
-        for f in wanted.keys() & set((terms[j].as_py() or "").split("\n")):
+    import pyarrow as pa
+
+    recent = np.flatnonzero(recent_doc)
+    terms = corpus.all_terms().take(pa.array(recent)).to_pylist()  # (one conversion, not one per document)
+    for j, joined in zip(recent.tolist(), terms):
+        for f in wanted.keys() & set((joined or "").split("\n")):
             where[wanted[f]].add(j)
     return [replace(p, recent=bool(where.get(p.a, set()) & where.get(p.b, set()))) for p in pairs]
 

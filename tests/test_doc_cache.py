@@ -147,6 +147,23 @@ def test_pairs_are_reused_until_the_corpus_drifts(archive):
     assert rebuilt_from_scratch(cfg).concept_mining["mined"]  # --full always mines
 
 
+def test_reused_pairs_are_recent_when_one_recent_document_has_both():
+    import numpy as np
+    import pyarrow as pa
+
+    from mothbrain.concepts import Pair
+
+    corpus = pp._Corpus(terms=[pa.array(["lantern\ntide", "bridge\nrepair", None]),
+                               pa.array(["lanterns\nheron", "tide\nheron"])])
+    recent = np.array([False, True, True, True, False])
+    pairs = [Pair(a, b, 0.5, 3, False, "cooccurrence")
+             for a, b in (("lantern", "tide"), ("bridge", "repair"), ("heron", "lantern"), ("heron", "tide"))]
+    got = {(p.a, p.b): p.recent for p in pp._recent_again(pairs, corpus, recent)}
+    # document 0 is not recent; 3 has "lanterns" (a plural: one concept with "lantern"); 4 is not recent
+    assert got == {("lantern", "tide"): False, ("bridge", "repair"): True, ("heron", "lantern"): True,
+                   ("heron", "tide"): False}
+
+
 def test_removed_documents_count_as_drift_and_a_failed_run_hides_nothing(archive, monkeypatch):
     cfg = load_config(archive / "cfg.yaml")
     run_ingest(cfg)
