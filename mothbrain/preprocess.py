@@ -76,7 +76,7 @@ from .dedup import Deduper, near_duplicates_of, text_key
 from .dataset_writer import META_NAME, DatasetWriter
 from .dataset_writer import features as _features
 from .dataset_writer import fingerprint as dataset_fingerprint
-from .doc_cache import UNPICKLING_ERRORS, DocCache, batch_hash, cache_dir, pack, unpack
+from .doc_cache import UNPICKLING_ERRORS, CachedShard, DocCache, batch_hash, cache_dir, pack, unpack
 from .errors import MothError, NothingToDo
 from .filters import TOOL_TURNS, apply_filters, is_tool_turn
 from .records import Document, Turn
@@ -91,6 +91,7 @@ LATEST_NAME = "latest.json"
 ASSOCIATION_SOURCE = "associations"  # the `source` of association samples
 DAY = 86400.0
 PARALLEL_AFTER_CHARS = 500_000  # stored bytes to read before a worker pool is worth starting (if > 1 core)
+READ_AHEAD_CHARS = 8_000_000  # a nightly run's changed shards handed to the pool up front (stored bytes)
 BATCH_DOCS = 256  # documents per unit of work (and per repeated-sentence set)
 PARALLEL_PAIRS_AFTER_DOCS = 20_000  # concept pairs of larger corpora are counted on the pool
 REMINE_SHARE = 0.05  # concept pairs are mined again once this share of the documents is new since the last mining
@@ -724,6 +725,28 @@ def _process_all(cfg: Config, units: list[_Unit], cache: DocCache | None, pool,
     if parallel:
         pool()  # forked before the progress bar starts its thread
 
+    def batches_of(u: _Unit, cached: CachedShard | None) -> Iterator[tuple[str, Any, bool]]:
+        """(hash, packed results or their AsyncResult, fresh) of each batch of a unit that is read."""
+        old = cached.by_hash() if cached is not None else {}
+        items = iter(u.items())
+        k = 0
+        while True:
+            batch = list(islice(items, BATCH_DOCS))
+            if not batch and k:
+                return
+            h = batch_hash(batch) if u.shard is not None else f"documents {k}"
+            if h in old:
+                yield h, old[h], False
+            elif parallel:
+                yield h, pool().apply_async(_work, (batch,)), True
+            else:
+                yield h, _work(batch), True
+            k += 1
+            if not batch:
+                return
+
+    ahead = _read_ahead(units, cache, batches_of) if parallel else {}
+
     def settle(limit: int) -> Iterator[tuple[str, BatchResult, bool]]:
         nonlocal chars, n
         while len(pending) > limit:
@@ -748,39 +771,44 @@ def _process_all(cfg: Config, units: list[_Unit], cache: DocCache | None, pool,
     with _progress(progress) as bar:
         task = bar.add_task("preprocessing documents", info="")
         for i, u in enumerate(units):
-            # Loaded in turn and not held after: a cached shard's bytes (or mapping) go once its
-            # batches have been written to the data set.
-            cached = cache.load(u.shard) if cache is not None and u.shard is not None else None
-            if cached is not None and cached.current:
-                for h, _, packed in cached.batches:
-                    pending.append((i, h, packed, False))
-                    yield from settle(window)
-                continue
-            old = cached.by_hash() if cached is not None else {}
-            del cached
+            if i in ahead:
+                entries = iter(ahead.pop(i))
+            else:
+                # Loaded in turn and not held after: a cached shard's bytes (or mapping) go once its
+                # batches have been written to the data set.
+                cached = cache.load(u.shard) if cache is not None and u.shard is not None else None
+                if cached is not None and cached.current:
+                    for h, _, packed in cached.batches:
+                        pending.append((i, h, packed, False))
+                        yield from settle(window)
+                    continue
+                entries = batches_of(u, cached)
+                del cached
             if u.shard is not None:
                 rewrite.add(i)
-            items = iter(u.items())
-            k = 0
-            while True:
-                batch = list(islice(items, BATCH_DOCS))
-                if not batch and k:
-                    break
-                h = batch_hash(batch) if u.shard is not None else f"documents {k}"
-                if h in old:
-                    pending.append((i, h, old[h], False))
-                elif parallel:
-                    pending.append((i, h, pool().apply_async(_work, (batch,)), True))
-                else:
-                    pending.append((i, h, _work(batch), True))
-                k += 1
+            for h, item, fresh in entries:
+                pending.append((i, h, item, fresh))
                 yield from settle(window)
-                if not batch:
-                    break
-            del old
+            del entries
             if u.shard is not None:
                 pending.append((i, "", None, False))
         yield from settle(0)
+
+
+def _read_ahead(units: list[_Unit], cache: DocCache | None, batches_of) -> dict[int, list]:
+    """A nightly run's changed shards (an appended log, a new file: the end of the stream) read and
+    their new batches handed to the pool before the cached shards stream, so that the workers are
+    done with them by the time the stream gets there. Only after a cached stretch (a cold run just
+    streams) and up to READ_AHEAD_CHARS of stored bytes: what is read ahead waits in memory."""
+    ahead: dict[int, list] = {}
+    budget, after_cached = READ_AHEAD_CHARS, False
+    for i, u in enumerate(units):
+        after_cached = after_cached or u.current
+        if u.current or not after_cached or u.shard is None or u.size > budget:
+            continue
+        budget -= u.size
+        ahead[i] = list(batches_of(u, cache.load(u.shard) if cache is not None else None))
+    return ahead
 
 
 # --------------------------------------------------------------------------- the stage: the data set

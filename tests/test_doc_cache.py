@@ -69,13 +69,25 @@ def rebuilt_from_scratch(cfg) -> pp.PreprocessReport:
     return run_preprocess(cfg, progress=False, full=True)
 
 
-@pytest.mark.parametrize("held_back", [50_000, 0])
-def test_cached_run_is_the_full_rebuild(archive, monkeypatch, held_back):
+@pytest.mark.parametrize("held_back,workers", [(50_000, 1), (0, 1), (50_000, 2)])
+def test_cached_run_is_the_full_rebuild(archive, monkeypatch, held_back, workers):
     """held_back 0: the new batches after the reused prefix are not held back to be checked against
-    it at once; the prefix goes into the dedup index and they stream (what a large change does)."""
+    it at once; the prefix goes into the dedup index and they stream (what a large change does).
+    workers 2: the changed shards at the end are read ahead and handed to the pool first."""
     monkeypatch.setattr(pp, "REMINE_SHARE", 0.0)  # mine every time, so the two runs are comparable whole
     monkeypatch.setattr(pp, "DEFER_MAX_SAMPLES", held_back)
+    monkeypatch.setattr(pp, "PARALLEL_AFTER_CHARS", 0)
+    read_ahead = []
+    real_read_ahead = pp._read_ahead
+
+    def recording_read_ahead(*args):
+        ahead = real_read_ahead(*args)
+        read_ahead.append(sorted(ahead))  # (units read ahead: the run then takes them out)
+        return ahead
+
+    monkeypatch.setattr(pp, "_read_ahead", recording_read_ahead)
     cfg = load_config(archive / "cfg.yaml")
+    cfg.preprocess.workers = workers
     run_ingest(cfg)
     cold = run_preprocess(cfg, progress=False)
     assert cold.documents_processed == cold.documents == 120
@@ -93,6 +105,7 @@ def test_cached_run_is_the_full_rebuild(archive, monkeypatch, held_back):
     nightly = run_preprocess(cfg, progress=False)
     monkeypatch.setattr(Deduper, "check_key", check_key)
     assert nightly.documents == 135 and nightly.documents_processed == 45  # day-04 (35) and day-05 (10)
+    assert read_ahead == ([[], [3, 4]] if workers > 1 else [])  # day-04 and day-05 (the cold run: none)
     # Only the changed shards' samples were deduplicated again; the prefix's decisions were reused.
     assert 45 <= len(checked) <= 2 * 45 < nightly.samples["train"]
     assert nightly.filtered["exact_duplicates"] == cold.filtered["exact_duplicates"] + 1
