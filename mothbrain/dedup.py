@@ -84,8 +84,9 @@ class ExactKeys:
     """A set of 16-byte keys at ~16 bytes a key (a Python bytes object in a set costs ~90): a sorted
     numpy array, and a set of the latest keys that joins it once it holds `merge_at`.
 
-    Numpy's fixed-width "S16" strips trailing NUL bytes when it hands an element back; two distinct
-    16-byte keys stay distinct that way, so a key is compared stripped too.
+    Keys are compared only as "S16" arrays: numpy strips trailing NUL bytes from an element it
+    hands back (so an element is never compared with a Python key), and two distinct 16-byte keys
+    stay distinct under that.
     """
 
     def __init__(self, merge_at: int = 1 << 16):

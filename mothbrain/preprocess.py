@@ -712,7 +712,8 @@ def _process_all(cfg: Config, units: list[_Unit], cache: DocCache | None, pool,
     and each batch hashed: a batch the cache holds (an appended log's old batches) comes from the
     cache, the rest is processed, on the worker pool when the shards to read hold
     PARALLEL_AFTER_CHARS or more and there is more than one core; the shard's file is then
-    rewritten. At most a few batches per worker wait in order, so memory stays bounded.
+    rewritten. At most a few batches per worker wait in order, so memory stays bounded; a nightly
+    run's few changed shards are handed to the pool first (`_read_ahead`).
     """
     _init_worker(cfg)
     to_read = sum(u.size for u in units if not u.current)
@@ -1035,10 +1036,10 @@ def _recent_again(pairs: list[Pair], corpus: _Corpus, recent_doc: np.ndarray) ->
     def forms(t: str) -> set[str]:
         return {t, t + "s", t[:-1]} if t.endswith("s") and " " not in t else {t, t + "s"}
 
-    wanted = {f: t for p in pairs for t in (p.a, p.b) for f in forms(t)}
-    where: dict[str, set[int]] = defaultdict(set)
     import pyarrow as pa
 
+    wanted = {f: t for p in pairs for t in (p.a, p.b) for f in forms(t)}
+    where: dict[str, set[int]] = defaultdict(set)
     recent = np.flatnonzero(recent_doc)
     terms = corpus.all_terms().take(pa.array(recent)).to_pylist()  # (one conversion, not one per document)
     for j, joined in zip(recent.tolist(), terms):
