@@ -166,7 +166,7 @@ class Deduper:
     def check_key(self, key: bytes, sig: RMinHash | None, near: bool = False, stored: bool | None = None) -> str | None:
         """`near`: already known to be a near duplicate of an earlier text (`near_duplicates_of`);
         `stored`: whether `ExactKeys.stored` has the key (None: look it up)."""
-        if key in self.exact.latest or (stored if stored is not None else key in self.exact):
+        if (key in self.exact) if stored is None else (stored or key in self.exact.latest):
             self.counts["exact_duplicates"] += 1
             return "exact"
         if near:

@@ -855,11 +855,6 @@ class _Corpus:
             v[1] += voice_turns
             v[2].update(speakers)
 
-    def all_terms(self):
-        import pyarrow as pa
-
-        return pa.concat_arrays(self.terms) if self.terms else pa.array([], pa.string())
-
 
 DEFER_MAX_SAMPLES = 50_000  # new samples after a reused prefix held back to be checked against it at once
 
@@ -1041,7 +1036,7 @@ def _recent_again(pairs: list[Pair], corpus: _Corpus, recent_doc: np.ndarray) ->
     wanted = {f: t for p in pairs for t in (p.a, p.b) for f in forms(t)}
     where: dict[str, set[int]] = defaultdict(set)
     recent = np.flatnonzero(recent_doc)
-    terms = corpus.all_terms().take(pa.array(recent)).to_pylist()  # (one conversion, not one per document)
+    terms = pa.chunked_array(corpus.terms, pa.string()).take(pa.array(recent)).to_pylist()  # (one conversion)
     for j, joined in zip(recent.tolist(), terms):
         for f in wanted.keys() & set((joined or "").split("\n")):
             where[wanted[f]].add(j)
@@ -1178,15 +1173,15 @@ class _Assembler:
                 rows = parents[np.asarray(pc.equal(values, name).fill_null(False))]
                 row += [copies[rows].sum(), held_mask[rows].sum(), (copies[rows] * tokens[rows]).sum()]
 
-        columns = {"prompt": prompt, "completion": completion, "doc_id": doc_id, "concepts": concepts,
-                   "source": pc.take(pa.array(self.names, pa.string()), pa.array(src)),
-                   "sample_type": pc.take(pa.array(self.types, pa.string()), pa.array(typ)),
-                   "recent": pa.array(recent, pa.bool_())}
+        names, types = pa.array(self.names, pa.string()), pa.array(self.types, pa.string())
         for split, idx in (("train", train_idx), ("heldout", held_idx)):
             if len(idx):
                 rows = pa.array(idx)
-                self.writer.write(split, pa.table([columns[name].take(rows) for name in self.schema.names],
-                                                  schema=self.schema))
+                columns = {"prompt": prompt.take(rows), "completion": completion.take(rows),
+                           "doc_id": doc_id.take(rows), "concepts": concepts.take(rows),
+                           "source": names.take(pa.array(src[idx])), "sample_type": types.take(pa.array(typ[idx])),
+                           "recent": pa.array(recent[idx], pa.bool_())}
+                self.writer.write(split, pa.table([columns[name] for name in self.schema.names], schema=self.schema))
 
     def summary(self) -> tuple[dict, dict, list[str]]:
         """(composition, priority concepts, warnings for concepts under their minimum)."""
