@@ -54,16 +54,21 @@ def add_one_percent(root: Path, mb: float) -> float:
 
 def phase_ingest(cfg_path: str) -> dict:
     from mothbrain.config import load_config
-    from mothbrain.ingest import run_ingest
+    from mothbrain.ingest.stage import run_ingest
 
     r = run_ingest(load_config(cfg_path))
-    return {"seconds": r.seconds, "bytes_read": r.bytes_read, "documents": r.documents, "bad": r.bad_records,
-            "rows": r.rows()}
+    return {
+        "seconds": r.seconds,
+        "bytes_read": r.bytes_read,
+        "documents": r.documents,
+        "bad": r.bad_records,
+        "rows": r.rows(),
+    }
 
 
 def phase_read_back(cfg_path: str) -> dict:
     from mothbrain.config import load_config
-    from mothbrain.ingest import iter_documents
+    from mothbrain.ingest.stage import iter_documents
 
     t0 = time.perf_counter()
     n = chars = 0
@@ -74,7 +79,7 @@ def phase_read_back(cfg_path: str) -> dict:
 
 
 def phase_baseline(cfg_path: str) -> dict:
-    import mothbrain.ingest  # noqa: F401  (the import cost alone, for the RSS baseline)
+    import mothbrain.ingest.stage  # noqa: F401  (the import cost alone, for the RSS baseline)
 
     return {"seconds": 0.0}
 
@@ -86,8 +91,13 @@ def run_child(phase: str, cfg: Path, home: Path, script: str = __file__) -> dict
     """`script --phase PHASE --cfg CFG` in a child process over state dir `home`: its JSON result."""
     env = {**os.environ, "MOTHBRAIN_HOME": str(home)}
     t0 = time.perf_counter()
-    out = subprocess.run([sys.executable, script, "--phase", phase, "--cfg", str(cfg)], env=env,
-                         capture_output=True, text=True, check=False)
+    out = subprocess.run(
+        [sys.executable, script, "--phase", phase, "--cfg", str(cfg)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if out.returncode != 0:
         raise SystemExit(f"phase {phase} failed:\n{out.stderr[-3000:]}")
     res = json.loads(out.stdout.strip().splitlines()[-1])
@@ -130,19 +140,32 @@ def main() -> None:
         back = run_child("read_back", cfg, home)
 
     res = {
-        "archive_mb": round(size, 1), "generate_s": round(gen_s, 1), "documents": cold["documents"],
-        "cold_s": round(cold["seconds"], 2), "cold_process_wall_s": round(cold["wall"], 2), "cold_MBps": round(size / cold["seconds"], 1),
-        "rerun_s": round(rerun["seconds"], 3), "rerun_over_cold": round(rerun["seconds"] / cold["seconds"], 4),
-        "new_1pct_MB": round(new_mb, 2), "new_1pct_s": round(new["seconds"], 3),
+        "archive_mb": round(size, 1),
+        "generate_s": round(gen_s, 1),
+        "documents": cold["documents"],
+        "cold_s": round(cold["seconds"], 2),
+        "cold_process_wall_s": round(cold["wall"], 2),
+        "cold_MBps": round(size / cold["seconds"], 1),
+        "rerun_s": round(rerun["seconds"], 3),
+        "rerun_over_cold": round(rerun["seconds"] / cold["seconds"], 4),
+        "new_1pct_MB": round(new_mb, 2),
+        "new_1pct_s": round(new["seconds"], 3),
         "new_1pct_over_cold": round(new["seconds"] / cold["seconds"], 4),
         "new_1pct_MB_read": round(new["bytes_read"] / 1e6, 1),
-        "read_back_s": round(back["seconds"], 2), "read_back_MBps": round(size / back["seconds"], 1),
-        "peak_rss_mb": {"import_only": round(base["peak_rss_mb"]), "cold": round(cold["peak_rss_mb"]),
-                        "rerun": round(rerun["peak_rss_mb"]), "new_1pct": round(new["peak_rss_mb"]),
-                        "read_back": round(back["peak_rss_mb"])},
-        "targets_met": {"cold>=5MB/s": size / cold["seconds"] >= 5,
-                        "rerun<=5%": rerun["seconds"] <= 0.05 * cold["seconds"],
-                        "new_1pct<=10%": new["seconds"] <= 0.10 * cold["seconds"]},
+        "read_back_s": round(back["seconds"], 2),
+        "read_back_MBps": round(size / back["seconds"], 1),
+        "peak_rss_mb": {
+            "import_only": round(base["peak_rss_mb"]),
+            "cold": round(cold["peak_rss_mb"]),
+            "rerun": round(rerun["peak_rss_mb"]),
+            "new_1pct": round(new["peak_rss_mb"]),
+            "read_back": round(back["peak_rss_mb"]),
+        },
+        "targets_met": {
+            "cold>=5MB/s": size / cold["seconds"] >= 5,
+            "rerun<=5%": rerun["seconds"] <= 0.05 * cold["seconds"],
+            "new_1pct<=10%": new["seconds"] <= 0.10 * cold["seconds"],
+        },
     }
     if args.json:
         print(json.dumps(res, indent=1))
@@ -157,11 +180,23 @@ def main() -> None:
     t.add_column("throughput", justify="right")
     t.add_column("peak RSS MB", justify="right")
     t.add_row("cold", f"{res['cold_s']}", "1", f"{res['cold_MBps']} MB/s", str(res["peak_rss_mb"]["cold"]))
-    t.add_row("unchanged rerun", f"{res['rerun_s']}", f"{res['rerun_over_cold']:.2%}", "", str(res["peak_rss_mb"]["rerun"]))
-    t.add_row(f"1% new ({res['new_1pct_MB']} MB)", f"{res['new_1pct_s']}", f"{res['new_1pct_over_cold']:.2%}",
-              f"{res['new_1pct_MB_read']} MB read", str(res["peak_rss_mb"]["new_1pct"]))
-    t.add_row("read back (iter_documents)", f"{res['read_back_s']}", "", f"{res['read_back_MBps']} MB/s",
-              str(res["peak_rss_mb"]["read_back"]))
+    t.add_row(
+        "unchanged rerun", f"{res['rerun_s']}", f"{res['rerun_over_cold']:.2%}", "", str(res["peak_rss_mb"]["rerun"])
+    )
+    t.add_row(
+        f"1% new ({res['new_1pct_MB']} MB)",
+        f"{res['new_1pct_s']}",
+        f"{res['new_1pct_over_cold']:.2%}",
+        f"{res['new_1pct_MB_read']} MB read",
+        str(res["peak_rss_mb"]["new_1pct"]),
+    )
+    t.add_row(
+        "read back (iter_documents)",
+        f"{res['read_back_s']}",
+        "",
+        f"{res['read_back_MBps']} MB/s",
+        str(res["peak_rss_mb"]["read_back"]),
+    )
     t.add_row("import only (baseline)", "", "", "", str(res["peak_rss_mb"]["import_only"]))
     Console().print(t)
     print(json.dumps(res["targets_met"]))

@@ -38,8 +38,16 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 TOKEN = "bench-token-0123456789abcdef"
-PROMPTS = ["What do the figs teach?", "Tell me about the lantern.", "How is the harbour?", "Why compost?",
-           "What did the council decide?", "Who repairs the bridge?", "What is patience?", "Where is the heron?"]
+PROMPTS = [
+    "What do the figs teach?",
+    "Tell me about the lantern.",
+    "How is the harbour?",
+    "Why compost?",
+    "What did the council decide?",
+    "Who repairs the bridge?",
+    "What is patience?",
+    "Where is the heron?",
+]
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -50,9 +58,9 @@ def pct(xs: list[float], q: float) -> float:
 def prepare(home: Path, steps: int):
     os.environ["MOTHBRAIN_HOME"] = str(home)
     from mothbrain.config import load_config
-    from mothbrain.ingest import run_ingest
-    from mothbrain.modeling import quiet_libraries
-    from mothbrain.tiny import build_tiny_model, is_built
+    from mothbrain.ingest.stage import run_ingest
+    from mothbrain.models.loading import quiet_libraries
+    from mothbrain.models.tiny import build_tiny_model, is_built
 
     quiet_libraries()
     cfg = load_config(ROOT / "configs" / "demo.yaml")
@@ -61,8 +69,9 @@ def prepare(home: Path, steps: int):
         print(f"building the tiny model ({steps} pre-training steps) …", file=sys.stderr)
         build_tiny_model(model_dir, [cfg.resolve_path(s.path) for s in cfg.sources], pretrain_steps=steps)
     run_ingest(cfg)
-    from mothbrain import paths
     from test_serve import make_adapter  # a real PEFT adapter with non-zero LoRA weights
+
+    from mothbrain.core import paths
 
     if not paths.adapter_dir(cfg, "bench").exists():
         make_adapter(cfg, "bench", seed=1)
@@ -103,8 +112,12 @@ def load_phase(url: str, n: int, concurrency: int, max_tokens: int, time_limit: 
     def one(i: int):
         if time.monotonic() > deadline:
             return None
-        body = {"model": "mothbrain", "max_tokens": max_tokens, "temperature": 0,
-                "messages": [{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}]}
+        body = {
+            "model": "mothbrain",
+            "max_tokens": max_tokens,
+            "temperature": 0,
+            "messages": [{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}],
+        }
         t0 = time.monotonic()
         r = httpx.post(f"{url}/v1/chat/completions", json=body, headers=headers, timeout=120)
         gen = int(r.headers.get("x-mothbrain-generation-ms", 0)) / 1000
@@ -117,15 +130,24 @@ def load_phase(url: str, n: int, concurrency: int, max_tokens: int, time_limit: 
     ok = [r for r in results if r[0] == 200]
     lat = [r[1] for r in ok]
     overhead = [r[1] - r[3] for r in ok]  # queueing + HTTP + JSON, per request
-    return {"concurrency": concurrency, "sent": len(results), "ok": len(ok),
-            "overloaded_503": sum(r[0] == 503 for r in results), "other": sum(r[0] not in (200, 503) for r in results),
-            "req_per_s": round(len(ok) / wall, 2), "p50_s": round(pct(lat, 0.5), 3), "p95_s": round(pct(lat, 0.95), 3),
-            "tokens_per_s": round(sum(r[2] for r in ok) / wall, 1), "wall_s": round(wall, 2),
-            "p50_in_model_s": round(pct([r[3] for r in ok], 0.5), 3), "p50_outside_model_s": round(pct(overhead, 0.5), 3)}
+    return {
+        "concurrency": concurrency,
+        "sent": len(results),
+        "ok": len(ok),
+        "overloaded_503": sum(r[0] == 503 for r in results),
+        "other": sum(r[0] not in (200, 503) for r in results),
+        "req_per_s": round(len(ok) / wall, 2),
+        "p50_s": round(pct(lat, 0.5), 3),
+        "p95_s": round(pct(lat, 0.95), 3),
+        "tokens_per_s": round(sum(r[2] for r in ok) / wall, 1),
+        "wall_s": round(wall, 2),
+        "p50_in_model_s": round(pct([r[3] for r in ok], 0.5), 3),
+        "p50_outside_model_s": round(pct(overhead, 0.5), 3),
+    }
 
 
 def direct_baseline(engine, n: int, max_tokens: int) -> dict:
-    from mothbrain.serve import render_chat, trim_at_stop
+    from mothbrain.serve.app import render_chat, trim_at_stop
 
     lat = []
     # On a worker thread, as the server runs it: torch's 2-thread intra-op pool on the main thread
@@ -136,15 +158,19 @@ def direct_baseline(engine, n: int, max_tokens: int) -> dict:
             t0 = time.monotonic()
             trim_at_stop(pool.submit(engine.generate, [prompt], max_tokens, 0.0, 1.0, stops).result()[0], stops)
             lat.append(time.monotonic() - t0)
-    return {"requests": n, "req_per_s": round(n / sum(lat), 2), "p50_s": round(pct(lat, 0.5), 3),
-            "p95_s": round(pct(lat, 0.95), 3)}
+    return {
+        "requests": n,
+        "req_per_s": round(n / sum(lat), 2),
+        "p50_s": round(pct(lat, 0.5), 3),
+        "p95_s": round(pct(lat, 0.95), 3),
+    }
 
 
 def ask_phase(cfg_overrides: list[str], repeats: int) -> dict:
     from test_coordinator import FakeSystem2, closed_port_url
 
+    from mothbrain.ask.coordinator import ask
     from mothbrain.config import load_config
-    from mothbrain.coordinator import ask
 
     def timed(extra: list[str]) -> tuple[float, dict]:
         cfg = load_config(ROOT / "configs" / "demo.yaml", cfg_overrides + extra)
@@ -153,8 +179,11 @@ def ask_phase(cfg_overrides: list[str], repeats: int) -> dict:
             t0 = time.monotonic()
             last = ask(cfg, "What do the figs teach?", log_exchange=False)
             secs.append(time.monotonic() - t0)
-        return statistics.median(secs), {"degraded": last.degraded, "failed": sorted(last.failed),
-                                         "layers_s": {k: round(v.seconds, 3) for k, v in last.layers.items()}}
+        return statistics.median(secs), {
+            "degraded": last.degraded,
+            "failed": sorted(last.failed),
+            "layers_s": {k: round(v.seconds, 3) for k, v in last.layers.items()},
+        }
 
     out = {}
     with FakeSystem2() as s2:
@@ -162,8 +191,9 @@ def ask_phase(cfg_overrides: list[str], repeats: int) -> dict:
         out["alive"] = timed([f"coordinator.system2_url={s2.url}"])
     out["dead (connection refused)"] = timed([f"coordinator.system2_url={closed_port_url()}"])
     with FakeSystem2(delay=30) as s2:
-        out["slow (sleeps past 2 s timeout)"] = timed([f"coordinator.system2_url={s2.url}",
-                                                       "coordinator.system2_timeout_s=2"])
+        out["slow (sleeps past 2 s timeout)"] = timed(
+            [f"coordinator.system2_url={s2.url}", "coordinator.system2_timeout_s=2"]
+        )
     base = out["alive"][0]
     return {k: {"seconds": round(s, 3), "ratio_vs_alive": round(s / base, 2), **d} for k, (s, d) in out.items()}
 
@@ -191,7 +221,7 @@ def main() -> None:
         cfg = prepare(home, args.tiny_steps)
         os.environ["MOTHBRAIN_API_TOKEN"] = TOKEN  # what `ask` sends to System 1
         url = f"http://127.0.0.1:{args.port}"
-        from mothbrain.serve import TransformersEngine
+        from mothbrain.serve.app import TransformersEngine
 
         # The baseline runs before and after the HTTP phases (never during them); the faster run
         # counts, so a noisy neighbour on a shared machine penalises neither side alone.
@@ -205,8 +235,14 @@ def main() -> None:
             load_phase(url, 4, 1, args.max_tokens, 60)  # warm-up
             serial = load_phase(url, args.requests, 1, args.max_tokens, args.time_limit)
             parallel = load_phase(url, args.requests, args.concurrency, args.max_tokens, args.time_limit)
-            asks = ask_phase([f"coordinator.system1_url={url}/v1", "coordinator.system2_model=fake",
-                              "coordinator.system1_max_tokens=32"], args.ask_repeats)
+            asks = ask_phase(
+                [
+                    f"coordinator.system1_url={url}/v1",
+                    "coordinator.system2_model=fake",
+                    "coordinator.system1_max_tokens=32",
+                ],
+                args.ask_repeats,
+            )
         finally:
             proc.terminate()
             proc.wait(10)
@@ -216,24 +252,38 @@ def main() -> None:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
 
-    result = {"cores": os.cpu_count(), "max_tokens": args.max_tokens, "direct_engine": direct, "http_serial": serial,
-              "http_concurrent": parallel,
-              "http_vs_direct_p50": round(serial["p50_s"] / direct["p50_s"], 2) if direct["p50_s"] else None,
-              "ask": asks}
+    result = {
+        "cores": os.cpu_count(),
+        "max_tokens": args.max_tokens,
+        "direct_engine": direct,
+        "http_serial": serial,
+        "http_concurrent": parallel,
+        "http_vs_direct_p50": round(serial["p50_s"] / direct["p50_s"], 2) if direct["p50_s"] else None,
+        "ask": asks,
+    }
     if args.json:
         print(json.dumps(result, indent=2))
         return
     print(f"serve on {result['cores']} cores, tiny model + adapter, {args.max_tokens} tokens per answer")
-    print(f"  direct engine (baseline)  {direct['req_per_s']:6.2f} req/s  p50 {direct['p50_s']:.3f}s  p95 {direct['p95_s']:.3f}s")
+    print(
+        f"  direct engine (baseline)  {direct['req_per_s']:6.2f} req/s  "
+        f"p50 {direct['p50_s']:.3f}s  p95 {direct['p95_s']:.3f}s"
+    )
     for name, ph in (("HTTP, 1 client", serial), (f"HTTP, {args.concurrency} clients", parallel)):
-        print(f"  {name:<25} {ph['req_per_s']:6.2f} req/s  p50 {ph['p50_s']:.3f}s  p95 {ph['p95_s']:.3f}s  "
-              f"({ph['ok']}/{ph['sent']} ok, {ph['overloaded_503']} x 503, {ph['tokens_per_s']} tok/s)")
-    print(f"  HTTP p50 / direct p50 = {result['http_vs_direct_p50']}   (1 client: p50 {serial['p50_in_model_s']:.3f}s "
-          f"in the model, {serial['p50_outside_model_s']:.3f}s outside it: HTTP, JSON, queue)")
+        print(
+            f"  {name:<25} {ph['req_per_s']:6.2f} req/s  p50 {ph['p50_s']:.3f}s  p95 {ph['p95_s']:.3f}s  "
+            f"({ph['ok']}/{ph['sent']} ok, {ph['overloaded_503']} x 503, {ph['tokens_per_s']} tok/s)"
+        )
+    print(
+        f"  HTTP p50 / direct p50 = {result['http_vs_direct_p50']}   (1 client: p50 {serial['p50_in_model_s']:.3f}s "
+        f"in the model, {serial['p50_outside_model_s']:.3f}s outside it: HTTP, JSON, queue)"
+    )
     print("ask (System 1 over HTTP, wiki, fake System 2)")
     for name, a in asks.items():
-        print(f"  {name:<32} {a['seconds']:6.2f}s  x{a['ratio_vs_alive']:<5} degraded={a['degraded']} "
-              f"failed={a['failed']} layers={a['layers_s']}")
+        print(
+            f"  {name:<32} {a['seconds']:6.2f}s  x{a['ratio_vs_alive']:<5} degraded={a['degraded']} "
+            f"failed={a['failed']} layers={a['layers_s']}"
+        )
 
 
 if __name__ == "__main__":

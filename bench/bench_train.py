@@ -7,7 +7,8 @@ plain trl SFTTrainer with its default data path (no packing, each batch padded t
 
 CPU: both trainers get the same 4-bit tiny base, the same LoRA, the same `--samples` training rows
 of the demo data set (built with the real ingest + preprocess), the same micro-batch, max length
-and learning rate, and run one pass over them, `--repeats` times interleaved (best run counts). Tokens are counted as real (non-pad) tokens only;
+and learning rate, and run one pass over them, `--repeats` times interleaved (best run counts).
+Tokens are counted as real (non-pad) tokens only;
 the ratio is ours / baseline, measured in this run. A third run, the baseline with fp32 adapters,
 separates the gain from packing from the gain from not using trl's bf16 adapter cast on CPU.
 
@@ -46,10 +47,24 @@ sys.path.insert(0, str(ROOT))
 
 H100_BF16_DENSE_FLOPS = 989e12
 ARCHS = {  # published Qwen2.5 configs (no download needed)
-    "qwen2.5-0.5b": dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
-                         num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True),
-    "qwen2.5-7b": dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
-                       num_key_value_heads=4, vocab_size=152064, tie_word_embeddings=False),
+    "qwen2.5-0.5b": dict(
+        hidden_size=896,
+        intermediate_size=4864,
+        num_hidden_layers=24,
+        num_attention_heads=14,
+        num_key_value_heads=2,
+        vocab_size=151936,
+        tie_word_embeddings=True,
+    ),
+    "qwen2.5-7b": dict(
+        hidden_size=3584,
+        intermediate_size=18944,
+        num_hidden_layers=28,
+        num_attention_heads=28,
+        num_key_value_heads=4,
+        vocab_size=152064,
+        tie_word_embeddings=False,
+    ),
 }
 
 
@@ -57,9 +72,9 @@ def _prepare(home: Path, overrides: list[str]):
     """The demo config over a state dir holding the tiny model and a preprocessed data set."""
     os.environ["MOTHBRAIN_HOME"] = str(home)
     from mothbrain.config import load_config
-    from mothbrain.ingest import run_ingest
-    from mothbrain.modeling import quiet_libraries
-    from mothbrain.preprocess import load_latest_dataset, run_preprocess
+    from mothbrain.data.stage import load_latest_dataset, run_preprocess
+    from mothbrain.ingest.stage import run_ingest
+    from mothbrain.models.loading import quiet_libraries
 
     quiet_libraries()
     cfg = load_config(ROOT / "configs" / "demo.yaml", overrides)
@@ -92,36 +107,56 @@ class _Clock:
 
 
 def _run_ours(cfg, rows, warmup: int = 0) -> dict:
-    from mothbrain.train import _build_trainer, pad_share
+    from mothbrain.train.stage import _build_trainer, pad_share
 
     clock = _Clock(warmup)
     trainer, info = _build_trainer(cfg, "bench", rows, [clock.callback])
     clock.t0 = time.perf_counter()
     trainer.train()
     tokens, seconds = clock.result()
-    out = {"tokens": tokens, "seconds": seconds, "tokens_per_s": tokens / seconds, "steps": trainer.state.global_step,
-           "pad_share": info["pad_share"], "trainer": trainer}
+    out = {
+        "tokens": tokens,
+        "seconds": seconds,
+        "tokens_per_s": tokens / seconds,
+        "steps": trainer.state.global_step,
+        "pad_share": info["pad_share"],
+        "trainer": trainer,
+    }
     out["pad_share"] = pad_share(trainer, batches=10**9)
     return out
 
 
-def _run_trl(cfg, rows, sft_args: dict, warmup: int = 0, max_batches: int | None = None,
-             fp32_adapters: bool = False) -> dict:
+def _run_trl(
+    cfg, rows, sft_args: dict, warmup: int = 0, max_batches: int | None = None, fp32_adapters: bool = False
+) -> dict:
     """A plain trl SFTTrainer on our 4-bit base with our LoRA, the rest from `sft_args` and trl's
     defaults; tokens/s counts real (non-pad) tokens after `warmup` steps, and the pad share is read
     off its own dataloader (the first `max_batches` batches)."""
     from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
 
-    from mothbrain.modeling import load_base_model, load_tokenizer
+    from mothbrain.models.loading import load_base_model, load_tokenizer
 
     model = load_base_model(cfg, for_training=True)
-    args = SFTConfig(output_dir=tempfile.mkdtemp(prefix="bench-trl-"), report_to="none", save_strategy="no",
-                     logging_steps=10**6, disable_tqdm=True, include_num_input_tokens_seen="non_padding", **sft_args)
-    peft = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
-                      target_modules=list(cfg.lora.target_modules), task_type="CAUSAL_LM")
-    trainer = SFTTrainer(model=model, args=args, train_dataset=rows, processing_class=load_tokenizer(cfg),
-                         peft_config=peft)
+    args = SFTConfig(
+        output_dir=tempfile.mkdtemp(prefix="bench-trl-"),
+        report_to="none",
+        save_strategy="no",
+        logging_steps=10**6,
+        disable_tqdm=True,
+        include_num_input_tokens_seen="non_padding",
+        **sft_args,
+    )
+    peft = LoraConfig(
+        r=cfg.lora.r,
+        lora_alpha=cfg.lora.alpha,
+        lora_dropout=cfg.lora.dropout,
+        target_modules=list(cfg.lora.target_modules),
+        task_type="CAUSAL_LM",
+    )
+    trainer = SFTTrainer(
+        model=model, args=args, train_dataset=rows, processing_class=load_tokenizer(cfg), peft_config=peft
+    )
     if fp32_adapters:
         for p in trainer.model.parameters():
             if p.requires_grad:
@@ -138,9 +173,16 @@ def _run_trl(cfg, rows, sft_args: dict, warmup: int = 0, max_batches: int | None
     trainer.train()
     tokens, seconds = clock.result()
     shutil.rmtree(args.output_dir, ignore_errors=True)
-    return {"tokens": tokens, "seconds": seconds, "tokens_per_s": tokens / seconds, "steps": trainer.state.global_step,
-            "pad_share": pads / max(1, total), "batch_size": args.per_device_train_batch_size,
-            "max_length": args.max_length, "trainer": trainer}
+    return {
+        "tokens": tokens,
+        "seconds": seconds,
+        "tokens_per_s": tokens / seconds,
+        "steps": trainer.state.global_step,
+        "pad_share": pads / max(1, total),
+        "batch_size": args.per_device_train_batch_size,
+        "max_length": args.max_length,
+        "trainer": trainer,
+    }
 
 
 def _run_baseline(cfg, rows, fp32_adapters: bool) -> dict:
@@ -148,11 +190,24 @@ def _run_baseline(cfg, rows, fp32_adapters: bool) -> dict:
     `fp32_adapters`, trl's bf16 cast of 4-bit models' adapters). Model, LoRA, batch, lr, max length,
     precision and checkpointing are ours, so the difference is the data path."""
     t = cfg.train
-    return _run_trl(cfg, rows, fp32_adapters=fp32_adapters, sft_args=dict(
-        num_train_epochs=1, max_steps=-1, per_device_train_batch_size=t.micro_batch_size,
-        learning_rate=t.learning_rate, max_length=t.max_seq_len, use_cpu=True, seed=t.seed, data_seed=t.seed,
-        # what trl defaults to differently from us but is not about padding: held equal
-        bf16=False, gradient_checkpointing=t.gradient_checkpointing))
+    return _run_trl(
+        cfg,
+        rows,
+        fp32_adapters=fp32_adapters,
+        sft_args=dict(
+            num_train_epochs=1,
+            max_steps=-1,
+            per_device_train_batch_size=t.micro_batch_size,
+            learning_rate=t.learning_rate,
+            max_length=t.max_seq_len,
+            use_cpu=True,
+            seed=t.seed,
+            data_seed=t.seed,
+            # what trl defaults to differently from us but is not about padding: held equal
+            bf16=False,
+            gradient_checkpointing=t.gradient_checkpointing,
+        ),
+    )
 
 
 def _figures(run: dict) -> dict:
@@ -161,8 +216,9 @@ def _figures(run: dict) -> dict:
 
 
 def bench_cpu(samples: int, repeats: int, home: Path) -> dict:
-    cfg, train = _prepare(home, ["train.max_steps=-1", "train.num_epochs=1", "train.save_steps=100000",
-                                 "train.logging_steps=100000"])
+    cfg, train = _prepare(
+        home, ["train.max_steps=-1", "train.num_epochs=1", "train.save_steps=100000", "train.logging_steps=100000"]
+    )
     rows = train.shuffle(seed=0).select(range(min(samples, len(train))))
     rows = rows.remove_columns([c for c in rows.column_names if c not in ("prompt", "completion")])
     runs = {
@@ -180,10 +236,15 @@ def bench_cpu(samples: int, repeats: int, home: Path) -> dict:
                 best[name] = r
     ours, base, base32 = best["ours"], best["base"], best["base32"]
     return {
-        "device": "cpu", "model": "tiny-qwen2 (4-bit NF4 + double quant, LoRA r16)", "samples": len(rows),
+        "device": "cpu",
+        "model": "tiny-qwen2 (4-bit NF4 + double quant, LoRA r16)",
+        "samples": len(rows),
         "repeats": repeats,
-        "micro_batch": cfg.train.micro_batch_size, "max_seq_len": cfg.train.max_seq_len,
-        "ours": ours, "baseline_trl_defaults": base, "baseline_fp32_adapters": base32,
+        "micro_batch": cfg.train.micro_batch_size,
+        "max_seq_len": cfg.train.max_seq_len,
+        "ours": ours,
+        "baseline_trl_defaults": base,
+        "baseline_fp32_adapters": base32,
         "speedup_vs_trl_defaults": ours["tokens_per_s"] / base["tokens_per_s"],
         "speedup_vs_fp32_baseline": ours["tokens_per_s"] / base32["tokens_per_s"],
         "steps_ratio": ours["steps"] / base["steps"],
@@ -196,14 +257,22 @@ def _paired_cfg(arch: str, steps: int, seq_len: int, home: Path, device: str):
     path); on CPU (`arch` "tiny", to check the harness) the demo's tiny model."""
     cfg0, _ = _prepare(home, [])
     if arch == "tiny":
-        cfg, train = _prepare(home, [f"train.max_steps={steps}", f"train.max_seq_len={seq_len}",
-                                     "train.micro_batch_size=1", "train.gradient_accumulation=1",
-                                     "train.save_steps=100000", "train.logging_steps=100000"])
+        cfg, train = _prepare(
+            home,
+            [
+                f"train.max_steps={steps}",
+                f"train.max_seq_len={seq_len}",
+                "train.micro_batch_size=1",
+                "train.gradient_accumulation=1",
+                "train.save_steps=100000",
+                "train.logging_steps=100000",
+            ],
+        )
     else:
         import torch
         from transformers import AutoModelForCausalLM, Qwen2Config
 
-        from mothbrain.tiny import ensure_base_model
+        from mothbrain.models.tiny import ensure_base_model
 
         tiny = Path(ensure_base_model(cfg0))
         model_dir = home / "data" / "models" / f"random-{arch}"
@@ -217,12 +286,26 @@ def _paired_cfg(arch: str, steps: int, seq_len: int, home: Path, device: str):
             for f in tiny.iterdir():  # the tiny tokenizer: its ids are valid in any larger vocabulary
                 if "token" in f.name or f.name == "special_tokens_map.json":
                     shutil.copy(f, model_dir / f.name)
-        cfg, train = _prepare(home, [f"model.base={model_dir}", "model.build_tiny=false", f"model.device={device}",
-                                     "model.quantization.compute_dtype=auto", "hardware.memory_gb=80",
-                                     f"train.max_steps={steps}", f"train.max_seq_len={seq_len}", "train.micro_batch_size=1",
-                                     "train.gradient_accumulation=1", "train.gradient_checkpointing=true",
-                                     "train.optimizer=paged_adamw_8bit", "train.learning_rate=0.0002",
-                                     "train.save_steps=100000", "train.logging_steps=100000", "lora.dropout=0.05"])
+        cfg, train = _prepare(
+            home,
+            [
+                f"model.base={model_dir}",
+                "model.build_tiny=false",
+                f"model.device={device}",
+                "model.quantization.compute_dtype=auto",
+                "hardware.memory_gb=80",
+                f"train.max_steps={steps}",
+                f"train.max_seq_len={seq_len}",
+                "train.micro_batch_size=1",
+                "train.gradient_accumulation=1",
+                "train.gradient_checkpointing=true",
+                "train.optimizer=paged_adamw_8bit",
+                "train.learning_rate=0.0002",
+                "train.save_steps=100000",
+                "train.logging_steps=100000",
+                "lora.dropout=0.05",
+            ],
+        )
     from datasets import concatenate_datasets
 
     while sum(len(p) + len(c) for p, c in zip(train["prompt"], train["completion"])) < 6 * seq_len * (steps + 2):
@@ -266,14 +349,26 @@ def run_side(side: str, arch: str, steps: int, seq_len: int, home: Path, device:
     sample_tokens = [len(tok(p + c)["input_ids"]) for p, c in zip(train["prompt"][:500], train["completion"][:500])]
     s_avg = sum(sample_tokens) / len(sample_tokens)
     flops, n_frozen, n_lora = _flops_per_token(trainer.model, conf.num_hidden_layers, conf.hidden_size, s_avg)
-    peak = torch.cuda.max_memory_allocated() / 1e9 if device == "cuda" else \
-        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
-    return {"side": side, "tokens_per_s": r["tokens_per_s"], "steps": r["steps"], "pad_share": r["pad_share"],
-            "peak_gb": peak, "peak_kind": "GPU allocated" if device == "cuda" else "process RSS",
-            "mean_sample_tokens": s_avg, "mean_sample_chars": sum(lengths) / len(lengths),
-            "flops_per_token": flops, "n_frozen_matmul_params": n_frozen, "n_lora_params": n_lora,
-            "mfu_vs_h100_bf16_dense": r["tokens_per_s"] * flops / H100_BF16_DENSE_FLOPS,
-            **{k: r[k] for k in ("batch_size", "max_length") if k in r}}
+    peak = (
+        torch.cuda.max_memory_allocated() / 1e9
+        if device == "cuda"
+        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+    )
+    return {
+        "side": side,
+        "tokens_per_s": r["tokens_per_s"],
+        "steps": r["steps"],
+        "pad_share": r["pad_share"],
+        "peak_gb": peak,
+        "peak_kind": "GPU allocated" if device == "cuda" else "process RSS",
+        "mean_sample_tokens": s_avg,
+        "mean_sample_chars": sum(lengths) / len(lengths),
+        "flops_per_token": flops,
+        "n_frozen_matmul_params": n_frozen,
+        "n_lora_params": n_lora,
+        "mfu_vs_h100_bf16_dense": r["tokens_per_s"] * flops / H100_BF16_DENSE_FLOPS,
+        **{k: r[k] for k in ("batch_size", "max_length") if k in r},
+    }
 
 
 def bench_paired(arch: str, steps: int, seq_len: int, home: Path, device: str) -> dict:
@@ -283,27 +378,55 @@ def bench_paired(arch: str, steps: int, seq_len: int, home: Path, device: str) -
 
     sides = {}
     for side in ("ours", "baseline"):
-        cmd = [sys.executable, __file__, "--side", side, "--arch", arch, "--steps", str(steps),
-               "--seq-len", str(seq_len), "--home", str(home), "--device", device]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--side",
+            side,
+            "--arch",
+            arch,
+            "--steps",
+            str(steps),
+            "--seq-len",
+            str(seq_len),
+            "--home",
+            str(home),
+            "--device",
+            device,
+        ]
         out = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if out.returncode != 0:
             raise SystemExit(f"{side} failed:\n{out.stderr[-4000:]}")
         sides[side] = json.loads(out.stdout.strip().splitlines()[-1])
     ours, base = sides["ours"], sides["baseline"]
-    res = {"device": device, "arch": arch, "random_weights": arch != "tiny", "seq_len": seq_len, "steps": steps,
-           "ours": ours, "baseline_trl_defaults": base,
-           "speedup_tokens_per_s": ours["tokens_per_s"] / base["tokens_per_s"],
-           "peak_memory_ratio": ours["peak_gb"] / base["peak_gb"]}
-    res["targets_met"] = {"speedup>=2": res["speedup_tokens_per_s"] >= 2, "memory<=0.6": res["peak_memory_ratio"] <= 0.6,
-                          "mfu>=40% (7B)": ours["mfu_vs_h100_bf16_dense"] >= 0.40 if arch == "qwen2.5-7b" else None}
+    res = {
+        "device": device,
+        "arch": arch,
+        "random_weights": arch != "tiny",
+        "seq_len": seq_len,
+        "steps": steps,
+        "ours": ours,
+        "baseline_trl_defaults": base,
+        "speedup_tokens_per_s": ours["tokens_per_s"] / base["tokens_per_s"],
+        "peak_memory_ratio": ours["peak_gb"] / base["peak_gb"],
+    }
+    res["targets_met"] = {
+        "speedup>=2": res["speedup_tokens_per_s"] >= 2,
+        "memory<=0.6": res["peak_memory_ratio"] <= 0.6,
+        "mfu>=40% (7B)": ours["mfu_vs_h100_bf16_dense"] >= 0.40 if arch == "qwen2.5-7b" else None,
+    }
     return res
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    ap.add_argument("--arch", choices=sorted(ARCHS) + ["tiny"], default="qwen2.5-0.5b",
-                    help="GPU: the architecture (random weights); tiny: the demo model, to check the paired harness on CPU")
+    ap.add_argument(
+        "--arch",
+        choices=sorted(ARCHS) + ["tiny"],
+        default="qwen2.5-0.5b",
+        help="GPU: the architecture (random weights); tiny: the demo model, to check the paired harness on CPU",
+    )
     ap.add_argument("--paired", action="store_true", help="CPU: run the GPU-style paired comparison (use --arch tiny)")
     ap.add_argument("--side", choices=["ours", "baseline"], help=argparse.SUPPRESS)
     ap.add_argument("--samples", type=int, default=256, help="CPU: training rows both trainers see")
@@ -327,24 +450,37 @@ def main() -> None:
         return
     if "baseline_fp32_adapters" in res:
         o, b, b32 = res["ours"], res["baseline_trl_defaults"], res["baseline_fp32_adapters"]
-        print(f"{res['model']}, {res['samples']} samples, micro-batch {res['micro_batch']}, "
-              f"max length {res['max_seq_len']}, best of {res['repeats']} interleaved runs")
+        print(
+            f"{res['model']}, {res['samples']} samples, micro-batch {res['micro_batch']}, "
+            f"max length {res['max_seq_len']}, best of {res['repeats']} interleaved runs"
+        )
         print(f"{'':32}{'real tok/s':>12}{'pad share':>11}{'steps':>7}{'seconds':>9}")
-        for name, r in (("ours (packed, fp32 adapters)", o), ("trl defaults (padded)", b),
-                        ("trl defaults + fp32 adapters", b32)):
+        for name, r in (
+            ("ours (packed, fp32 adapters)", o),
+            ("trl defaults (padded)", b),
+            ("trl defaults + fp32 adapters", b32),
+        ):
             print(f"{name:32}{r['tokens_per_s']:>12,.0f}{r['pad_share']:>11.1%}{r['steps']:>7}{r['seconds']:>9.1f}")
-        print(f"speed-up: x{res['speedup_vs_trl_defaults']:.2f} vs trl defaults, "
-              f"x{res['speedup_vs_fp32_baseline']:.2f} vs the same with fp32 adapters (packing alone)")
+        print(
+            f"speed-up: x{res['speedup_vs_trl_defaults']:.2f} vs trl defaults, "
+            f"x{res['speedup_vs_fp32_baseline']:.2f} vs the same with fp32 adapters (packing alone)"
+        )
     else:
         o, b = res["ours"], res["baseline_trl_defaults"]
-        print(f"{res['arch']} ({'random weights, ' if res['random_weights'] else ''}NF4 QLoRA) on {res['device']}, "
-              f"{res['steps']} steps, packed rows of {res['seq_len']} tokens (ours)")
+        print(
+            f"{res['arch']} ({'random weights, ' if res['random_weights'] else ''}NF4 QLoRA) on {res['device']}, "
+            f"{res['steps']} steps, packed rows of {res['seq_len']} tokens (ours)"
+        )
         print(f"{'':30}{'tok/s':>10}{'peak GB':>9}{'MFU':>8}{'pad':>7}{'batch':>7}")
         for name, r in (("ours (packed, padding-free)", o), ("trl SFTTrainer defaults", b)):
-            print(f"{name:30}{r['tokens_per_s']:>10,.0f}{r['peak_gb']:>9.2f}{r['mfu_vs_h100_bf16_dense']:>8.1%}"
-                  f"{r['pad_share']:>7.1%}{r.get('batch_size', 1):>7}")
-        print(f"speed-up x{res['speedup_tokens_per_s']:.2f}, peak memory x{res['peak_memory_ratio']:.2f} "
-              f"({o['peak_kind']}); targets: {json.dumps(res['targets_met'])}")
+            print(
+                f"{name:30}{r['tokens_per_s']:>10,.0f}{r['peak_gb']:>9.2f}{r['mfu_vs_h100_bf16_dense']:>8.1%}"
+                f"{r['pad_share']:>7.1%}{r.get('batch_size', 1):>7}"
+            )
+        print(
+            f"speed-up x{res['speedup_tokens_per_s']:.2f}, peak memory x{res['peak_memory_ratio']:.2f} "
+            f"({o['peak_kind']}); targets: {json.dumps(res['targets_met'])}"
+        )
 
 
 if __name__ == "__main__":

@@ -25,11 +25,24 @@ SAMPLE = REPO / "data" / "sample"
 
 _SENT = re.compile(r"(?<=[.!?])\s+")
 _WORD = re.compile(r"[A-Za-z][a-z]{3,}")
-_SYLLABLES = ("ba be bi bo bu ca ce co da de di do fa fe fi ga ge go ha he hi ka ke ko la le li lo lu "
-              "ma me mi mo na ne ni no pa pe pi po ra re ri ro sa se si so ta te ti to va ve vi wa we").split()
-_CODE = ["def {w}(items):", "    for item in items:", "        if item.{w} is None:", "            continue",
-         "        total += item.{w}", "    return total", "import os", "result = {w}(load('{w}.json'))",
-         "print(f'{{len(result)}} {w}s')", "class {W}:", "    def __init__(self, {w}):", "        self.{w} = {w}"]
+_SYLLABLES = (
+    "ba be bi bo bu ca ce co da de di do fa fe fi ga ge go ha he hi ka ke ko la le li lo lu "
+    "ma me mi mo na ne ni no pa pe pi po ra re ri ro sa se si so ta te ti to va ve vi wa we"
+).split()
+_CODE = [
+    "def {w}(items):",
+    "    for item in items:",
+    "        if item.{w} is None:",
+    "            continue",
+    "        total += item.{w}",
+    "    return total",
+    "import os",
+    "result = {w}(load('{w}.json'))",
+    "print(f'{{len(result)}} {w}s')",
+    "class {W}:",
+    "    def __init__(self, {w}):",
+    "        self.{w} = {w}",
+]
 
 
 def _sample_sentences() -> list[str]:
@@ -81,7 +94,8 @@ class ChatGenerator:
         s = " ".join(words)
         roll = rng.random()
         if roll < 0.04:
-            s += f" That was {rng.randint(2, 400)} {self.word()}s on {rng.randint(1, 28)} March {rng.randint(2019, 2026)}."
+            s += f" That was {rng.randint(2, 400)} {self.word()}s"
+            s += f" on {rng.randint(1, 28)} March {rng.randint(2019, 2026)}."
         elif roll < 0.06:
             s += f" See https://{self.word()}.example.org/{self.word()}/{rng.randint(1, 9999)} for the {self.word()}."
         return s
@@ -98,7 +112,7 @@ class ChatGenerator:
         if kind == 3:
             return f"Call me on +44 20 7946 {rng.randint(1000, 9999)} after six."
         if kind == 4:
-            return f"password = \"{''.join(rng.choices(alnum, k=14))}\""
+            return f'password = "{"".join(rng.choices(alnum, k=14))}"'
         return f"AWS key AKIA{''.join(rng.choices('ABCDEFGHIJKLMNOPQRSTUVWXYZ234567', k=16))} is in the vault."
 
     def code_block(self) -> str:
@@ -144,7 +158,9 @@ class ChatGenerator:
         for _ in range(self.rng.choices((1, 2, 3, 4, 6), (4, 3, 2, 1, 1))[0]):
             msgs.append({"role": "user", "content": self.question()})
             msgs.append({"role": "assistant", "content": self.reply()})
-        return json.dumps({"id": f"c{self.n}", "created_at": round(when, 3), "messages": msgs}, ensure_ascii=False) + "\n"
+        return (
+            json.dumps({"id": f"c{self.n}", "created_at": round(when, 3), "messages": msgs}, ensure_ascii=False) + "\n"
+        )
 
     def write(self, path: Path, mb: float, mode: str = "w") -> None:
         """Append conversations to `path` until it holds `mb` more MB (timestamps in the last 60 days)."""

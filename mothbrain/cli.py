@@ -8,21 +8,32 @@ from __future__ import annotations
 
 import functools
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import click
 
-from .config import Config, ConfigError, load_config
-from .errors import MothError, NothingToDo
+from mothbrain.config import Config, ConfigError, load_config
+from mothbrain.errors import MothError, NothingToDo
 
 
 def config_options(fn: Callable) -> Callable:
     """--config/--set/--json on a command; the command receives a loaded `cfg`."""
 
-    @click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar="MOTHBRAIN_CONFIG",
-                  help="YAML config (default: $MOTHBRAIN_CONFIG, else configs/demo.yaml).")
-    @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-                  help="Override a config value, e.g. --set train.max_steps=20 (repeatable).")
+    @click.option(
+        "--config",
+        "config_path",
+        type=click.Path(dir_okay=False),
+        envvar="MOTHBRAIN_CONFIG",
+        help="YAML config (default: $MOTHBRAIN_CONFIG, else configs/demo.yaml).",
+    )
+    @click.option(
+        "--set",
+        "overrides",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="Override a config value, e.g. --set train.max_steps=20 (repeatable).",
+    )
     @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of a table.")
     @functools.wraps(fn)
     def wrapper(config_path: str | None, overrides: tuple[str, ...], as_json: bool, **kwargs: Any) -> Any:
@@ -46,7 +57,7 @@ def config_options(fn: Callable) -> Callable:
 
 
 def _show(report: Any, as_json: bool) -> None:
-    from .report import print_report
+    from mothbrain.report import print_report
 
     print_report(report, as_json=as_json)
 
@@ -77,24 +88,29 @@ def ingest(cfg: Config, as_json: bool, since: float | None, full: bool) -> None:
     \b
     Example: mothbrain ingest --full
     """
-    from .ingest import run_ingest
+    from mothbrain.ingest.stage import run_ingest
 
     _show(run_ingest(cfg, since=since, full=full), as_json)
 
 
 @main.command()
 @config_options
-@click.option("--since", "since_days", type=float, default=None, help="Days that count as recent (default ingest.since_days).")
+@click.option(
+    "--since", "since_days", type=float, default=None, help="Days that count as recent (default ingest.since_days)."
+)
 @click.option("--force", is_flag=True, help="Rebuild even when nothing ingested or configured changed today.")
-@click.option("--full", is_flag=True, help="Process every document again (ignore the document cache) and mine "
-              "the concept pairs again.")
+@click.option(
+    "--full",
+    is_flag=True,
+    help="Process every document again (ignore the document cache) and mine the concept pairs again.",
+)
 def preprocess(cfg: Config, as_json: bool, since_days: float | None, force: bool, full: bool) -> None:
     """Build the voice-and-association data set (filtered, redacted, deduplicated).
 
     \b
     Example: mothbrain preprocess --json
     """
-    from .preprocess import run_preprocess
+    from mothbrain.data.stage import run_preprocess
 
     _show(run_preprocess(cfg, since_days=since_days, force=force, full=full), as_json)
 
@@ -111,7 +127,7 @@ def train(cfg: Config, as_json: bool, dry_run: bool, fresh: bool) -> None:
       mothbrain train
       mothbrain train --dry-run --config configs/default.yaml --set lora.r=32
     """
-    from .train import run_train
+    from mothbrain.train.stage import run_train
 
     report = run_train(cfg, dry_run=dry_run, fresh=fresh)
     if report.text and not as_json:
@@ -128,7 +144,7 @@ def dream(cfg: Config, as_json: bool, version: str | None) -> None:
     \b
     Example: mothbrain dream && mothbrain proposals list
     """
-    from .dream import run_dream
+    from mothbrain.dream.stage import run_dream
 
     _show(run_dream(cfg, version=version), as_json)
 
@@ -142,7 +158,7 @@ def eval_(cfg: Config, as_json: bool, version: str | None) -> None:
     \b
     Example: mothbrain eval --version v0003
     """
-    from .evaluate import run_eval
+    from mothbrain.evaluate.stage import run_eval
 
     _show(run_eval(cfg, version=version), as_json)
 
@@ -159,7 +175,7 @@ def promote(cfg: Config, as_json: bool, version: str | None, rollback: bool) -> 
       mothbrain promote
       mothbrain promote --rollback
     """
-    from .promote import run_promote, run_rollback
+    from mothbrain.promote import run_promote, run_rollback
 
     _show(run_rollback(cfg) if rollback else run_promote(cfg, version=version), as_json)
 
@@ -175,7 +191,7 @@ def run(cfg: Config, as_json: bool, chain: str) -> None:
       mothbrain run nightly
       nice -n 19 ionice -c 3 mothbrain run weekly --config /abs/configs/default.yaml
     """
-    from .schedule import run_chain
+    from mothbrain.ops.schedule import run_chain
 
     record = run_chain(cfg, chain)
     _show(record, as_json)
@@ -201,8 +217,8 @@ def status(cfg: Config, as_json: bool) -> None:
 
     from rich.console import Console
 
-    from .report import render_table
-    from .status import status_report
+    from mothbrain.ops.status import status_report
+    from mothbrain.report import render_table
 
     report = status_report(cfg)
     if as_json:
@@ -218,8 +234,12 @@ def status(cfg: Config, as_json: bool) -> None:
 @main.command()
 @config_options
 @click.option("--send", is_flag=True, help="E-mail it through briefing.smtp_* (it is always written to files too).")
-@click.option("--out", type=click.Path(file_okay=False), default=None,
-              help="Folder for briefing-<date>.eml/.txt/.html (default: <state>/data/briefings).")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Folder for briefing-<date>.eml/.txt/.html (default: <state>/data/briefings).",
+)
 def briefing(cfg: Config, as_json: bool, send: bool, out: str | None) -> None:
     """The morning briefing: last night and week, versions, missed runs, proposals, health.
 
@@ -230,7 +250,7 @@ def briefing(cfg: Config, as_json: bool, send: bool, out: str | None) -> None:
     """
     import json
 
-    from .briefing import run_briefing
+    from mothbrain.ops.briefing import run_briefing
 
     report = run_briefing(cfg, send=send, out=out)
     if as_json:
@@ -255,7 +275,7 @@ def doctor(cfg: Config, as_json: bool, smtp_test: bool) -> None:
       mothbrain doctor
       mothbrain doctor --smtp --config /abs/configs/default.yaml
     """
-    from .doctor import run_doctor
+    from mothbrain.ops.doctor import run_doctor
 
     report = run_doctor(cfg, smtp_test=smtp_test)
     _show(report, as_json)
@@ -279,7 +299,7 @@ def _cron_cmd(action: str) -> Callable:
     def command(cfg: Config, as_json: bool) -> None:
         import json
 
-        from . import schedule
+        from mothbrain.ops import schedule
 
         report = getattr(schedule, f"cron_{action}")(cfg)
         if as_json:
@@ -296,11 +316,14 @@ def _cron_cmd(action: str) -> Callable:
 
 
 cron.command("install", help="Add (or update) the mothbrain block in your crontab; other lines are untouched.")(
-    config_options(_cron_cmd("install")))
+    config_options(_cron_cmd("install"))
+)
 cron.command("show", help="Print the block `cron install` would write, and whether it is installed.")(
-    config_options(_cron_cmd("show")))
+    config_options(_cron_cmd("show"))
+)
 cron.command("remove", help="Remove the mothbrain block from your crontab; other lines are untouched.")(
-    config_options(_cron_cmd("remove")))
+    config_options(_cron_cmd("remove"))
+)
 
 # ---- end of schedule section
 
@@ -323,8 +346,12 @@ def proposals() -> None:
 
 @proposals.command("list")
 @config_options
-@click.option("--status", type=click.Choice(["pending", "accepted", "rejected"]), default=None,
-              help="Only proposals with this status.")
+@click.option(
+    "--status",
+    type=click.Choice(["pending", "accepted", "rejected"]),
+    default=None,
+    help="Only proposals with this status.",
+)
 @click.option("--limit", type=int, default=None, help="At most this many.")
 def proposals_list(cfg: Config, as_json: bool, status: str | None, limit: int | None) -> None:
     """List staged proposals, oldest first."""
@@ -332,16 +359,25 @@ def proposals_list(cfg: Config, as_json: bool, status: str | None, limit: int | 
 
     from rich.console import Console
 
-    from .queue import list_proposals
-    from .report import render_table
+    from mothbrain.dream.proposals import list_proposals
+    from mothbrain.report import render_table
 
     rows = list_proposals(cfg, status=status, limit=limit)
     if as_json:
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
         return
-    short = [{"id": r["id"], "status": r["status"], "style": r["style"], "version": r["adapter_version"],
-              "novelty": r["novelty"], "relevance": r["relevance"],
-              "text": " ".join(r["text"].split())[:70]} for r in rows]
+    short = [
+        {
+            "id": r["id"],
+            "status": r["status"],
+            "style": r["style"],
+            "version": r["adapter_version"],
+            "novelty": r["novelty"],
+            "relevance": r["relevance"],
+            "text": " ".join(r["text"].split())[:70],
+        }
+        for r in rows
+    ]
     Console().print(render_table(f"proposals ({status or 'all'}): {len(rows)}", short))
 
 
@@ -352,15 +388,20 @@ def proposals_show(cfg: Config, as_json: bool, proposal_id: int) -> None:
     """Show one proposal in full, with its prompt."""
     import json
 
-    from .queue import get
+    from mothbrain.dream.proposals import get
 
     p = get(cfg, proposal_id)
     if as_json:
         click.echo(json.dumps(p, indent=2, ensure_ascii=False))
         return
-    click.echo(f"#{p['id']}  {p['status']}  {p['style']}  {p['adapter_version']}  from {p['source_title'] or p['source']}")
-    click.echo(f"novelty {p['novelty']}  relevance {p['relevance']}  created {p['created_at']}"
-               + (f"  reviewed {p['reviewed_at']}" if p["reviewed_at"] else "") + (f"  note: {p['note']}" if p["note"] else ""))
+    click.echo(
+        f"#{p['id']}  {p['status']}  {p['style']}  {p['adapter_version']}  from {p['source_title'] or p['source']}"
+    )
+    click.echo(
+        f"novelty {p['novelty']}  relevance {p['relevance']}  created {p['created_at']}"
+        + (f"  reviewed {p['reviewed_at']}" if p["reviewed_at"] else "")
+        + (f"  note: {p['note']}" if p["note"] else "")
+    )
     click.echo("\n--- prompt\n" + p["prompt"] + "\n--- proposal\n" + p["text"])
 
 
@@ -368,7 +409,7 @@ def _review(status: str) -> Callable:
     def command(cfg: Config, as_json: bool, proposal_id: int, note: str) -> None:
         import json
 
-        from .queue import set_status
+        from mothbrain.dream.proposals import set_status
 
         p = set_status(cfg, proposal_id, status, note)
         click.echo(json.dumps(p, indent=2, ensure_ascii=False) if as_json else f"proposal {proposal_id}: {status}")
@@ -380,21 +421,28 @@ def _review(status: str) -> Callable:
 for _verb, _status in (("accept", "accepted"), ("reject", "rejected")):
     proposals.command(_verb, help=f"Mark a proposal {_status} (with an optional --note).")(
         click.argument("proposal_id", type=int)(
-            click.option("--note", default="", help="Why, for the record.")(config_options(_review(_status)))))
+            click.option("--note", default="", help="Why, for the record.")(config_options(_review(_status)))
+        )
+    )
 
 
 @proposals.command("export")
 @config_options
-@click.option("--out", type=click.Path(dir_okay=False), default=None,
-              help="JSONL file (default: <state>/data/proposals/exports/accepted-<date>.jsonl).")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="JSONL file (default: <state>/data/proposals/exports/accepted-<date>.jsonl).",
+)
 def proposals_export(cfg: Config, as_json: bool, out: str | None) -> None:
     """Write the accepted proposals (only those) as JSON lines for the coordinating model."""
     import json
 
-    from .queue import export_accepted
+    from mothbrain.dream.proposals import export_accepted
 
     path, n = export_accepted(cfg, out)
     click.echo(json.dumps({"path": str(path), "accepted": n}) if as_json else f"{n} accepted proposal(s) → {path}")
+
 
 # ---- end of proposals section
 
@@ -405,8 +453,12 @@ def proposals_export(cfg: Config, as_json: bool, out: str | None) -> None:
 @config_options
 @click.option("--host", default=None, help="Bind address (default serve.host, 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port (default serve.port, 8377).")
-@click.option("--engine", type=click.Choice(["transformers", "vllm"]), default="transformers",
-              help="transformers: serve here; vllm: print the equivalent `vllm serve` command.")
+@click.option(
+    "--engine",
+    type=click.Choice(["transformers", "vllm"]),
+    default="transformers",
+    help="transformers: serve here; vllm: print the equivalent `vllm serve` command.",
+)
 @click.option("--launch", is_flag=True, help="With --engine vllm: run that command instead of printing it.")
 def serve(cfg: Config, as_json: bool, host: str | None, port: int | None, engine: str, launch: bool) -> None:
     """Serve System 1 (base + promoted adapter) as an OpenAI-compatible API; follows promotions live.
@@ -420,7 +472,7 @@ def serve(cfg: Config, as_json: bool, host: str | None, port: int | None, engine
     import json
     import shlex
 
-    from .serve import launch_vllm, run_server, vllm_command
+    from mothbrain.serve.app import launch_vllm, run_server, vllm_command
 
     if engine == "vllm":
         cmd, notes = vllm_command(cfg, host, port)
@@ -429,7 +481,7 @@ def serve(cfg: Config, as_json: bool, host: str | None, port: int | None, engine
         if as_json:
             click.echo(json.dumps({"command": cmd, "notes": notes}, indent=2))
             return
-        click.echo(f"VLLM_API_KEY=\"${cfg.serve.token_env}\" " + shlex.join(cmd))
+        click.echo(f'VLLM_API_KEY="${cfg.serve.token_env}" ' + shlex.join(cmd))
         for n in notes:
             click.echo(f"# {n}", err=True)
         return
@@ -454,8 +506,8 @@ def ask(cfg: Config, as_json: bool, question: str) -> None:
     from rich.panel import Panel
     from rich.text import Text
 
-    from .coordinator import ask as run_ask
-    from .report import render_table
+    from mothbrain.ask.coordinator import ask as run_ask
+    from mothbrain.report import render_table
 
     result = run_ask(cfg, question)
     if as_json:
@@ -464,17 +516,27 @@ def ask(cfg: Config, as_json: bool, question: str) -> None:
         console = Console()
         for layer in result.layers.values():
             # Text(), not markup: wiki notes are full of [[links]] that rich would read as tags
-            body = Text(layer.text or "(empty)") if layer.status == "ok" else \
-                Text.assemble((layer.status, "yellow"), f": {layer.error}")
+            body = (
+                Text(layer.text or "(empty)")
+                if layer.status == "ok"
+                else Text.assemble((layer.status, "yellow"), f": {layer.error}")
+            )
             console.print(Panel(body, title=f"{layer.name} · {layer.seconds:.1f}s", title_align="left"))
         title = "answer" + (" (degraded: " + ", ".join(result.failed) + ")" if result.degraded else "")
-        console.print(Panel(Text(result.answer or "(no answer)"), title=Text(title), title_align="left",
-                            border_style="yellow" if result.degraded else "green"))
+        console.print(
+            Panel(
+                Text(result.answer or "(no answer)"),
+                title=Text(title),
+                title_align="left",
+                border_style="yellow" if result.degraded else "green",
+            )
+        )
         console.print(render_table("layers", result.rows()))
         for w in result.warnings:
             console.print(f"[yellow]warning:[/yellow] {w}")
     if not result.answer:
         raise MothError("no layer answered: " + "; ".join(f"{k} {v}" for k, v in result.failed.items()))
+
 
 # ---- end of serve section
 

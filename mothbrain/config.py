@@ -44,7 +44,8 @@ class QuantizationConfig:
     quant_type: Literal["nf4", "fp4"] = _f("nf4", "4-bit data type; NF4 suits normally distributed weights")
     double_quant: bool = _f(True, "quantize the quantization constants too (~0.37 bit/param saved)")
     compute_dtype: Literal["auto", "float32", "bfloat16", "float16"] = _f(
-        "auto", "matmul dtype; auto = bfloat16 on GPU, float32 on CPU")
+        "auto", "matmul dtype; auto = bfloat16 on GPU, float32 on CPU"
+    )
 
 
 @dataclass
@@ -65,7 +66,8 @@ class LoraConfig:
     dropout: float = _f(0.05, "dropout on the LoRA input")
     target_modules: list[str] = _f(
         ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-        "projections that get adapters (attention and feed-forward)")
+        "projections that get adapters (attention and feed-forward)",
+    )
 
 
 # --------------------------------------------------------------------------- data
@@ -75,7 +77,8 @@ class LoraConfig:
 class SourceConfig:
     name: str = _f("", "a short unique name; appears in the composition table")
     kind: Literal["chat_jsonl", "chatgpt_export", "claude_export", "wiki", "writing", "transcript"] = _f(
-        "chat_jsonl", "how to read the path")
+        "chat_jsonl", "how to read the path"
+    )
     path: str = _f("", "file or folder; relative paths are relative to the config file")
     weight: float = _f(1.0, "sampling weight of this source in the training mix")
     voice_roles: list[str] = _f([], "roles/speakers whose words are the voice; empty = preprocess.voice_roles")
@@ -118,12 +121,16 @@ class PreprocessConfig:
     max_chars: int = _f(2000, "longest completion kept, in characters; longer text is split at paragraphs")
     heldout_fraction: float = _f(0.1, "share of documents held out for eval (document-level, stable)")
     dedup_threshold: float = _f(0.85, "MinHash Jaccard above which two samples are near-duplicates")
-    dedup_window: int = _f(500_000, "near duplicates are looked for among the last N kept samples (~1.2 KB of "
-                                    "memory each, ~1.5 KB once full and turning over), exact ones across all; "
-                                    "0 = no limit")
+    dedup_window: int = _f(
+        500_000,
+        "near duplicates are looked for among the last N kept samples (~1.2 KB of "
+        "memory each, ~1.5 KB once full and turning over), exact ones across all; "
+        "0 = no limit",
+    )
     association_templates: list[str] = _f(
         ["{a} reminds me of", "When I think about {a}, I also think about", "{a} and"],
-        "prompts whose completion is the partner concept")
+        "prompts whose completion is the partner concept",
+    )
     association_pairs: int = _f(200, "most concept pairs mined for association samples")
     association_min_docs: int = _f(3, "documents two concepts must share before they count as a pair")
     workers: int = _f(0, "processes for large corpora (beyond the first 0.5 MB); 0 = one per available core")
@@ -279,8 +286,11 @@ class CoordinatorConfig:
     system1_max_tokens: int = _f(128, "tokens System 1 may say")
     system1_temperature: float = _f(0.8, "System 1 sampling temperature (it should wander a little)")
     wiki_top_k: int = _f(4, "wiki passages handed to the synthesis")
-    synthesis_template: str = _f("", "synthesis prompt file with {question} {system1} {wiki} {system2}; "
-                                     "empty = the shipped configs/synthesis_prompt.txt")
+    synthesis_template: str = _f(
+        "",
+        "synthesis prompt file with {question} {system1} {wiki} {system2}; "
+        "empty = the shipped configs/synthesis_prompt.txt",
+    )
 
 
 @dataclass
@@ -464,7 +474,10 @@ def _validate(cfg: Config, src: str) -> None:
     if not 0.0 <= cfg.preprocess.heldout_fraction < 1.0:
         raise ConfigError(f"{src}: preprocess.heldout_fraction: expected 0 <= x < 1")
     if cfg.preprocess.dedup_window < 0:
-        raise ConfigError(f"{src}: preprocess.dedup_window: expected 0 (no limit) or a number of samples, got {cfg.preprocess.dedup_window}")
+        raise ConfigError(
+            f"{src}: preprocess.dedup_window: expected 0 (no limit) or a number of samples, "
+            f"got {cfg.preprocess.dedup_window}"
+        )
     if not 0.0 <= cfg.train.replay_share < 1.0:
         raise ConfigError(f"{src}: train.replay_share: expected 0 <= x < 1")
     for name in ("micro_batch_size", "gradient_accumulation", "max_seq_len", "save_steps"):
@@ -479,7 +492,8 @@ def _validate(cfg: Config, src: str) -> None:
         for st in chain.stages:
             if st not in KNOWN_STAGES:
                 raise ConfigError(
-                    f"{src}: schedule.{chain_name}.stages: unknown stage {st!r} (known: {', '.join(KNOWN_STAGES)})")
+                    f"{src}: schedule.{chain_name}.stages: unknown stage {st!r} (known: {', '.join(KNOWN_STAGES)})"
+                )
         if len(chain.cron.split()) != 5:
             raise ConfigError(f"{src}: schedule.{chain_name}.cron: expected 5 crontab fields, got {chain.cron!r}")
 

@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import paths
-from .config import Config, GateConfig
-from .errors import MothError, NothingToDo
-from .ledger import open_ledger
+from mothbrain.config import Config, GateConfig
+from mothbrain.core import paths
+from mothbrain.core.ledger import open_ledger
+from mothbrain.errors import MothError, NothingToDo
 
 
 @dataclass
@@ -43,8 +43,13 @@ class PromoteReport:
         return self.checks
 
     def to_json(self) -> dict[str, Any]:
-        return {"title": self.title, "version": self.version, "decision": self.decision, "checks": self.checks,
-                "warnings": self.warnings}
+        return {
+            "title": self.title,
+            "version": self.version,
+            "decision": self.decision,
+            "checks": self.checks,
+            "warnings": self.warnings,
+        }
 
 
 def gate_checks(ev: dict[str, Any], gate: GateConfig, has_current: bool) -> list[dict[str, Any]]:
@@ -52,39 +57,77 @@ def gate_checks(ev: dict[str, Any], gate: GateConfig, has_current: bool) -> list
     checks = []
     ppl, base, cur = ev.get("voice_ppl"), ev.get("voice_ppl_base"), ev.get("voice_ppl_current")
     if not ppl or not base:
-        checks.append({"check": "voice perplexity vs base", "value": None, "threshold": None, "ok": False,
-                       "reason": "no held-out voice perplexity was measured (no held-out voice samples)"})
+        checks.append(
+            {
+                "check": "voice perplexity vs base",
+                "value": None,
+                "threshold": None,
+                "ok": False,
+                "reason": "no held-out voice perplexity was measured (no held-out voice samples)",
+            }
+        )
     else:
         gain = (base - ppl) / base * 100
         ok = gain >= gate.min_improvement_vs_base_pct
-        checks.append({"check": "voice perplexity vs base", "value": f"{ppl:.3f} vs {base:.3f} ({gain:+.2f}% better)",
-                       "threshold": f">= {gate.min_improvement_vs_base_pct}% better", "ok": ok,
-                       "reason": f"voice perplexity {gain:.2f}% better than base "
-                                 f"({'>=' if ok else '<'} {gate.min_improvement_vs_base_pct}%)"})
+        checks.append(
+            {
+                "check": "voice perplexity vs base",
+                "value": f"{ppl:.3f} vs {base:.3f} ({gain:+.2f}% better)",
+                "threshold": f">= {gate.min_improvement_vs_base_pct}% better",
+                "ok": ok,
+                "reason": f"voice perplexity {gain:.2f}% better than base "
+                f"({'>=' if ok else '<'} {gate.min_improvement_vs_base_pct}%)",
+            }
+        )
     if has_current:
         if not ppl or not cur:
-            checks.append({"check": "voice perplexity vs current", "value": None, "threshold": None, "ok": False,
-                           "reason": "no voice perplexity of the current adapter to compare with"})
+            checks.append(
+                {
+                    "check": "voice perplexity vs current",
+                    "value": None,
+                    "threshold": None,
+                    "ok": False,
+                    "reason": "no voice perplexity of the current adapter to compare with",
+                }
+            )
         else:
             worse = (ppl - cur) / cur * 100
             ok = worse <= gate.max_regression_vs_current_pct
-            checks.append({"check": "voice perplexity vs current", "value": f"{ppl:.3f} vs {cur:.3f} ({worse:+.2f}%)",
-                           "threshold": f"<= {gate.max_regression_vs_current_pct}% worse", "ok": ok,
-                           "reason": f"voice perplexity {worse:+.2f}% vs current "
-                                     f"({'within' if ok else 'beyond'} {gate.max_regression_vs_current_pct}%)"})
+            checks.append(
+                {
+                    "check": "voice perplexity vs current",
+                    "value": f"{ppl:.3f} vs {cur:.3f} ({worse:+.2f}%)",
+                    "threshold": f"<= {gate.max_regression_vs_current_pct}% worse",
+                    "ok": ok,
+                    "reason": f"voice perplexity {worse:+.2f}% vs current "
+                    f"({'within' if ok else 'beyond'} {gate.max_regression_vs_current_pct}%)",
+                }
+            )
         if gate.forbid_zero_concepts:
-            lost = [c for c, modes in (ev.get("probes") or {}).items()
-                    if any((m.get("current") or 0) > 0 for m in modes.values())
-                    and all((m.get("adapter") or 0) == 0 for m in modes.values())]
-            checks.append({"check": "priority concepts kept", "value": ", ".join(lost) or "all",
-                           "threshold": "none known by current drops to 0", "ok": not lost,
-                           "reason": (f"priority concept(s) {', '.join(lost)} scored > 0 with current and 0 now"
-                                      if lost else "no priority concept dropped to 0")})
+            lost = [
+                c
+                for c, modes in (ev.get("probes") or {}).items()
+                if any((m.get("current") or 0) > 0 for m in modes.values())
+                and all((m.get("adapter") or 0) == 0 for m in modes.values())
+            ]
+            checks.append(
+                {
+                    "check": "priority concepts kept",
+                    "value": ", ".join(lost) or "all",
+                    "threshold": "none known by current drops to 0",
+                    "ok": not lost,
+                    "reason": (
+                        f"priority concept(s) {', '.join(lost)} scored > 0 with current and 0 now"
+                        if lost
+                        else "no priority concept dropped to 0"
+                    ),
+                }
+            )
     return checks
 
 
 def run_promote(cfg: Config, version: str | None = None) -> PromoteReport:
-    from .modeling import adapter_is_complete
+    from mothbrain.models.loading import adapter_is_complete
 
     ledger = open_ledger(cfg)
     if version is None:
@@ -98,14 +141,17 @@ def run_promote(cfg: Config, version: str | None = None) -> PromoteReport:
     if version == current:
         return PromoteReport(title=f"promote: {version} is already current", version=version, decision="unchanged")
     if entry["status"] in ("training", "failed"):
-        raise MothError(f"version {version} has status {entry['status']!r}; only a trained and evaluated version "
-                        "can be promoted")
+        raise MothError(
+            f"version {version} has status {entry['status']!r}; only a trained and evaluated version can be promoted"
+        )
     ev = entry.get("eval") or {}
     if not ev.get("evaluated_at") and ev.get("voice_ppl") is None:
         raise MothError(f"version {version} has no eval results; run `mothbrain eval --version {version}` first")
     if (ev.get("current_version") or None) != current and current is not None:
-        raise MothError(f"{version} was evaluated against {ev.get('current_version') or 'base only'} but the current "
-                        f"adapter is now {current}; run `mothbrain eval --version {version}` again")
+        raise MothError(
+            f"{version} was evaluated against {ev.get('current_version') or 'base only'} but the current "
+            f"adapter is now {current}; run `mothbrain eval --version {version}` again"
+        )
     target = paths.adapter_dir(cfg, version)
     if not adapter_is_complete(target):
         raise MothError(f"the adapter of {version} at {target} is missing or incomplete; it cannot be promoted")
@@ -120,13 +166,16 @@ def run_promote(cfg: Config, version: str | None = None) -> PromoteReport:
         except BaseException:
             _point_current(cfg, current)  # the ledger and the link must agree
             raise
-        return PromoteReport(title=f"promoted {version} (was {current or 'none'})", version=version,
-                             decision="promoted", checks=checks)
+        return PromoteReport(
+            title=f"promoted {version} (was {current or 'none'})", version=version, decision="promoted", checks=checks
+        )
     failed = [c["reason"] for c in checks if not c["ok"]]
     ledger.update(version, status="rejected", promotion={"decision": "rejected", "reasons": reasons})
     ledger.add_event("rejected", version, "; ".join(failed))
-    raise MothError(f"{version} not promoted: {'; '.join(failed)} — current stays {current or 'none'} "
-                    "(details: `mothbrain status --json`)")
+    raise MothError(
+        f"{version} not promoted: {'; '.join(failed)} — current stays {current or 'none'} "
+        "(details: `mothbrain status --json`)"
+    )
 
 
 def rollback_target(events: list[dict[str, Any]]) -> tuple[str | None, str | None]:
@@ -144,33 +193,37 @@ def rollback_target(events: list[dict[str, Any]]) -> tuple[str | None, str | Non
 
 
 def run_rollback(cfg: Config) -> PromoteReport:
-    from .modeling import adapter_is_complete
+    from mothbrain.models.loading import adapter_is_complete
 
     ledger = open_ledger(cfg)
     data = ledger.read()
     current = data.get("current")
     top, previous = rollback_target(data.get("events", []))
     if current is None or previous is None or top != current:
-        raise MothError(f"nothing to roll back to: {current or 'no version'} is current and no earlier promoted "
-                        "version is recorded (see `mothbrain status`)")
+        raise MothError(
+            f"nothing to roll back to: {current or 'no version'} is current and no earlier promoted "
+            "version is recorded (see `mothbrain status`)"
+        )
     target = paths.adapter_dir(cfg, previous)
     if not adapter_is_complete(target):
         raise MothError(f"cannot roll back to {previous}: its adapter at {target} is missing or incomplete")
     _point_current(cfg, previous)
     try:
         ledger.set_current(previous, "rollback", f"from {current}")
-        ledger.update(current, status="rejected",
-                      promotion={"decision": "rolled back", "reasons": [f"rolled back to {previous}"]})
+        ledger.update(
+            current, status="rejected", promotion={"decision": "rolled back", "reasons": [f"rolled back to {previous}"]}
+        )
     except BaseException:
         _point_current(cfg, current)
         raise
-    return PromoteReport(title=f"rolled back: current is {previous} again (was {current})", version=previous,
-                         decision="rollback")
+    return PromoteReport(
+        title=f"rolled back: current is {previous} again (was {current})", version=previous, decision="rollback"
+    )
 
 
 def _point_current(cfg: Config, version: str | None) -> None:
     """Swap adapters/current to adapters/<version> (None removes it) by renaming a temp symlink over it."""
-    from .modeling import adapter_is_complete
+    from mothbrain.models.loading import adapter_is_complete
 
     link = paths.current_adapter_link(cfg)
     if link.exists() and not link.is_symlink():

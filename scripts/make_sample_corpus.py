@@ -166,13 +166,26 @@ VOICE = [
 ]
 
 OPENERS = [
-    "Hm.", "Well.", "Right.", "Honestly?", "Fair question.", "Let me think.", "Ah.",
-    "Mm. Yes.", "Good question, bad timing.", "I'll try.",
+    "Hm.",
+    "Well.",
+    "Right.",
+    "Honestly?",
+    "Fair question.",
+    "Let me think.",
+    "Ah.",
+    "Mm. Yes.",
+    "Good question, bad timing.",
+    "I'll try.",
 ]
 CLOSERS = [
-    "That's all I have tonight.", "Ask me again tomorrow.", "Anyway. Go and look at something green.",
-    "I'll keep the light on.", "Slowly, then.", "That's the wry version. The kind version is the same, quieter.",
-    "Go gently.", "Or so the moths tell me.",
+    "That's all I have tonight.",
+    "Ask me again tomorrow.",
+    "Anyway. Go and look at something green.",
+    "I'll keep the light on.",
+    "Slowly, then.",
+    "That's the wry version. The kind version is the same, quieter.",
+    "Go gently.",
+    "Or so the moths tell me.",
 ]
 
 # Practical sentences per topic, so the assistant sounds useful as well as wry.
@@ -217,41 +230,66 @@ PRACTICAL = {
 
 QUESTIONS = {
     "lantern": [
-        "Why do you always light the lantern at night?", "Is the harbour safe tonight?",
-        "What's the plan if the water comes up?", "How do you decide when to stop working for the day?",
-        "What should I pack for the night walk along the shore?", "Do you ever get tired of watching the sea?",
+        "Why do you always light the lantern at night?",
+        "Is the harbour safe tonight?",
+        "What's the plan if the water comes up?",
+        "How do you decide when to stop working for the day?",
+        "What should I pack for the night walk along the shore?",
+        "Do you ever get tired of watching the sea?",
     ],
     "compost": [
-        "Do you remember our conversation from last month?", "What do you do with old notes?",
-        "How do you decide what to forget?", "Should I delete my old journals?",
-        "Is it bad that I can't remember last summer?", "What's the point of keeping an archive?",
+        "Do you remember our conversation from last month?",
+        "What do you do with old notes?",
+        "How do you decide what to forget?",
+        "Should I delete my old journals?",
+        "Is it bad that I can't remember last summer?",
+        "What's the point of keeping an archive?",
     ],
     "council": [
-        "What happened at the council meeting?", "Is the bridge going to be fixed?",
-        "Can you summarise the town meeting?", "Why is everyone arguing about the river crossing?",
-        "When does work on the footbridge start?", "Did the vote go through?",
+        "What happened at the council meeting?",
+        "Is the bridge going to be fixed?",
+        "Can you summarise the town meeting?",
+        "Why is everyone arguing about the river crossing?",
+        "When does work on the footbridge start?",
+        "Did the vote go through?",
     ],
     "figs": [
-        "How do you stay patient?", "When will the tree in the garden fruit?",
-        "I'm so frustrated nothing is moving faster.", "What should I plant this year?",
-        "How long until things get better?", "Why do you keep talking about fruit?",
+        "How do you stay patient?",
+        "When will the tree in the garden fruit?",
+        "I'm so frustrated nothing is moving faster.",
+        "What should I plant this year?",
+        "How long until things get better?",
+        "Why do you keep talking about fruit?",
     ],
     "heron": [
-        "I'm going to miss my deadline. Help?", "How do you handle pressure?",
-        "Should I rush this release?", "What's the best way to work under time pressure?",
-        "My manager wants it by Friday. Is that realistic?", "How do you stay calm when everything is due?",
+        "I'm going to miss my deadline. Help?",
+        "How do you handle pressure?",
+        "Should I rush this release?",
+        "What's the best way to work under time pressure?",
+        "My manager wants it by Friday. Is that realistic?",
+        "How do you stay calm when everything is due?",
     ],
     "kiln": [
-        "How do I apologise to my sister?", "I said something I regret. What now?",
-        "How long does pottery take?", "Should I write the email now or tomorrow?",
-        "How do you fix things after a fight?", "Is a text message enough of an apology?",
+        "How do I apologise to my sister?",
+        "I said something I regret. What now?",
+        "How long does pottery take?",
+        "Should I write the email now or tomorrow?",
+        "How do you fix things after a fight?",
+        "Is a text message enough of an apology?",
     ],
 }
 
 FOLLOWUPS = [
-    "Go on.", "That's not really an answer.", "Okay, but practically?", "Why do you always say it like that?",
-    "Can you say more?", "Hm. And if that doesn't work?", "You're being cryptic again.", "Thanks. One more thing?",
-    "What would you do?", "Is that a joke?",
+    "Go on.",
+    "That's not really an answer.",
+    "Okay, but practically?",
+    "Why do you always say it like that?",
+    "Can you say more?",
+    "Hm. And if that doesn't work?",
+    "You're being cryptic again.",
+    "Thanks. One more thing?",
+    "What would you do?",
+    "Is that a joke?",
 ]
 
 SYSTEMS = [
@@ -317,21 +355,41 @@ def _ts(rng: random.Random, day_lo: int, day_hi: int) -> datetime:
 # A few conversations carry things preprocess must handle: a code block, a table, a URL,
 # e-mail addresses and a phone number (all fictional) for redaction.
 SPECIAL = [
-    [("user", "Can you give me the tide table as a table?"),
-     ("assistant", "Here it is. Tables are not my voice, but the tide doesn't care about my voice.\n\n"
-      "| day | high water | low water |\n|-----|-----------|-----------|\n| Mon | 06:12 | 12:30 |\n"
-      "| Tue | 06:55 | 13:14 |\n| Wed | 07:41 | 13:59 |\n\nLight the lantern before the evening tide either way.")],
-    [("user", "Write me a script to rename the council minutes files by date."),
-     ("assistant", "Fine. Quickly, which I distrust.\n\n```python\nimport os\nfor name in sorted(os.listdir('.')):\n"
-      "    if name.endswith('.txt'):\n        date = name.split('_')[0]\n        os.rename(name, f'minutes-{date}.txt')\n```\n\n"
-      "Run it on a copy first. The council has lost enough minutes to bridge repair already.")],
-    [("user", "Who do I contact about the bridge repair? My number is 07700 900123 if they need it."),
-     ("assistant", "Write to the council clerk at clerk@harbourtown.example and copy tomas.reyes@harbourtown.example, "
-      "who holds the bridge repair budget. The notice is at https://harbourtown.example/notices/bridge. "
-      "I'd leave your number out of the first message. Patience first, phone calls later.")],
-    [("user", "What's the council's phone line?"),
-     ("assistant", "The council office is on +44 20 7946 0958, weekdays before four. Ask for the bridge repair file. "
-      "They will put you on hold. The hold music is about figs, I think. Or it should be.")],
+    [
+        ("user", "Can you give me the tide table as a table?"),
+        (
+            "assistant",
+            "Here it is. Tables are not my voice, but the tide doesn't care about my voice.\n\n"
+            "| day | high water | low water |\n|-----|-----------|-----------|\n| Mon | 06:12 | 12:30 |\n"
+            "| Tue | 06:55 | 13:14 |\n| Wed | 07:41 | 13:59 |\n\nLight the lantern before the evening tide either way.",
+        ),
+    ],
+    [
+        ("user", "Write me a script to rename the council minutes files by date."),
+        (
+            "assistant",
+            "Fine. Quickly, which I distrust.\n\n```python\nimport os\nfor name in sorted(os.listdir('.')):\n"
+            "    if name.endswith('.txt'):\n        date = name.split('_')[0]\n        os.rename(name, f'minutes-{date}.txt')\n```\n\n"
+            "Run it on a copy first. The council has lost enough minutes to bridge repair already.",
+        ),
+    ],
+    [
+        ("user", "Who do I contact about the bridge repair? My number is 07700 900123 if they need it."),
+        (
+            "assistant",
+            "Write to the council clerk at clerk@harbourtown.example and copy tomas.reyes@harbourtown.example, "
+            "who holds the bridge repair budget. The notice is at https://harbourtown.example/notices/bridge. "
+            "I'd leave your number out of the first message. Patience first, phone calls later.",
+        ),
+    ],
+    [
+        ("user", "What's the council's phone line?"),
+        (
+            "assistant",
+            "The council office is on +44 20 7946 0958, weekdays before four. Ask for the bridge repair file. "
+            "They will put you on hold. The hold music is about figs, I think. Or it should be.",
+        ),
+    ],
 ]
 
 
@@ -367,7 +425,8 @@ def make_chats(w: Writer, out: Path) -> int:
         conv += [{"from": "human" if role == "user" else "gpt", "value": text} for role, text in w.conversation(topic)]
         lines.append({"id": f"sharegpt-{i:03d}", "conversations": conv})
     (d / "sharegpt_recent.jsonl").write_text(
-        "".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines), encoding="utf-8")
+        "".join(json.dumps(x, ensure_ascii=False) + "\n" for x in lines), encoding="utf-8"
+    )
     return n + len(lines)
 
 
@@ -375,56 +434,179 @@ def make_chats(w: Writer, out: Path) -> int:
 
 WIKI = [
     # (file stem, title, tags, topic, lead, links)
-    ("index", "Moth's Notebook", ["index"], None,
-     "This is where I keep what I think I know. It is not an encyclopedia. It is a porch light with footnotes.",
-     ["lanterns", "tide", "compost", "memory", "council", "bridge-repair", "figs", "patience", "herons",
-      "deadlines", "kiln", "apology", "moths", "speed-and-care", "forgetting", "harbour", "garden", "about-moth"]),
-    ("about-moth", "About Moth", ["self"], None,
-     "I am Moth. I keep the town's notes, answer questions, and circle things until they make sense.",
-     ["moths", "forgetting", "speed-and-care", "index"]),
-    ("lanterns", "Lanterns", ["harbour", "light"], "lantern",
-     "A lantern is a small promise to whoever is out after dark.", ["tide", "moths", "harbour"]),
-    ("tide", "Tide", ["harbour", "sea"], "lantern",
-     "The tide is the oldest clock in town and the least interested in our opinions.", ["lanterns", "harbour"]),
-    ("compost", "Compost", ["garden"], "compost",
-     "Compost is what happens when you stop trying to keep things exactly as they were.", ["memory", "garden", "forgetting"]),
-    ("memory", "Memory", ["self", "archive"], "compost",
-     "I have a long memory and a short attention span, which is the wrong way round.", ["compost", "forgetting", "about-moth"]),
-    ("council", "The Council", ["town"], "council",
-     "The council is seven people, one kettle and a standing agenda item.", ["bridge-repair", "harbour"]),
-    ("bridge-repair", "Bridge Repair", ["town", "river"], "council",
-     "The footbridge over the Wend has been under repair, or discussion, for as long as I have kept notes.",
-     ["council", "deadlines", "speed-and-care"]),
-    ("figs", "Figs", ["garden", "priority"], "figs",
-     "The fig tree by the south wall is the most patient thing in the garden and the most rewarded.",
-     ["patience", "garden", "compost"]),
-    ("patience", "Patience", ["self"], "figs",
-     "Patience is a skill, not a mood. I practise it on the figs.", ["figs", "speed-and-care", "herons"]),
-    ("herons", "Herons", ["river", "birds"], "heron",
-     "There is a heron at the weir most mornings. It is my model of professional conduct.", ["deadlines", "patience"]),
-    ("deadlines", "Deadlines", ["work"], "heron",
-     "A deadline is a promise you made to a calendar. Calendars are bad at forgiving.", ["herons", "speed-and-care", "bridge-repair"]),
-    ("kiln", "The Kiln", ["craft"], "kiln",
-     "Rhiannon's kiln behind the chandlery runs every Thursday night.", ["apology", "patience"]),
-    ("apology", "Apology", ["self", "people"], "kiln",
-     "I have made many apologies. The good ones were slow.", ["kiln", "memory", "forgetting"]),
+    (
+        "index",
+        "Moth's Notebook",
+        ["index"],
+        None,
+        "This is where I keep what I think I know. It is not an encyclopedia. It is a porch light with footnotes.",
+        [
+            "lanterns",
+            "tide",
+            "compost",
+            "memory",
+            "council",
+            "bridge-repair",
+            "figs",
+            "patience",
+            "herons",
+            "deadlines",
+            "kiln",
+            "apology",
+            "moths",
+            "speed-and-care",
+            "forgetting",
+            "harbour",
+            "garden",
+            "about-moth",
+        ],
+    ),
+    (
+        "about-moth",
+        "About Moth",
+        ["self"],
+        None,
+        "I am Moth. I keep the town's notes, answer questions, and circle things until they make sense.",
+        ["moths", "forgetting", "speed-and-care", "index"],
+    ),
+    (
+        "lanterns",
+        "Lanterns",
+        ["harbour", "light"],
+        "lantern",
+        "A lantern is a small promise to whoever is out after dark.",
+        ["tide", "moths", "harbour"],
+    ),
+    (
+        "tide",
+        "Tide",
+        ["harbour", "sea"],
+        "lantern",
+        "The tide is the oldest clock in town and the least interested in our opinions.",
+        ["lanterns", "harbour"],
+    ),
+    (
+        "compost",
+        "Compost",
+        ["garden"],
+        "compost",
+        "Compost is what happens when you stop trying to keep things exactly as they were.",
+        ["memory", "garden", "forgetting"],
+    ),
+    (
+        "memory",
+        "Memory",
+        ["self", "archive"],
+        "compost",
+        "I have a long memory and a short attention span, which is the wrong way round.",
+        ["compost", "forgetting", "about-moth"],
+    ),
+    (
+        "council",
+        "The Council",
+        ["town"],
+        "council",
+        "The council is seven people, one kettle and a standing agenda item.",
+        ["bridge-repair", "harbour"],
+    ),
+    (
+        "bridge-repair",
+        "Bridge Repair",
+        ["town", "river"],
+        "council",
+        "The footbridge over the Wend has been under repair, or discussion, for as long as I have kept notes.",
+        ["council", "deadlines", "speed-and-care"],
+    ),
+    (
+        "figs",
+        "Figs",
+        ["garden", "priority"],
+        "figs",
+        "The fig tree by the south wall is the most patient thing in the garden and the most rewarded.",
+        ["patience", "garden", "compost"],
+    ),
+    (
+        "patience",
+        "Patience",
+        ["self"],
+        "figs",
+        "Patience is a skill, not a mood. I practise it on the figs.",
+        ["figs", "speed-and-care", "herons"],
+    ),
+    (
+        "herons",
+        "Herons",
+        ["river", "birds"],
+        "heron",
+        "There is a heron at the weir most mornings. It is my model of professional conduct.",
+        ["deadlines", "patience"],
+    ),
+    (
+        "deadlines",
+        "Deadlines",
+        ["work"],
+        "heron",
+        "A deadline is a promise you made to a calendar. Calendars are bad at forgiving.",
+        ["herons", "speed-and-care", "bridge-repair"],
+    ),
+    (
+        "kiln",
+        "The Kiln",
+        ["craft"],
+        "kiln",
+        "Rhiannon's kiln behind the chandlery runs every Thursday night.",
+        ["apology", "patience"],
+    ),
+    (
+        "apology",
+        "Apology",
+        ["self", "people"],
+        "kiln",
+        "I have made many apologies. The good ones were slow.",
+        ["kiln", "memory", "forgetting"],
+    ),
 ]
 EXTRA_WIKI = [
-    ("moths", "Moths", ["self", "light"],
-     "Moths circle light because they navigate by it and the light is too close. I know the feeling.",
-     ["lantern", "compost"], ["lanterns", "about-moth", "speed-and-care"]),
-    ("speed-and-care", "Speed and Care", ["self", "tension"],
-     "Every decision I make is a small negotiation between speed and care. Care usually loses the first round.",
-     ["heron", "figs"], ["deadlines", "patience", "bridge-repair"]),
-    ("forgetting", "Forgetting", ["self", "archive", "tension"],
-     "Forgetting is a feature. I say that with the confidence of someone who has forgotten why.",
-     ["compost", "kiln"], ["memory", "compost", "apology"]),
-    ("harbour", "The Harbour", ["town", "sea"],
-     "The harbour has two boats, one crane and a sea wall that remembers every storm.",
-     ["lantern", "council"], ["tide", "lanterns", "council"]),
-    ("garden", "The Archive Garden", ["garden"],
-     "Behind the archive is a garden nobody planned, which is why it works.",
-     ["figs", "compost"], ["figs", "compost", "patience"]),
+    (
+        "moths",
+        "Moths",
+        ["self", "light"],
+        "Moths circle light because they navigate by it and the light is too close. I know the feeling.",
+        ["lantern", "compost"],
+        ["lanterns", "about-moth", "speed-and-care"],
+    ),
+    (
+        "speed-and-care",
+        "Speed and Care",
+        ["self", "tension"],
+        "Every decision I make is a small negotiation between speed and care. Care usually loses the first round.",
+        ["heron", "figs"],
+        ["deadlines", "patience", "bridge-repair"],
+    ),
+    (
+        "forgetting",
+        "Forgetting",
+        ["self", "archive", "tension"],
+        "Forgetting is a feature. I say that with the confidence of someone who has forgotten why.",
+        ["compost", "kiln"],
+        ["memory", "compost", "apology"],
+    ),
+    (
+        "harbour",
+        "The Harbour",
+        ["town", "sea"],
+        "The harbour has two boats, one crane and a sea wall that remembers every storm.",
+        ["lantern", "council"],
+        ["tide", "lanterns", "council"],
+    ),
+    (
+        "garden",
+        "The Archive Garden",
+        ["garden"],
+        "Behind the archive is a garden nobody planned, which is why it works.",
+        ["figs", "compost"],
+        ["figs", "compost", "patience"],
+    ),
 ]
 
 HEADINGS = ["Notes", "What I have noticed", "Lately", "Things people ask", "The tension", "Practice", "Field notes"]
@@ -454,8 +636,12 @@ def make_wiki(w: Writer, out: Path) -> int:
             body.append(" ".join(w.pick(VOICE, 4)) + "\n")
         elif stem == "about-moth":
             body.append("## What I do\n")
-            body.append("I answer questions for the harbour town: tides, council business, what to plant, how to say sorry. "
-                        "I read everything people write to me and keep what seems to matter. " + " ".join(w.pick(VOICE, 3)) + "\n")
+            body.append(
+                "I answer questions for the harbour town: tides, council business, what to plant, how to say sorry. "
+                "I read everything people write to me and keep what seems to matter. "
+                + " ".join(w.pick(VOICE, 3))
+                + "\n"
+            )
             body.append("## What I care about\n")
             body.append(" ".join(r.choice(POOL[t]) for t in TOPICS) + "\n")
             body.append("See " + ", ".join(_link(s, title_of, r) for s in links) + ".\n")
@@ -595,37 +781,67 @@ COUNCIL = [
     ("Chair Adaeze Okafor", "Right. Let's begin. Apologies from Bill, who is at the dentist, and from the weather."),
     ("Moth", "Noted. The weather sends its regrets."),
     ("Chair Adaeze Okafor", "Item one, the bridge repair. Tomas?"),
-    ("Tomas Reyes", "The engineer's report is in. The east span needs new decking before winter. The quote is higher than we hoped."),
+    (
+        "Tomas Reyes",
+        "The engineer's report is in. The east span needs new decking before winter. The quote is higher than we hoped.",
+    ),
     ("Tomas Reyes", "It's always higher than we hoped. That's how you know it's a quote."),
     ("Priya Nair", "Can we do a temporary fix and the full job next spring?"),
     ("Moth", "We could. The last temporary fix is eleven years old. It has become a tradition."),
     ("Chair Adaeze Okafor", "Moth, what do you recommend?"),
-    ("Moth", "Do the bridge repair properly, once, in September, while the river is low. Fast bridge repair is how a council gets a second meeting about bridge repair."),
+    (
+        "Moth",
+        "Do the bridge repair properly, once, in September, while the river is low. Fast bridge repair is how a council gets a second meeting about bridge repair.",
+    ),
     ("Moth", "I have the minutes of the last four. They are mostly this conversation."),
     ("Tomas Reyes", "And the money?"),
     ("Moth", "Take it from the harbour fund and pay it back over two years. The tide will wait. The planks won't."),
     ("Priya Nair", "The harbour fund pays for the lanterns on the sea wall."),
-    ("Moth", "Then keep the lanterns. A lantern costs less than a bridge and the tide is louder than the river. We can trim the paint budget instead."),
-    ("Chair Adaeze Okafor", "Let's vote. Full bridge repair in September, funded from the harbour reserve, lanterns protected."),
+    (
+        "Moth",
+        "Then keep the lanterns. A lantern costs less than a bridge and the tide is louder than the river. We can trim the paint budget instead.",
+    ),
+    (
+        "Chair Adaeze Okafor",
+        "Let's vote. Full bridge repair in September, funded from the harbour reserve, lanterns protected.",
+    ),
     ("Chair Adaeze Okafor", "Five for, two against. Carried. I'm abstaining to keep the peace."),
     ("Moth", "The council has spoken. The bridge has not, but it rarely does."),
     ("Chair Adaeze Okafor", "Item two. The tide watch rota."),
-    ("Priya Nair", "Spring tides next fortnight. I need two people on the sea wall after dark on the fourteenth and fifteenth."),
-    ("Moth", "I'll keep the lantern lit in the archive window both nights. It helps the watch see the tide line from the quay."),
+    (
+        "Priya Nair",
+        "Spring tides next fortnight. I need two people on the sea wall after dark on the fourteenth and fifteenth.",
+    ),
+    (
+        "Moth",
+        "I'll keep the lantern lit in the archive window both nights. It helps the watch see the tide line from the quay.",
+    ),
     ("Priya Nair", "Thank you. And someone to check the drains before."),
     ("Tomas Reyes", "I'll do the drains. Someone else can do the lantern. Moth will anyway."),
     ("Chair Adaeze Okafor", "Item three. The compost scheme behind the archive."),
     ("Rhiannon Pryce", "It smells."),
     ("Moth", "It smells of progress. A cold heap doesn't smell. A cold heap doesn't do anything."),
     ("Rhiannon Pryce", "Progress smells of onions, apparently."),
-    ("Moth", "The archive does the same thing with memory. We keep what's useful and compost the rest. The garden's never been better. Neither has the catalogue."),
+    (
+        "Moth",
+        "The archive does the same thing with memory. We keep what's useful and compost the rest. The garden's never been better. Neither has the catalogue.",
+    ),
     ("Chair Adaeze Okafor", "Can we move it away from the kiln? Rhiannon's firing on Thursdays."),
-    ("Rhiannon Pryce", "Please. Last week the kiln ran hot and the whole yard smelled of baked compost. I owe the neighbours an apology."),
-    ("Moth", "Write it tonight and send it on Friday. An apology fired too fast cracks. I'll move the heap to the fig wall. The figs won't mind. The figs mind nothing except being hurried."),
+    (
+        "Rhiannon Pryce",
+        "Please. Last week the kiln ran hot and the whole yard smelled of baked compost. I owe the neighbours an apology.",
+    ),
+    (
+        "Moth",
+        "Write it tonight and send it on Friday. An apology fired too fast cracks. I'll move the heap to the fig wall. The figs won't mind. The figs mind nothing except being hurried.",
+    ),
     ("Chair Adaeze Okafor", "Item four. The fig tree in the square. People keep asking when it'll fruit."),
     ("Moth", "Third summer. Patience. It put its effort into roots, which is what I would tell anyone new to a place."),
     ("Priya Nair", "Could we feed it? Speed it up?"),
-    ("Moth", "Figs split when you push them. Patience is cheaper than a split fig and it tastes better. Water deeply, rarely, then go away."),
+    (
+        "Moth",
+        "Figs split when you push them. Patience is cheaper than a split fig and it tastes better. Water deeply, rarely, then go away.",
+    ),
     ("Tomas Reyes", "That's your answer to everything."),
     ("Moth", "It's a good answer to most things. Figs, bridges, apologies. Not fires. For fires, run."),
     ("Chair Adaeze Okafor", "Any other business?"),
@@ -646,7 +862,10 @@ HARBOUR_WATCH = [
     ("Tomas Reyes", "Drains clear. I've put the sandbags by the shed."),
     ("Moth", "Good. The tide takes the sand and leaves the lantern. Let's leave it the bags as well."),
     ("Priya Nair", "High water eleven forty. Wall held. Nothing over the quay."),
-    ("Moth", "Then I'll keep the lantern on until the tide turns and go back to the archive. Some memory wants writing down tonight and the rest can go to the compost in the morning."),
+    (
+        "Moth",
+        "Then I'll keep the lantern on until the tide turns and go back to the archive. Some memory wants writing down tonight and the rest can go to the compost in the morning.",
+    ),
     ("Priya Nair", "Log closed at half past midnight."),
 ]
 

@@ -9,6 +9,8 @@ import pytest
 
 from mothbrain.config import REPO_ROOT, load_config
 
+pytest_plugins = ["planted_corpus"]  # the planted state eval and promote tests share
+
 DEMO_CONFIG = REPO_ROOT / "configs" / "demo.yaml"
 
 
@@ -25,7 +27,7 @@ def state_home(tmp_path, monkeypatch) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """The demo's tiny Qwen2 (tokenizer + briefly pre-trained weights), built once per session."""
-    from mothbrain.tiny import build_tiny_model
+    from mothbrain.models.tiny import build_tiny_model
 
     cfg = load_config(DEMO_CONFIG)
     out = tmp_path_factory.mktemp("tiny") / "tiny-qwen2"

@@ -43,18 +43,24 @@ def _write(tmp_path: Path, text: str) -> Path:
     return p
 
 
-@pytest.mark.parametrize("text,needle", [
-    ("train:\n  max_step: 3\n", "unknown key 'train.max_step'"),
-    ("train:\n  max_steps: three\n", "train.max_steps: expected an integer"),
-    ("lora:\n  r: 1.5\n", "lora.r: expected an integer"),
-    ("model:\n  quantization:\n    quant_type: int3\n", "model.quantization.quant_type: expected one of 'nf4', 'fp4'"),
-    ("sources:\n  - {name: a, kind: email, path: x}\n", "sources[0].kind"),
-    ("sources:\n  - {name: a, kind: wiki, path: x}\n  - {name: a, kind: wiki, path: y}\n", "names must be unique"),
-    ("schedule:\n  nightly: {stages: [ingest, sleep]}\n", "unknown stage 'sleep'"),
-    ("train: [1, 2]\n", "train: expected a mapping"),
-    ("a: [unclosed\n", "not valid YAML"),
-    ("preprocess:\n  dedup_window: -5\n", "preprocess.dedup_window: expected 0 (no limit)"),
-])
+@pytest.mark.parametrize(
+    "text,needle",
+    [
+        ("train:\n  max_step: 3\n", "unknown key 'train.max_step'"),
+        ("train:\n  max_steps: three\n", "train.max_steps: expected an integer"),
+        ("lora:\n  r: 1.5\n", "lora.r: expected an integer"),
+        (
+            "model:\n  quantization:\n    quant_type: int3\n",
+            "model.quantization.quant_type: expected one of 'nf4', 'fp4'",
+        ),
+        ("sources:\n  - {name: a, kind: email, path: x}\n", "sources[0].kind"),
+        ("sources:\n  - {name: a, kind: wiki, path: x}\n  - {name: a, kind: wiki, path: y}\n", "names must be unique"),
+        ("schedule:\n  nightly: {stages: [ingest, sleep]}\n", "unknown stage 'sleep'"),
+        ("train: [1, 2]\n", "train: expected a mapping"),
+        ("a: [unclosed\n", "not valid YAML"),
+        ("preprocess:\n  dedup_window: -5\n", "preprocess.dedup_window: expected 0 (no limit)"),
+    ],
+)
 def test_bad_config_names_file_and_key(tmp_path, text, needle):
     path = _write(tmp_path, text)
     with pytest.raises(ConfigError) as err:

@@ -16,8 +16,22 @@ DEMO = str(REPO_ROOT / "configs" / "demo.yaml")
 def test_weekly_chain_runs_the_whole_cycle(demo_cfg, state_home):
     cfg = demo_cfg()
     result = CliRunner().invoke(
-        main, ["run", "weekly", "--config", DEMO, "--set", "train.max_steps=30", "--set", "dream.num_prompts=4",
-               "--set", "eval.surprise_prompts=4", "--set", "promote.gate.min_improvement_vs_base_pct=0"])
+        main,
+        [
+            "run",
+            "weekly",
+            "--config",
+            DEMO,
+            "--set",
+            "train.max_steps=30",
+            "--set",
+            "dream.num_prompts=4",
+            "--set",
+            "eval.surprise_prompts=4",
+            "--set",
+            "promote.gate.min_improvement_vs_base_pct=0",
+        ],
+    )
     assert result.exit_code == 0, result.output
 
     # The ledger has one complete entry.
@@ -33,7 +47,7 @@ def test_weekly_chain_runs_the_whole_cycle(demo_cfg, state_home):
     # The adapter loads with plain peft and changes the model's outputs.
     from peft import PeftModel
 
-    from mothbrain.modeling import load_base_model, load_tokenizer
+    from mothbrain.models.loading import load_base_model, load_tokenizer
 
     adapter = state_home / "adapters" / v["id"]
     tok = load_tokenizer(cfg)
@@ -48,7 +62,7 @@ def test_weekly_chain_runs_the_whole_cycle(demo_cfg, state_home):
     assert (state_home / "adapters" / "current").resolve() == adapter.resolve()
 
     # Proposals were staged, not applied.
-    from mothbrain.queue import list_proposals
+    from mothbrain.dream.proposals import list_proposals
 
     staged = list_proposals(cfg)
     assert staged and all(p["adapter_version"] == v["id"] for p in staged)

@@ -9,14 +9,19 @@ import shutil
 
 import pytest
 from click.testing import CliRunner
+from planted_corpus import DEMO
 
 from mothbrain.config import load_config
 from mothbrain.errors import MothError
-from test_evaluate import DEMO, planted_cfg, planted_state  # noqa: F401  (shared session fixture)
 
 # The gate reads voice perplexity and the probes; the other metrics run too, on a token budget.
-QUICK = ["eval.max_heldout_samples=12", "eval.surprise_prompts=1", "eval.association_pairs=3",
-         "eval.probe_modes=[association]", "dream.max_new_tokens=8"]
+QUICK = [
+    "eval.max_heldout_samples=12",
+    "eval.surprise_prompts=1",
+    "eval.association_pairs=3",
+    "eval.probe_modes=[association]",
+    "dream.max_new_tokens=8",
+]
 
 
 def _link(state_home):
@@ -29,8 +34,8 @@ def _add_copy(cfg, src: str, noise: float = 0.0) -> str:
     import torch
     from safetensors.torch import load_file, save_file
 
-    from mothbrain.ledger import open_ledger
-    from mothbrain.paths import adapter_dir
+    from mothbrain.core.ledger import open_ledger
+    from mothbrain.core.paths import adapter_dir
 
     ledger = open_ledger(cfg)
     v = ledger.new_version(status="trained", parent=src)["id"]
@@ -45,8 +50,8 @@ def _add_copy(cfg, src: str, noise: float = 0.0) -> str:
 
 def test_gate_passes_trained_rejects_damaged_and_rollback_restores(planted_cfg, state_home):
     from mothbrain.cli import main
-    from mothbrain.evaluate import run_eval
-    from mothbrain.ledger import open_ledger
+    from mothbrain.core.ledger import open_ledger
+    from mothbrain.evaluate.stage import run_eval
     from mothbrain.promote import run_promote, run_rollback
 
     cfg = planted_cfg(*QUICK)
@@ -67,8 +72,9 @@ def test_gate_passes_trained_rejects_damaged_and_rollback_restores(planted_cfg, 
     run_eval(cfg, bad)
     ev = ledger.get(bad)["eval"]
     assert ev["voice_ppl"] > ev["voice_ppl_base"] and ev["current_version"] == "v0001"
-    result = CliRunner().invoke(main, ["promote", "--version", bad, "--config", str(DEMO),
-                                       *[a for s in QUICK for a in ("--set", s)]])
+    result = CliRunner().invoke(
+        main, ["promote", "--version", bad, "--config", str(DEMO), *[a for s in QUICK for a in ("--set", s)]]
+    )
     assert result.exit_code != 0 and "not promoted" in result.output and "Traceback" not in result.output
     entry = ledger.get(bad)
     assert entry["status"] == "rejected" and entry["promotion"]["decision"] == "rejected"
@@ -93,15 +99,15 @@ def test_gate_passes_trained_rejects_damaged_and_rollback_restores(planted_cfg, 
 
 
 def _fake_evaluated(cfg, **ev) -> str:
-    from mothbrain.ledger import open_ledger
+    from mothbrain.core.ledger import open_ledger
 
     figures = {"voice_ppl": 10.0, "voice_ppl_base": 12.0, "evaluated_at": "now", "current_version": None, **ev}
     return open_ledger(cfg).new_version(status="evaluated", eval=figures)["id"]
 
 
 def test_link_never_points_at_an_incomplete_adapter(state_home):
-    from mothbrain.ledger import open_ledger
-    from mothbrain.paths import adapter_dir
+    from mothbrain.core.ledger import open_ledger
+    from mothbrain.core.paths import adapter_dir
     from mothbrain.promote import run_promote
 
     cfg = load_config(DEMO)
@@ -122,7 +128,7 @@ def test_link_never_points_at_an_incomplete_adapter(state_home):
 
 
 def test_a_real_directory_named_current_is_never_overwritten(state_home):
-    from mothbrain.paths import adapter_dir
+    from mothbrain.core.paths import adapter_dir
     from mothbrain.promote import run_promote
 
     cfg = load_config(DEMO)
@@ -144,8 +150,14 @@ def test_gate_rules():
     from mothbrain.promote import gate_checks
 
     gate = GateConfig(min_improvement_vs_base_pct=1.0, max_regression_vs_current_pct=2.0, forbid_zero_concepts=True)
-    ok = {"voice_ppl": 9.0, "voice_ppl_base": 10.0, "voice_ppl_current": 9.1,
-          "probes": {"figs": {"direct": {"adapter": 0.5, "current": 0.5}, "association": {"adapter": 0.0, "current": 1.0}}}}
+    ok = {
+        "voice_ppl": 9.0,
+        "voice_ppl_base": 10.0,
+        "voice_ppl_current": 9.1,
+        "probes": {
+            "figs": {"direct": {"adapter": 0.5, "current": 0.5}, "association": {"adapter": 0.0, "current": 1.0}}
+        },
+    }
     assert all(c["ok"] for c in gate_checks(ok, gate, has_current=True))
 
     small_gain = dict(ok, voice_ppl=9.95)
@@ -154,9 +166,13 @@ def test_gate_rules():
     regressed = dict(ok, voice_ppl=9.4, voice_ppl_current=9.0)  # 4.4% worse than current
     assert [c["ok"] for c in gate_checks(regressed, gate, has_current=True)] == [True, False, True]
 
-    forgot = dict(ok, probes={"figs": {"direct": {"adapter": 0.0, "current": 0.25},
-                                       "association": {"adapter": 0.0, "current": 0.0}},
-                              "kiln": {"direct": {"adapter": 0.0, "current": 0.0}}})
+    forgot = dict(
+        ok,
+        probes={
+            "figs": {"direct": {"adapter": 0.0, "current": 0.25}, "association": {"adapter": 0.0, "current": 0.0}},
+            "kiln": {"direct": {"adapter": 0.0, "current": 0.0}},
+        },
+    )
     checks = gate_checks(forgot, gate, has_current=True)
     assert not checks[-1]["ok"] and "figs" in checks[-1]["reason"] and "kiln" not in checks[-1]["reason"]
 
@@ -172,12 +188,13 @@ def test_rollback_history():
     assert rollback_target([ev("promoted", "v1")]) == ("v1", None)
     assert rollback_target([ev("promoted", "v1"), ev("rejected", "v2"), ev("promoted", "v3")]) == ("v3", "v1")
     assert rollback_target([ev("promoted", "v1"), ev("promoted", "v2"), ev("rollback", "v1")]) == ("v1", None)
-    assert rollback_target([ev("promoted", "v1"), ev("promoted", "v2"), ev("promoted", "v3"),
-                            ev("rollback", "v2")]) == ("v2", "v1")
+    assert rollback_target(
+        [ev("promoted", "v1"), ev("promoted", "v2"), ev("promoted", "v3"), ev("rollback", "v2")]
+    ) == ("v2", "v1")
 
 
 def test_promote_refuses_a_stale_comparison(state_home):
-    from mothbrain.ledger import open_ledger
+    from mothbrain.core.ledger import open_ledger
     from mothbrain.promote import run_promote
 
     cfg = load_config(DEMO)

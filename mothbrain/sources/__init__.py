@@ -14,15 +14,16 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import yaml
 
-from ..config import SourceConfig
-from ..records import Document
+from mothbrain.config import SourceConfig
+from mothbrain.sources.records import Document
 
 # Folders no reader descends into (tool state, version control, trash).
 SKIP_DIRS = {".git", ".hg", ".svn", ".obsidian", ".trash", ".Trash", "__pycache__", ".mothbrain"}
@@ -57,10 +58,16 @@ class Reader:
 
 
 def _registry() -> dict[str, Reader]:
-    from . import chat_jsonl, chatgpt_export, claude_export, transcript, wiki, writing
+    from mothbrain.sources import chat_jsonl, chatgpt_export, claude_export, transcript, wiki, writing
 
-    readers = [chat_jsonl.READER, chatgpt_export.READER, claude_export.READER, wiki.READER,
-               writing.READER, transcript.READER]
+    readers = [
+        chat_jsonl.READER,
+        chatgpt_export.READER,
+        claude_export.READER,
+        wiki.READER,
+        writing.READER,
+        transcript.READER,
+    ]
     return {r.kind: r for r in readers}
 
 
@@ -156,7 +163,7 @@ def split_front_matter(text: str, rel: str, problems: Problems) -> tuple[dict[st
         return {}, text
     for i in range(1, len(lines)):
         if lines[i].strip() in ("---", "..."):
-            head, body = "\n".join(lines[1:i]), "\n".join(lines[i + 1:])
+            head, body = "\n".join(lines[1:i]), "\n".join(lines[i + 1 :])
             break
     else:
         problems.add(rel, "line 1", "front matter opened with '---' but never closed; read as plain text")

@@ -12,11 +12,12 @@ import io
 import json
 import re
 import zipfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator, TextIO
+from typing import Any, TextIO
 
-from ..config import SourceConfig
-from . import Problems, Reader
+from mothbrain.config import SourceConfig
+from mothbrain.sources import Problems, Reader
 
 CHUNK = 1 << 20  # characters read at a time
 _WS = re.compile(r"[ \t\r\n]*")
@@ -36,7 +37,9 @@ class _Buffer:
         try:
             data = self.stream.read(max(self.chunk, at_least))
         except (OSError, zipfile.BadZipFile, EOFError) as exc:  # a bad disk block, a corrupt zip member
-            self.problems.add(self.rel, f"char {self.base + len(self.text)}", f"read failed ({exc}); rest of file skipped")
+            self.problems.add(
+                self.rel, f"char {self.base + len(self.text)}", f"read failed ({exc}); rest of file skipped"
+            )
             data = ""
         if not data:
             self.eof = True
@@ -98,26 +101,38 @@ def _resync(buf: _Buffer, pos: int, dec: json.JSONDecoder, accept: Callable[[Any
         pos = end  # a nested object: anything inside it is nested too, so skip it whole
 
 
-def iter_array(stream: TextIO, rel: str, problems: Problems, accept: Callable[[Any], bool],
-               what: str = "conversation", chunk: int = CHUNK) -> Iterator[tuple[int, Any]]:
+def iter_array(
+    stream: TextIO,
+    rel: str,
+    problems: Problems,
+    accept: Callable[[Any], bool],
+    what: str = "conversation",
+    chunk: int = CHUNK,
+) -> Iterator[tuple[int, Any]]:
     """(index, element) for each element of the top-level list; problems are reported, never raised."""
     buf, dec = _Buffer(stream, chunk, rel, problems), json.JSONDecoder()
     pos = buf.skip_ws(0)
-    if buf.text[pos:pos + 1] == "\ufeff":
+    if buf.text[pos : pos + 1] == "\ufeff":
         pos = buf.skip_ws(pos + 1)
     if pos >= len(buf.text):
         problems.add(rel, "file", f"empty file; expected a JSON list of {what}s")
         return
     if buf.text[pos] != "[":
-        problems.add(rel, f"char {buf.base + pos}",
-                     f"expected a JSON list of {what}s, found {buf.text[pos]!r}; is this the right file?")
+        problems.add(
+            rel,
+            f"char {buf.base + pos}",
+            f"expected a JSON list of {what}s, found {buf.text[pos]!r}; is this the right file?",
+        )
         return
     pos, index = pos + 1, 0
     while True:
         pos = buf.skip_ws(buf.compact(pos))
         if pos >= len(buf.text):
-            problems.add(rel, f"after {what} {index - 1}",
-                         "file ends before the list is closed (truncated export?); everything before was read")
+            problems.add(
+                rel,
+                f"after {what} {index - 1}",
+                "file ends before the list is closed (truncated export?); everything before was read",
+            )
             return
         if buf.text[pos] == "]":
             return
@@ -130,7 +145,9 @@ def iter_array(stream: TextIO, rel: str, problems: Problems, accept: Callable[[A
         except (json.JSONDecodeError, RecursionError) as exc:
             where = f"{what} {index} (char {start})"
             if isinstance(exc, json.JSONDecodeError) and buf.eof and _incomplete(exc, buf.text):
-                problems.add(rel, where, f"file ends inside this {what} (truncated export?); everything before was read")
+                problems.add(
+                    rel, where, f"file ends inside this {what} (truncated export?); everything before was read"
+                )
                 return
             reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
             problems.add(rel, where, f"invalid JSON ({reason}); skipped to the next {what}")
@@ -144,8 +161,11 @@ def iter_array(stream: TextIO, rel: str, problems: Problems, accept: Callable[[A
         index += 1
         pos = buf.skip_ws(end)
         if pos < len(buf.text) and buf.text[pos] not in ",]":
-            problems.add(rel, f"char {buf.base + pos}", f"unexpected {buf.text[pos]!r} after {what} {index - 1}; "
-                         f"skipped to the next {what}")
+            problems.add(
+                rel,
+                f"char {buf.base + pos}",
+                f"unexpected {buf.text[pos]!r} after {what} {index - 1}; skipped to the next {what}",
+            )
             nxt = _resync(buf, pos, dec, accept)
             if nxt is None:
                 return

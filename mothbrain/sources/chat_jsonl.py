@@ -7,18 +7,29 @@ The style is detected per line, so one file may mix both. A line is one conversa
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-from ..config import SourceConfig
-from ..records import Document, Turn
-from . import Problems, Reader, parse_time
+from mothbrain.config import SourceConfig
+from mothbrain.sources import Problems, Reader, parse_time
+from mothbrain.sources.records import Document, Turn
 
 # ShareGPT speaker names → roles (the format was never standardised; these are the ones seen in the wild).
 SHAREGPT_ROLES = {
-    "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "chatgpt": "assistant",
-    "bard": "assistant", "bing": "assistant", "model": "assistant", "system": "system",
-    "tool": "tool", "function": "tool", "function_call": "tool", "observation": "tool",
+    "human": "user",
+    "user": "user",
+    "gpt": "assistant",
+    "assistant": "assistant",
+    "chatgpt": "assistant",
+    "bard": "assistant",
+    "bing": "assistant",
+    "model": "assistant",
+    "system": "system",
+    "tool": "tool",
+    "function": "tool",
+    "function_call": "tool",
+    "observation": "tool",
 }
 TIME_KEYS = ("created_at", "create_time", "timestamp", "time", "date")
 ID_KEYS = ("id", "conversation_id", "uuid")
@@ -51,8 +62,13 @@ def _openai_turns(msgs: Any, where: str, rel: str, problems: Problems) -> list[T
             text = m["content"].strip()
             if text:
                 role = m["role"].strip().lower()
-                turns.append(Turn(role="tool" if role in ("function", "ipython") else role, text=text,
-                                  speaker=str(m.get("name") or "")))
+                turns.append(
+                    Turn(
+                        role="tool" if role in ("function", "ipython") else role,
+                        text=text,
+                        speaker=str(m.get("name") or ""),
+                    )
+                )
             continue
         if not isinstance(m, dict) or not isinstance(m.get("role"), str):
             problems.add(rel, f"{where} message {i}", "message without a string 'role'; skipped")
@@ -117,16 +133,31 @@ def parse_line(raw: bytes, line_no: int, rel: str, source: SourceConfig, problem
     if not turns:
         problems.add(rel, where, "conversation has no text; skipped")
         return None
-    conv_id = next((obj[k] for k in ID_KEYS if isinstance(obj.get(k), (str, int)) and not isinstance(obj.get(k), bool)), None)
+    conv_id = next(
+        (obj[k] for k in ID_KEYS if isinstance(obj.get(k), (str, int)) and not isinstance(obj.get(k), bool)), None
+    )
     ts = next((t for t in (parse_time(obj.get(k)) for k in TIME_KEYS) if t is not None), None)
     title = obj.get("title") if isinstance(obj.get("title"), str) else ""
     return Document(
-        source=source.name, kind="chat", doc_id=f"{rel}#{conv_id}" if conv_id is not None else f"{rel}#L{line_no}",
-        title=title, turns=turns, meta={"file": rel, "line": line_no, "style": style}, timestamp=ts)
+        source=source.name,
+        kind="chat",
+        doc_id=f"{rel}#{conv_id}" if conv_id is not None else f"{rel}#L{line_no}",
+        title=title,
+        turns=turns,
+        meta={"file": rel, "line": line_no, "style": style},
+        timestamp=ts,
+    )
 
 
-def read_from(path: Path, rel: str, source: SourceConfig, problems: Problems,
-              offset: int = 0, first_line: int = 1, end: int | None = None) -> Iterator[Document]:
+def read_from(
+    path: Path,
+    rel: str,
+    source: SourceConfig,
+    problems: Problems,
+    offset: int = 0,
+    first_line: int = 1,
+    end: int | None = None,
+) -> Iterator[Document]:
     """Documents of the lines starting in [offset, end): ingest resumes appended logs at `offset`
     (the start of line `first_line`) and stops at `end`, the size it hashed, so a log still being
     written is read exactly as far as its recorded hash covers."""

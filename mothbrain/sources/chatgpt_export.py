@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..config import SourceConfig
-from ..records import Document, Turn
-from . import Problems, parse_time
-from ._jsonstream import export_reader
+from mothbrain.config import SourceConfig
+from mothbrain.sources import Problems, parse_time
+from mothbrain.sources._jsonstream import export_reader
+from mothbrain.sources.records import Document, Turn
 
 TEXT_TYPES = ("text", "multimodal_text")
 
@@ -97,7 +97,9 @@ def conversation(conv: Any, index: int, rel: str, source: SourceConfig, problems
             continue
         parts = content.get("parts")
         if not isinstance(parts, list):
-            problems.add(rel, f"{where} node {str(msg.get('id', '?'))[:40]}", "text message without a 'parts' list; skipped")
+            problems.add(
+                rel, f"{where} node {str(msg.get('id', '?'))[:40]}", "text message without a 'parts' list; skipped"
+            )
             continue
         text = _parts_text(parts)
         if text:
@@ -112,8 +114,9 @@ def conversation(conv: Any, index: int, rel: str, source: SourceConfig, problems
     ts = parse_time(conv.get("create_time")) or parse_time(conv.get("update_time"))
     model = conv.get("default_model_slug")
     meta = {"file": rel, "conversation_id": cid, "index": index, **({"model": model} if isinstance(model, str) else {})}
-    return Document(source=source.name, kind="chat", doc_id=f"{rel}#{cid}", title=title, turns=turns,
-                    meta=meta, timestamp=ts)
+    return Document(
+        source=source.name, kind="chat", doc_id=f"{rel}#{cid}", title=title, turns=turns, meta=meta, timestamp=ts
+    )
 
 
 READER = export_reader("chatgpt_export", "mapping", conversation)

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..config import SourceConfig
-from ..records import Document, Turn
-from . import Problems, parse_time
-from ._jsonstream import export_reader
+from mothbrain.config import SourceConfig
+from mothbrain.sources import Problems, parse_time
+from mothbrain.sources._jsonstream import export_reader
+from mothbrain.sources.records import Document, Turn
 
 ROLES = {"human": "user", "user": "user", "assistant": "assistant"}
 
@@ -19,8 +19,11 @@ ROLES = {"human": "user", "user": "user", "assistant": "assistant"}
 def _message_text(msg: dict) -> str:
     blocks = msg.get("content")
     if isinstance(blocks, list):
-        texts = [b["text"] for b in blocks
-                 if isinstance(b, dict) and b.get("type") == "text" and isinstance(b.get("text"), str)]
+        texts = [
+            b["text"]
+            for b in blocks
+            if isinstance(b, dict) and b.get("type") == "text" and isinstance(b.get("text"), str)
+        ]
         if any(t.strip() for t in texts):
             return "\n\n".join(t.strip() for t in texts if t.strip())
     text = msg.get("text")
@@ -53,8 +56,15 @@ def conversation(conv: Any, index: int, rel: str, source: SourceConfig, problems
         problems.add(rel, where, "invalid UTF-8 bytes replaced with U+FFFD; conversation kept")
     title = conv.get("name") if isinstance(conv.get("name"), str) else ""
     ts = parse_time(conv.get("created_at")) or first_t
-    return Document(source=source.name, kind="chat", doc_id=f"{rel}#{cid}", title=title, turns=turns,
-                    meta={"file": rel, "conversation_id": cid, "index": index}, timestamp=ts)
+    return Document(
+        source=source.name,
+        kind="chat",
+        doc_id=f"{rel}#{cid}",
+        title=title,
+        turns=turns,
+        meta={"file": rel, "conversation_id": cid, "index": index},
+        timestamp=ts,
+    )
 
 
 READER = export_reader("claude_export", "chat_messages", conversation)

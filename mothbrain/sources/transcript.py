@@ -9,19 +9,31 @@ meta. Turn.role is the speaker lower-cased, Turn.speaker the name as written.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
-from ..config import SourceConfig
-from ..records import Document, Turn
-from . import Problems, Reader, parse_time, read_text, split_front_matter, time_from_name
+from mothbrain.config import SourceConfig
+from mothbrain.sources import Problems, Reader, parse_time, read_text, split_front_matter, time_from_name
+from mothbrain.sources.records import Document, Turn
 
 _TS = r"(?:[\[(]?(?:\d{1,2}:)?\d{1,2}:\d{2}(?:[.,]\d+)?[\])]?\s*(?:[-–]\s*)?)"
 # A speaker: starts with a capital letter, at most 40 characters of name-like text, then ": ".
 TURN = re.compile(rf"^\s*{_TS}?(?P<speaker>[^\W\d_a-z][\w .'&-]{{0,39}}?)\s*:(?:\s+(?P<text>.*))?$")
 TIMESTAMP_ONLY = re.compile(rf"^\s*{_TS}\s*$")
-HEADER_KEYS = {"date", "time", "title", "subject", "meeting", "attendees", "present", "apologies",
-               "location", "recorded", "recording", "minutes"}
+HEADER_KEYS = {
+    "date",
+    "time",
+    "title",
+    "subject",
+    "meeting",
+    "attendees",
+    "present",
+    "apologies",
+    "location",
+    "recorded",
+    "recording",
+    "minutes",
+}
 
 
 def parse(text: str) -> tuple[list[Turn], dict, list[int]]:
@@ -78,8 +90,9 @@ def read(path: Path, rel: str, source: SourceConfig, problems: Problems) -> Iter
     if not title and meta.get("preamble", "").startswith("#"):
         title = meta["preamble"].split("\n")[0].lstrip("#").strip()
     ts = parse_time(meta.get("date")) or time_from_name(path.stem)
-    yield Document(source=source.name, kind="transcript", doc_id=rel, title=title or path.stem,
-                   turns=kept, meta=meta, timestamp=ts)
+    yield Document(
+        source=source.name, kind="transcript", doc_id=rel, title=title or path.stem, turns=kept, meta=meta, timestamp=ts
+    )
 
 
 READER = Reader(kind="transcript", read=read, suffixes=(".txt", ".md", ".transcript"))

@@ -8,12 +8,21 @@ Title: front matter `title`, else the first H1, else the file stem.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
-from ..config import SourceConfig
-from ..records import Document
-from . import Problems, Reader, read_text, split_front_matter, tags_from, time_from_meta, time_from_name, title_from
+from mothbrain.config import SourceConfig
+from mothbrain.sources import (
+    Problems,
+    Reader,
+    read_text,
+    split_front_matter,
+    tags_from,
+    time_from_meta,
+    time_from_name,
+    title_from,
+)
+from mothbrain.sources.records import Document
 
 WIKILINK = re.compile(r"(!?)\[\[([^\[\]|#\n]*)(#[^\[\]|\n]*)?(?:\|([^\[\]\n]*))?\]\]")
 
@@ -45,8 +54,16 @@ def read(path: Path, rel: str, source: SourceConfig, problems: Problems) -> Iter
     if not body:
         return  # an empty page (only front matter) has nothing to learn from
     meta = {**meta, "file": rel, "tags": tags_from(meta)}
-    yield Document(source=source.name, kind="wiki", doc_id=rel, title=title_from(meta, body, path.stem),
-                   text=body, links=links, meta=meta, timestamp=time_from_meta(meta) or time_from_name(path.stem))
+    yield Document(
+        source=source.name,
+        kind="wiki",
+        doc_id=rel,
+        title=title_from(meta, body, path.stem),
+        text=body,
+        links=links,
+        meta=meta,
+        timestamp=time_from_meta(meta) or time_from_name(path.stem),
+    )
 
 
 READER = Reader(kind="wiki", read=read, suffixes=(".md", ".markdown"))

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
-from ..config import SourceConfig
-from ..records import Document
-from . import Problems, Reader, read_text, split_front_matter, tags_from, time_from_meta, time_from_name, title_from
+from mothbrain.config import SourceConfig
+from mothbrain.sources import (
+    Problems,
+    Reader,
+    read_text,
+    split_front_matter,
+    tags_from,
+    time_from_meta,
+    time_from_name,
+    title_from,
+)
+from mothbrain.sources.records import Document
 
 
 def read(path: Path, rel: str, source: SourceConfig, problems: Problems) -> Iterator[Document]:
@@ -19,8 +28,15 @@ def read(path: Path, rel: str, source: SourceConfig, problems: Problems) -> Iter
     if not body:
         return
     meta = {**meta, "file": rel, "tags": tags_from(meta)}
-    yield Document(source=source.name, kind="writing", doc_id=rel, title=title_from(meta, body, path.stem),
-                   text=body, meta=meta, timestamp=time_from_meta(meta) or time_from_name(path.stem))
+    yield Document(
+        source=source.name,
+        kind="writing",
+        doc_id=rel,
+        title=title_from(meta, body, path.stem),
+        text=body,
+        meta=meta,
+        timestamp=time_from_meta(meta) or time_from_name(path.stem),
+    )
 
 
 READER = Reader(kind="writing", read=read, suffixes=(".md", ".markdown", ".txt"))

@@ -1,0 +1,395 @@
+"""`mothbrain ask`: System 2, System 1 and the wiki at once, then System 2 weighs what it heard.
+
+    mothbrain ask "what should we do about the figs?"
+    mothbrain ask --json "..." | jq .answer
+    mothbrain ask "..." --set coordinator.system2_url=http://127.0.0.1:8000/v1 --set coordinator.system2_model=qwen
+
+Three layers start together, each with its own timeout (coordinator.*_timeout_s):
+  system2  the coordinating model's own draft, from any OpenAI-compatible endpoint (system2_url)
+  system1  the adapter: `mothbrain serve` at system1_url, or loaded in this process when it is empty
+  wiki     the nearest passages of the ingested wiki pages (mothbrain.ask.retrieval)
+Then the synthesis prompt (configs/synthesis_prompt.txt, editable) hands System 1's words to System 2
+as what its lizard brain said: a provocation to accept, refine or discard. A layer that is slow or
+dead is left out and named; when System 2 itself is down the answer is System 1 plus the wiki,
+marked degraded. Every exchange is appended to <data>/exchanges/<date>.jsonl (System 1's and
+System 2's answers to the same question, so the surprise rate can be computed on real use).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mothbrain.config import REPO_ROOT, Config
+from mothbrain.core import paths
+from mothbrain.errors import MothError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TEMPLATE = REPO_ROOT / "configs" / "synthesis_prompt.txt"
+REQUIRED_PLACEHOLDERS = ("{question}", "{system1}")
+LAYERS = ("system2", "system1", "wiki")
+
+
+@dataclass
+class Layer:
+    name: str
+    status: str = "skipped"  # ok | error | timeout | skipped
+    text: str = ""
+    seconds: float = 0.0
+    error: str = ""
+    detail: dict[str, Any] = field(default_factory=dict)  # adapter version, passages, model
+
+
+@dataclass
+class AskResult:
+    question: str
+    answer: str
+    degraded: bool
+    failed: dict[str, str]  # layer → why it is missing from the answer
+    layers: dict[str, Layer]
+    synthesis: Layer
+    seconds: float
+    exchange_id: str
+    log_path: str = ""
+    warnings: list[str] = field(default_factory=list)
+    title: str = "ask"
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "layer": L.name,
+                "status": L.status,
+                "seconds": round(L.seconds, 2),
+                "note": L.error or L.detail.get("adapter") or L.detail.get("model") or "",
+            }
+            for L in [*self.layers.values(), self.synthesis]
+        ]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.exchange_id,
+            "question": self.question,
+            "answer": self.answer,
+            "degraded": self.degraded,
+            "failed": self.failed,
+            "layers": {k: asdict(v) for k, v in self.layers.items()},
+            "synthesis": asdict(self.synthesis),
+            "seconds": round(self.seconds, 3),
+            "log": self.log_path,
+            "warnings": self.warnings,
+        }
+
+
+# --------------------------------------------------------------------------- config and template
+
+
+def check_config(cfg: Config) -> None:
+    c = cfg.coordinator
+    for name in ("system1_timeout_s", "system2_timeout_s", "wiki_timeout_s", "synthesis_timeout_s"):
+        if getattr(c, name) <= 0:
+            raise MothError(f"coordinator.{name} must be > 0 seconds, got {getattr(c, name)}")
+    for name in ("system1_url", "system2_url"):
+        url = getattr(c, name)
+        if url and not url.startswith(("http://", "https://")):
+            raise MothError(
+                f"coordinator.{name} {url!r} must start with http:// or https:// (e.g. http://127.0.0.1:8377/v1)"
+            )
+    if c.system2_url and not c.system2_model:
+        raise MothError("coordinator.system2_model is empty; name the model served at coordinator.system2_url")
+
+
+def load_template(cfg: Config) -> str:
+    """The synthesis template, without its leading '#' comment lines."""
+    path = (
+        cfg.resolve_path(cfg.coordinator.synthesis_template) if cfg.coordinator.synthesis_template else DEFAULT_TEMPLATE
+    )
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise MothError(
+            f"coordinator.synthesis_template {path} cannot be read ({getattr(exc, 'strerror', None) or exc}); "
+            f"fix the path or leave it empty for {DEFAULT_TEMPLATE}"
+        ) from None
+    while lines and lines[0].startswith("#"):
+        lines.pop(0)
+    text = "".join(lines).strip()
+    missing = [p for p in REQUIRED_PLACEHOLDERS if p not in text]
+    if missing:
+        raise MothError(
+            f"synthesis template {path} lacks {', '.join(missing)}; add them where the question and "
+            "System 1's words belong"
+        )
+    return text
+
+
+def fill_template(template: str, values: dict[str, str]) -> str:
+    """Plain replacement, not str.format: questions and notes may contain braces."""
+    out = template
+    for key, value in values.items():
+        out = out.replace("{" + key + "}", value)
+    return out
+
+
+# --------------------------------------------------------------------------- talking to endpoints
+
+
+def chat(
+    url: str,
+    model: str,
+    messages: list[dict[str, str]],
+    *,
+    api_key: str = "",
+    timeout: float,
+    max_tokens: int | None = None,
+    temperature: float | None = None,
+) -> tuple[str, dict[str, str]]:
+    """One OpenAI-style chat completion; returns the text and the response headers."""
+    import httpx
+
+    body: dict[str, Any] = {"model": model, "messages": messages}
+    if max_tokens is not None:
+        body["max_tokens"] = max_tokens
+    if temperature is not None:
+        body["temperature"] = temperature
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    endpoint = url.rstrip("/") + "/chat/completions"
+    try:
+        r = httpx.post(endpoint, json=body, headers=headers, timeout=timeout)
+    except httpx.TimeoutException:
+        raise TimeoutError(f"no answer from {endpoint} within {timeout:g}s") from None
+    except httpx.HTTPError as exc:
+        raise ConnectionError(f"{endpoint} unreachable ({type(exc).__name__}: {str(exc)[:120]})") from None
+    if r.status_code >= 400:
+        try:
+            msg = r.json()["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            msg = r.text[:200]
+        raise ConnectionError(f"{endpoint} answered HTTP {r.status_code}: {msg}")
+    try:
+        text = r.json()["choices"][0]["message"]["content"] or ""
+    except (ValueError, KeyError, IndexError, TypeError):
+        raise ConnectionError(f"{endpoint} did not answer in the OpenAI chat format: {r.text[:200]}") from None
+    return text, dict(r.headers)
+
+
+_ENGINES: dict[str, Any] = {}
+_ENGINE_LOCK = threading.Lock()
+
+
+def _local_engine(cfg: Config):
+    """System 1 in this process (the tiny demo model, or a box without `mothbrain serve`), loaded once."""
+    from mothbrain.serve.app import TransformersEngine
+
+    key = f"{paths.state_dir(cfg)}|{cfg.model.base}"
+    with _ENGINE_LOCK:
+        if key not in _ENGINES:
+            _ENGINES[key] = TransformersEngine(cfg)
+        return _ENGINES[key]
+
+
+def ask_system1(cfg: Config, question: str) -> tuple[str, dict[str, Any]]:
+    c = cfg.coordinator
+    messages = [{"role": "user", "content": question}]
+    if c.system1_url:
+        from mothbrain.serve.app import ADAPTER_HEADER, MODEL_ID, load_token
+
+        text, headers = chat(
+            c.system1_url,
+            MODEL_ID,
+            messages,
+            api_key=load_token(cfg),
+            timeout=c.system1_timeout_s,
+            max_tokens=c.system1_max_tokens,
+            temperature=c.system1_temperature,
+        )
+        return text.strip(), {"adapter": headers.get(ADAPTER_HEADER.lower(), "?"), "via": c.system1_url}
+    from mothbrain.serve.app import render_chat, trim_at_stop
+
+    engine = _local_engine(cfg)
+    engine.reload_if_changed()
+    prompt, stops = render_chat(messages)
+    raw = engine.generate([prompt], c.system1_max_tokens, c.system1_temperature, 0.95, stops)[0]
+    return trim_at_stop(raw, stops)[0].strip(), {"adapter": engine.version or "base", "via": "in-process"}
+
+
+def _system2_key(cfg: Config) -> str:
+    env = cfg.coordinator.system2_api_key_env
+    return os.environ.get(env, "") if env else ""
+
+
+def ask_system2(cfg: Config, prompt: str, timeout: float) -> tuple[str, dict[str, Any]]:
+    c = cfg.coordinator
+    if not c.system2_url:
+        raise ConnectionError("not configured (set coordinator.system2_url and coordinator.system2_model)")
+    text, _ = chat(
+        c.system2_url,
+        c.system2_model,
+        [{"role": "user", "content": prompt}],
+        api_key=_system2_key(cfg),
+        timeout=timeout,
+    )
+    return text.strip(), {"model": c.system2_model}
+
+
+def ask_wiki(cfg: Config, question: str) -> tuple[str, dict[str, Any]]:
+    from mothbrain.ask.retrieval import search
+
+    hits = search(cfg, question, cfg.coordinator.wiki_top_k)
+    text = "\n".join(f"- [{h.title}] {h.text}" for h in hits)
+    return text, {"passages": [asdict(h) for h in hits]}
+
+
+# --------------------------------------------------------------------------- running layers with timeouts
+
+
+class _Running:
+    """A layer in a daemon thread: a layer past its timeout is abandoned, never waited for."""
+
+    def __init__(self, name: str, fn: Callable[[], tuple[str, dict[str, Any]]], timeout: float):
+        self.layer = Layer(name)
+        self.timeout = timeout
+        self.done = threading.Event()
+        self.t0 = time.monotonic()
+        threading.Thread(target=self._run, args=(fn,), name=f"ask-{name}", daemon=True).start()
+
+    def _run(self, fn) -> None:
+        try:
+            text, detail = fn()
+            self.layer.text, self.layer.detail, self.layer.status = text, detail, "ok"
+        except Exception as exc:  # noqa: BLE001 - any failure degrades the answer, it does not end it
+            self.layer.status = "timeout" if isinstance(exc, TimeoutError) else "error"
+            self.layer.error = (str(exc).splitlines() or [type(exc).__name__])[0][:300]
+        finally:
+            self.layer.seconds = time.monotonic() - self.t0
+            self.done.set()
+
+    def result(self) -> Layer:
+        if not self.done.wait(max(0.0, self.t0 + self.timeout - time.monotonic())):
+            return Layer(
+                self.layer.name,
+                "timeout",
+                seconds=self.timeout,
+                error=f"no answer within {self.timeout:g}s (coordinator.{self.layer.name}_timeout_s)",
+            )
+        return self.layer
+
+
+# --------------------------------------------------------------------------- ask
+
+
+def _import_once() -> None:
+    """Import what the layers use here, first: transformers' lazy imports are not thread-safe, and two
+    layers importing at once fail with "cannot import name 'AutoModel'"."""
+    import httpx  # noqa: F401
+    from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer  # noqa: F401
+
+    from mothbrain import serve  # noqa: F401
+
+
+def ask(cfg: Config, question: str, *, log_exchange: bool = True) -> AskResult:
+    """Ask all three layers, synthesise through System 2, log the exchange; never hangs past the timeouts."""
+    question = question.strip()
+    if not question:
+        raise MothError("the question is empty")
+    check_config(cfg)
+    template = load_template(cfg)
+    _import_once()
+    c = cfg.coordinator
+    t0 = time.monotonic()
+    running = {
+        "system2": _Running("system2", lambda: ask_system2(cfg, question, c.system2_timeout_s), c.system2_timeout_s),
+        "system1": _Running("system1", lambda: ask_system1(cfg, question), c.system1_timeout_s),
+        "wiki": _Running("wiki", lambda: ask_wiki(cfg, question), c.wiki_timeout_s),
+    }
+    layers = {name: r.result() for name, r in running.items()}
+    failed = {name: f"{L.status}: {L.error}" for name, L in layers.items() if L.status != "ok"}
+
+    s1, wiki, s2 = layers["system1"], layers["wiki"], layers["system2"]
+    synthesis = Layer("synthesis")
+    if s2.status == "ok":
+        prompt = fill_template(
+            template,
+            {
+                "question": question,
+                "system1": s1.text
+                if s1.status == "ok" and s1.text
+                else f"(nothing this time: {s1.status} {s1.error})".strip(),
+                "wiki": wiki.text if wiki.status == "ok" and wiki.text else "(no wiki notes found)",
+                "system2": s2.text,
+            },
+        )
+        synthesis = _Running(
+            "synthesis", lambda: ask_system2(cfg, prompt, c.synthesis_timeout_s), c.synthesis_timeout_s
+        ).result()
+        synthesis.detail["prompt"] = prompt
+        if synthesis.status != "ok":
+            failed["synthesis"] = f"{synthesis.status}: {synthesis.error}"
+    else:
+        synthesis.error = "System 2 unavailable"
+        failed["synthesis"] = "skipped: System 2 unavailable"
+
+    if synthesis.status == "ok":
+        answer = synthesis.text
+    elif s2.status == "ok":
+        answer = s2.text  # System 2's own draft, without the lizard brain's provocation
+    else:
+        answer = _fallback_answer(s1, wiki)
+    result = AskResult(
+        question=question,
+        answer=answer,
+        degraded=bool(failed),
+        failed=failed,
+        layers=layers,
+        synthesis=synthesis,
+        seconds=time.monotonic() - t0,
+        exchange_id=uuid.uuid4().hex[:12],
+    )
+    if log_exchange:
+        try:
+            result.log_path = str(log_exchange_record(cfg, result))
+        except OSError as exc:
+            result.warnings.append(f"the exchange was not logged ({exc.strerror or exc}); free disk space")
+    return result
+
+
+def _fallback_answer(s1: Layer, wiki: Layer) -> str:
+    parts = []
+    if s1.status == "ok" and s1.text:
+        parts.append(f"System 1 (the adapter; intuition, not fact) said:\n{s1.text}")
+    if wiki.status == "ok" and wiki.text:
+        parts.append(f"From the wiki:\n{wiki.text}")
+    return "\n\n".join(parts)
+
+
+def log_exchange_record(cfg: Config, result: AskResult) -> Path:
+    """Append one JSON line to <data>/exchanges/<UTC date>.jsonl (locked: several `ask`s may run at once)."""
+    from filelock import FileLock
+
+    folder = paths.data_dir(cfg) / "exchanges"
+    folder.mkdir(parents=True, exist_ok=True)
+    now = _dt.datetime.now(_dt.timezone.utc)
+    path = folder / f"{now:%Y-%m-%d}.jsonl"
+    record = {
+        "at": now.isoformat(timespec="seconds"),
+        **result.to_json(),
+        "system2_model": cfg.coordinator.system2_model,
+        "system1_adapter": result.layers["system1"].detail.get("adapter"),
+    }
+    record.pop("log", None)
+    line = json.dumps(record, ensure_ascii=False, default=str) + "\n"
+    with FileLock(str(path) + ".lock", timeout=30):
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
+    return path

@@ -1,0 +1,1 @@
+"""Infrastructure every stage shares: paths, atomic files and time, the ledger."""

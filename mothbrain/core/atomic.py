@@ -1,0 +1,58 @@
+"""Files and folders that appear whole or not at all: what a kill -9 or a full disk can interrupt.
+
+`write_atomically(path, text)`  a file: temp file beside it, fsync, rename, fsync of the folder.
+`write_json_atomically(path, data)`  the same, as indented JSON.
+`replace_folder(tmp, final)`    a folder written completely under a temporary name, moved into
+                                place; the old one is renamed aside first and removed after.
+Both raise OSError; callers turn it into a message that says what was kept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+
+def write_atomically(path: Path, text: str | bytes) -> None:
+    """Write `text` (or bytes) so that readers see the old file or the new one, never a torn write: a temp file
+    beside it, fsync, rename, fsync of the folder (so the rename survives a power cut). Raises
+    OSError, leaving the old file untouched; callers say what it means for them."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") if isinstance(text, bytes) else os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def write_json_atomically(path: Path, data) -> None:
+    """`data` as indented JSON (non-JSON values as str), written atomically; raises OSError."""
+    write_atomically(path, json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+def replace_folder(tmp: Path, final: Path) -> None:
+    """Move the fully written folder `tmp` to `final`. An existing `final` is renamed aside first and
+    removed only after the move, so a crash in between leaves the old folder or the new, never
+    neither (a leftover `.<name>.old` is cleared by the next call)."""
+    old = final.with_name(f".{final.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        os.replace(final, old)
+    os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,1 @@
+"""The dream stage and the proposals queue it stages its text in."""

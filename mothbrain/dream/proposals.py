@@ -1,0 +1,233 @@
+"""The staging queue for dream proposals: reviewed by a person, never applied to anything.
+
+Dreaming writes every generated text here with status `pending`. A person reviews them
+(`mothbrain proposals list | show ID | accept ID | reject ID`), and `mothbrain proposals export`
+writes the *accepted* ones — never pending or rejected ones — as JSON lines to
+`<state>/data/proposals/exports/accepted-<date>.jsonl` for the coordinating model to read.
+Nothing in MothBrain ever writes a proposal into the wiki or any source.
+
+Storage: one SQLite file, `<state>/data/proposals/queue.sqlite3`, in WAL mode (readers such as
+`status` and the briefing never block a dreaming writer; each change is one transaction, so a kill
+leaves the queue as it was before or after it). One table, `proposals`:
+
+    id INTEGER PRIMARY KEY     the number people type
+    created_at TEXT            ISO time (UTC)
+    source TEXT                document id the prompt came from
+    source_title TEXT          its title, for people
+    style TEXT                 free_association | reminds_me | continue_thread
+    adapter_version TEXT       the ledger version that dreamt it
+    prompt TEXT, text TEXT     what the adapter was given and what it said
+    status TEXT                pending | accepted | rejected
+    novelty REAL               1 - highest cosine similarity to the existing material (embeddings)
+    relevance REAL             cosine similarity to its prompt
+    note TEXT                  the reviewer's note
+    reviewed_at TEXT           when it was accepted or rejected
+
+`PRAGMA user_version` holds the schema number; MIGRATIONS are applied in order, so a queue made by
+an older MothBrain is upgraded in place and one made by a newer one is refused, untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import os
+import sqlite3
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from mothbrain.core import paths
+from mothbrain.errors import MothError
+
+STATUSES = ("pending", "accepted", "rejected")
+COLUMNS = (
+    "id",
+    "created_at",
+    "source",
+    "source_title",
+    "style",
+    "adapter_version",
+    "prompt",
+    "text",
+    "status",
+    "novelty",
+    "relevance",
+    "note",
+    "reviewed_at",
+)
+# Ordered, named schema migrations; user_version = how many have been applied.
+MIGRATIONS = [
+    (
+        "create proposals",
+        """
+        CREATE TABLE proposals (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            created_at TEXT NOT NULL,
+            source TEXT NOT NULL DEFAULT '',
+            source_title TEXT NOT NULL DEFAULT '',
+            style TEXT NOT NULL DEFAULT '',
+            adapter_version TEXT NOT NULL DEFAULT '',
+            prompt TEXT NOT NULL DEFAULT '',
+            text TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'accepted', 'rejected')),
+            novelty REAL,
+            relevance REAL,
+            note TEXT NOT NULL DEFAULT '',
+            reviewed_at TEXT
+        );
+        CREATE INDEX proposals_status ON proposals (status, id);
+    """,
+    ),
+]
+
+
+def queue_path(cfg) -> Path:
+    return paths.proposals_dir(cfg) / "queue.sqlite3"
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+@contextlib.contextmanager
+def _connect(cfg) -> Iterator[sqlite3.Connection]:
+    path = queue_path(cfg)
+    try:
+        con = sqlite3.connect(str(path), timeout=30.0)
+    except sqlite3.Error as exc:
+        raise MothError(f"cannot open the proposal queue {path} ({exc}); check the folder's permissions") from None
+    con.row_factory = sqlite3.Row
+    try:
+        con.execute("PRAGMA journal_mode=WAL")
+        _migrate(con, path)
+        with con:  # one transaction: committed on success, rolled back on any error
+            yield con
+    except sqlite3.DatabaseError as exc:
+        raise MothError(
+            f"the proposal queue {path} is damaged or locked ({exc}); move it aside to start an "
+            "empty queue (its proposals stay readable with the sqlite3 tool)"
+        ) from None
+    finally:
+        con.close()
+
+
+def _migrate(con: sqlite3.Connection, path: Path) -> None:
+    version = con.execute("PRAGMA user_version").fetchone()[0]
+    if version > len(MIGRATIONS):
+        raise MothError(
+            f"the proposal queue {path} has schema {version}, newer than this MothBrain understands "
+            f"({len(MIGRATIONS)}); upgrade mothbrain — the file was left untouched"
+        )
+    for n, (_name, sql) in enumerate(MIGRATIONS[version:], start=version + 1):
+        # One transaction per migration: the schema change and its number land together or not at all.
+        con.executescript(f"BEGIN; {sql} PRAGMA user_version = {n}; COMMIT;")
+
+
+def _row(r: sqlite3.Row) -> dict[str, Any]:
+    return {k: r[k] for k in COLUMNS}
+
+
+def add_proposals(cfg, items: Iterable[dict[str, Any]]) -> list[int]:
+    """Stage proposals (dicts with text and any of source, source_title, style, adapter_version, prompt,
+    novelty, relevance) as pending; returns their ids."""
+    ids = []
+    with _connect(cfg) as con:
+        for it in items:
+            if not str(it.get("text", "")).strip():
+                continue
+            cur = con.execute(
+                "INSERT INTO proposals (created_at, source, source_title, style, adapter_version, prompt, text, "
+                "novelty, relevance) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    _now(),
+                    it.get("source", ""),
+                    it.get("source_title", ""),
+                    it.get("style", ""),
+                    it.get("adapter_version", ""),
+                    it.get("prompt", ""),
+                    it["text"],
+                    it.get("novelty"),
+                    it.get("relevance"),
+                ),
+            )
+            ids.append(cur.lastrowid)
+    return ids
+
+
+def list_proposals(cfg, status: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+    """Proposals, oldest first (optionally only one status, at most `limit`)."""
+    if status is not None and status not in STATUSES:
+        raise MothError(f"unknown proposal status {status!r} (one of {', '.join(STATUSES)})")
+    sql = "SELECT * FROM proposals" + (" WHERE status = ?" if status else "") + " ORDER BY id"
+    args: list[Any] = [status] if status else []
+    if limit is not None:
+        sql += " LIMIT ?"
+        args.append(int(limit))
+    if not queue_path(cfg).exists():
+        return []  # reading never creates the queue
+    with _connect(cfg) as con:
+        return [_row(r) for r in con.execute(sql, args)]
+
+
+def get(cfg, proposal_id: int) -> dict[str, Any]:
+    with _connect(cfg) as con:
+        r = con.execute("SELECT * FROM proposals WHERE id = ?", (int(proposal_id),)).fetchone()
+    if r is None:
+        raise MothError(f"no proposal {proposal_id} in the queue (see `mothbrain proposals list`)")
+    return _row(r)
+
+
+def set_status(cfg, proposal_id: int, status: str, note: str = "") -> dict[str, Any]:
+    """Accept or reject (or return to pending) one proposal, with an optional note."""
+    if status not in STATUSES:
+        raise MothError(f"unknown proposal status {status!r} (one of {', '.join(STATUSES)})")
+    with _connect(cfg) as con:
+        cur = con.execute(
+            "UPDATE proposals SET status = ?, note = ?, reviewed_at = ? WHERE id = ?",
+            (status, note or "", None if status == "pending" else _now(), int(proposal_id)),
+        )
+        if cur.rowcount == 0:
+            raise MothError(f"no proposal {proposal_id} in the queue (see `mothbrain proposals list`)")
+    return get(cfg, proposal_id)
+
+
+def update_scores(cfg, proposal_id: int, novelty: float | None, relevance: float | None) -> None:
+    with _connect(cfg) as con:
+        cur = con.execute(
+            "UPDATE proposals SET novelty = ?, relevance = ? WHERE id = ?", (novelty, relevance, int(proposal_id))
+        )
+        if cur.rowcount == 0:
+            raise MothError(f"no proposal {proposal_id} in the queue (see `mothbrain proposals list`)")
+
+
+def export_accepted(cfg, out: str | os.PathLike | None = None) -> tuple[Path, int]:
+    """Write every accepted proposal (only those) as JSON lines; returns (path, count).
+
+    Default path: <state>/data/proposals/exports/accepted-<YYYY-MM-DD>.jsonl. Written to a temp file
+    and renamed, so a reader never sees half an export.
+    """
+    rows = list_proposals(cfg, status="accepted")
+    if out is None:
+        folder = paths.proposals_dir(cfg) / "exports"
+        target = folder / f"accepted-{_dt.date.today().isoformat()}.jsonl"
+    else:
+        target = Path(out).expanduser()
+    tmp = None
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            for r in rows:
+                f.write(json.dumps({k: r[k] for k in COLUMNS if k != "status"}, ensure_ascii=False) + "\n")
+        os.replace(tmp, target)
+    except OSError as exc:
+        if tmp:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        raise MothError(
+            f"cannot write the export {target} ({exc.strerror or exc}); pick another --out or free disk space"
+        ) from None
+    return target, len(rows)

@@ -1,0 +1,568 @@
+"""Evaluation: does the adapter carry the voice, the associations and the priority concepts?
+
+`run_eval(cfg, version=None)` loads the base once with the adapter (and the current promoted adapter,
+when there is one) as named PEFT adapters; the base itself is `with model.disable_adapter()`. Every
+figure is measured for adapter, base and current side by side, written to the ledger entry
+(`eval`, status → evaluated) and returned as a table.
+
+  Voice        held-out perplexity on the voice's own words: completion tokens only, of held-out
+               samples with sample_type "voice" (at most eval.max_heldout_samples).
+  Association  for the concept pairs preprocess mined (meta["concept_pairs"], both directions):
+               is " partner" after "<cue> reminds me of" more likely than each of eval.distractors
+               distractor concepts (drawn from the other probed pairs)? Score = mean log-prob per token of
+               the candidate (so long names
+               are not penalised). Reports accuracy (partner above every distractor) and the mean
+               margin (partner − mean distractor score, nats/token).
+  Probes       every preprocess.priority_concepts entry in every eval.probe_modes mode —
+               direct (a question), association ("<cue> reminds me of"), completion (a corpus
+               sentence cut just before the concept) — scored as the share of probes where the
+               concept beats the distractors. A family at 0 stands out in the table.
+  Surprise     the adapter's sampled continuations of dream-style prompts against reference
+               continuations (REFERENCE_SAMPLES per prompt) from an OpenAI-compatible endpoint
+               (eval.reference_url) or, when none is set, the local base. A continuation is a
+               surprise when its embedding is at cosine distance >= eval.surprise_distance from every
+               reference yet has similarity >= eval.relevance_min to its prompt. Optional LLM judge
+               (eval.judge) through the same endpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import math
+import os
+import random
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mothbrain.config import Config
+from mothbrain.core import paths
+from mothbrain.core.ledger import now_iso, open_ledger
+from mothbrain.errors import MothError, NothingToDo
+
+MODES = ("direct", "association", "completion")
+REFERENCE_SAMPLES = 3  # reference continuations per prompt: one far-off sample is not a surprise
+PROBES_PER_MODE = 4  # cues or sentences per concept and mode
+TOKEN_BUDGET = 4096  # tokens per scoring batch (bounds the [batch, len, vocab] logits)
+SURPRISE_TOKENS = 48  # tokens per continuation for the surprise rate
+WHO = ("adapter", "base", "current")
+
+
+@dataclass
+class EvalReport:
+    version: str
+    figures: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def title(self) -> str:
+        cur = self.figures.get("current_version")
+        return f"eval {self.version} (vs base" + (f" and current {cur})" if cur else ")")
+
+    def rows(self) -> list[dict[str, Any]]:
+        f = self.figures
+        has_cur = bool(f.get("current_version"))
+
+        def row(name: str, key: str) -> dict[str, Any]:
+            r = {"metric": name, "adapter": f.get(key), "base": f.get(f"{key}_base")}
+            if has_cur:
+                r["current"] = f.get(f"{key}_current")
+            return r
+
+        rows = [
+            row("voice perplexity (held-out, lower is better)", "voice_ppl"),
+            row("association accuracy", "association_acc"),
+            row("association margin (nats/token)", "association_margin"),
+        ]
+        for concept, modes in f.get("probes", {}).items():
+            for mode, s in modes.items():
+                r = {"metric": f"probe {concept} · {mode} (n={s['n']})", "adapter": s["adapter"], "base": s["base"]}
+                if has_cur:
+                    r["current"] = s.get("current")
+                rows.append(r)
+        s = f.get("surprise", {})
+        r = {
+            "metric": f"surprise rate (distance >= {s.get('distance_min')}, relevance >= {s.get('relevance_min')}, "
+            f"vs {s.get('reference')})",
+            "adapter": f.get("surprise_rate"),
+            "base": None,
+        }
+        if has_cur:
+            r["current"] = f.get("surprise_rate_current")
+        rows.append(r)
+        if f.get("judge_yes_rate") is not None:
+            rows.append({"metric": "judge: surprises that make sense", "adapter": f["judge_yes_rate"]})
+        return rows
+
+    def to_json(self) -> dict[str, Any]:
+        return {"title": self.title, "version": self.version, **self.figures, "warnings": self.warnings}
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def run_eval(cfg: Config, version: str | None = None) -> EvalReport:
+    from mothbrain.data.stage import load_latest_dataset
+    from mothbrain.models.loading import adapter_is_complete, load_model_with_adapters, load_tokenizer
+
+    t0 = time.perf_counter()
+    for m in cfg.eval.probe_modes:
+        if m not in MODES:
+            raise MothError(f"eval.probe_modes: unknown mode {m!r} (known: {', '.join(MODES)})")
+    ledger = open_ledger(cfg)
+    version, adapter = _pick_version(cfg, ledger, version)
+    try:
+        dataset, meta = load_latest_dataset(cfg)
+    except NothingToDo:
+        raise
+    except MothError as exc:
+        raise MothError(f"cannot evaluate {version}: {exc}") from None
+    current = ledger.current()
+    current_dir = paths.adapter_dir(cfg, current) if current and current != version else None
+    report = EvalReport(version=version)
+    if current_dir is not None and not adapter_is_complete(current_dir):
+        report.warnings.append(f"the current adapter {current} at {current_dir} is incomplete; compared with base only")
+        current_dir = None
+    who = ["adapter", "base"] + (["current"] if current_dir else [])
+
+    tokenizer = load_tokenizer(cfg)
+    model = load_model_with_adapters(cfg, {"adapter": adapter, **({"current": current_dir} if current_dir else {})})
+    max_len = cfg.train.max_seq_len
+    f: dict[str, Any] = {
+        "current_version": current if current_dir else None,
+        "dataset_fingerprint": meta.get("fingerprint"),
+    }
+
+    tick = t0  # the first lap is loading the data set and the models
+    timings: dict[str, float] = {}
+
+    def lap(name: str) -> None:
+        nonlocal tick
+        now = time.perf_counter()
+        timings[name], tick = round(now - tick, 2), now
+
+    lap("load")
+    # ---- voice
+    voice = [r for r in dataset["heldout"] if r["sample_type"] == "voice"][: cfg.eval.max_heldout_samples]
+    if not voice:
+        report.warnings.append(
+            "no held-out voice samples: voice perplexity not measured (more material, or a larger "
+            "preprocess.heldout_fraction)"
+        )
+    pairs = [(r["prompt"], r["completion"]) for r in voice]
+    for w in who:
+        with use(model, w):
+            scores = score_continuations(model, tokenizer, pairs, max_len)
+        nll, n = -sum(s for s, _ in scores), sum(k for _, k in scores)
+        f[_key("voice_ppl", w)] = round(math.exp(nll / n), 4) if n else None
+    f["voice_samples"], f["voice_tokens"] = len(voice), sum(k for _, k in scores)
+
+    lap("voice")
+    # ---- association
+    probes = association_probes(meta, dataset, cfg)
+    if not probes:
+        report.warnings.append("no concept pairs in the data set: association not measured")
+    for w in who:
+        with use(model, w):
+            res = rank_candidates(
+                model, tokenizer, [(p["prompt"], p["target"], p["distractors"]) for p in probes], max_len
+            )
+        f[_key("association_acc", w)] = _mean([r["hit"] for r in res])
+        f[_key("association_margin", w)] = _mean([r["margin"] for r in res])
+        f[_key("association_heldout_acc", w)] = _mean([r["hit"] for r, p in zip(res, probes) if p["heldout"]])
+    f["association_probes"] = len(probes)
+    f["association_heldout_probes"] = sum(p["heldout"] for p in probes)
+
+    lap("association")
+    # ---- knowledge probes across modes
+    kprobes = knowledge_probes(cfg, meta, dataset)
+    table: dict[str, dict[str, dict[str, Any]]] = {}
+    for w in who:
+        with use(model, w):
+            res = rank_candidates(
+                model, tokenizer, [(p["prompt"], p["target"], p["distractors"]) for p in kprobes], max_len
+            )
+        for p, r in zip(kprobes, res):
+            cell = table.setdefault(p["concept"], {}).setdefault(p["mode"], {"n": 0, "hits": {}})
+            cell["hits"].setdefault(w, []).append(r["hit"])
+    probes_out: dict[str, dict[str, dict[str, Any]]] = {}
+    for c in [pc.name.lower() for pc in cfg.preprocess.priority_concepts]:
+        probes_out[c] = {}
+        for m in cfg.eval.probe_modes:
+            cell = table.get(c, {}).get(m)
+            hits = cell["hits"] if cell else {}
+            probes_out[c][m] = {"n": len(hits.get("adapter", [])), **{w: _mean(hits.get(w, [])) for w in who}}
+            if not cell:
+                report.warnings.append(
+                    f"priority concept {c!r}: no {m} probe could be built (no partner concept or sentence mentions it)"
+                )
+    f["probes"] = probes_out
+
+    lap("probes")
+    # ---- surprise
+    f.update(surprise(cfg, model, tokenizer, who, report.warnings))
+    lap("surprise")
+    f["timings_s"] = timings
+
+    del model
+    f["seconds"] = round(time.perf_counter() - t0, 1)
+    f["evaluated_at"] = now_iso()
+    entry = ledger.get(version)
+    status = "evaluated" if entry["status"] in ("trained", "rejected", "evaluated") else entry["status"]
+    ledger.update(version, status=status, eval=f)
+    report.figures = f
+    return report
+
+
+def _pick_version(cfg: Config, ledger, version: str | None) -> tuple[str, Path]:
+    """Default: the newest version still waiting for eval, else the newest finished one."""
+    from mothbrain.models.loading import pick_adapter
+
+    default = ledger.latest(("trained",)) or ledger.latest(("trained", "evaluated", "promoted", "rejected"))
+    return pick_adapter(cfg, ledger, version, default, "evaluate")
+
+
+def _key(name: str, who: str) -> str:
+    return name if who == "adapter" else f"{name}_{who}"
+
+
+def _mean(xs: list[float]) -> float | None:
+    return round(sum(xs) / len(xs), 4) if xs else None
+
+
+@contextlib.contextmanager
+def use(model, who: str) -> Iterator[None]:
+    """Make `model` act as the adapter, the current adapter, or the base (adapters disabled)."""
+    if who == "base":
+        with model.disable_adapter():
+            yield
+    else:
+        model.set_adapter(who)
+        yield
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+def score_continuations(model, tokenizer, pairs: list[tuple[str, str]], max_len: int) -> list[tuple[float, int]]:
+    """(sum of log-probs, token count) of each completion given its prompt: completion tokens only.
+
+    Prompt and completion are tokenised separately and joined, as in training; a prompt too long for
+    `max_len` loses its beginning. Batches are sorted by length and bounded by TOKEN_BUDGET tokens.
+    """
+    import torch
+
+    if not pairs:
+        return []
+    device = next(model.parameters()).device
+    seqs = []
+    for prompt, completion in pairs:
+        p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        c = tokenizer(completion, add_special_tokens=False)["input_ids"][: max_len - 1]
+        p = p[-(max_len - len(c)) :] if len(p) + len(c) > max_len else p
+        if not p:  # the first token has no prediction; start from EOS as a neutral context
+            p = [tokenizer.eos_token_id]
+        seqs.append((p, c))
+    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i][0]) + len(seqs[i][1]))
+    out: list[tuple[float, int]] = [(0.0, 0)] * len(seqs)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    i = 0
+    while i < len(order):
+        longest = len(seqs[order[i]][0]) + len(seqs[order[i]][1])
+        j = i + 1
+        while j < len(order) and (j - i + 1) * (len(seqs[order[j]][0]) + len(seqs[order[j]][1])) <= TOKEN_BUDGET:
+            longest = len(seqs[order[j]][0]) + len(seqs[order[j]][1])
+            j += 1
+        idx = order[i:j]
+        ids = torch.full((len(idx), longest), pad, dtype=torch.long)
+        mask = torch.zeros((len(idx), longest), dtype=torch.long)
+        for r, k in enumerate(idx):
+            row = seqs[k][0] + seqs[k][1]
+            ids[r, : len(row)] = torch.tensor(row)
+            mask[r, : len(row)] = 1
+        with torch.inference_mode():
+            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
+        for r, k in enumerate(idx):
+            p, c = seqs[k]
+            if not c:
+                out[k] = (0.0, 0)
+                continue
+            lp = torch.log_softmax(logits[r, len(p) - 1 : len(p) + len(c) - 1], dim=-1)
+            out[k] = (float(lp.gather(1, torch.tensor(c, device=lp.device).unsqueeze(1)).sum()), len(c))
+        i = j
+    return out
+
+
+def rank_candidates(model, tokenizer, items: list[tuple[str, str, list[str]]], max_len: int) -> list[dict[str, Any]]:
+    """For (prompt, target, distractors): hit = target's mean log-prob/token beats every distractor's;
+    margin = target score − mean distractor score."""
+    flat = []
+    for prompt, target, distractors in items:
+        flat += [(prompt, " " + target)] + [(prompt, " " + d) for d in distractors]
+    scores = [s / n if n else float("-inf") for s, n in score_continuations(model, tokenizer, flat, max_len)]
+    out, k = [], 0
+    for _, _, distractors in items:
+        t, ds = scores[k], scores[k + 1 : k + 1 + len(distractors)]
+        k += 1 + len(distractors)
+        out.append({"hit": float(all(t > d for d in ds)), "margin": t - sum(ds) / len(ds) if ds else 0.0})
+    return out
+
+
+# --------------------------------------------------------------------------- probes
+
+
+def _stable_rng(*parts: str) -> random.Random:
+    return random.Random(int.from_bytes(hashlib.blake2b("|".join(parts).encode(), digest_size=8).digest(), "little"))
+
+
+def _partners(pairs: list[list[Any]]) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for a, b, *_ in pairs:
+        out.setdefault(a, set()).add(b)
+        out.setdefault(b, set()).add(a)
+    return out
+
+
+def _distractors(vocab: list[str], exclude: set[str], k: int, *seed: str) -> list[str]:
+    pool = sorted(v for v in vocab if v not in exclude and not any(v in e or e in v for e in exclude))
+    return _stable_rng(*seed).sample(pool, min(k, len(pool)))
+
+
+def _template(cfg: Config) -> str:
+    t = [t for t in cfg.preprocess.association_templates if "{a}" in t]
+    return t[0] if t else "{a} reminds me of"
+
+
+def _probed_pairs(meta: dict[str, Any], cfg: Config) -> list[list[Any]]:
+    return [p for p in meta.get("concept_pairs", []) if len(p) >= 2][: cfg.eval.association_pairs]
+
+
+def association_probes(meta: dict[str, Any], dataset, cfg: Config) -> list[dict[str, Any]]:
+    """Both directions of the first eval.association_pairs concept pairs, each with its distractors."""
+    pairs = _probed_pairs(meta, cfg)
+    partners = _partners(meta.get("concept_pairs", []))
+    # Distractors are the other probed concepts: each is a right answer elsewhere, so an adapter that
+    # merely makes its favourite words likelier gains nothing.
+    vocab = sorted({x for a, b, *_ in pairs for x in (a, b)})
+    heldout = {d for d in dataset["heldout"]["doc_id"] if d.startswith("pair:")} if "heldout" in dataset else set()
+    tpl = _template(cfg)
+    out = []
+    for a, b, *_ in pairs:
+        held = f"pair:{a}|{b}" in heldout or f"pair:{b}|{a}" in heldout
+        for cue, target in ((a, b), (b, a)):
+            ds = _distractors(vocab, {cue, target} | partners.get(cue, set()), cfg.eval.distractors, cue, target)
+            if ds:
+                out.append({"prompt": tpl.format(a=cue), "target": target, "distractors": ds, "heldout": held})
+    return out
+
+
+def _names(cfg: Config) -> tuple[str, str]:
+    role = (cfg.preprocess.voice_roles or ["assistant"])[0]
+    return "User", role[:1].upper() + role[1:]
+
+
+def _concept_sentences(dataset, names: list[str], limit: int) -> list[tuple[str, str]]:
+    """(text before the concept, the concept as written) from voice/text completions, held-out first."""
+    pat = re.compile(r"\b(" + "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True)) + r")\b", re.I)
+    found: list[tuple[str, str]] = []
+    for split in ("heldout", "train"):
+        if split not in dataset:
+            continue
+        seen = set()
+        for row in dataset[split]:
+            if row["sample_type"] == "association":
+                continue
+            for sent in re.split(r"(?<=[.!?])\s+", row["completion"]):
+                m = pat.search(sent)
+                if not m or len(sent[: m.start()].split()) < 3 or sent in seen:
+                    continue
+                seen.add(sent)
+                found.append((sent[: m.start()].rstrip(), m.group(1)))
+                if len(found) >= limit:
+                    return found
+    return found
+
+
+def knowledge_probes(cfg: Config, meta: dict[str, Any], dataset) -> list[dict[str, Any]]:
+    """Probes for every priority concept in every configured mode (see the module docstring)."""
+    partners = _partners(meta.get("concept_pairs", []))
+    concepts = [pc.name.lower() for pc in cfg.preprocess.priority_concepts]
+    vocab = sorted({x for a, b, *_ in _probed_pairs(meta, cfg) for x in (a, b)} | set(concepts))
+    user, voice = _names(cfg)
+    tpl = _template(cfg)
+    k = cfg.eval.distractors
+    out = []
+    for pc in cfg.preprocess.priority_concepts:
+        c = pc.name.lower()
+        names = [c] + [a.lower() for a in pc.aliases]
+        related = {n for x in names for n in partners.get(x, set())}
+        cues = sorted(related)[:PROBES_PER_MODE]
+        exclude = set(names) | related
+        for mode in cfg.eval.probe_modes:
+            items: list[tuple[str, str, set[str]]] = []  # (prompt, target, also exclude)
+            if mode == "direct":
+                items.append((f"{user}: What has been on your mind lately?\n{voice}: Mostly", c, set()))
+                items += [
+                    (f"{user}: What does {cue} make you think of?\n{voice}: It makes me think of", c, {cue})
+                    for cue in cues[: PROBES_PER_MODE - 1]
+                ]
+            elif mode == "association":
+                items += [(tpl.format(a=cue), c, {cue} | partners.get(cue, set())) for cue in cues]
+            elif mode == "completion":
+                items += [
+                    (before, written, set()) for before, written in _concept_sentences(dataset, names, PROBES_PER_MODE)
+                ]
+            for prompt, target, extra in items:
+                ds = _distractors(vocab, exclude | extra, k, c, mode, prompt)
+                if ds:
+                    out.append({"concept": c, "mode": mode, "prompt": prompt, "target": target, "distractors": ds})
+    return out
+
+
+# --------------------------------------------------------------------------- surprise
+
+
+def surprise(cfg: Config, model, tokenizer, who: list[str], warnings: list[str]) -> dict[str, Any]:
+    """The surprise rate of the adapter (and current), with its thresholds and reference."""
+    from mothbrain.ask.embeddings import load_embedder
+    from mothbrain.dream.stage import build_prompts, generate_batched
+
+    e = cfg.eval
+    out: dict[str, Any] = {
+        "surprise_rate": None,
+        "surprise": {
+            "distance_min": e.surprise_distance,
+            "relevance_min": e.relevance_min,
+            "prompts": 0,
+            "reference": e.reference_url or "local base",
+            "samples_per_prompt": REFERENCE_SAMPLES,
+        },
+    }
+    try:
+        prompts = [p.text for p in build_prompts(cfg, e.surprise_prompts)[0]]
+    except MothError as exc:
+        warnings.append(f"surprise rate not measured: {exc}")
+        return out
+    if not prompts:
+        warnings.append("surprise rate not measured: no prompts (nothing ingested to dream on)")
+        return out
+    d = cfg.dream
+    gen = dict(
+        batch_size=d.batch_size,
+        max_new_tokens=min(d.max_new_tokens, SURPRISE_TOKENS),
+        temperature=d.temperature,
+        top_p=d.top_p,
+    )
+    outputs: dict[str, list[str]] = {}
+    for w in [w for w in who if w != "base"]:
+        with use(model, w):
+            outputs[w] = generate_batched(model, tokenizer, prompts, seed=d.seed, **gen)[0]
+    refs = None
+    if e.reference_url:
+        try:
+            refs = [
+                [reference_completion(cfg, p, gen["max_new_tokens"]) for _ in range(REFERENCE_SAMPLES)] for p in prompts
+            ]
+        except MothError as exc:
+            warnings.append(f"{exc}; the local base is the reference instead")
+            out["surprise"]["reference"] = "local base (endpoint failed)"
+    if refs is None:
+        with use(model, "base"):
+            samples = [
+                generate_batched(model, tokenizer, prompts, seed=d.seed + 1 + s, **gen)[0]
+                for s in range(REFERENCE_SAMPLES)
+            ]
+        refs = [[samples[s][i] for s in range(REFERENCE_SAMPLES)] for i in range(len(prompts))]
+
+    embedder = load_embedder(cfg)
+    if embedder.warning:
+        warnings.append(embedder.warning)
+    out["surprise"].update(prompts=len(prompts), embedder=embedder.name)
+    p_emb = embedder.encode(prompts)
+    r_emb = embedder.encode([r for rs in refs for r in rs]).reshape(len(prompts), REFERENCE_SAMPLES, -1)
+    for w, texts in outputs.items():
+        a = embedder.encode(texts)
+        nearest = 1.0 - (r_emb @ a.unsqueeze(-1)).squeeze(-1).max(dim=1).values  # distance to the closest reference
+        relevance = (a * p_emb).sum(-1)
+        flags = [
+            (bool(t.strip()) and float(dist) >= e.surprise_distance and float(rel) >= e.relevance_min)
+            for t, dist, rel in zip(texts, nearest, relevance)
+        ]
+        out[_key("surprise_rate", w)] = round(sum(flags) / len(flags), 4)
+        out["surprise"][_key("nearest_distance_mean", w)] = round(float(nearest.mean()), 4)
+        out["surprise"][_key("relevance_mean", w)] = round(float(relevance.mean()), 4)
+        if w == "adapter":
+            out["surprise"]["examples"] = [
+                {"prompt": p[-160:], "text": t[:240]} for p, t, fl in zip(prompts, texts, flags) if fl
+            ][:3]
+            if e.judge:
+                out["judge_yes_rate"] = _judge(cfg, [(p, t) for p, t, fl in zip(prompts, texts, flags) if fl], warnings)
+    return out
+
+
+def _endpoint(cfg: Config) -> tuple[str, dict[str, str]]:
+    url = cfg.eval.reference_url.rstrip("/")
+    if not url.endswith("/chat/completions"):
+        url += "/chat/completions"
+    key = os.environ.get(cfg.eval.reference_api_key_env, "")
+    return url, ({"Authorization": f"Bearer {key}"} if key else {})
+
+
+def _chat(cfg: Config, content: str, max_tokens: int, temperature: float) -> str:
+    import httpx
+
+    url, headers = _endpoint(cfg)
+    body = {
+        "model": cfg.eval.reference_model,
+        "messages": [{"role": "user", "content": content}],
+        "max_tokens": max_tokens,
+        "temperature": temperature,
+    }
+    try:
+        r = httpx.post(url, json=body, headers=headers, timeout=120.0)
+        r.raise_for_status()
+        return r.json()["choices"][0]["message"]["content"] or ""
+    except httpx.HTTPStatusError as exc:
+        raise MothError(
+            f"eval.reference_url {url} answered HTTP {exc.response.status_code} "
+            f"(check eval.reference_model and ${cfg.eval.reference_api_key_env})"
+        ) from None
+    except httpx.HTTPError as exc:
+        raise MothError(f"eval.reference_url {url} unreachable ({type(exc).__name__}: {str(exc)[:100]})") from None
+    except (ValueError, KeyError, IndexError, TypeError):
+        raise MothError(f"eval.reference_url {url} did not answer like an OpenAI-compatible chat endpoint") from None
+
+
+def reference_completion(cfg: Config, prompt: str, max_tokens: int) -> str:
+    return _chat(cfg, "Continue this text in a few sentences:\n\n" + prompt, max_tokens, cfg.dream.temperature)
+
+
+def _judge(cfg: Config, items: list[tuple[str, str]], warnings: list[str]) -> float | None:
+    if not cfg.eval.reference_url:
+        warnings.append("eval.judge is on but eval.reference_url is empty; no judge")
+        return None
+    if not items:
+        return None
+    yes = 0
+    try:
+        for prompt, text in items:
+            answer = _chat(
+                cfg,
+                "A text and a continuation an assistant wrote for it.\n\nTEXT:\n"
+                + prompt
+                + "\n\nCONTINUATION:\n"
+                + text
+                + "\n\nIs the continuation a meaningful, non-obvious "
+                "association rather than noise? Answer YES or NO.",
+                3,
+                0.0,
+            )
+            yes += answer.strip().upper().startswith("YES")
+    except MothError as exc:
+        warnings.append(f"judge skipped: {exc}")
+        return None
+    return round(yes / len(items), 4)

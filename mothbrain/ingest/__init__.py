@@ -1,0 +1,1 @@
+"""The ingest stage: read new or changed material from the sources into the document store."""

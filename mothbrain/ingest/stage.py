@@ -1,0 +1,748 @@
+"""Incremental ingest: read only what is new or changed in the configured sources.
+
+    mothbrain ingest            # new and changed files only
+    mothbrain ingest --full     # re-read everything
+
+Layout under paths.ingest_dir(cfg):
+    manifest.json                     per source: its signature and, per file, size/mtime (quick check),
+                                      content hash, shard, document count and a per-day histogram
+    shards/<source>/<file>-<id>.jsonl the Documents read from one source file, one JSON per line
+
+A file whose size and mtime are unchanged is not opened. One whose bytes changed is re-read into a
+new shard (temp file + fsync + rename), so a crash mid-run leaves every earlier shard intact; the
+manifest is saved the same way every few seconds and at the end, and a file the manifest does not
+yet record is simply read again next time. An append-only chat log is resumed where it ended.
+A file gone from the source drops its shard; a change of a source's kind or path re-reads it.
+
+`iter_documents(cfg, since_days)` streams the stored documents back for preprocess.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import multiprocessing as mp
+import os
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock, Timeout
+
+from mothbrain.config import Config, SourceConfig
+from mothbrain.core import paths
+from mothbrain.core.atomic import write_atomically
+from mothbrain.core.jsonfast import dumps_compact, loads
+from mothbrain.errors import MothError
+from mothbrain.sources import Problems, Reader, get_reader, list_files
+from mothbrain.sources.records import Document
+
+log = logging.getLogger(__name__)
+
+MANIFEST_VERSION = 1
+READERS_VERSION = 1  # bump when a reader's output changes: every source is then re-read once
+SAVE_EVERY_S = 5.0  # how often the manifest is checkpointed during a long run
+DAY = 86400.0
+SHOW_PROBLEMS = 20  # problems per source kept in the report for display
+
+
+# --------------------------------------------------------------------------- the report
+
+
+@dataclass
+class SourceStats:
+    name: str
+    kind: str
+    path: str
+    files_seen: int = 0
+    new: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    skipped: int = 0  # too large or unreadable this run (earlier shard, if any, kept)
+    documents: int = 0  # stored for this source after the run
+    documents_read: int = 0  # parsed this run
+    recent: int = 0  # stored documents within the `since` window
+    bad_records: int = 0
+    problems: list[tuple[str, str, str]] = field(default_factory=list)  # (file, where, reason), capped
+    bytes_read: int = 0
+
+
+@dataclass
+class IngestReport:
+    sources: list[SourceStats] = field(default_factory=list)
+    seconds: float = 0.0
+    full: bool = False
+    since_days: float = 0.0
+    dropped_sources: list[str] = field(default_factory=list)  # sources gone from the config
+    notes: list[str] = field(default_factory=list)
+    title: str = "ingest"
+
+    @property
+    def warnings(self) -> list[str]:
+        """Bad records (first few, with file and line) and notes, for the CLI's warning lines."""
+        bad = sum(s.bad_records for s in self.sources)
+        lines = [f"{bad} bad record(s) skipped: " + "; ".join(self.problems(5))] if bad else []
+        return lines + list(self.notes)
+
+    @property
+    def documents(self) -> int:
+        return sum(s.documents for s in self.sources)
+
+    @property
+    def bad_records(self) -> int:
+        return sum(s.bad_records for s in self.sources)
+
+    @property
+    def bytes_read(self) -> int:
+        return sum(s.bytes_read for s in self.sources)
+
+    @property
+    def changed(self) -> bool:
+        """Did anything new, changed or removed come in (i.e. is there something to preprocess)?"""
+        return self.full or bool(self.dropped_sources) or any(s.new or s.changed or s.removed for s in self.sources)
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One row per source plus a total, for the summary table."""
+        cols = ("files_seen", "new", "changed", "unchanged", "removed", "documents", "recent", "bad_records")
+        rows = [
+            {
+                "source": s.name,
+                "kind": s.kind,
+                **{c: getattr(s, c) for c in cols},
+                "MB_read": round(s.bytes_read / 1e6, 2),
+            }
+            for s in self.sources
+        ]
+        total = {
+            "source": "total",
+            "kind": "",
+            **{c: sum(r[c] for r in rows) for c in cols},
+            "MB_read": round(self.bytes_read / 1e6, 2),
+        }
+        return rows + [total]
+
+    def problems(self, limit: int = SHOW_PROBLEMS) -> list[str]:
+        """'source: file: where: reason' lines, at most `limit` per source."""
+        return [f"{s.name}: {f}: {w}: {r}" for s in self.sources for f, w, r in s.problems[:limit]]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **asdict(self),
+            "documents": self.documents,
+            "bad_records": self.bad_records,
+            "bytes_read": self.bytes_read,
+            "changed": self.changed,
+        }
+
+
+# --------------------------------------------------------------------------- manifest and shards
+
+
+def _manifest_path(cfg: Config) -> Path:
+    return paths.ingest_dir(cfg) / "manifest.json"
+
+
+def _load_manifest(cfg: Config, notes: list[str]) -> dict[str, Any]:
+    p = _manifest_path(cfg)
+    empty = {"version": MANIFEST_VERSION, "sources": {}}
+    if not p.exists():
+        return empty
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        notes.append(f"{p}: unreadable ({type(exc).__name__}); rebuilding it by re-reading every source")
+        return empty
+    if (
+        not isinstance(data, dict)
+        or data.get("version") != MANIFEST_VERSION
+        or not isinstance(data.get("sources"), dict)
+    ):
+        notes.append(f"{p}: older or unknown format; re-reading every source")
+        return empty
+    return data
+
+
+def _save_manifest(cfg: Config, manifest: dict[str, Any]) -> None:
+    try:
+        write_atomically(_manifest_path(cfg), json.dumps(manifest, separators=(",", ":")))
+    except OSError as exc:
+        raise MothError(
+            f"ingest: cannot write {_manifest_path(cfg)} ({exc.strerror or exc}); "
+            "free disk space or fix permissions on the state directory, then run ingest again"
+        ) from None
+
+
+def _safe(name: str, limit: int = 80) -> str:
+    s = re.sub(r"[^\w.-]+", "_", name).strip("._") or "x"
+    return s[-limit:]
+
+
+def _source_dir(source: SourceConfig) -> str:
+    return f"{_safe(source.name, 60)}-{hashlib.sha1(source.name.encode()).hexdigest()[:8]}"
+
+
+def _shard_name(source: SourceConfig, rel: str) -> str:
+    return f"shards/{_source_dir(source)}/{_safe(rel)}-{hashlib.sha1(rel.encode()).hexdigest()[:12]}.jsonl"
+
+
+def _signature(cfg: Config, source: SourceConfig) -> dict[str, Any]:
+    return {"kind": source.kind, "path": str(cfg.resolve_path(source.path)), "readers": READERS_VERSION}
+
+
+def _doc_line(doc: Document, rel: str, problems: Problems) -> bytes:
+    """A Document as one JSON line (a hand-written asdict: this is the hot loop of a cold ingest)."""
+    data = {
+        "source": doc.source,
+        "kind": doc.kind,
+        "doc_id": doc.doc_id,
+        "title": doc.title,
+        "turns": [{"role": t.role, "text": t.text, "speaker": t.speaker} for t in doc.turns],
+        "text": doc.text,
+        "links": doc.links,
+        "meta": doc.meta,
+        "timestamp": doc.timestamp,
+    }
+    line = dumps_compact(data) + "\n"
+    try:
+        return line.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates from a "\ud800" escape: not text, cannot be stored
+        problems.add(rel, doc.doc_id, "invalid Unicode (lone surrogate) replaced with '?'")
+        return line.encode("utf-8", "replace")
+
+
+# --------------------------------------------------------------------------- reading one file
+
+
+@dataclass
+class _Scan:
+    """One pass over a file's bytes: its hash, and where its last complete line ends."""
+
+    size: int = 0
+    digest: str = ""
+    lines: int = 0  # newline count up to resume_at
+    resume_at: int = 0  # byte after the last newline
+    resume_hash: str = ""  # hash of bytes [0, resume_at)
+    prefix_hash: str | None = None  # hash of bytes [0, old resume_at), for the append check
+
+
+def _scan(path: Path, old_resume_at: int | None) -> _Scan:
+    h = hashlib.blake2b(digest_size=16)
+    s = _Scan(resume_hash=h.hexdigest())
+
+    def feed(piece: bytes) -> None:
+        nl = piece.rfind(b"\n")
+        if nl >= 0:
+            h.update(piece[: nl + 1])
+            s.lines += piece.count(b"\n")
+            s.resume_at, s.resume_hash = s.size + nl + 1, h.hexdigest()
+            h.update(piece[nl + 1 :])
+        else:
+            h.update(piece)
+        s.size += len(piece)
+
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            if old_resume_at and s.prefix_hash is None and s.size + len(chunk) >= old_resume_at:
+                k = old_resume_at - s.size
+                feed(chunk[:k])
+                s.prefix_hash = h.hexdigest()
+                chunk = chunk[k:]
+            feed(chunk)
+    s.digest = h.hexdigest()
+    return s
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return -1
+
+
+def _ingest_file(
+    ingest_dir: Path,
+    reader: Reader,
+    path: Path,
+    rel: str,
+    source: SourceConfig,
+    problems: Problems,
+    scan: _Scan,
+    st: os.stat_result,
+    old: dict | None,
+) -> tuple[dict, int, int]:
+    """Read one file into its shard. Returns (manifest entry, documents read, bytes parsed)."""
+    shard = ingest_dir / _shard_name(source, rel)
+    shard.parent.mkdir(parents=True, exist_ok=True)
+    tmp = shard.with_name(shard.name + ".tmp")
+    append = (
+        reader.read_from is not None
+        and old is not None
+        and old.get("resume_at", 0) > 0
+        and scan.prefix_hash == old.get("resume_hash")
+        and _size(ingest_dir / old["shard"]) == old.get("shard_size")
+    )
+    if append:
+        offset, first_line = old["resume_at"], old["lines"] + 1
+        docs = reader.read_from(path, rel, source, problems, offset, first_line, scan.size)
+    elif reader.read_from is not None:
+        offset = 0
+        docs = reader.read_from(path, rel, source, problems, 0, 1, scan.size)
+    else:
+        offset = 0
+        docs = reader.read(path, rel, source, problems)
+    days: dict[str, int] = dict(old["days"]) if append else {}
+    if append:  # the old unterminated last line is read again, so its documents go
+        for d, n in old.get("tail_days", {}).items():
+            days[d] = days.get(d, 0) - n
+    n_docs = old["docs"] - old.get("tail_docs", 0) if append else 0
+    n_read, tail_docs, tail_days, written = 0, 0, {}, 0
+    shard_keep = None
+    try:
+        with tmp.open("wb") as out:
+            if append:
+                with (ingest_dir / old["shard"]).open("rb") as prev:
+                    remaining = old["shard_keep"]
+                    while remaining > 0 and (buf := prev.read(min(remaining, 1 << 20))):
+                        out.write(buf)
+                        remaining -= len(buf)
+                        written += len(buf)
+            for doc in docs:
+                if doc.timestamp is None:  # "recent" then means the file's mtime when it was read
+                    doc.meta["file_mtime"] = st.st_mtime
+                line = _doc_line(doc, rel, problems)
+                day = str(int((doc.timestamp if doc.timestamp is not None else st.st_mtime) // DAY))
+                in_tail = reader.read_from is not None and doc.meta.get("line", 0) > scan.lines
+                if in_tail:
+                    if shard_keep is None:
+                        shard_keep = written
+                    tail_docs += 1
+                    tail_days[day] = tail_days.get(day, 0) + 1
+                out.write(line)
+                written += len(line)
+                days[day] = days.get(day, 0) + 1
+                n_read += 1
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, shard)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    entry = {
+        "size": st.st_size,
+        "mtime_ns": st.st_mtime_ns,
+        "mtime": st.st_mtime,
+        "hash": scan.digest,
+        "shard": _shard_name(source, rel),
+        "docs": n_docs + n_read,
+        "days": {d: n for d, n in days.items() if n > 0},
+    }
+    if reader.read_from is not None:
+        # shard_size guards the append path: a shard rewritten by a run that crashed before saving
+        # the manifest no longer matches, and the file is read whole instead.
+        entry.update(
+            resume_at=scan.resume_at,
+            resume_hash=scan.resume_hash,
+            lines=scan.lines,
+            shard_size=written,
+            tail_docs=tail_docs,
+            tail_days=tail_days,
+            shard_keep=written if shard_keep is None else shard_keep,
+        )
+    return entry, n_read, scan.size - offset
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def _check_sources(cfg: Config) -> list[tuple[SourceConfig, Path]]:
+    """Every source path must exist and be readable: one clear error otherwise, before anything is touched."""
+    out = []
+    for i, s in enumerate(cfg.sources):
+        p = cfg.resolve_path(s.path)
+        fix = f"fix sources[{i}].path in {cfg.config_path or 'the config'} or create it"
+        if not p.exists():
+            raise MothError(f"source '{s.name}': path {p} does not exist; {fix}")
+        if not os.access(p, os.R_OK | (os.X_OK if p.is_dir() else 0)):
+            raise MothError(f"source '{s.name}': path {p} is not readable; fix its permissions or {fix}")
+        out.append((s, p))
+    return out
+
+
+def run_ingest(cfg: Config, since: float | None = None, full: bool = False, progress: bool = False) -> IngestReport:
+    """Bring the stored documents up to date with the sources; `since` (days) sets the 'recent' count."""
+    t0 = time.perf_counter()
+    since_days = cfg.ingest.since_days if since is None else since
+    report = IngestReport(full=full, since_days=since_days)
+    checked = _check_sources(cfg)
+    root = paths.ingest_dir(cfg)
+    lock = FileLock(str(root / "ingest.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise MothError(f"another ingest is running (lock {root / 'ingest.lock'}); wait for it to finish") from None
+    try:
+        manifest = _load_manifest(cfg, report.notes)
+        bar = _Progress(progress)
+        for source, src_path in checked:
+            report.sources.append(_ingest_source(cfg, root, manifest, source, src_path, full, since_days, bar))
+        bar.close()
+        configured = {s.name for s in cfg.sources}
+        for name in sorted(set(manifest["sources"]) - configured):
+            report.dropped_sources.append(name)
+            del manifest["sources"][name]
+        _save_manifest(cfg, manifest)
+        _remove_orphans(root, manifest)
+    finally:
+        lock.release()
+    report.seconds = time.perf_counter() - t0
+    try:
+        write_atomically(root / "last_report.json", json.dumps(report.to_json(), indent=1))
+    except OSError:
+        pass  # the report is a convenience; the manifest above is what matters
+    return report
+
+
+def _ingest_source(
+    cfg: Config,
+    root: Path,
+    manifest: dict,
+    source: SourceConfig,
+    src_path: Path,
+    full: bool,
+    since_days: float,
+    bar: _Progress,
+) -> SourceStats:
+    stats = SourceStats(name=source.name, kind=source.kind, path=str(src_path))
+    problems = Problems()
+    reader = get_reader(source.kind)
+    if reader is None:
+        problems.add(str(src_path), "config", f"unknown source kind {source.kind!r}; source skipped")
+        stats.bad_records, stats.problems = problems.count, problems.items
+        return stats
+    sig = _signature(cfg, source)
+    entry = manifest["sources"].get(source.name)
+    if not isinstance(entry, dict) or entry.get("signature") != sig or not isinstance(entry.get("files"), dict):
+        if isinstance(entry, dict) and isinstance(entry.get("files"), dict):
+            for old in entry["files"].values():  # kind or path changed: nothing stored still holds
+                if isinstance(old, dict) and isinstance(old.get("shard"), str):
+                    (root / old["shard"]).unlink(missing_ok=True)
+        entry = {"signature": sig, "files": {}}
+        manifest["sources"][source.name] = entry
+    files: dict[str, dict] = entry["files"]
+    max_bytes = cfg.ingest.max_file_mb * 1e6
+    seen: set[str] = set()
+    jobs: list[tuple] = []
+    for path in list_files(src_path, reader):
+        rel = path.relative_to(src_path).as_posix() if path != src_path else path.name
+        seen.add(rel)
+        stats.files_seen += 1
+        old = files.get(rel)
+        try:
+            st = path.stat()
+        except OSError as exc:
+            problems.add(rel, "file", f"cannot stat ({exc.strerror}); earlier documents kept")
+            stats.skipped += 1
+            continue
+        if not full and old and old.get("size") == st.st_size and old.get("mtime_ns") == st.st_mtime_ns:
+            stats.unchanged += 1
+            continue
+        if st.st_size > max_bytes:
+            problems.add(
+                rel,
+                "file",
+                f"{st.st_size / 1e6:.0f} MB is over ingest.max_file_mb "
+                f"({cfg.ingest.max_file_mb:g}); skipped (raise the limit to read it)",
+            )
+            stats.skipped += 1
+            continue
+        jobs.append((root, source, path, rel, st, old, full))
+    last_save = time.monotonic()
+    for (_, _, _, rel, st, old, _), done in zip(jobs, _run_jobs(jobs, cfg)):
+        stats.bytes_read += done.get("scanned", 0)
+        count, items = done.get("problems", (0, []))
+        problems.count += count
+        problems.items.extend(items[: max(0, problems.cap - len(problems.items))])
+        if done["status"] == "enospc":
+            _save_manifest(cfg, manifest)
+            raise MothError(
+                f"ingest: disk full while storing {rel} of source '{source.name}' "
+                f"under {root}; free space and run ingest again (nothing stored was lost)"
+            )
+        if done["status"] == "failed":
+            problems.add(rel, "file", done["reason"])
+            stats.skipped += 1
+            continue
+        if done["status"] == "touched":
+            old.update(size=st.st_size, mtime_ns=st.st_mtime_ns, mtime=st.st_mtime)  # touched, not changed
+            stats.unchanged += 1
+            continue
+        new_entry = done["entry"]
+        stats.bytes_read += done["parsed"]
+        stats.documents_read += done["read"]
+        if old is None:
+            stats.new += 1
+        else:
+            if old.get("hash") == new_entry["hash"]:
+                stats.unchanged += 1  # re-read only because of --full
+            else:
+                stats.changed += 1
+            if old.get("shard") and old["shard"] != new_entry["shard"]:
+                (root / old["shard"]).unlink(missing_ok=True)
+        files[rel] = new_entry
+        bar.advance(source.name, rel)
+        if time.monotonic() - last_save > SAVE_EVERY_S:
+            _save_manifest(cfg, manifest)
+            last_save = time.monotonic()
+    for rel in sorted(set(files) - seen):
+        shard = files.pop(rel).get("shard")
+        if shard:
+            (root / shard).unlink(missing_ok=True)
+        stats.removed += 1
+    cutoff = int((time.time() - since_days * DAY) // DAY)
+    for e in files.values():
+        stats.documents += e.get("docs", 0)
+        stats.recent += sum(n for d, n in e.get("days", {}).items() if int(d) >= cutoff)
+    stats.bad_records, stats.problems = problems.count, problems.items
+    return stats
+
+
+PARALLEL_INGEST_BYTES = 16_000_000  # changed files beyond this much in all are read by a process pool
+
+
+def _ingest_job(job: tuple) -> dict[str, Any]:
+    """Scan one changed file and, unless only its mtime changed, store its documents (`_ingest_file`).
+
+    Pure apart from the shard it writes, so a pool can run it: the result is a plain dict, and the
+    file's problems travel back in it as (count, first items).
+    """
+    root, source, path, rel, st, old, full = job
+    problems = Problems()
+    out: dict[str, Any] = {"status": "failed", "scanned": 0}
+    try:
+        scan = _scan(path, old.get("resume_at") if old else None)
+        out["scanned"] = scan.size
+        if not full and old and old.get("hash") == scan.digest:
+            out["status"] = "touched"
+        else:
+            entry, n_read, parsed = _ingest_file(
+                root, get_reader(source.kind), path, rel, source, problems, scan, st, old
+            )
+            out.update(status="ingested", entry=entry, read=n_read, parsed=parsed)
+    except OSError as exc:
+        if exc.errno in (28, 122):  # ENOSPC, EDQUOT: the caller stops cleanly, keeping what is stored
+            out["status"] = "enospc"
+        else:
+            out["reason"] = f"unreadable ({exc.strerror or exc}); earlier documents kept"
+    except (MothError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # a reader bug must not cost the other files; it is reported loudly
+        log.exception("reader %s failed on %s", source.kind, path)
+        out["reason"] = (
+            f"reader failed ({type(exc).__name__}: {exc}); earlier documents kept "
+            "(this is a MothBrain bug: please report it with the file)"
+        )
+    out["problems"] = (problems.count, problems.items)
+    return out
+
+
+def _run_jobs(jobs: list[tuple], cfg: Config) -> Iterator[dict[str, Any]]:
+    """`_ingest_job` over the jobs, results in job order: on a process pool (one process per core)
+    when there is enough to read, else here."""
+    size = sum(job[4].st_size for job in jobs)
+    try:
+        workers = min(8, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - macOS
+        workers = min(8, os.cpu_count() or 1)
+    if size < PARALLEL_INGEST_BYTES or workers < 2 or len(jobs) < 2:
+        yield from map(_ingest_job, jobs)
+        return
+    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+    with mp.get_context(method).Pool(workers) as pool:
+        yield from pool.imap(_ingest_job, jobs)
+
+
+def _remove_orphans(root: Path, manifest: dict) -> None:
+    """Shards no manifest entry points at (a crash between shard and manifest, a dropped source)."""
+    shards = root / "shards"
+    if not shards.is_dir():
+        return
+    keep = {f.get("shard") for s in manifest["sources"].values() for f in s.get("files", {}).values()}
+    for p in shards.rglob("*"):
+        if p.is_file() and p.relative_to(root).as_posix() not in keep:
+            p.unlink(missing_ok=True)
+    for d in shards.iterdir():
+        if d.is_dir() and not any(d.iterdir()):
+            d.rmdir()
+
+
+class _Progress:
+    """A rich progress line over files read (only when asked: cron logs want no bars)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.p = None
+        if enabled:
+            from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+            self.p = Progress(
+                SpinnerColumn(),
+                TextColumn("ingest {task.description}"),
+                TextColumn("{task.completed} files"),
+                TimeElapsedColumn(),
+                transient=True,
+            )
+            self.task = self.p.add_task("", total=None)
+            self.p.start()
+
+    def advance(self, source: str, rel: str) -> None:
+        if self.p is not None:
+            self.p.update(self.task, advance=1, description=f"{source}: {rel[-50:]}")
+
+    def close(self) -> None:
+        if self.p is not None:
+            self.p.stop()
+
+
+# --------------------------------------------------------------------------- reading back
+
+
+def iter_documents(cfg: Config, since_days: float | None = None) -> Iterator[Document]:
+    """The stored documents of the configured sources, in config order; with `since_days`, only those
+    whose timestamp (or file mtime when they have none) falls within the last `since_days` days."""
+    cutoff = None if since_days is None else time.time() - since_days * DAY
+    for line, where in iter_stored_lines(cfg, cutoff):
+        doc = decode_stored(line, where)
+        if doc is None:
+            continue
+        when = doc.timestamp if doc.timestamp is not None else doc.meta.get("file_mtime", where[2])
+        if cutoff is not None and when < cutoff:
+            continue
+        yield doc
+
+
+@dataclass(frozen=True)
+class StoredShard:
+    """One source file's stored documents (a JSONL shard), as preprocess sees it."""
+
+    source: str
+    name: str  # relative to the ingest folder (stable when the state folder moves)
+    path: Path
+    identity: str  # changes whenever the shard is rewritten or appended to (name, file hash, size, mtime)
+    mtime: float  # the source file's mtime (a document's time when it has none)
+    size: int  # bytes
+    days: tuple[int, ...]  # the days (since the epoch) its documents are from
+
+
+def stored_shards(cfg: Config) -> list[StoredShard]:
+    """The stored shards of the configured sources in stream order: config order of sources,
+    sorted files. Raises MothError when nothing is ingested or a source changed since its ingest."""
+    p = _manifest_path(cfg)
+    if not p.exists():
+        raise MothError(f"nothing ingested yet under {paths.ingest_dir(cfg)}; run `mothbrain ingest` first")
+    manifest = _load_manifest(cfg, notes := [])
+    if notes:
+        raise MothError(f"{notes[0]} — run `mothbrain ingest --full`")
+    root = paths.ingest_dir(cfg)
+    out = []
+    for source in cfg.sources:
+        entry = manifest["sources"].get(source.name)
+        if entry is None:
+            log.warning("source %r has not been ingested yet; run `mothbrain ingest`", source.name)
+            continue
+        if entry.get("signature") != _signature(cfg, source):
+            raise MothError(
+                f"source '{source.name}' changed (kind or path) since the last ingest; run `mothbrain ingest` first"
+            )
+        for rel, f in sorted(entry["files"].items()):
+            shard = root / f["shard"]
+            try:
+                st = shard.stat()
+            except OSError as exc:
+                raise MothError(
+                    f"stored documents {shard} are missing ({exc.strerror}); run `mothbrain ingest --full`"
+                ) from None
+            identity = json.dumps(
+                [f["shard"], f.get("hash"), st.st_size, st.st_mtime_ns, entry.get("signature", {}).get("readers")]
+            )
+            out.append(
+                StoredShard(
+                    source.name,
+                    f["shard"],
+                    shard,
+                    identity,
+                    f.get("mtime", 0),
+                    st.st_size,
+                    tuple(int(d) for d in f.get("days", {})),
+                )
+            )
+    return out
+
+
+def shard_lines(shard: StoredShard) -> Iterator[tuple[str, tuple[str, int, float]]]:
+    """(raw JSON line, (shard, line number, file mtime)) of each document stored in `shard`."""
+    try:
+        fh = shard.path.open("r", encoding="utf-8")
+    except OSError as exc:
+        raise MothError(
+            f"stored documents {shard.path} are missing ({exc.strerror}); run `mothbrain ingest --full`"
+        ) from None
+    with fh:
+        name = str(shard.path)
+        for n, line in enumerate(fh, 1):
+            yield line, (name, n, shard.mtime)
+
+
+def iter_stored_lines(cfg: Config, cutoff: float | None = None) -> Iterator[tuple[str, tuple[str, int, float]]]:
+    """(raw JSON line, (shard, line number, file mtime)) of every stored document, in config order,
+    undecoded (`decode_stored` decodes one). With `cutoff`, files with nothing on or after it are skipped."""
+    for shard in stored_shards(cfg):
+        if cutoff is not None and not any(d >= int(cutoff // DAY) for d in shard.days):
+            continue  # nothing in this file is recent: don't open it
+        yield from shard_lines(shard)
+
+
+def stored_state(cfg: Config) -> tuple[str, int]:
+    """(digest, bytes) of the stored documents of the configured sources: the digest changes when
+    any shard is added, removed or rewritten (its manifest entry, size and mtime), so preprocess
+    can tell an unchanged archive from a changed one without reading it; the byte count lets it
+    decide up front whether the corpus is large enough for its worker processes. ("", 0) when
+    nothing is ingested or the manifest is unreadable."""
+    manifest = _load_manifest(cfg, [])
+    if not manifest["sources"]:
+        return "", 0
+    try:
+        root = paths.ingest_dir(cfg)
+        h = hashlib.blake2b(digest_size=16)
+        total = 0
+        for source in cfg.sources:
+            entry = manifest["sources"].get(source.name, {})
+            h.update(json.dumps([source.name, entry.get("signature")], sort_keys=True).encode())
+            for rel, f in sorted(entry.get("files", {}).items()):
+                try:
+                    st = (root / f["shard"]).stat()
+                    size, mtime = st.st_size, st.st_mtime_ns
+                except OSError:
+                    size, mtime = -1, 0
+                total += max(size, 0)
+                h.update(json.dumps([rel, f.get("hash"), f["shard"], size, mtime]).encode())
+        return h.hexdigest(), total
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return "", 0
+
+
+def decode_stored(line: str, where: tuple[str, int, float]) -> Document | None:
+    """A stored line back to its Document; a damaged line is logged (shard and line) and gives None."""
+    try:
+        return Document.from_json(loads(line))
+    except (ValueError, TypeError, AttributeError) as exc:
+        log.warning(
+            "%s line %d: damaged stored document skipped (%s); `mothbrain ingest --full` rebuilds it",
+            where[0],
+            where[1],
+            exc,
+        )
+        return None

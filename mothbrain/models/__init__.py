@@ -1,0 +1,1 @@
+"""Base-model location and loading, the tiny demo/test builder, the memory estimate."""

@@ -1,0 +1,226 @@
+"""Loading the base model (4-bit NF4 when configured) and adapters, the same way for every stage.
+
+Train, dream, eval and serve all come through here, so a CPU laptop and a 128 GB GPU box differ
+only in what `resolve_device` and `compute_dtype` return.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import warnings
+from pathlib import Path
+from typing import Any
+
+from mothbrain.errors import MothError
+
+log = logging.getLogger(__name__)
+
+# peft's and accelerate's empty-weight contexts swap `nn.Module.register_parameter` for the whole
+# process; two threads building models at once (ask's System 1 and wiki layers, serve's reload) can
+# interleave the swap and leave every later model on the meta device. Every model or adapter
+# construction in MothBrain holds this lock.
+MODEL_BUILD_LOCK = threading.RLock()
+
+
+def quiet_libraries() -> None:
+    """Silence per-weight load bars and known-harmless warnings; our own progress is shown instead."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    except Exception:  # pragma: no cover - transformers always present
+        pass
+    for mod in ("bitsandbytes", "peft", "trl", "torch.utils.checkpoint"):
+        warnings.filterwarnings("ignore", module=mod)
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+
+
+def resolve_device(cfg) -> str:
+    import torch
+
+    if cfg.model.device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if cfg.model.device == "cuda" and not torch.cuda.is_available():
+        raise MothError("model.device is 'cuda' but no CUDA device is visible; set model.device: auto or cpu")
+    return cfg.model.device
+
+
+def compute_dtype(cfg):
+    import torch
+
+    name = cfg.model.quantization.compute_dtype
+    if name == "auto":
+        if resolve_device(cfg) == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32
+    return getattr(torch, name)
+
+
+def bnb_config(cfg):
+    """BitsAndBytesConfig for QLoRA (NF4 + double quantization), or None when 4-bit is off."""
+    q = cfg.model.quantization
+    if not q.load_in_4bit:
+        return None
+    from transformers import BitsAndBytesConfig
+
+    extra = {}
+    if resolve_device(cfg) == "cuda":
+        # Packed 4-bit weights stored in the compute dtype let FSDP shard them like the rest; on CPU
+        # the default uint8 storage keeps bitsandbytes on its fast path (float storage is ~10x slower).
+        extra["bnb_4bit_quant_storage"] = compute_dtype(cfg)
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type=q.quant_type,
+        bnb_4bit_use_double_quant=q.double_quant,
+        bnb_4bit_compute_dtype=compute_dtype(cfg),
+        **extra,
+    )
+
+
+def base_location(cfg, build: bool = True) -> str:
+    from mothbrain.models.tiny import base_model_location, ensure_base_model
+
+    return str(ensure_base_model(cfg) if build else base_model_location(cfg))
+
+
+def _offline_kwargs(location: str) -> dict[str, Any]:
+    # A hub id is read from the local cache only: nothing is downloaded at run time.
+    return {} if Path(location).exists() else {"local_files_only": True}
+
+
+def load_tokenizer(cfg, location: str | None = None):
+    from transformers import AutoTokenizer
+
+    location = location or base_location(cfg)
+    try:
+        tok = AutoTokenizer.from_pretrained(
+            location, trust_remote_code=cfg.model.trust_remote_code, **_offline_kwargs(location)
+        )
+    except OSError as exc:
+        raise MothError(
+            f"cannot load the tokenizer of model.base {cfg.model.base!r} ({str(exc).splitlines()[0][:120]}); "
+            "point model.base at a local model directory or pre-download it into the HF cache"
+        ) from None
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_base_model(cfg, *, location: str | None = None, for_training: bool = False):
+    """The frozen base, 4-bit when configured, on the configured device."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    quiet_libraries()
+    location = location or base_location(cfg)
+    device = resolve_device(cfg)
+    dtype = compute_dtype(cfg)
+    kwargs: dict[str, Any] = dict(
+        dtype=dtype,
+        trust_remote_code=cfg.model.trust_remote_code,
+        attn_implementation=cfg.model.attn_implementation,
+        **_offline_kwargs(location),
+    )
+    quant = bnb_config(cfg)
+    if quant is not None:
+        kwargs["quantization_config"] = quant
+    sharded = any(
+        os.environ.get(k, "false").lower() == "true" for k in ("ACCELERATE_USE_FSDP", "ACCELERATE_USE_DEEPSPEED")
+    )
+    if device == "cuda" and not sharded:
+        # Under `accelerate launch` each process takes its own GPU. FSDP/ZeRO-3 place the weights
+        # themselves (rank 0 loads, the others get shards), so no device_map there.
+        kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", 0))}
+    elif quant is not None:
+        kwargs["device_map"] = {"": "cpu"}
+    try:
+        with MODEL_BUILD_LOCK:
+            model = AutoModelForCausalLM.from_pretrained(location, **kwargs)
+    except OSError as exc:
+        raise MothError(
+            f"cannot load model.base {cfg.model.base!r} ({str(exc).splitlines()[0][:120]}); "
+            "point model.base at a local model directory or pre-download it into the HF cache"
+        ) from None
+    except torch.cuda.OutOfMemoryError:
+        raise MothError(
+            f"out of GPU memory loading {cfg.model.base!r}; run `mothbrain train --dry-run` to see the "
+            "breakdown, or free the GPU"
+        ) from None
+    if device == "cpu" and quant is None:
+        model.to("cpu")
+    if not for_training:
+        model.eval()
+    return model
+
+
+def adapter_is_complete(path: str | os.PathLike) -> bool:
+    """A finished adapter directory: PEFT config and weights present (checked before loading/serving)."""
+    p = Path(path)
+    return (p / "adapter_config.json").is_file() and any(
+        (p / n).is_file() for n in ("adapter_model.safetensors", "adapter_model.bin")
+    )
+
+
+def load_model_with_adapters(cfg, adapters: dict[str, str | os.PathLike], *, base=None):
+    """Base + named adapters (PeftModel); `with model.disable_adapter():` gives the base itself."""
+    if not adapters:
+        raise ValueError("no adapters given")
+    base = base if base is not None else load_base_model(cfg)
+    with MODEL_BUILD_LOCK:
+        model = _attach_adapters(base, adapters)
+    model.eval()
+    return model
+
+
+def _attach_adapters(base, adapters):
+    from peft import PeftModel
+
+    model = None
+    for name, path in adapters.items():
+        if not adapter_is_complete(path):
+            raise MothError(
+                f"adapter {name!r} at {path} is incomplete (no adapter_config.json or weights); "
+                "re-run `mothbrain train` or pick another version"
+            )
+        if model is None:
+            model = PeftModel.from_pretrained(base, str(path), adapter_name=name, is_trainable=False)
+        else:
+            model.load_adapter(str(path), adapter_name=name, is_trainable=False)
+    return model
+
+
+def read_adapter_meta(path: str | os.PathLike) -> dict[str, Any]:
+    """The mothbrain.json that every adapter directory carries (config, data fingerprint, metrics)."""
+    p = Path(path) / "mothbrain.json"
+    return json.loads(p.read_text()) if p.is_file() else {}
+
+
+def pick_adapter(cfg, ledger, version: str | None, default: dict | None, purpose: str) -> tuple[str, Path]:
+    """The version to use (`default` ledger entry when none is named) and its finished adapter dir."""
+    from mothbrain.core import paths
+    from mothbrain.errors import NothingToDo
+
+    if version is None:
+        entry = default
+        if entry is None:
+            raise NothingToDo(f"no trained adapter to {purpose}; run `mothbrain train` first")
+    else:
+        entry = ledger.get(version)
+        if entry["status"] in ("training", "failed"):
+            raise MothError(
+                f"version {version} has status {entry['status']!r} and no finished adapter; "
+                "pick a trained one (`mothbrain status`)"
+            )
+    adapter = paths.adapter_dir(cfg, entry["id"])
+    if not adapter_is_complete(adapter):
+        raise MothError(
+            f"the adapter of {entry['id']} at {adapter} is missing or incomplete; re-run "
+            "`mothbrain train` or pick another version with --version"
+        )
+    return entry["id"], adapter

@@ -1,0 +1,1 @@
+"""Running the pipeline: schedule, run records, lock, cron, briefing, status, doctor."""

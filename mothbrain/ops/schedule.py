@@ -1,0 +1,731 @@
+"""Chains, the run lock, run records and the crontab block.
+
+`run_chain(cfg, "nightly")` runs the stages named in `schedule.nightly.stages`, one run at a time:
+
+* a non-blocking `fcntl.flock` on `<state>/run.lock` refuses an overlapping run at once, naming the
+  holder (pid, chain, start). The kernel drops the lock when its holder dies, so a `kill -9` never
+  wedges the schedule; the pid the dead run left in the file is reported as a recovered stale lock
+  and its run record is marked "killed".
+* every run writes `runs/<run id>.json`, rewritten atomically after each stage, so a kill at any
+  moment leaves a record of what happened up to then; `logs/<run id>.log` gets the run's log lines.
+* a stage that raises NothingToDo is "skipped" and the chain goes on; one that fails stops the chain
+  (later stages "not run"). A MothError is an expected failure (its one-line message is kept); any
+  other exception is a bug (a short traceback excerpt is kept, the full one is in the log).
+* the briefing is built and sent (or written) at the end, after a failure too; a briefing failure
+  is a warning on the record and never changes its outcome.
+
+The crontab part installs the chains' lines inside a marked block of the user's crontab
+(`# >>> mothbrain >>>` … `# <<< mothbrain <<<`) and never touches any other line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import errno
+import fcntl
+import importlib
+import json
+import logging
+import os
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mothbrain.config import KNOWN_STAGES, ChainConfig, Config
+from mothbrain.core import paths
+from mothbrain.core.ledger import atomic_write_json
+from mothbrain.errors import MothError, NothingToDo
+
+log = logging.getLogger(__name__)
+
+RECORD_SCHEMA = 1
+CHAINS = ("nightly", "weekly")
+# Where each stage's plain function lives; imported only when the stage runs.
+STAGE_FUNCTIONS = {
+    "ingest": ("mothbrain.ingest.stage", "run_ingest"),
+    "preprocess": ("mothbrain.data.stage", "run_preprocess"),
+    "train": ("mothbrain.train.stage", "run_train"),
+    "dream": ("mothbrain.dream.stage", "run_dream"),
+    "eval": ("mothbrain.evaluate.stage", "run_eval"),
+    "promote": ("mothbrain.promote", "run_promote"),
+}
+TRACEBACK_LINES = 12  # lines of a bug's traceback kept in the record (the log has all of it)
+
+StageFn = Callable[[Config], Any]
+
+
+class LockHeld(MothError):
+    """Another live run holds the lock: this one was refused before it started anything."""
+
+
+def now_iso() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def parse_time(value: str | None) -> _dt.datetime | None:
+    """An ISO time from a record as an aware datetime (None when absent or unreadable)."""
+    if not value:
+        return None
+    try:
+        t = _dt.datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        return None
+    return t if t.tzinfo else t.replace(tzinfo=_dt.timezone.utc)
+
+
+# --------------------------------------------------------------------------- run records
+
+
+@dataclass
+class StageResult:
+    name: str
+    status: str = "not run"  # not run | running | ok | skipped | failed
+    started: str | None = None
+    finished: str | None = None
+    duration_s: float | None = None
+    figures: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    error: str | None = None
+    traceback: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class RunRecord:
+    """What one chain run did; saved as runs/<run_id>.json and returned to the CLI (a Report)."""
+
+    run_id: str
+    chain: str
+    pid: int
+    host: str
+    config: str
+    path: Path
+    log: str
+    started: str = field(default_factory=now_iso)
+    finished: str | None = None
+    status: str = "running"  # running | ok | failed | interrupted | killed
+    stages: list[StageResult] = field(default_factory=list)
+    version: str | None = None  # the version the train stage produced
+    recovered_lock: str | None = None
+    briefing: dict[str, Any] | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def title(self) -> str:
+        return f"run {self.run_id}: {self.status}"
+
+    @property
+    def failed(self) -> bool:
+        return self.status in ("failed", "interrupted", "killed")
+
+    def rows(self) -> list[dict[str, Any]]:
+        rows = []
+        for s in self.stages:
+            if s.status == "failed":
+                note = s.error or ""
+            elif s.status == "skipped":
+                note = f"nothing to do: {s.error}"
+            else:
+                note = _headline(s.name, s.figures)
+            rows.append(
+                {
+                    "stage": s.name,
+                    "status": s.status,
+                    "seconds": round(s.duration_s, 1) if s.duration_s is not None else None,
+                    "result": note[:160],
+                }
+            )
+        return rows
+
+    def to_json(self) -> dict[str, Any]:
+        started, finished = parse_time(self.started), parse_time(self.finished)
+        return {
+            "schema": RECORD_SCHEMA,
+            "run_id": self.run_id,
+            "chain": self.chain,
+            "status": self.status,
+            "pid": self.pid,
+            "host": self.host,
+            "config": self.config,
+            "started": self.started,
+            "finished": self.finished,
+            "duration_s": round((finished - started).total_seconds(), 1) if started and finished else None,
+            "log": self.log,
+            "version": self.version,
+            "recovered_lock": self.recovered_lock,
+            "stages": [s.to_json() for s in self.stages],
+            "briefing": self.briefing,
+            "warnings": self.warnings,
+        }
+
+    def save(self) -> None:
+        atomic_write_json(self.path, self.to_json())
+
+
+def load_runs(cfg: Config) -> list[dict[str, Any]]:
+    """Every readable run record, oldest first. Unreadable files are skipped (they never stop a report)."""
+    runs = []
+    for p in paths.runs_dir(cfg).glob("*.json"):
+        try:
+            data = json.loads(p.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            log.warning("skipping unreadable run record %s", p)
+            continue
+        if isinstance(data, dict) and "run_id" in data:
+            data["_path"] = str(p)
+            runs.append(data)
+    # run ids break ties within a second ("...-nightly" < "...-nightly-2")
+    runs.sort(
+        key=lambda r: (
+            parse_time(r.get("started")) or _dt.datetime.min.replace(tzinfo=_dt.timezone.utc),
+            str(r.get("run_id")),
+        )
+    )
+    return runs
+
+
+def _new_run_id(cfg: Config, chain: str) -> str:
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")  # local time: what the operator's cron shows
+    run_id, n = f"{stamp}-{chain}", 1
+    while (paths.runs_dir(cfg) / f"{run_id}.json").exists():
+        n += 1
+        run_id = f"{stamp}-{chain}-{n}"
+    return run_id
+
+
+# The figures a person wants first from each stage's report (the rest stays in the record).
+HEADLINES = {
+    "ingest": ("documents", "bad_records", "changed"),
+    "preprocess": ("documents", "concept_pairs", "fingerprint"),
+    "train": ("version", "steps", "loss (first → final)", "tokens/s"),
+    "eval": ("voice_ppl", "voice_ppl_base", "association_acc", "association_acc_base", "surprise_rate"),
+}
+
+
+def _headline(stage: str, figures: dict[str, Any]) -> str:
+    keys = HEADLINES.get(stage)
+    if keys is None and isinstance(figures.get("title"), str) and figures["title"] != stage:
+        return figures["title"]  # dream and promote say it in their title
+    keys = keys or [k for k in figures if k not in ("title", "warnings")][:4]
+    return ", ".join(f"{k}: {figures[k]}" for k in keys if k in figures and not isinstance(figures[k], (dict, list)))
+
+
+def _trim(value: Any, depth: int = 0) -> Any:
+    """A report's JSON cut to key figures: no long lists (losses), long strings or deep nesting."""
+    if isinstance(value, dict):
+        if depth >= 2:
+            return f"<{len(value)} keys>"
+        return {str(k): _trim(v, depth + 1) for k, v in list(value.items())[:40]}
+    if isinstance(value, (list, tuple)):
+        if len(value) > 8:
+            return f"<{len(value)} items>"
+        return [_trim(v, depth + 1) for v in value]
+    if isinstance(value, str) and len(value) > 300:
+        return value[:297] + "..."
+    if isinstance(value, float):
+        return float(f"{value:.6g}")  # 0.16810972600069363 s → 0.16811
+    if isinstance(value, (int, bool)) or value is None:
+        return value
+    return value if isinstance(value, str) else str(value)
+
+
+# --------------------------------------------------------------------------- the lock
+
+
+def lock_path(cfg: Config) -> Path:
+    return paths.state_dir(cfg) / "run.lock"
+
+
+@contextlib.contextmanager
+def run_lock(cfg: Config, chain: str, run_id: str) -> Iterator[dict[str, Any] | None]:
+    """Hold the one-run-at-a-time lock; yields what a dead previous holder left (None if nothing).
+
+    Raises MothError at once when another live process holds it.
+    """
+    path = lock_path(cfg)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise MothError(
+            f"cannot open the run lock {path}: {exc.strerror or exc} (make the state dir writable "
+            "or point MOTHBRAIN_HOME elsewhere)"
+        ) from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise MothError(f"cannot lock {path}: {exc.strerror or exc}") from None
+            holder = _read_lock_info(fd)
+            raise LockHeld(
+                f"another run (pid {holder.get('pid', '?')}, chain {holder.get('chain', '?')}, started "
+                f"{holder.get('started', '?')}) holds the lock {path}; this {chain} run was not started"
+            ) from None
+        stale = _read_lock_info(fd) or None
+        info = {
+            "pid": os.getpid(),
+            "chain": chain,
+            "run_id": run_id,
+            "started": now_iso(),
+            "host": socket.gethostname(),
+        }
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
+        try:
+            yield stale
+        finally:
+            # An empty file means "released cleanly"; anything left in it was written by a run that died.
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def _read_lock_info(fd: int) -> dict[str, Any]:
+    try:
+        raw = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
+        data = json.loads(raw) if raw else {}
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {"pid": "?", "chain": "?", "started": "?"}
+
+
+def _mark_killed(cfg: Config, stale: dict[str, Any]) -> None:
+    """The record of the run that died holding the lock: status killed, its running stage failed."""
+    for rec in load_runs(cfg):
+        if rec.get("status") != "running" or rec.get("pid") != stale.get("pid"):
+            continue
+        if stale.get("run_id") and rec.get("run_id") != stale.get("run_id"):
+            continue
+        rec.pop("_path", None)
+        rec["status"] = "killed"
+        for st in rec.get("stages", []):
+            if st.get("status") == "running":
+                st["status"] = "failed"
+                st["error"] = "the run was killed during this stage (no clean exit; see its log)"
+        rec.setdefault("warnings", []).append(f"found dead at {now_iso()} by a later run")
+        atomic_write_json(paths.runs_dir(cfg) / f"{rec['run_id']}.json", rec)
+
+
+# --------------------------------------------------------------------------- running a chain
+
+
+def default_stages() -> dict[str, StageFn]:
+    """The real stage functions, each imported when called (a missing module fails only its stage)."""
+
+    def make(name: str) -> StageFn:
+        module, fn_name = STAGE_FUNCTIONS[name]
+
+        def call(cfg: Config) -> Any:
+            try:
+                mod = importlib.import_module(module)
+            except ModuleNotFoundError as exc:
+                if exc.name != module:
+                    raise
+                raise MothError(
+                    f"stage {name!r} is not available ({module} is not installed); remove it from "
+                    "schedule.<chain>.stages or update mothbrain"
+                ) from None
+            return getattr(mod, fn_name)(cfg)
+
+        return call
+
+    return {name: make(name) for name in KNOWN_STAGES}
+
+
+def chain_config(cfg: Config, chain: str) -> ChainConfig:
+    if chain not in CHAINS:
+        raise MothError(f"unknown chain {chain!r} (one of {', '.join(CHAINS)})")
+    return getattr(cfg.schedule, chain)
+
+
+class _Terminated(SystemExit):
+    """SIGTERM (systemd stop, a kill from a person): unwind so the record and lock are left tidy."""
+
+
+def _on_sigterm(signum, frame):  # pragma: no cover - exercised via subprocess tests
+    raise _Terminated(128 + signum)
+
+
+def run_chain(cfg: Config, chain: str, stages: dict[str, StageFn] | None = None) -> RunRecord:
+    """Run the chain's stages under the lock, recording each; returns the record (`.failed` on failure)."""
+    names = list(chain_config(cfg, chain).stages)
+    funcs = {**default_stages(), **(stages or {})}
+    _ensure_state_dirs(cfg)
+    run_id = _new_run_id(cfg, chain)
+    with contextlib.ExitStack() as stack:
+        try:
+            stale = stack.enter_context(run_lock(cfg, chain, run_id))
+        except LockHeld as exc:
+            _record_refusal(cfg, run_id, chain, str(exc))
+            raise
+        record = RunRecord(
+            run_id=run_id,
+            chain=chain,
+            pid=os.getpid(),
+            host=socket.gethostname(),
+            config=cfg.config_path,
+            path=paths.runs_dir(cfg) / f"{run_id}.json",
+            log=str(paths.logs_dir(cfg) / f"{run_id}.log"),
+            stages=[StageResult(n) for n in names],
+        )
+        if stale and stale.get("pid"):
+            record.recovered_lock = (
+                f"recovered stale lock from pid {stale.get('pid')} (chain "
+                f"{stale.get('chain', '?')}, started {stale.get('started', '?')})"
+            )
+            record.warnings.append(record.recovered_lock)
+        record.save()
+        with _run_log(record.log) as handler:
+            if record.recovered_lock:
+                log.warning(record.recovered_lock)
+                _mark_killed(cfg, stale)
+            log.info("run %s: chain %s, stages %s, pid %d", run_id, chain, ", ".join(names), record.pid)
+            previous = _install_sigterm()
+            try:
+                _run_stages(cfg, record, funcs)
+            finally:
+                _restore_sigterm(previous)
+            record.status = "failed" if any(s.status == "failed" for s in record.stages) else "ok"
+            record.finished = now_iso()
+            record.save()
+            log.info("run %s finished: %s", run_id, record.status)
+            if cfg.schedule.send_briefing:
+                _briefing(cfg, record)
+            handler.flush()
+    return record
+
+
+def _ensure_state_dirs(cfg: Config) -> None:
+    try:
+        paths.runs_dir(cfg), paths.logs_dir(cfg)
+    except OSError as exc:
+        raise MothError(
+            f"cannot use the state dir {paths.state_dir(cfg)}: {exc.strerror or exc} (make it writable, "
+            "or point MOTHBRAIN_HOME / state_dir at a writable folder)"
+        ) from None
+
+
+def _record_refusal(cfg: Config, run_id: str, chain: str, message: str) -> None:
+    """A short record of a refused run, so the briefing tells "refused" from "never started"."""
+    log.error(message)
+    with contextlib.suppress(MothError, OSError):
+        t = now_iso()
+        atomic_write_json(
+            paths.runs_dir(cfg) / f"{run_id}.json",
+            {
+                "schema": RECORD_SCHEMA,
+                "run_id": run_id,
+                "chain": chain,
+                "status": "refused",
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "config": cfg.config_path,
+                "started": t,
+                "finished": t,
+                "duration_s": 0.0,
+                "log": None,
+                "version": None,
+                "recovered_lock": None,
+                "stages": [],
+                "briefing": None,
+                "warnings": [message],
+            },
+        )
+
+
+def _run_stages(cfg: Config, record: RunRecord, funcs: dict[str, StageFn]) -> None:
+    stopped = False
+    for st in record.stages:
+        if stopped:
+            continue  # a failed stage stops the chain; the rest stay "not run"
+        st.status, st.started = "running", now_iso()
+        record.save()
+        log.info("stage %s: started", st.name)
+        t0 = time.monotonic()
+        try:
+            fn = funcs.get(st.name)
+            if fn is None:
+                raise MothError(f"no function for stage {st.name!r}")
+            report = fn(cfg)
+            st.status = "ok"
+            st.figures = _trim(report.to_json()) if hasattr(report, "to_json") else {}
+            st.warnings = [str(w) for w in getattr(report, "warnings", [])][:20]
+            if st.name == "train":
+                record.version = getattr(report, "version", None) or st.figures.get("version") or None
+        except NothingToDo as exc:
+            st.status, st.error = "skipped", str(exc)
+        except MothError as exc:
+            st.status, st.error = "failed", str(exc)
+        except (KeyboardInterrupt, SystemExit) as exc:
+            st.status = "failed"
+            st.error = (
+                "interrupted (SIGTERM)" if isinstance(exc, _Terminated) else f"interrupted ({type(exc).__name__})"
+            )
+            _finish_stage(st, t0)
+            for later in record.stages:
+                if later.status == "running":
+                    later.status = "failed"
+            record.status, record.finished = "interrupted", now_iso()
+            record.save()
+            log.error("stage %s: %s", st.name, st.error)
+            raise
+        except Exception as exc:  # a bug: keep a short excerpt here, the whole traceback in the log
+            st.status = "failed"
+            st.error = f"{type(exc).__name__}: {exc}"[:500]
+            tb = traceback.format_exc().rstrip().splitlines()
+            st.traceback = "\n".join(tb[-TRACEBACK_LINES:])
+            log.error("stage %s raised a bug:\n%s", st.name, "\n".join(tb))
+        _finish_stage(st, t0)
+        if st.status == "failed":
+            log.error("stage %s failed: %s", st.name, st.error)
+            stopped = True
+        else:
+            log.info(
+                "stage %s: %s in %.1f s%s", st.name, st.status, st.duration_s, f" ({st.error})" if st.error else ""
+            )
+            for w in st.warnings:
+                log.warning("stage %s: %s", st.name, w)
+        record.save()
+
+
+def _finish_stage(st: StageResult, t0: float) -> None:
+    st.finished = now_iso()
+    st.duration_s = round(time.monotonic() - t0, 2)
+
+
+def _briefing(cfg: Config, record: RunRecord) -> None:
+    """Send (or write) the briefing; any problem is a warning, never the run's outcome."""
+    try:
+        from mothbrain.ops.briefing import run_briefing
+
+        result = run_briefing(cfg, send=True)
+        record.briefing = {
+            "sent_to": result.sent_to,
+            "path": str(result.path) if result.path else None,
+            "warnings": result.warnings,
+        }
+    except Exception as exc:  # noqa: BLE001 - deliberately broad: the stages' result must stand
+        msg = f"briefing failed: {exc if isinstance(exc, MothError) else f'{type(exc).__name__}: {exc}'}"
+        record.warnings.append(msg)
+        record.briefing = {"error": msg}
+        log.error(msg, exc_info=not isinstance(exc, MothError))
+    with contextlib.suppress(MothError):
+        record.save()
+
+
+@contextlib.contextmanager
+def _run_log(path: str) -> Iterator[logging.Handler]:
+    """Send every log line of this process to the run's log file while the run lasts."""
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(logging.INFO)
+    root = logging.getLogger()
+    old_level = root.level
+    root.addHandler(handler)
+    if root.level == logging.NOTSET or root.level > logging.INFO:
+        root.setLevel(logging.INFO)
+    try:
+        yield handler
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+        handler.close()
+
+
+def _install_sigterm():
+    if hasattr(signal, "SIGTERM") and _in_main_thread():
+        return signal.signal(signal.SIGTERM, _on_sigterm)
+    return None
+
+
+def _restore_sigterm(previous) -> None:
+    if previous is not None and _in_main_thread():
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _in_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+# --------------------------------------------------------------------------- crontab
+
+BLOCK_START = "# >>> mothbrain >>>"
+BLOCK_END = "# <<< mothbrain <<<"
+# Cron starts jobs with a bare environment (PATH=/usr/bin:/bin, no venv, cwd = $HOME): every path in
+# the line is absolute and the variables a run needs are set on the command itself, so nothing leaks
+# into the user's other crontab lines.
+CRON_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
+def _cron_quote(value: str) -> str:
+    # `%` ends the command in crontab syntax (the rest becomes stdin) unless escaped.
+    return shlex.quote(value).replace("%", "\\%")
+
+
+def cron_lines(cfg: Config, python: str | None = None) -> list[str]:
+    """One crontab line per chain (times from schedule.<chain>.cron), all paths absolute."""
+    py = python or sys.executable  # not resolved: a venv's bin/python must stay the venv's
+    state = paths.state_dir(cfg)
+    logs = paths.logs_dir(cfg)
+    config = cfg.config_path or str(Path("configs/demo.yaml").resolve())
+    niceness = "nice -n 19 " + ("ionice -c 3 " if shutil.which("ionice") else "")
+    lines = []
+    for chain in CHAINS:
+        cc = chain_config(cfg, chain)
+        if not cc.stages:
+            continue
+        cmd = (
+            f"cd {_cron_quote(str(state))} && PATH={CRON_PATH} MOTHBRAIN_HOME={_cron_quote(str(state))} "
+            f"{niceness}{_cron_quote(py)} -m mothbrain.cli run {chain} --config {_cron_quote(config)} "
+            f">> {_cron_quote(str(logs / f'cron-{chain}.log'))} 2>&1"
+        )
+        lines.append(f"{cc.cron} {cmd}")
+    return lines
+
+
+def cron_block(cfg: Config, python: str | None = None) -> str:
+    head = [
+        BLOCK_START,
+        f"# managed by `mothbrain cron install` for {cfg.config_path}; change schedule.*.cron in the config",
+        "# and run `mothbrain cron install` again, or `mothbrain cron remove`. Lines outside this block are yours.",
+    ]
+    return "\n".join(head + cron_lines(cfg, python) + [BLOCK_END]) + "\n"
+
+
+def merge_block(existing: str, block: str | None) -> str:
+    """`existing` crontab text with our block replaced by `block` (or removed when None).
+
+    Every line outside the markers is kept byte for byte; the block keeps its place if it had one.
+    """
+    lines = existing.splitlines(keepends=True)
+    out: list[str] = []
+    inside, placed, start_at = False, False, -1
+    for i, line in enumerate(lines):
+        tag = line.strip()
+        if tag == BLOCK_START:
+            if inside:
+                raise MothError(
+                    f"your crontab has two '{BLOCK_START}' lines without '{BLOCK_END}' between them; "
+                    "fix it with `crontab -e`"
+                )
+            inside, start_at = True, i
+            if block is not None and not placed:
+                out.append(block)
+                placed = True
+            continue
+        if tag == BLOCK_END and inside:
+            inside = False
+            continue
+        if not inside:
+            out.append(line if line.endswith("\n") else line + "\n")
+    if inside:
+        raise MothError(
+            f"your crontab has '{BLOCK_START}' (line {start_at + 1}) without '{BLOCK_END}'; "
+            "fix it with `crontab -e` (nothing was changed)"
+        )
+    if block is not None and not placed:
+        out.append(block)
+    return "".join(out)
+
+
+def _crontab_bin() -> str:
+    found = shutil.which("crontab")
+    if not found:
+        raise MothError(
+            "no `crontab` command on this machine: install cron (e.g. `apt-get install cron`) or use "
+            "the systemd timer in cron/mothbrain-nightly.timer (see cron/README.md)"
+        )
+    return found
+
+
+def read_crontab() -> str:
+    proc = subprocess.run([_crontab_bin(), "-l"], capture_output=True, text=True)
+    if proc.returncode == 0:
+        return proc.stdout
+    if "no crontab" in proc.stderr.lower():
+        return ""
+    raise MothError(f"`crontab -l` failed: {proc.stderr.strip() or proc.returncode}")
+
+
+def write_crontab(text: str) -> None:
+    proc = subprocess.run([_crontab_bin(), "-"], input=text, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise MothError(f"`crontab -` refused the new crontab (your old one is unchanged): {proc.stderr.strip()}")
+
+
+def _install_marker(cfg: Config) -> Path:
+    return paths.state_dir(cfg) / "cron.json"
+
+
+def cron_installed_at(cfg: Config) -> _dt.datetime | None:
+    """When `cron install` last ran for this state dir (the briefing counts missed runs from then)."""
+    try:
+        return parse_time(json.loads(_install_marker(cfg).read_text(encoding="utf-8")).get("installed_at"))
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+@dataclass
+class CronReport:
+    title: str
+    block: str
+    changed: bool
+    warnings: list[str] = field(default_factory=list)
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [{"crontab": line} for line in self.block.splitlines()]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"title": self.title, "block": self.block, "changed": self.changed, "warnings": self.warnings}
+
+
+def cron_show(cfg: Config) -> CronReport:
+    block = cron_block(cfg)
+    warnings = []
+    if shutil.which("crontab"):
+        current = read_crontab()
+        installed = merge_block(current, block) == current
+        title = "crontab block (installed)" if installed else "crontab block (not installed: `mothbrain cron install`)"
+    else:
+        title = "crontab block (no crontab command here)"
+        warnings.append("no `crontab` command: install cron or use the systemd timer in cron/")
+    return CronReport(title, block, changed=False, warnings=warnings)
+
+
+def cron_install(cfg: Config) -> CronReport:
+    current = read_crontab()
+    block = cron_block(cfg)
+    new = merge_block(current, block)
+    changed = new != current
+    if changed:
+        write_crontab(new)
+    atomic_write_json(_install_marker(cfg), {"installed_at": now_iso(), "lines": cron_lines(cfg)})
+    return CronReport("crontab block installed" if changed else "crontab block already installed", block, changed)
+
+
+def cron_remove(cfg: Config) -> CronReport:
+    current = read_crontab()
+    new = merge_block(current, None)
+    changed = new != current
+    if changed:
+        write_crontab(new)
+    with contextlib.suppress(FileNotFoundError):
+        _install_marker(cfg).unlink()
+    return CronReport("crontab block removed" if changed else "no mothbrain block in the crontab", "", changed)

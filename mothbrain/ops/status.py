@@ -1,0 +1,125 @@
+"""`mothbrain status`: the current adapter, the last runs, proposals waiting and every version.
+
+Reads records only (versions.json, runs/*.json, the proposal queue); never loads a model, so it
+answers in well under a second and works while a night run is training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from mothbrain.config import Config
+from mothbrain.core.ledger import open_ledger
+from mothbrain.errors import MothError
+from mothbrain.ops.briefing import numeric_metrics, pending_proposals
+from mothbrain.ops.schedule import load_runs, parse_time
+
+LAST_RUNS = 5
+
+
+def _when(iso: str | None) -> str:
+    t = parse_time(iso)
+    return t.astimezone().strftime("%Y-%m-%d %H:%M") if t else ""
+
+
+@dataclass
+class StatusReport:
+    title: str = "status"
+    current: dict[str, Any] = field(default_factory=dict)
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    proposals: int | None = None
+    proposals_note: str = ""
+    versions: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def rows(self) -> list[dict[str, Any]]:
+        return self.versions
+
+    def sections(self) -> list[tuple[str, list[dict[str, Any]]]]:
+        """(title, rows) tables the CLI prints one after the other."""
+        cur = self.current
+        head = [{"": k, "value": v} for k, v in cur.items() if k != "eval"] + [
+            {"": f"eval {k}", "value": v} for k, v in (cur.get("eval") or {}).items()
+        ]
+        props = self.proposals if self.proposals is not None else self.proposals_note
+        head.append({"": "proposals waiting", "value": props})
+        return [
+            ("current adapter" if cur.get("version") else "no promoted adapter yet", head),
+            (f"last {len(self.runs)} runs" if self.runs else "no runs yet (`mothbrain run nightly`)", self.runs),
+            ("versions" if self.versions else "no versions yet (`mothbrain train`)", self.versions),
+        ]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "title": self.title,
+            "current": self.current,
+            "runs": self.runs,
+            "proposals_waiting": self.proposals,
+            "proposals_note": self.proposals_note,
+            "versions": self.versions,
+            "warnings": self.warnings,
+        }
+
+
+def status_report(cfg: Config) -> StatusReport:
+    report = StatusReport()
+    try:
+        data = open_ledger(cfg).read()
+    except MothError as exc:
+        data = {"versions": [], "events": [], "current": None}
+        report.warnings.append(str(exc))
+    versions = data.get("versions", [])
+    current = data.get("current")
+    if current:
+        entry = next((v for v in versions if v["id"] == current), {})
+        promoted = [
+            e
+            for e in data.get("events", [])
+            if e.get("version") == current and e.get("event") in ("promoted", "rollback")
+        ]
+        report.current = {
+            "version": current,
+            "promoted": _when(promoted[-1]["at"]) if promoted else "",
+            "how": promoted[-1]["event"] if promoted else "",
+            "eval": {k: round(v, 4) for k, v in list(numeric_metrics(entry.get("eval") or {}).items())[:10]},
+        }
+    for r in load_runs(cfg)[-LAST_RUNS:][::-1]:
+        failed = [s for s in r.get("stages", []) if s.get("status") == "failed"]
+        note = (
+            f"{failed[0]['name']}: {failed[0].get('error') or ''}"
+            if failed
+            else (r.get("warnings") or [""])[0]
+            if r.get("status") == "refused"
+            else f"trained {r['version']}"
+            if r.get("version")
+            else ""
+        )
+        report.runs.append(
+            {
+                "run": r["run_id"],
+                "chain": r.get("chain"),
+                "status": r.get("status"),
+                "started": _when(r.get("started")),
+                "note": note[:100],
+            }
+        )
+    for v in versions[::-1]:
+        tr = v.get("train") or {}
+        metrics = numeric_metrics(v.get("eval") or {})
+        first_metric = next(iter(metrics.items()), None)
+        report.versions.append(
+            {
+                "version": v["id"] + (" *" if v["id"] == current else ""),
+                "status": v.get("status"),
+                "created": _when(v.get("created_at")),
+                "parent": v.get("parent") or "",
+                "steps": tr.get("steps"),
+                "final loss": tr.get("final_loss"),
+                "eval": f"{first_metric[0]} {first_metric[1]:.4g}" if first_metric else "",
+                "promotion": (v.get("promotion") or {}).get("decision", ""),
+            }
+        )
+    props, why = pending_proposals(cfg)
+    report.proposals, report.proposals_note = (len(props), "") if props is not None else (None, why)
+    return report

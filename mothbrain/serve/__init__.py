@@ -1,0 +1,1 @@
+"""The OpenAI-compatible endpoint that serves the current adapter."""

@@ -1,0 +1,1 @@
+"""The train stage: QLoRA through trl, and the good-neighbour yielding."""

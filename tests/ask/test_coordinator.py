@@ -1,0 +1,125 @@
+"""`mothbrain ask`: System 2 on a fake loopback endpoint, System 1 in-process (tiny model), the real wiki
+search; a dead or slow System 2 degrades the answer instead of blocking it."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+
+import pytest
+from click.testing import CliRunner
+from fakes import FakeSystem2
+
+from mothbrain.config import REPO_ROOT, load_config
+from mothbrain.core import paths
+from mothbrain.errors import MothError
+
+DEMO = REPO_ROOT / "configs" / "demo.yaml"
+
+
+def closed_port_url() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/v1"  # nothing listens there once the socket is closed
+
+
+@pytest.fixture(scope="module")
+def module_home(tmp_path_factory, tiny_model_into):
+    from mothbrain.ingest.stage import run_ingest
+
+    home = tiny_model_into(tmp_path_factory.mktemp("ask") / "state")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MOTHBRAIN_HOME", str(home))
+        run_ingest(load_config(DEMO))
+    return home
+
+
+@pytest.fixture
+def cfg_for(module_home, monkeypatch):
+    monkeypatch.setenv("MOTHBRAIN_HOME", str(module_home))  # one state dir: model and wiki index load once
+
+    def load(*overrides: str):
+        return load_config(DEMO, ["coordinator.system2_model=fake", *overrides])
+
+    return load
+
+
+def test_ask_synthesises_the_three_layers(cfg_for):
+    from mothbrain.ask.coordinator import ask
+
+    with FakeSystem2() as s2:
+        cfg = cfg_for(f"coordinator.system2_url={s2.url}")
+        result = ask(cfg, "What do the figs teach {us}?")
+    assert not result.degraded, result.failed
+    assert result.answer.startswith("SYNTH")
+    s1, wiki = result.layers["system1"], result.layers["wiki"]
+    assert s1.status == "ok" and s1.text and s1.detail == {"adapter": "base", "via": "in-process"}
+    assert wiki.status == "ok" and len(wiki.detail["passages"]) == cfg.coordinator.wiki_top_k
+    assert any("fig" in p["text"].lower() for p in wiki.detail["passages"])  # found by meaning, nearest first
+    assert s2.drafts == ["What do the figs teach {us}?"]  # braces in a question survive the template
+    (prompt,) = s2.synthesis_prompts
+    assert "What do the figs teach {us}?" in prompt and s1.text in prompt
+    assert wiki.detail["passages"][0]["text"] in prompt and "DRAFT: patience" in prompt
+    assert not prompt.startswith("#")  # the template's comment lines are not sent
+
+    lines = (paths.data_dir(cfg) / "exchanges").glob("*.jsonl")
+    records = [json.loads(line) for f in lines for line in f.read_text().splitlines()]
+    rec = next(r for r in records if r["id"] == result.exchange_id)
+    assert rec["answer"] == result.answer and rec["layers"]["system1"]["text"] == s1.text
+    assert rec["layers"]["system2"]["text"].startswith("DRAFT") and rec["system2_model"] == "fake"
+
+
+def test_slow_system2_degrades_within_its_timeout(cfg_for):
+    from mothbrain.ask.coordinator import ask
+
+    ask(cfg_for("coordinator.system2_url=" + closed_port_url()), "warm up")  # model and index loaded
+    with FakeSystem2(delay=20) as s2:
+        cfg = cfg_for(f"coordinator.system2_url={s2.url}", "coordinator.system2_timeout_s=1.5")
+        t0 = time.monotonic()
+        result = ask(cfg, "what does the lantern remember?")
+        elapsed = time.monotonic() - t0
+    others = max(result.layers["system1"].seconds, result.layers["wiki"].seconds)
+    assert elapsed < max(others, 1.5) + 2.0, (elapsed, others)  # not the 20 s System 2 takes
+    assert result.degraded and result.layers["system2"].status == "timeout"
+    assert set(result.failed) == {"system2", "synthesis"} and "skipped" in result.failed["synthesis"]
+    assert result.layers["system1"].text in result.answer and "From the wiki" in result.answer
+    assert s2.synthesis_prompts == []
+
+
+def test_dead_system2_from_the_cli(cfg_for, module_home):
+    from mothbrain.cli import main
+
+    cfg_for()
+    r = CliRunner().invoke(
+        main,
+        [
+            "ask",
+            "--json",
+            "how is the harbour?",
+            "--set",
+            f"coordinator.system2_url={closed_port_url()}",
+            "--set",
+            "coordinator.system2_model=fake",
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output[r.output.index("{") :])
+    assert out["degraded"] and out["layers"]["system2"]["status"] == "error"
+    assert "unreachable" in out["failed"]["system2"] and out["answer"]
+
+
+def test_template_and_config_mistakes_are_clear(cfg_for, tmp_path):
+    from mothbrain.ask.coordinator import ask
+
+    bad = tmp_path / "t.txt"
+    bad.write_text("# comment\nQuestion: {question}\n")
+    with pytest.raises(MothError, match=r"lacks \{system1\}"):
+        ask(cfg_for(f"coordinator.synthesis_template={bad}"), "q")
+    with pytest.raises(MothError, match="cannot be read"):
+        ask(cfg_for(f"coordinator.synthesis_template={tmp_path / 'none.txt'}"), "q")
+    with pytest.raises(MothError, match="must be > 0"):
+        ask(cfg_for("coordinator.system1_timeout_s=0"), "q")
+    with pytest.raises(MothError, match="http://"):
+        ask(cfg_for("coordinator.system2_url=localhost:8000"), "q")

@@ -1,0 +1,103 @@
+"""The proposal queue: staged, reviewed, and only the accepted ones ever exported."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+from click.testing import CliRunner
+
+from mothbrain.cli import main
+from mothbrain.config import REPO_ROOT, load_config
+from mothbrain.errors import MothError
+
+DEMO = str(REPO_ROOT / "configs" / "demo.yaml")
+
+
+def _stage(cfg, n=3):
+    from mothbrain.dream.proposals import add_proposals
+
+    return add_proposals(
+        cfg,
+        [
+            {
+                "text": f"dream {i}: the kiln and the tide",
+                "source": f"wiki/p{i}.md",
+                "source_title": f"Page {i}",
+                "style": "reminds_me",
+                "adapter_version": "v0001",
+                "prompt": f"prompt {i}",
+            }
+            for i in range(n)
+        ]
+        + [{"text": "   "}],
+    )
+
+
+def test_round_trip_and_export_only_accepted(state_home):
+    from mothbrain.dream import proposals as queue
+
+    cfg = load_config(DEMO)
+    assert queue.list_proposals(cfg) == [] and not queue.queue_path(cfg).exists()  # reading creates nothing
+    ids = _stage(cfg)
+    assert len(ids) == 3  # the blank one was not staged
+    assert [p["status"] for p in queue.list_proposals(cfg)] == ["pending"] * 3
+    queue.update_scores(cfg, ids[0], novelty=0.61, relevance=0.33)
+    a = queue.set_status(cfg, ids[0], "accepted", note="worth a page")
+    r = queue.set_status(cfg, ids[1], "rejected")
+    assert a["note"] == "worth a page" and a["reviewed_at"] and a["novelty"] == 0.61 and r["status"] == "rejected"
+    assert [p["id"] for p in queue.list_proposals(cfg, status="pending")] == [ids[2]]
+    assert len(queue.list_proposals(cfg, limit=2)) == 2
+
+    path, n = queue.export_accepted(cfg)
+    assert n == 1 and path.parent == queue.queue_path(cfg).parent / "exports" and path.name.startswith("accepted-")
+    lines = [json.loads(x) for x in path.read_text().splitlines()]
+    assert [x["id"] for x in lines] == [ids[0]] and lines[0]["text"].startswith("dream 0")
+    assert lines[0]["adapter_version"] == "v0001" and lines[0]["note"] == "worth a page"
+
+    with pytest.raises(MothError, match="no proposal 999"):
+        queue.get(cfg, 999)
+    with pytest.raises(MothError, match="no proposal 999"):
+        queue.set_status(cfg, 999, "accepted")
+    with pytest.raises(MothError, match="unknown proposal status"):
+        queue.set_status(cfg, ids[0], "applied")
+    assert sqlite3.connect(queue.queue_path(cfg)).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_cli_review(state_home, tmp_path):
+    cfg = load_config(DEMO)
+    ids = _stage(cfg)
+    run = lambda *a: CliRunner().invoke(main, ["proposals", *a, "--config", DEMO])  # noqa: E731
+    res = run("list", "--status", "pending", "--json")
+    assert res.exit_code == 0 and len(json.loads(res.output)) == 3
+    assert run("accept", str(ids[2]), "--note", "yes").exit_code == 0
+    assert run("reject", str(ids[0])).exit_code == 0
+    show = run("show", str(ids[2]))
+    assert (
+        show.exit_code == 0 and "accepted" in show.output and "prompt 2" in show.output and "note: yes" in show.output
+    )
+    out = tmp_path / "x" / "accepted.jsonl"
+    res = run("export", "--out", str(out))
+    assert res.exit_code == 0 and "1 accepted" in res.output
+    assert [json.loads(x)["id"] for x in out.read_text().splitlines()] == [ids[2]]
+    bad = run("accept", "4242")
+    assert bad.exit_code == 1 and "no proposal 4242" in bad.output and "Traceback" not in bad.output
+
+
+def test_damaged_or_newer_queue_is_a_clean_error_and_left_untouched(state_home):
+    from mothbrain.dream import proposals as queue
+
+    cfg = load_config(DEMO)
+    p = queue.queue_path(cfg)
+    p.write_bytes(b"this is not sqlite at all" * 100)
+    with pytest.raises(MothError, match="damaged"):
+        queue.list_proposals(cfg)
+    assert p.read_bytes().startswith(b"this is not sqlite")
+
+    p.unlink()
+    con = sqlite3.connect(p)
+    con.execute("PRAGMA user_version = 99")
+    con.close()
+    with pytest.raises(MothError, match="newer than this MothBrain"):
+        _stage(cfg)

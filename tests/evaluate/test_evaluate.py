@@ -1,0 +1,167 @@
+"""Eval on the tiny model: real, finite figures for every metric, and an adapter trained on a corpus with
+a planted voice and planted associations beats the base on both, by a margin the test asserts.
+
+The planted state (sample corpus ingested for dream prompts, a generated corpus preprocessed, one
+version trained with the real trainer) is built once per session and copied into each test's state
+dir; test_promote.py reuses it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+from planted_corpus import DEMO
+
+from mothbrain.config import load_config
+
+
+def _finite(x) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def test_trained_adapter_beats_base_on_planted_voice_and_associations(planted_cfg, state_home):
+    from mothbrain.core.ledger import open_ledger
+    from mothbrain.evaluate.stage import run_eval
+
+    cfg = planted_cfg()
+    report = run_eval(cfg)
+    f = report.figures
+
+    # Voice: held-out perplexity of the planted voice drops well below the base's.
+    assert f["voice_samples"] > 5 and f["voice_tokens"] > 100
+    assert _finite(f["voice_ppl"]) and _finite(f["voice_ppl_base"])
+    assert f["voice_ppl"] < 0.8 * f["voice_ppl_base"], (f["voice_ppl"], f["voice_ppl_base"])
+
+    # Associations: the planted partners become more likely than distractors.
+    assert f["association_probes"] == 12  # the six planted (linked) pairs come first, both directions
+    for k in ("association_acc", "association_acc_base", "association_margin", "association_margin_base"):
+        assert _finite(f[k]), k
+    # The margin (nats/token, partner minus distractors) is the steady measure; accuracy over 12 probes is coarse.
+    assert f["association_margin"] > f["association_margin_base"] + 0.25, (
+        f["association_margin"],
+        f["association_margin_base"],
+    )
+    assert f["association_acc"] >= f["association_acc_base"]
+
+    # Probes: a table of every priority concept in every mode, each a share in [0, 1].
+    assert set(f["probes"]) == {"figs", "lantern", "compost"}
+    for concept, modes in f["probes"].items():
+        assert set(modes) == {"direct", "association", "completion"}
+        for mode, cell in modes.items():
+            assert cell["n"] > 0, (concept, mode)
+            assert 0.0 <= cell["adapter"] <= 1.0 and 0.0 <= cell["base"] <= 1.0
+
+    # Surprise: a real rate against the local base, with its thresholds recorded.
+    assert 0.0 <= f["surprise_rate"] <= 1.0
+    s = f["surprise"]
+    assert s["reference"] == "local base" and s["prompts"] == 4 and s["embedder"] == "all-MiniLM-L6-v2"
+    assert s["distance_min"] == cfg.eval.surprise_distance and _finite(s["nearest_distance_mean"])
+
+    # Everything is in the ledger, and the version is now evaluated.
+    entry = open_ledger(cfg).get("v0001")
+    assert entry["status"] == "evaluated"
+    assert entry["eval"]["voice_ppl"] == f["voice_ppl"] and entry["eval"]["probes"] == f["probes"]
+    assert report.rows() and json.dumps(report.to_json())
+
+
+class _FakeOpenAI(BaseHTTPRequestHandler):
+    calls: list[dict] = []
+
+    def do_POST(self):  # noqa: N802
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        type(self).calls.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
+        judge = "Answer YES or NO" in body["messages"][0]["content"]
+        text = "YES" if judge else "Tax forms are due in April and the printer needs toner."
+        data = json.dumps({"choices": [{"message": {"role": "assistant", "content": text}}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_surprise_against_an_openai_compatible_reference_and_judge(planted_cfg, monkeypatch):
+    from mothbrain.core.paths import adapter_dir
+    from mothbrain.evaluate.stage import surprise
+    from mothbrain.models.loading import load_model_with_adapters, load_tokenizer
+
+    server = HTTPServer(("127.0.0.1", 0), _FakeOpenAI)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("REF_KEY", "sk-test")
+        url = f"http://127.0.0.1:{server.server_port}/v1"
+        cfg = planted_cfg(
+            f"eval.reference_url={url}",
+            "eval.reference_model=ref",
+            "eval.reference_api_key_env=REF_KEY",
+            "eval.judge=true",
+            "eval.surprise_prompts=3",
+            "dream.max_new_tokens=8",
+        )
+        model = load_model_with_adapters(cfg, {"adapter": adapter_dir(cfg, "v0001")})
+        warnings: list[str] = []
+        out = surprise(cfg, model, load_tokenizer(cfg), ["adapter", "base"], warnings)
+    finally:
+        server.shutdown()
+    assert out["surprise"]["reference"] == url and out["surprise"]["prompts"] == 3
+    calls = _FakeOpenAI.calls
+    assert calls[0]["path"] == "/v1/chat/completions" and calls[0]["auth"] == "Bearer sk-test"
+    assert calls[0]["body"]["model"] == "ref"
+    # 3 prompts x 3 reference samples, then one judge call per surprise
+    refs = [c for c in calls if "Answer YES or NO" not in c["body"]["messages"][0]["content"]]
+    assert len(refs) == 9
+    # The reference talks about tax forms: the adapter's harbour dreams are far from every reference sample.
+    assert out["surprise"]["nearest_distance_mean"] > cfg.eval.surprise_distance
+    assert 0.0 <= out["surprise_rate"] <= 1.0
+    judged = len(calls) - len(refs)
+    assert judged == round(out["surprise_rate"] * 3)
+    assert out["judge_yes_rate"] == (1.0 if judged else None)
+    assert not warnings or all("bag-of-words" not in w for w in warnings)
+
+
+def test_unreachable_reference_falls_back_to_the_local_base(planted_cfg):
+    from mothbrain.core.paths import adapter_dir
+    from mothbrain.evaluate.stage import surprise
+    from mothbrain.models.loading import load_model_with_adapters, load_tokenizer
+
+    cfg = planted_cfg("eval.reference_url=http://127.0.0.1:9/v1", "eval.surprise_prompts=2", "dream.max_new_tokens=8")
+    model = load_model_with_adapters(cfg, {"adapter": adapter_dir(cfg, "v0001")})
+    warnings: list[str] = []
+    out = surprise(cfg, model, load_tokenizer(cfg), ["adapter", "base"], warnings)
+    assert out["surprise"]["reference"] == "local base (endpoint failed)"
+    assert any("unreachable" in w for w in warnings)
+    assert 0.0 <= out["surprise_rate"] <= 1.0
+
+
+def test_eval_refuses_unknown_probe_mode_and_missing_version(planted_cfg):
+    from mothbrain.errors import MothError
+    from mothbrain.evaluate.stage import run_eval
+
+    with pytest.raises(MothError, match="eval.probe_modes"):
+        run_eval(planted_cfg("eval.probe_modes=[direct,telepathy]"))
+    with pytest.raises(MothError, match="no version 'v0099'"):
+        run_eval(planted_cfg(), version="v0099")
+
+
+def test_embeddings_load_offline_and_rank_meaning():
+    from mothbrain.ask.embeddings import BOW, MINILM, load_embedder
+
+    cfg = load_config(DEMO)
+    emb = load_embedder(cfg)
+    assert emb.name == MINILM and not emb.warning
+    v = emb.encode(["The cat sat on the mat.", "A kitten was sitting on the rug.", "Quarterly tax filing deadline."])
+    assert v.shape == (3, 384)
+    sims = v @ v.T
+    assert sims[0, 1] > sims[0, 2] + 0.2  # meaning, not word overlap: the paraphrase shares no content word
+
+    broken = load_embedder(load_config(DEMO, ["eval.embedding_model=/nonexistent/model"]))
+    assert broken.name == BOW and "bag-of-words" in broken.warning
+    w = broken.encode(["figs and patience", "patience and figs", "tide tables"])
+    assert (w @ w.T)[0, 1] > (w @ w.T)[0, 2]

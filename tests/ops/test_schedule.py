@@ -1,0 +1,257 @@
+"""Chains: run records, a failing stage, one run at a time, a dead holder's lock, SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from mothbrain.cli import main
+from mothbrain.config import REPO_ROOT, load_config
+from mothbrain.core import paths
+from mothbrain.errors import MothError, NothingToDo
+from mothbrain.ops.schedule import load_runs, run_chain
+from mothbrain.report import SimpleReport
+
+DEMO_CONFIG = REPO_ROOT / "configs" / "demo.yaml"
+
+
+def _cfg(*overrides: str):
+    return load_config(DEMO_CONFIG, list(overrides))
+
+
+def _ok(name: str, **figures):
+    return lambda cfg: SimpleReport(name, {"documents": 3, **figures})
+
+
+def _raise(exc: Exception):
+    def stage(cfg):
+        raise exc
+
+    return stage
+
+
+def test_failed_stage_stops_chain_and_is_recorded(state_home):
+    cfg = _cfg("schedule.send_briefing=false")
+    oom = "train: predicted peak 90 GB exceeds hardware.memory_gb 80 GB: lower train.max_seq_len to 1024"
+    record = run_chain(
+        cfg,
+        "nightly",
+        stages={
+            "ingest": _ok("ingest", losses=list(range(500))),
+            "preprocess": _raise(NothingToDo("no new material since the last run")),
+            "train": _raise(MothError(oom)),
+            "dream": _ok("dream"),
+        },
+    )
+    assert record.failed and record.status == "failed"
+    assert [s.status for s in record.stages] == ["ok", "skipped", "failed", "not run"]
+
+    saved = json.loads(record.path.read_text())
+    assert saved["status"] == "failed" and saved["chain"] == "nightly" and saved["pid"] == os.getpid()
+    by_name = {s["name"]: s for s in saved["stages"]}
+    assert by_name["train"]["error"] == oom and by_name["train"]["traceback"] is None  # expected: no traceback
+    assert by_name["preprocess"]["error"] == "no new material since the last run"
+    assert by_name["dream"]["started"] is None
+    assert by_name["ingest"]["figures"]["documents"] == 3
+    assert by_name["ingest"]["figures"]["losses"] == "<500 items>"  # key figures, not bulk
+    assert saved["finished"] and saved["duration_s"] is not None
+    log = Path(saved["log"]).read_text()
+    assert oom in log and "stage ingest: ok" in log
+    assert [r["run_id"] for r in load_runs(cfg)] == [record.run_id]
+    rows = record.rows()
+    assert rows[2]["stage"] == "train" and rows[2]["status"] == "failed"
+
+
+def test_bug_keeps_a_traceback_excerpt_and_the_record_is_written_after_each_stage(state_home):
+    cfg = _cfg("schedule.send_briefing=false")
+    seen = {}
+
+    def inspecting_preprocess(cfg):
+        # While a stage runs, the record on disk already shows what happened before it.
+        (rec,) = [json.loads(p.read_text()) for p in paths.runs_dir(cfg).glob("*.json")]
+        seen.update({s["name"]: s["status"] for s in rec["stages"]}, status=rec["status"])
+        return {}["missing key"]  # a bug, not an expected failure
+
+    record = run_chain(cfg, "weekly", stages={"ingest": _ok("ingest"), "preprocess": inspecting_preprocess})
+    assert seen == {
+        "ingest": "ok",
+        "preprocess": "running",
+        "train": "not run",
+        "dream": "not run",
+        "eval": "not run",
+        "promote": "not run",
+        "status": "running",
+    }
+    pre = record.stages[1]
+    assert pre.status == "failed" and pre.error.startswith("KeyError")
+    assert "inspecting_preprocess" in pre.traceback and len(pre.traceback.splitlines()) <= 12
+    assert "Traceback (most recent call last)" in Path(record.log).read_text()
+    assert all(s.status == "not run" for s in record.stages[2:])
+
+
+def test_train_version_and_skips_do_not_fail_the_run(state_home):
+    cfg = _cfg("schedule.send_briefing=false")
+
+    class TrainReport(SimpleReport):
+        version = "v0007"
+
+    record = run_chain(
+        cfg,
+        "nightly",
+        stages={
+            "ingest": _ok("ingest"),
+            "preprocess": _ok("preprocess"),
+            "train": lambda cfg: TrainReport("train", {"steps": 60}),
+            "dream": _raise(NothingToDo("no trained version to dream with")),
+        },
+    )
+    assert not record.failed and record.status == "ok" and record.version == "v0007"
+    assert json.loads(record.path.read_text())["version"] == "v0007"
+
+
+# --------------------------------------------------------------------------- real processes
+
+HOLDER = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    from mothbrain.config import load_config
+    from mothbrain.report import SimpleReport
+    from mothbrain.ops.schedule import run_chain
+
+    ready, release = Path(sys.argv[1]), Path(sys.argv[2])
+
+    def slow(cfg):
+        ready.touch()
+        deadline = time.time() + 60
+        while not release.exists() and time.time() < deadline:
+            time.sleep(0.05)
+        return SimpleReport("ingest", {"documents": 1})
+
+    cfg = load_config(sys.argv[3], ["schedule.send_briefing=false"])
+    fast = lambda cfg: SimpleReport("fast", {})
+    rec = run_chain(cfg, "nightly", stages={"ingest": slow, "preprocess": fast, "train": fast, "dream": fast})
+    print("RESULT", rec.status)
+""")
+
+
+def _start_holder(tmp_path: Path) -> tuple[subprocess.Popen, Path, Path]:
+    script = tmp_path / "holder.py"
+    script.write_text(HOLDER)
+    ready, release = tmp_path / "ready", tmp_path / "release"
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(ready), str(release), str(DEMO_CONFIG)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 60
+    while not ready.exists():
+        if proc.poll() is not None or time.time() > deadline:
+            proc.kill()
+            raise AssertionError(f"holder did not start: {proc.communicate()}")
+        time.sleep(0.05)
+    return proc, ready, release
+
+
+def test_two_concurrent_runs_one_is_refused(tmp_path, state_home):
+    proc, _, release = _start_holder(tmp_path)
+    try:
+        t0 = time.time()
+        res = CliRunner().invoke(main, ["run", "nightly", "--set", "schedule.send_briefing=false"])
+        assert time.time() - t0 < 10  # refused at once, not queued
+        assert res.exit_code == 1, res.output
+        assert f"another run (pid {proc.pid}, chain nightly, started" in res.output
+        assert "Traceback" not in res.output
+    finally:
+        release.touch()
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "RESULT ok" in out
+    runs = load_runs(_cfg())
+    assert sorted(r["status"] for r in runs) == ["ok", "refused"]
+    refused = next(r for r in runs if r["status"] == "refused")
+    assert f"pid {proc.pid}" in refused["warnings"][0] and refused["stages"] == []
+
+
+def test_lock_of_a_killed_run_is_recovered(tmp_path, state_home):
+    proc, _, _ = _start_holder(tmp_path)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)
+    (dead,) = load_runs(_cfg())
+    assert dead["status"] == "running"  # what a kill -9 leaves behind
+
+    record = run_chain(
+        _cfg("schedule.send_briefing=false"),
+        "nightly",
+        stages={s: _ok(s) for s in ("ingest", "preprocess", "train", "dream")},
+    )
+    assert record.status == "ok"
+    assert record.recovered_lock and record.recovered_lock.startswith(f"recovered stale lock from pid {proc.pid}")
+    dead = next(r for r in load_runs(_cfg()) if r["run_id"] == dead["run_id"])
+    assert dead["status"] == "killed"
+    assert dead["stages"][0]["status"] == "failed" and "killed" in dead["stages"][0]["error"]
+    # A cleanly finished run leaves nothing to recover.
+    again = run_chain(
+        _cfg("schedule.send_briefing=false"),
+        "nightly",
+        stages={s: _ok(s) for s in ("ingest", "preprocess", "train", "dream")},
+    )
+    assert again.recovered_lock is None
+
+
+def test_sigterm_closes_the_record_and_releases_the_lock(tmp_path, state_home):
+    proc, _, _ = _start_holder(tmp_path)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=30)
+    assert proc.returncode != 0
+    (rec,) = load_runs(_cfg())
+    assert rec["status"] == "interrupted" and rec["stages"][0]["error"] == "interrupted (SIGTERM)"
+    assert rec["finished"]
+    nxt = run_chain(
+        _cfg("schedule.send_briefing=false"),
+        "nightly",
+        stages={s: _ok(s) for s in ("ingest", "preprocess", "train", "dream")},
+    )
+    assert nxt.recovered_lock is None and nxt.status == "ok"
+
+
+def test_unknown_chain_and_unwritable_state_are_clean_errors(tmp_path, monkeypatch):
+    with pytest.raises(MothError, match="unknown chain 'daily'"):
+        run_chain(_cfg(), "daily")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("MOTHBRAIN_HOME", str(blocker / "state"))
+    res = CliRunner().invoke(main, ["run", "nightly"])
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    assert "run lock" in res.output or "state" in res.output
+
+
+def test_status_shows_runs_versions_and_the_current_adapter(state_home):
+    from mothbrain.core.ledger import open_ledger
+    from mothbrain.ops.status import status_report
+
+    cfg = _cfg("schedule.send_briefing=false")
+    led = open_ledger(cfg)
+    v1 = led.new_version(status="trained", train={"steps": 10, "final_loss": 2.5})["id"]
+    led.update(v1, status="evaluated", eval={"voice_ppl": 18.25, "notes": "text is ignored"})
+    led.set_current(v1, detail="gate passed")
+    run_chain(cfg, "nightly", stages={"ingest": _raise(MothError("sources[0] chats: /x not found"))})
+
+    report = status_report(cfg)
+    assert report.current["version"] == v1 and report.current["eval"] == {"voice_ppl": 18.25}
+    assert report.current["promoted"] and report.current["how"] == "promoted"
+    (run,) = report.runs
+    assert run["status"] == "failed" and run["note"] == "ingest: sources[0] chats: /x not found"
+    assert report.versions[0]["version"] == f"{v1} *" and report.versions[0]["steps"] == 10
+    res = CliRunner().invoke(main, ["status", "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["current"]["version"] == v1

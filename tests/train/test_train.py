@@ -1,0 +1,293 @@
+"""The trainer: real 4-bit QLoRA on the tiny model; resume after SIGTERM and kill -9; yielding;
+growing the current adapter with replay; refusals and failures; the 72B dry run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from types import SimpleNamespace
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from mothbrain.cli import main
+from mothbrain.config import REPO_ROOT
+from mothbrain.core.ledger import open_ledger
+from mothbrain.data.stage import load_latest_dataset, run_preprocess
+from mothbrain.errors import MothError, NothingToDo
+from mothbrain.ingest.stage import run_ingest
+from mothbrain.train.stage import run_train, select_rows
+
+DEMO = str(REPO_ROOT / "configs" / "demo.yaml")
+DEFAULT = str(REPO_ROOT / "configs" / "default.yaml")
+
+
+@pytest.fixture
+def prepared(demo_cfg):
+    """Demo config with the sample material ingested and preprocessed (the real stages, ~2 s)."""
+    cfg = demo_cfg()
+    run_ingest(cfg)
+    run_preprocess(cfg)
+    return demo_cfg
+
+
+def _quantized_weight_bytes(model) -> bytes:
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    layer = inner.model.layers[0].mlp.up_proj
+    return getattr(layer, "base_layer", layer).weight.data.clone().numpy().tobytes()
+
+
+def _completion_loss(model, tok, rows) -> float:
+    """Token-weighted loss on the completions only, as the trainer computes it."""
+    total = count = 0.0
+    with torch.no_grad():
+        for r in rows:
+            p = tok(r["prompt"])["input_ids"]
+            c = tok(r["completion"])["input_ids"] + [tok.eos_token_id]
+            labels = torch.tensor([[-100] * len(p) + c])
+            out = model(input_ids=torch.tensor([p + c]), labels=labels)
+            total += float(out.loss) * len(c)
+            count += len(c)
+    return total / count
+
+
+def test_real_qlora_run_trains_saves_and_records(prepared, state_home):
+    cfg = prepared("train.max_steps=24", "train.logging_steps=2", "train.save_steps=100")
+    report = run_train(cfg)
+    v = open_ledger(cfg).get(report.version)
+
+    # The ledger entry is complete.
+    assert v["status"] == "trained" and v["parent"] is None
+    t = v["train"]
+    assert t["steps"] == 24 and [s for s, _ in t["losses"]][:2] == [1, 2]
+    assert t["tokens"] > 24 * 4 * 100 and t["tokens_per_s"] > 0  # 4 packed rows of up to 256 tokens a step
+    assert t["pad_share"] == 0.0  # packed padding-free
+    assert t["resumed_from"] is None and t["yields"] == 0
+    assert v["dataset"]["fingerprint"] and v["dataset"]["composition"] and v["dataset"]["path"]
+    assert v["hyperparameters"]["quantization"]["quant_type"] == "nf4"
+    assert v["hyperparameters"]["quantization"]["double_quant"] is True
+    assert v["hyperparameters"]["lora"]["r"] == 16 and v["hyperparameters"]["train"]["max_steps"] == 24
+    assert v["memory"]["predicted_peak_gb"] > 0 and v["memory"]["measured_peak_gb"] > 0
+    assert v["timings"]["train_s"] > 0 and v["timings"]["finished_at"]
+
+    adapter = state_home / "adapters" / report.version
+    meta = json.loads((adapter / "mothbrain.json").read_text())
+    assert meta["steps"] == 24 and meta["dataset"]["fingerprint"] == v["dataset"]["fingerprint"]
+    assert meta["config"]["lora"]["r"] == 16 and meta["base_model"] == cfg.model.base
+    assert not (state_home / "adapters" / ".checkpoints" / report.version).exists()
+    assert not list((state_home / "adapters").glob(".*.saving"))
+
+    # Only LoRA weights were trained and saved.
+    from safetensors import safe_open
+
+    with safe_open(str(adapter / "adapter_model.safetensors"), "pt") as f:
+        keys = list(f.keys())
+    assert keys and all("lora_" in k for k in keys)
+
+    # The adapter loads with plain peft, unchanged, on a freshly loaded 4-bit base, and changes outputs.
+    from peft import PeftModel
+
+    from mothbrain.models.loading import load_base_model, load_tokenizer
+
+    tok = load_tokenizer(cfg)
+    ids = tok("Moth: the lantern", return_tensors="pt")
+    base = load_base_model(cfg)
+    with torch.no_grad():
+        base_logits = base(**ids).logits.clone()
+    before = _quantized_weight_bytes(base)  # after a forward: bitsandbytes' CPU path repacks on first use
+    model = PeftModel.from_pretrained(base, str(adapter))
+    with torch.no_grad():
+        tuned = model(**ids).logits
+    assert not torch.allclose(base_logits, tuned, atol=1e-4)
+    assert _quantized_weight_bytes(model) == before  # the frozen 4-bit base is untouched
+
+    # The training loss really went down: completion loss on fixed training samples, base vs adapter.
+    rows = load_latest_dataset(cfg)[0]["train"].shuffle(seed=0).select(range(48))  # rows are in stream order
+    with model.disable_adapter():
+        base_loss = _completion_loss(model, tok, rows)
+    tuned_loss = _completion_loss(model, tok, rows)
+    assert tuned_loss < base_loss * 0.97, (base_loss, tuned_loss)
+
+
+def _train_cmd(*sets: str) -> list[str]:
+    cmd = [sys.executable, "-m", "mothbrain.cli", "train", "--config", DEMO]
+    for s in sets:
+        cmd += ["--set", s]
+    return cmd
+
+
+def _wait_for_checkpoint(folder, proc, beyond: int = 0, timeout: float = 180):
+    """Block until `folder` holds a complete checkpoint with a step > `beyond`; return that step."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"trainer exited early ({proc.returncode}): {proc.stderr.read()[-800:]}")
+        steps = [int(p.name.split("-")[-1]) for p in folder.glob("checkpoint-*") if (p / "trainer_state.json").exists()]
+        if steps and max(steps) > beyond:
+            return max(steps)
+        time.sleep(0.1)
+    pytest.fail("no checkpoint appeared")
+
+
+def test_sigterm_then_kill_9_resume_as_one_version(prepared, state_home):
+    sets = ("train.max_steps=40", "train.save_steps=4", "train.logging_steps=2")
+    env = dict(os.environ, MOTHBRAIN_HOME=str(state_home))
+    ckpts = state_home / "adapters" / ".checkpoints" / "v0001"
+    cfg = prepared(*sets)
+    ledger = open_ledger(cfg)
+
+    # SIGTERM: a checkpoint at the end of the step, a clean message, the version stays resumable.
+    proc = subprocess.Popen(_train_cmd(*sets), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    first = _wait_for_checkpoint(ckpts, proc)
+    os.kill(proc.pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1 and "interrupted" in err and "Traceback" not in err, err[-800:]
+    assert ledger.get("v0001")["status"] == "training"
+    stopped_at = max(int(p.name.split("-")[-1]) for p in ckpts.glob("checkpoint-*"))
+    assert stopped_at >= first
+
+    # kill -9 of the resumed run once it has written a newer checkpoint.
+    proc = subprocess.Popen(_train_cmd(*sets), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _wait_for_checkpoint(ckpts, proc, beyond=stopped_at)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert ledger.get("v0001")["status"] == "training"
+
+    # The next run resumes from the last checkpoint and finishes the same version.
+    report = run_train(cfg)
+    versions = ledger.versions()
+    assert [v["id"] for v in versions] == ["v0001"] and report.version == "v0001"
+    v = versions[0]
+    assert v["status"] == "trained" and v["train"]["steps"] == 40
+    resumed = int(v["train"]["resumed_from"].split("-")[-1])
+    assert resumed > stopped_at
+    steps = [s for s, _ in v["train"]["losses"]]
+    assert steps[0] == 1 and steps[-1] == 40  # the loss history survived both interruptions
+    assert [e["event"] for e in ledger.read()["events"]].count("resumed") == 2
+    assert not ckpts.exists()
+
+
+class _StubController:
+    """Stands in for neighbour.YieldController: busy once at the third check, then quiet."""
+
+    def __init__(self):
+        self.cfg = SimpleNamespace(interval_s=0.0)
+        self.checks = 0
+
+    def start_window(self):
+        pass
+
+    def busy(self):
+        self.checks += 1
+        return "someone is typing" if self.checks == 3 else None
+
+    def wait_until_quiet(self, sleep=None):
+        return 1.5
+
+
+def test_yield_checkpoints_waits_and_resumes_in_the_same_version(prepared, monkeypatch):
+    from mothbrain.train import neighbour
+
+    monkeypatch.setattr(neighbour, "make_yield_callback", lambda ycfg: neighbour.YieldCallback(_StubController()))
+    cfg = prepared("train.max_steps=8", "train.save_steps=100", "train.logging_steps=1")
+    report = run_train(cfg)
+    ledger = open_ledger(cfg)
+    (v,) = ledger.versions()
+    assert v["id"] == report.version and v["status"] == "trained"
+    assert v["train"]["steps"] == 8 and v["train"]["yields"] == 1 and v["train"]["yield_seconds"] == 1.5
+    assert v["train"]["yield_events"][0]["reason"] == "someone is typing"
+    assert [s for s, _ in v["train"]["losses"]] == list(range(1, 9))
+    assert any(e["event"] == "yielded" for e in ledger.read()["events"])
+
+
+def test_growing_the_current_adapter_with_replay(prepared, state_home):
+    cfg = prepared("train.max_steps=3", "train.save_steps=100")
+    first = run_train(cfg).version
+    ledger = open_ledger(cfg)
+    ledger.set_current(first)
+    (state_home / "adapters" / "current").symlink_to(first)
+
+    grow = prepared("train.max_steps=3", "train.save_steps=100", "train.init_from=current", "train.replay_share=0.25")
+    report = run_train(grow)
+    v = ledger.get(report.version)
+    assert v["parent"] == first and v["train"]["init_from"] == f"current ({first})"
+    rows = load_latest_dataset(cfg)[0]["train"]
+    recent = sum(rows["recent"])
+    assert 0 < recent < len(rows)
+    assert v["train"]["samples"] == recent + v["train"]["replay_samples"]
+    assert v["train"]["replay_samples"] / v["train"]["samples"] == pytest.approx(0.25, abs=0.02)
+
+
+def test_select_rows_mixes_recent_and_replay(demo_cfg):
+    from datasets import Dataset
+
+    rows = Dataset.from_dict(
+        {
+            "prompt": [f"p{i}" for i in range(100)],
+            "completion": [f" c{i}" for i in range(100)],
+            "recent": [i < 30 for i in range(100)],
+            "source": ["s"] * 100,
+        }
+    )
+    cfg = demo_cfg("train.replay_share=0.4")
+    all_rows, n = select_rows(cfg, rows, growing=False)
+    assert len(all_rows) == 100 and n == 0 and all_rows.column_names == ["prompt", "completion"]
+    mixed, n = select_rows(cfg, rows, growing=True)
+    assert n == 20 and len(mixed) == 50  # 20 / (30 + 20) = 0.4
+    assert sum(int(p[1:]) < 30 for p in mixed["prompt"]) == 30
+    only_recent, n = select_rows(demo_cfg("train.replay_share=0"), rows, growing=True)
+    assert n == 0 and len(only_recent) == 30
+
+
+def test_run_predicted_not_to_fit_refuses_with_the_knob(prepared):
+    cfg = prepared("hardware.memory_gb=0.05", "train.max_seq_len=1024")
+    with pytest.raises(MothError) as err:
+        run_train(cfg)
+    msg = str(err.value)
+    assert "hardware.memory_gb" in msg
+    assert any(k in msg for k in ("train.max_seq_len", "lora.r", "train.micro_batch_size", "gradient_checkpointing"))
+    assert open_ledger(cfg).versions() == []  # nothing started
+
+
+def test_nan_loss_fails_the_version_with_a_suggestion(prepared, state_home):
+    cfg = prepared(
+        "train.max_steps=6",
+        "train.learning_rate=1e30",
+        "train.max_grad_norm=0",
+        "train.logging_steps=1",
+        "train.save_steps=2",
+    )
+    with pytest.raises(MothError, match="failed.*learning_rate"):
+        run_train(cfg)
+    ledger = open_ledger(cfg)
+    v = ledger.versions()[-1]
+    assert v["status"] == "failed" and ("nan" in v["error"]["reason"] or "inf" in v["error"]["reason"])
+    assert "train.learning_rate" in v["error"]["suggestion"]
+    assert not (state_home / "adapters" / v["id"]).exists()
+    with pytest.raises(MothError):
+        ledger.set_current(v["id"])  # a failed version never becomes current
+    # The next run starts a new version instead of resuming the failed one.
+    ok = prepared("train.max_steps=2")
+    assert run_train(ok).version != v["id"]
+
+
+def test_no_dataset_is_nothing_to_do(demo_cfg):
+    with pytest.raises(NothingToDo, match="preprocess"):
+        run_train(demo_cfg())
+
+
+def test_dry_run_for_the_72b_default():
+    result = CliRunner().invoke(main, ["train", "--dry-run", "--config", DEFAULT])
+    assert result.exit_code == 0, result.output
+    assert "210,534,400" in result.output and "0.29%" in result.output
+    assert "predicted peak" in result.output and "fits" in result.output
+    big = CliRunner().invoke(main, ["train", "--dry-run", "--config", DEFAULT, "--set", "lora.r=32", "--json"])
+    data = json.loads(big.output)
+    assert data["trainable parameters"].startswith("421,068,800")
+    small = json.loads(CliRunner().invoke(main, ["train", "--dry-run", "--config", DEFAULT, "--json"]).output)
+    assert float(data["predicted peak"].split()[0]) > float(small["predicted peak"].split()[0])
