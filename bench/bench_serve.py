@@ -147,14 +147,16 @@ def load_phase(url: str, n: int, concurrency: int, max_tokens: int, time_limit: 
 
 
 def direct_baseline(engine, n: int, max_tokens: int) -> dict:
+    from mothbrain.data.format import voice_name
     from mothbrain.serve.app import render_chat, trim_at_stop
 
+    voice = voice_name(engine.cfg)
     lat = []
     # On a worker thread, as the server runs it: torch's 2-thread intra-op pool on the main thread
     # slows ~10x when a neighbour holds a core (OpenMP barriers wait for a descheduled thread).
     with ThreadPoolExecutor(1) as pool:
         for i in range(n):
-            prompt, stops = render_chat([{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}])
+            prompt, stops = render_chat([{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}], voice)
             t0 = time.monotonic()
             trim_at_stop(pool.submit(engine.generate, [prompt], max_tokens, 0.0, 1.0, stops).result()[0], stops)
             lat.append(time.monotonic() - t0)

@@ -213,11 +213,12 @@ def ask_system1(cfg: Config, question: str) -> tuple[str, dict[str, Any]]:
             temperature=c.system1_temperature,
         )
         return text.strip(), {"adapter": headers.get(ADAPTER_HEADER.lower(), "?"), "via": c.system1_url}
+    from mothbrain.data.format import voice_name
     from mothbrain.serve.app import render_chat, trim_at_stop
 
     engine = _local_engine(cfg)
     engine.reload_if_changed()
-    prompt, stops = render_chat(messages)
+    prompt, stops = render_chat(messages, voice_name(cfg))
     raw = engine.generate([prompt], c.system1_max_tokens, c.system1_temperature, 0.95, stops)[0]
     return trim_at_stop(raw, stops)[0].strip(), {"adapter": engine.version or "base", "via": "in-process"}
 

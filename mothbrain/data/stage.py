@@ -86,6 +86,7 @@ from mothbrain.data.concepts import (
 )
 from mothbrain.data.dedup import Deduper, near_duplicates_of, text_key
 from mothbrain.data.filters import TOOL_TURNS, apply_filters, is_tool_turn
+from mothbrain.data.format import is_voice, turn_line, turn_speaker, voice_prefix, voice_roles
 from mothbrain.data.redact import redact, redact_many
 from mothbrain.data.writer import META_NAME, DatasetWriter
 from mothbrain.data.writer import features as _features
@@ -347,23 +348,6 @@ class _Cleaner:
         return text.strip()
 
 
-def voice_roles(cfg: Config, source: SourceConfig | None) -> set[str]:
-    """Whose turns are the voice: the source's voice_roles, else preprocess.voice_roles (lower case)."""
-    roles = source.voice_roles if source and source.voice_roles else cfg.preprocess.voice_roles
-    return {r.strip().lower() for r in roles if r.strip()}
-
-
-def _speaker(turn: Turn) -> str:
-    if turn.speaker.strip():
-        return turn.speaker.strip()
-    role = turn.role.strip() or "Someone"
-    return role[:1].upper() + role[1:]
-
-
-def _is_voice(turn: Turn, roles: set[str]) -> bool:
-    return turn.role.strip().lower() in roles or turn.speaker.strip().lower() in roles
-
-
 _PARA = re.compile(r"\n[ \t]*\n")
 _SENTENCE_END = re.compile(r"(?<=[.!?…])\s+")
 
@@ -421,10 +405,10 @@ def _voice_samples(
             continue
         text = clean(t.text)
         if text:
-            turns.append((clean.name(speaker), _is_voice(t, roles), text))
+            turns.append((clean.name(speaker), is_voice(t, roles), text))
     samples: list[Sample] = []
     k = max(0, pcfg.context_turns)
-    lines = [f"{n}: {_tail(tx, pcfg.max_chars)}\n" for n, _, tx in turns] if k else []  # each turn as context
+    lines = [turn_line(n, _tail(tx, pcfg.max_chars)) for n, _, tx in turns] if k else []  # each turn as context
     for i, (name, voice, text) in enumerate(turns):
         if not voice:
             continue
@@ -432,7 +416,7 @@ def _voice_samples(
         for chunk in split_to_chunks(text, pcfg.max_chars):
             samples.append(
                 Sample(
-                    prompt="".join(context) + f"{name}:",
+                    prompt="".join(context) + voice_prefix(name),
                     completion=" " + chunk,
                     source=doc.source,
                     sample_type="voice",
@@ -441,7 +425,7 @@ def _voice_samples(
                 )
             )
             if k:  # the earlier part of a long turn becomes context for the next part
-                context = (context + [f"{name}: {_tail(chunk, pcfg.max_chars)}\n"])[-k:]
+                context = (context + [turn_line(name, _tail(chunk, pcfg.max_chars))])[-k:]
     return samples, [tx for _, voice, tx in turns if voice]
 
 
@@ -556,7 +540,7 @@ def process_document(
     doc = _tidy_document(doc)
     when = doc.timestamp if doc.timestamp is not None else _number(doc.meta.get("file_mtime"))
     raw_title = doc.title.strip() or Path(doc.doc_id.split("#")[0]).stem
-    names = [_speaker(t) for t in doc.turns]
+    names = [turn_speaker(t) for t in doc.turns]
     clean.prepare(
         [
             raw_title,
@@ -570,7 +554,7 @@ def process_document(
     title = clean.redact(raw_title)
     shown_id = clean.redact(doc.doc_id)
     roles = voice_roles(cfg, source)
-    voice_turns = sum(_is_voice(t, roles) for t in doc.turns)
+    voice_turns = sum(is_voice(t, roles) for t in doc.turns)
     if doc.turns:
         samples, texts = _voice_samples(doc, shown_id, roles, clean, pcfg, names)
         mined = "\n".join(texts)

@@ -30,6 +30,7 @@ from typing import Any
 
 from mothbrain.config import Config
 from mothbrain.core.ledger import open_ledger
+from mothbrain.data.format import is_voice, render_prompt, turn_speaker, voice_roles
 from mothbrain.errors import MothError, NothingToDo
 
 STYLES = ("free_association", "reminds_me", "continue_thread")
@@ -189,13 +190,6 @@ def excerpt(text: str, rng: random.Random, limit: int = EXCERPT_CHARS) -> str:
     return out
 
 
-def _speaker(turn) -> str:
-    if turn.speaker.strip():
-        return turn.speaker.strip()
-    role = turn.role.strip() or "Someone"
-    return role[:1].upper() + role[1:]
-
-
 def render_thread(doc, voice: set[str], turns: int) -> str | None:
     """The end of a conversation as "Speaker: text" lines, ending with the voice's own prefix.
 
@@ -203,19 +197,19 @@ def render_thread(doc, voice: set[str], turns: int) -> str | None:
     conversation has no voice turn (we would not know whose prefix to end with) or no other turn.
     """
     ts = [t for t in doc.turns if t.text.strip() and t.role.strip().lower() not in ("system", "tool", "function")]
-    is_voice = [t.role.strip().lower() in voice or t.speaker.strip().lower() in voice for t in ts]
-    if not any(is_voice):
+    voiced = [is_voice(t, voice) for t in ts]
+    if not any(voiced):
         return None
-    name = _speaker(ts[is_voice.index(True)])
-    while ts and is_voice[len(ts) - 1]:
+    name = turn_speaker(ts[voiced.index(True)])
+    while ts and voiced[len(ts) - 1]:
         ts = ts[:-1]
     if not ts:
         return None
-    lines = []
+    shown = []
     for t in ts[-max(1, turns) :]:
         text = " ".join(t.text.split())
-        lines.append(f"{_speaker(t)}: {text if len(text) <= TURN_CHARS else '…' + text[-TURN_CHARS:]}\n")
-    return "".join(lines) + f"{name}:"
+        shown.append((turn_speaker(t), text if len(text) <= TURN_CHARS else "…" + text[-TURN_CHARS:]))
+    return render_prompt(shown, name)
 
 
 def build_prompts(cfg: Config, n: int, seed: int | None = None) -> tuple[list[Prompt], list[str]]:
@@ -225,7 +219,6 @@ def build_prompts(cfg: Config, n: int, seed: int | None = None) -> tuple[list[Pr
     (all conversations when nothing is recent). Text is redacted like training data.
     """
     from mothbrain.data.redact import redact
-    from mothbrain.data.stage import voice_roles
     from mothbrain.ingest.stage import iter_documents
 
     for s in cfg.dream.styles:

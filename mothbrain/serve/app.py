@@ -42,12 +42,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mothbrain.config import Config
 from mothbrain.core import paths
+from mothbrain.data.format import render_prompt, speaker_name, stop_strings, voice_name
 from mothbrain.errors import MothError
 
 log = logging.getLogger(__name__)
 
 MODEL_ID = "mothbrain"
-VOICE = "Assistant"  # preprocess labels the voice role's turns "Assistant:" in the training text
 ADAPTER_HEADER = "X-MothBrain-Adapter"
 GEN_MS_HEADER = "X-MothBrain-Generation-Ms"  # time in the model, without queueing and HTTP
 MIN_TOKEN_CHARS = 16
@@ -375,13 +375,15 @@ class TransformersEngine:
 # --------------------------------------------------------------------------- text helpers
 
 
-def render_chat(messages: list[dict[str, Any]], voice: str = VOICE) -> tuple[str, list[str]]:
+def render_chat(messages: list[dict[str, Any]], voice: str) -> tuple[str, list[str]]:
     """OpenAI messages → the training text format: "Speaker: text" lines ending with "<voice>:".
 
-    System and tool messages are left out, as preprocess leaves them out of the training data (a base
-    model follows no instructions). Returns the prompt and stop strings: any speaker starting a line.
+    `voice` is the voice's speaker name (`mothbrain.data.format.voice_name(cfg)`); assistant messages
+    are the voice's earlier turns. System and tool messages are left out, as preprocess leaves them
+    out of the training data (a base model follows no instructions). Returns the prompt and stop
+    strings: any speaker starting a line.
     """
-    lines: list[str] = []
+    lines: list[tuple[str, str]] = []
     speakers = {voice}
     for m in messages:
         role = str(m.get("role") or "").strip().lower()
@@ -390,14 +392,14 @@ def render_chat(messages: list[dict[str, Any]], voice: str = VOICE) -> tuple[str
         text = _content_text(m.get("content"))
         if not text.strip():
             continue
-        name = str(m.get("name") or "").strip() or (voice if role == "assistant" else role[:1].upper() + role[1:])
+        name = str(m.get("name") or "").strip() or (voice if role == "assistant" else speaker_name(role))
         speakers.add(name)
-        lines.append(f"{name}: {text.strip()}\n")
+        lines.append((name, text.strip()))
     if not lines:
         raise ApiError(
             400, "messages hold no user or assistant text (system and tool messages are not used)", param="messages"
         )
-    return "".join(lines) + f"{voice}:", sorted(f"\n{s}:" for s in speakers)
+    return render_prompt(lines, voice), stop_strings(speakers)
 
 
 def _content_text(content: Any) -> str:
@@ -607,6 +609,7 @@ def create_app(cfg: Config, engine: Engine | None = None, token: str | None = No
     token = token or load_token(cfg)
     engine = engine if engine is not None else TransformersEngine(cfg)
     s = cfg.serve
+    voice = voice_name(cfg)  # the speaker name the voice's turns were trained under
     limit = min(s.max_concurrent, engine.max_parallel or s.max_concurrent)
     gate = Admission(limit, s.max_queue)
     pool = ThreadPoolExecutor(max_workers=max(1, limit), thread_name_prefix="mothbrain-gen")
@@ -842,7 +845,7 @@ def create_app(cfg: Config, engine: Engine | None = None, token: str | None = No
 
     @app.post("/v1/chat/completions")
     async def chat_completions(req: ChatRequest):
-        prompt, speaker_stops = render_chat(req.messages, VOICE)
+        prompt, speaker_stops = render_chat(req.messages, voice)
         return await complete(req, [prompt], True, speaker_stops)
 
     @app.post("/v1/completions")
