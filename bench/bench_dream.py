@@ -45,7 +45,8 @@ def main() -> None:
     from mothbrain.config import load_config
     from mothbrain.dream.stage import generate_batched
     from mothbrain.models.loading import load_base_model, load_tokenizer
-    from mothbrain.models.tiny import ensure_base_model, iter_source_texts
+    from mothbrain.models.location import ensure_base_model
+    from mothbrain.models.tiny import iter_source_texts
 
     cfg = load_config(args.config, args.overrides)
     ensure_base_model(cfg)

@@ -272,7 +272,7 @@ def _paired_cfg(arch: str, steps: int, seq_len: int, home: Path, device: str):
         import torch
         from transformers import AutoModelForCausalLM, Qwen2Config
 
-        from mothbrain.models.tiny import ensure_base_model
+        from mothbrain.models.location import ensure_base_model
 
         tiny = Path(ensure_base_model(cfg0))
         model_dir = home / "data" / "models" / f"random-{arch}"

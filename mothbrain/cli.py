@@ -191,9 +191,10 @@ def run(cfg: Config, as_json: bool, chain: str) -> None:
       mothbrain run nightly
       nice -n 19 ionice -c 3 mothbrain run weekly --config /abs/configs/default.yaml
     """
+    from mothbrain.ops.briefing import send_after_run
     from mothbrain.ops.schedule import run_chain
 
-    record = run_chain(cfg, chain)
+    record = run_chain(cfg, chain, on_finish=send_after_run)
     _show(record, as_json)
     if getattr(record, "failed", False):
         sys.exit(1)

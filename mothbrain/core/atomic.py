@@ -2,6 +2,8 @@
 
 `write_atomically(path, text)`  a file: temp file beside it, fsync, rename, fsync of the folder.
 `write_json_atomically(path, data)`  the same, as indented JSON.
+`save_json(path, data)`          the JSON one for records (ledger, run records): a failure is a
+                                MothError that names the file and says the old one is untouched.
 `replace_folder(tmp, final)`    a folder written completely under a temporary name, moved into
                                 place; the old one is renamed aside first and removed after.
 Both raise OSError; callers turn it into a message that says what was kept.
@@ -15,6 +17,9 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
+
+from mothbrain.errors import MothError
 
 
 def write_atomically(path: Path, text: str | bytes) -> None:
@@ -44,6 +49,17 @@ def write_atomically(path: Path, text: str | bytes) -> None:
 def write_json_atomically(path: Path, data) -> None:
     """`data` as indented JSON (non-JSON values as str), written atomically; raises OSError."""
     write_atomically(path, json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+def save_json(path: Path, data: Any) -> None:
+    """`write_atomically` as indented JSON and a newline; a failure is a MothError naming the file."""
+    try:
+        write_atomically(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+    except OSError as exc:
+        raise MothError(
+            f"could not write {path}: {exc.strerror or exc} (free disk space or fix permissions; "
+            "the previous file is untouched)"
+        ) from None
 
 
 def replace_folder(tmp: Path, final: Path) -> None:

@@ -23,7 +23,6 @@ one. A file that is corrupt or of a newer schema is a clear error and is never o
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
 import json
 import os
 from collections.abc import Iterator
@@ -32,7 +31,8 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from mothbrain.core.atomic import write_atomically
+from mothbrain.core.atomic import save_json
+from mothbrain.core.clock import now_iso
 from mothbrain.errors import MothError
 
 SCHEMA = 1
@@ -46,23 +46,8 @@ class LedgerError(MothError):
     pass
 
 
-def now_iso() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-
-
 def _empty() -> dict[str, Any]:
     return {"schema": SCHEMA, "current": None, "versions": [], "events": []}
-
-
-def atomic_write_json(path: Path, data: Any) -> None:
-    """`write_atomically` as indented JSON; a failure is a MothError naming the file."""
-    try:
-        write_atomically(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
-    except OSError as exc:
-        raise MothError(
-            f"could not write {path}: {exc.strerror or exc} (free disk space or fix permissions; "
-            "the previous file is untouched)"
-        ) from None
 
 
 class Ledger:
@@ -124,7 +109,7 @@ class Ledger:
         try:
             data = self.read()
             yield data
-            atomic_write_json(self.path, data)
+            save_json(self.path, data)
         finally:
             self._lock.release()
 

@@ -15,11 +15,21 @@ preprocess stage; rensa does the signature and the index in ~2 µs.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from collections.abc import Callable
 
 import numpy as np
-from rensa import RMinHash, RMinHashLSH
+
+# rensa (here) and pyarrow (later in preprocess) allocate through mimalloc, which by default hands
+# freed pages back to the system only on a later allocation in the same heap. The dedup index is
+# freed once, at the end of preprocess's document pass, with nothing allocated after it, so without
+# this the process would keep it to the end and concept mining would stack on top of it. mimalloc
+# reads the setting when each library first loads it: before rensa's import below. An operator's
+# own value wins.
+os.environ.setdefault("MIMALLOC_PURGE_DELAY", "0")
+
+from rensa import RMinHash, RMinHashLSH  # noqa: E402 - after the allocator setting above
 
 NUM_PERM = 64  # signature length: 64 keeps the Jaccard estimate within ~0.06 at a third of 128's cost
 NUM_BANDS = 8  # 8 bands of 8 rows: ~92% of pairs at Jaccard 0.85 become candidates, ~3% at 0.5

@@ -660,7 +660,7 @@ def repeats(weight: float, key: str) -> int:
 
 def _tokenizer_file(cfg: Config) -> tuple[Path | None, Path | None]:
     """(the base model's local folder or None, its tokenizer.json on disk or None); never downloads."""
-    from mothbrain.models.tiny import base_model_location
+    from mothbrain.models.location import base_model_location
 
     location = base_model_location(cfg)
     local = Path(location)

@@ -9,20 +9,15 @@ from __future__ import annotations
 import json
 import logging
 import os
-import threading
 import warnings
 from pathlib import Path
 from typing import Any
 
 from mothbrain.errors import MothError
+from mothbrain.models.build_lock import MODEL_BUILD_LOCK
+from mothbrain.models.location import base_model_location, ensure_base_model
 
 log = logging.getLogger(__name__)
-
-# peft's and accelerate's empty-weight contexts swap `nn.Module.register_parameter` for the whole
-# process; two threads building models at once (ask's System 1 and wiki layers, serve's reload) can
-# interleave the swap and leave every later model on the meta device. Every model or adapter
-# construction in MothBrain holds this lock.
-MODEL_BUILD_LOCK = threading.RLock()
 
 
 def quiet_libraries() -> None:
@@ -38,6 +33,8 @@ def quiet_libraries() -> None:
         pass
     for mod in ("bitsandbytes", "peft", "trl", "torch.utils.checkpoint"):
         warnings.filterwarnings("ignore", module=mod)
+    # Also bitsandbytes' warning on every import, on CPUs with AVX512-BF16, that an optional
+    # hub-downloaded kernel is missing: we never download at run time, so its fallback is the intended path.
     logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
 
 
@@ -84,8 +81,6 @@ def bnb_config(cfg):
 
 
 def base_location(cfg, build: bool = True) -> str:
-    from mothbrain.models.tiny import base_model_location, ensure_base_model
-
     return str(ensure_base_model(cfg) if build else base_model_location(cfg))
 
 

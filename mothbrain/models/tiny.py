@@ -19,6 +19,7 @@ from pathlib import Path
 
 from mothbrain.core.atomic import replace_folder
 from mothbrain.errors import MothError
+from mothbrain.models.build_lock import MODEL_BUILD_LOCK
 
 # Sized so a CPU QLoRA step takes tens of milliseconds on 2 cores; hidden sizes are multiples of
 # 64 so bitsandbytes' 4-bit blocks (64 values) tile the weights exactly.
@@ -170,8 +171,6 @@ def build_tiny_model(
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
-    from mothbrain.models.loading import MODEL_BUILD_LOCK
-
     with MODEL_BUILD_LOCK:
         model = Qwen2ForCausalLM(Qwen2Config(**arch))
     losses = _pretrain(model, tokenizer, texts, pretrain_steps, seq_len, seed, progress)
@@ -200,32 +199,3 @@ def build_tiny_model(
 
 def is_built(path: Path) -> bool:
     return (Path(path) / MARKER).is_file()
-
-
-def base_model_location(cfg) -> Path | str:
-    """Where the base model is: a local Path, or a hub id string for a real model.
-
-    With `model.build_tiny`, `model.base` is a name under the state dir's data/models/ (built
-    there once and reused); otherwise a local directory (relative to the config) or a hub id,
-    which transformers resolves from the local Hugging Face cache.
-    """
-    from mothbrain.core.paths import models_dir
-
-    base = cfg.model.base
-    if cfg.model.build_tiny:
-        return models_dir(cfg) / base
-    local = cfg.resolve_path(base)
-    if local.exists():
-        return local
-    if base.startswith((".", "/", "~")):
-        raise MothError(f"model.base {base!r}: no such directory ({local}); fix the path or set model.build_tiny: true")
-    return base
-
-
-def ensure_base_model(cfg, progress=None) -> Path | str:
-    """The base model's location, building the tiny model first when the config asks for it."""
-    loc = base_model_location(cfg)
-    if cfg.model.build_tiny and not is_built(Path(loc)):
-        source_paths = [cfg.resolve_path(s.path) for s in cfg.sources]
-        build_tiny_model(Path(loc), source_paths, progress=progress)
-    return loc

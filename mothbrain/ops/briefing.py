@@ -32,9 +32,12 @@ from typing import Any
 
 from mothbrain.config import Config
 from mothbrain.core import paths
+from mothbrain.core.atomic import write_atomically
+from mothbrain.core.clock import parse_time
 from mothbrain.core.ledger import open_ledger
 from mothbrain.errors import MothError
-from mothbrain.ops.schedule import CHAINS, chain_config, cron_installed_at, load_runs, parse_time
+from mothbrain.ops.runs import headline, load_runs
+from mothbrain.ops.schedule import CHAINS, chain_config, cron_installed_at
 
 WEEK = _dt.timedelta(days=7)
 EARLY = _dt.timedelta(minutes=2)  # a run may start a little before its slot (clock skew)
@@ -302,9 +305,7 @@ def build_briefing(cfg: Config, now: _dt.datetime | None = None) -> Briefing:
             if st.get("status") in ("failed", "skipped"):
                 note = _excerpt(st.get("error"))
             else:
-                from mothbrain.ops.schedule import _headline  # the same key figures as the run table
-
-                note = _excerpt(_headline(st["name"], st.get("figures") or {}), 160)
+                note = _excerpt(headline(st["name"], st.get("figures") or {}), 160)
             dur = st.get("duration_s")
             sec.table.append([st["name"], st.get("status", "?"), f"{dur:.1f}" if dur is not None else "", note])
         for st in last.get("stages", []):
@@ -621,12 +622,9 @@ class BriefingReport:
 
 
 def _write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
     try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        write_atomically(path, data)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise MothError(f"could not write {path}: {exc.strerror or exc} (free disk space or fix permissions)") from None
 
 
@@ -658,3 +656,10 @@ def run_briefing(
                 f"SMTP is not configured (set briefing.smtp_host and briefing.to): the briefing was written to {eml}"
             )
     return report
+
+
+def send_after_run(cfg: Config, record: Any) -> dict[str, Any]:
+    """The chain's end-of-run hook (`run_chain(..., on_finish=send_after_run)`): send or write the
+    briefing and return what the run record keeps about it."""
+    result = run_briefing(cfg, send=True)
+    return {"sent_to": result.sent_to, "path": str(result.path) if result.path else None, "warnings": result.warnings}

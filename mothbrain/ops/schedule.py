@@ -1,4 +1,4 @@
-"""Chains, the run lock, run records and the crontab block.
+"""Chains, the run lock and the crontab block.
 
 `run_chain(cfg, "nightly")` runs the stages named in `schedule.nightly.stages`, one run at a time:
 
@@ -11,8 +11,10 @@
 * a stage that raises NothingToDo is "skipped" and the chain goes on; one that fails stops the chain
   (later stages "not run"). A MothError is an expected failure (its one-line message is kept); any
   other exception is a bug (a short traceback excerpt is kept, the full one is in the log).
-* the briefing is built and sent (or written) at the end, after a failure too; a briefing failure
-  is a warning on the record and never changes its outcome.
+* an `on_finish` hook runs at the end, after a failure too: the CLI passes the briefing's
+  `send_after_run`, so this module never imports the briefing (which reads the records and the
+  crontab from here); a hook failure is a warning on the record and never changes its outcome.
+* the records themselves live in mothbrain/ops/runs.py.
 
 The crontab part installs the chains' lines inside a marked block of the user's crontab
 (`# >>> mothbrain >>>` … `# <<< mothbrain <<<`) and never touches any other line.
@@ -43,12 +45,13 @@ from typing import Any
 
 from mothbrain.config import KNOWN_STAGES, ChainConfig, Config
 from mothbrain.core import paths
-from mothbrain.core.ledger import atomic_write_json
+from mothbrain.core.atomic import save_json
+from mothbrain.core.clock import now_iso, parse_time
 from mothbrain.errors import MothError, NothingToDo
+from mothbrain.ops.runs import RECORD_SCHEMA, RunRecord, StageResult, load_runs, new_run_id, trim
 
 log = logging.getLogger(__name__)
 
-RECORD_SCHEMA = 1
 CHAINS = ("nightly", "weekly")
 # Where each stage's plain function lives; imported only when the stage runs.
 STAGE_FUNCTIONS = {
@@ -62,183 +65,11 @@ STAGE_FUNCTIONS = {
 TRACEBACK_LINES = 12  # lines of a bug's traceback kept in the record (the log has all of it)
 
 StageFn = Callable[[Config], Any]
+FinishFn = Callable[[Config, RunRecord], Any]  # the end-of-run hook; returns what the record keeps
 
 
 class LockHeld(MothError):
     """Another live run holds the lock: this one was refused before it started anything."""
-
-
-def now_iso() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def parse_time(value: str | None) -> _dt.datetime | None:
-    """An ISO time from a record as an aware datetime (None when absent or unreadable)."""
-    if not value:
-        return None
-    try:
-        t = _dt.datetime.fromisoformat(value)
-    except (TypeError, ValueError):
-        return None
-    return t if t.tzinfo else t.replace(tzinfo=_dt.timezone.utc)
-
-
-# --------------------------------------------------------------------------- run records
-
-
-@dataclass
-class StageResult:
-    name: str
-    status: str = "not run"  # not run | running | ok | skipped | failed
-    started: str | None = None
-    finished: str | None = None
-    duration_s: float | None = None
-    figures: dict[str, Any] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
-    error: str | None = None
-    traceback: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-
-@dataclass
-class RunRecord:
-    """What one chain run did; saved as runs/<run_id>.json and returned to the CLI (a Report)."""
-
-    run_id: str
-    chain: str
-    pid: int
-    host: str
-    config: str
-    path: Path
-    log: str
-    started: str = field(default_factory=now_iso)
-    finished: str | None = None
-    status: str = "running"  # running | ok | failed | interrupted | killed
-    stages: list[StageResult] = field(default_factory=list)
-    version: str | None = None  # the version the train stage produced
-    recovered_lock: str | None = None
-    briefing: dict[str, Any] | None = None
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def title(self) -> str:
-        return f"run {self.run_id}: {self.status}"
-
-    @property
-    def failed(self) -> bool:
-        return self.status in ("failed", "interrupted", "killed")
-
-    def rows(self) -> list[dict[str, Any]]:
-        rows = []
-        for s in self.stages:
-            if s.status == "failed":
-                note = s.error or ""
-            elif s.status == "skipped":
-                note = f"nothing to do: {s.error}"
-            else:
-                note = _headline(s.name, s.figures)
-            rows.append(
-                {
-                    "stage": s.name,
-                    "status": s.status,
-                    "seconds": round(s.duration_s, 1) if s.duration_s is not None else None,
-                    "result": note[:160],
-                }
-            )
-        return rows
-
-    def to_json(self) -> dict[str, Any]:
-        started, finished = parse_time(self.started), parse_time(self.finished)
-        return {
-            "schema": RECORD_SCHEMA,
-            "run_id": self.run_id,
-            "chain": self.chain,
-            "status": self.status,
-            "pid": self.pid,
-            "host": self.host,
-            "config": self.config,
-            "started": self.started,
-            "finished": self.finished,
-            "duration_s": round((finished - started).total_seconds(), 1) if started and finished else None,
-            "log": self.log,
-            "version": self.version,
-            "recovered_lock": self.recovered_lock,
-            "stages": [s.to_json() for s in self.stages],
-            "briefing": self.briefing,
-            "warnings": self.warnings,
-        }
-
-    def save(self) -> None:
-        atomic_write_json(self.path, self.to_json())
-
-
-def load_runs(cfg: Config) -> list[dict[str, Any]]:
-    """Every readable run record, oldest first. Unreadable files are skipped (they never stop a report)."""
-    runs = []
-    for p in paths.runs_dir(cfg).glob("*.json"):
-        try:
-            data = json.loads(p.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            log.warning("skipping unreadable run record %s", p)
-            continue
-        if isinstance(data, dict) and "run_id" in data:
-            data["_path"] = str(p)
-            runs.append(data)
-    # run ids break ties within a second ("...-nightly" < "...-nightly-2")
-    runs.sort(
-        key=lambda r: (
-            parse_time(r.get("started")) or _dt.datetime.min.replace(tzinfo=_dt.timezone.utc),
-            str(r.get("run_id")),
-        )
-    )
-    return runs
-
-
-def _new_run_id(cfg: Config, chain: str) -> str:
-    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")  # local time: what the operator's cron shows
-    run_id, n = f"{stamp}-{chain}", 1
-    while (paths.runs_dir(cfg) / f"{run_id}.json").exists():
-        n += 1
-        run_id = f"{stamp}-{chain}-{n}"
-    return run_id
-
-
-# The figures a person wants first from each stage's report (the rest stays in the record).
-HEADLINES = {
-    "ingest": ("documents", "bad_records", "changed"),
-    "preprocess": ("documents", "concept_pairs", "fingerprint"),
-    "train": ("version", "steps", "loss (first → final)", "tokens/s"),
-    "eval": ("voice_ppl", "voice_ppl_base", "association_acc", "association_acc_base", "surprise_rate"),
-}
-
-
-def _headline(stage: str, figures: dict[str, Any]) -> str:
-    keys = HEADLINES.get(stage)
-    if keys is None and isinstance(figures.get("title"), str) and figures["title"] != stage:
-        return figures["title"]  # dream and promote say it in their title
-    keys = keys or [k for k in figures if k not in ("title", "warnings")][:4]
-    return ", ".join(f"{k}: {figures[k]}" for k in keys if k in figures and not isinstance(figures[k], (dict, list)))
-
-
-def _trim(value: Any, depth: int = 0) -> Any:
-    """A report's JSON cut to key figures: no long lists (losses), long strings or deep nesting."""
-    if isinstance(value, dict):
-        if depth >= 2:
-            return f"<{len(value)} keys>"
-        return {str(k): _trim(v, depth + 1) for k, v in list(value.items())[:40]}
-    if isinstance(value, (list, tuple)):
-        if len(value) > 8:
-            return f"<{len(value)} items>"
-        return [_trim(v, depth + 1) for v in value]
-    if isinstance(value, str) and len(value) > 300:
-        return value[:297] + "..."
-    if isinstance(value, float):
-        return float(f"{value:.6g}")  # 0.16810972600069363 s → 0.16811
-    if isinstance(value, (int, bool)) or value is None:
-        return value
-    return value if isinstance(value, str) else str(value)
 
 
 # --------------------------------------------------------------------------- the lock
@@ -318,7 +149,7 @@ def _mark_killed(cfg: Config, stale: dict[str, Any]) -> None:
                 st["status"] = "failed"
                 st["error"] = "the run was killed during this stage (no clean exit; see its log)"
         rec.setdefault("warnings", []).append(f"found dead at {now_iso()} by a later run")
-        atomic_write_json(paths.runs_dir(cfg) / f"{rec['run_id']}.json", rec)
+        save_json(paths.runs_dir(cfg) / f"{rec['run_id']}.json", rec)
 
 
 # --------------------------------------------------------------------------- running a chain
@@ -361,12 +192,19 @@ def _on_sigterm(signum, frame):  # pragma: no cover - exercised via subprocess t
     raise _Terminated(128 + signum)
 
 
-def run_chain(cfg: Config, chain: str, stages: dict[str, StageFn] | None = None) -> RunRecord:
-    """Run the chain's stages under the lock, recording each; returns the record (`.failed` on failure)."""
+def run_chain(
+    cfg: Config, chain: str, stages: dict[str, StageFn] | None = None, on_finish: FinishFn | None = None
+) -> RunRecord:
+    """Run the chain's stages under the lock, recording each; returns the record (`.failed` on failure).
+
+    `on_finish(cfg, record)` runs at the end, after a failure too, when schedule.send_briefing is on
+    (the CLI points it at the briefing); what it returns is kept as the record's `briefing`, and
+    any exception it raises is a warning on the record, never the run's outcome.
+    """
     names = list(chain_config(cfg, chain).stages)
     funcs = {**default_stages(), **(stages or {})}
     _ensure_state_dirs(cfg)
-    run_id = _new_run_id(cfg, chain)
+    run_id = new_run_id(cfg, chain)
     with contextlib.ExitStack() as stack:
         try:
             stale = stack.enter_context(run_lock(cfg, chain, run_id))
@@ -404,8 +242,8 @@ def run_chain(cfg: Config, chain: str, stages: dict[str, StageFn] | None = None)
             record.finished = now_iso()
             record.save()
             log.info("run %s finished: %s", run_id, record.status)
-            if cfg.schedule.send_briefing:
-                _briefing(cfg, record)
+            if on_finish is not None and cfg.schedule.send_briefing:
+                _finish(cfg, record, on_finish)
             handler.flush()
     return record
 
@@ -425,7 +263,7 @@ def _record_refusal(cfg: Config, run_id: str, chain: str, message: str) -> None:
     log.error(message)
     with contextlib.suppress(MothError, OSError):
         t = now_iso()
-        atomic_write_json(
+        save_json(
             paths.runs_dir(cfg) / f"{run_id}.json",
             {
                 "schema": RECORD_SCHEMA,
@@ -463,7 +301,7 @@ def _run_stages(cfg: Config, record: RunRecord, funcs: dict[str, StageFn]) -> No
                 raise MothError(f"no function for stage {st.name!r}")
             report = fn(cfg)
             st.status = "ok"
-            st.figures = _trim(report.to_json()) if hasattr(report, "to_json") else {}
+            st.figures = trim(report.to_json()) if hasattr(report, "to_json") else {}
             st.warnings = [str(w) for w in getattr(report, "warnings", [])][:20]
             if st.name == "train":
                 record.version = getattr(report, "version", None) or st.figures.get("version") or None
@@ -508,17 +346,10 @@ def _finish_stage(st: StageResult, t0: float) -> None:
     st.duration_s = round(time.monotonic() - t0, 2)
 
 
-def _briefing(cfg: Config, record: RunRecord) -> None:
-    """Send (or write) the briefing; any problem is a warning, never the run's outcome."""
+def _finish(cfg: Config, record: RunRecord, on_finish: FinishFn) -> None:
+    """The end-of-run hook (the briefing); any problem is a warning, never the run's outcome."""
     try:
-        from mothbrain.ops.briefing import run_briefing
-
-        result = run_briefing(cfg, send=True)
-        record.briefing = {
-            "sent_to": result.sent_to,
-            "path": str(result.path) if result.path else None,
-            "warnings": result.warnings,
-        }
+        record.briefing = on_finish(cfg, record)
     except Exception as exc:  # noqa: BLE001 - deliberately broad: the stages' result must stand
         msg = f"briefing failed: {exc if isinstance(exc, MothError) else f'{type(exc).__name__}: {exc}'}"
         record.warnings.append(msg)
@@ -716,7 +547,7 @@ def cron_install(cfg: Config) -> CronReport:
     changed = new != current
     if changed:
         write_crontab(new)
-    atomic_write_json(_install_marker(cfg), {"installed_at": now_iso(), "lines": cron_lines(cfg)})
+    save_json(_install_marker(cfg), {"installed_at": now_iso(), "lines": cron_lines(cfg)})
     return CronReport("crontab block installed" if changed else "crontab block already installed", block, changed)
 
 

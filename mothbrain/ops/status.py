@@ -10,10 +10,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mothbrain.config import Config
+from mothbrain.core.clock import parse_time
 from mothbrain.core.ledger import open_ledger
 from mothbrain.errors import MothError
 from mothbrain.ops.briefing import numeric_metrics, pending_proposals
-from mothbrain.ops.schedule import load_runs, parse_time
+from mothbrain.ops.runs import load_runs
 
 LAST_RUNS = 5
 

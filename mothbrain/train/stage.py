@@ -39,7 +39,8 @@ from transformers import TrainerCallback
 from mothbrain.config import Config
 from mothbrain.core import paths
 from mothbrain.core.atomic import replace_folder
-from mothbrain.core.ledger import Ledger, now_iso, open_ledger
+from mothbrain.core.clock import now_iso
+from mothbrain.core.ledger import Ledger, open_ledger
 from mothbrain.errors import MothError, NothingToDo
 
 # Optimizers that need CUDA (bitsandbytes paged / 8-bit states); on CPU plain AdamW is used.

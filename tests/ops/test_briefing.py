@@ -17,10 +17,12 @@ from click.testing import CliRunner
 from mothbrain.cli import main
 from mothbrain.config import REPO_ROOT, load_config
 from mothbrain.core import paths
-from mothbrain.core.ledger import atomic_write_json, open_ledger
+from mothbrain.core.atomic import save_json as atomic_write_json
+from mothbrain.core.ledger import open_ledger
 from mothbrain.errors import MothError
-from mothbrain.ops.briefing import build_briefing, missed_runs, run_briefing, smtp_password
-from mothbrain.ops.schedule import load_runs, run_chain
+from mothbrain.ops.briefing import build_briefing, missed_runs, run_briefing, send_after_run, smtp_password
+from mothbrain.ops.runs import load_runs
+from mothbrain.ops.schedule import run_chain
 from mothbrain.report import SimpleReport
 
 DEMO_CONFIG = REPO_ROOT / "configs" / "demo.yaml"
@@ -146,7 +148,12 @@ def test_failed_night_is_mailed_with_the_error_the_missed_run_and_plots(state_ho
         raise MothError(error)
 
     ok = lambda cfg: SimpleReport("ok", {"documents": 5})  # noqa: E731
-    record = run_chain(cfg, "nightly", stages={"ingest": ok, "preprocess": ok, "train": failing_train, "dream": ok})
+    record = run_chain(
+        cfg,
+        "nightly",
+        stages={"ingest": ok, "preprocess": ok, "train": failing_train, "dream": ok},
+        on_finish=send_after_run,
+    )
     assert record.failed
     assert record.briefing["sent_to"] == "operator@example.org", record.warnings
 
@@ -250,7 +257,9 @@ def test_send_failure_is_a_clean_error_and_never_fails_the_run(state_home):
         run_briefing(cfg, send=True)
     ok = lambda cfg: SimpleReport("ok", {})  # noqa: E731
     t0 = time.time()
-    record = run_chain(cfg, "nightly", stages={s: ok for s in ("ingest", "preprocess", "train", "dream")})
+    record = run_chain(
+        cfg, "nightly", stages={s: ok for s in ("ingest", "preprocess", "train", "dream")}, on_finish=send_after_run
+    )
     assert record.status == "ok" and not record.failed and time.time() - t0 < 30
     assert any("briefing failed" in w for w in record.warnings)
     assert json.loads(record.path.read_text())["briefing"]["error"].startswith("briefing failed")

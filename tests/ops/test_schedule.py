@@ -18,7 +18,8 @@ from mothbrain.cli import main
 from mothbrain.config import REPO_ROOT, load_config
 from mothbrain.core import paths
 from mothbrain.errors import MothError, NothingToDo
-from mothbrain.ops.schedule import load_runs, run_chain
+from mothbrain.ops.runs import load_runs
+from mothbrain.ops.schedule import run_chain
 from mothbrain.report import SimpleReport
 
 DEMO_CONFIG = REPO_ROOT / "configs" / "demo.yaml"

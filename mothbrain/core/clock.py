@@ -1,0 +1,21 @@
+"""Times as the records write them: ISO 8601 in UTC, to the second."""
+
+from __future__ import annotations
+
+import datetime as _dt
+
+
+def now_iso() -> str:
+    """Now, as every record writes it ("2026-05-14T21:40:03+00:00")."""
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def parse_time(value: str | None) -> _dt.datetime | None:
+    """An ISO time from a record as an aware datetime (None when absent or unreadable)."""
+    if not value:
+        return None
+    try:
+        t = _dt.datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        return None
+    return t if t.tzinfo else t.replace(tzinfo=_dt.timezone.utc)
