@@ -36,6 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from xxhash import xxh3_64, xxh3_128
+
 from mothbrain.config import Config, to_dict
 from mothbrain.core import paths
 
@@ -76,16 +78,8 @@ UNPICKLING_ERRORS = (
 
 Packed = tuple[Any, list[Any]]  # (in-band pickle, out-of-band buffers): bytes or memoryviews
 
-try:  # xxh3 comes with xxhash (a dependency); blake2b is the stdlib stand-in
-    from xxhash import xxh3_64 as _hasher64
-    from xxhash import xxh3_128 as _batch_hasher
-except ImportError:  # pragma: no cover
-
-    def _hasher64():
-        return hashlib.blake2b(digest_size=8)
-
-    def _batch_hasher():
-        return hashlib.blake2b(digest_size=16)
+_hasher64 = xxh3_64
+_batch_hasher = xxh3_128
 
 
 def cache_dir(cfg: Config) -> Path:
@@ -117,13 +111,9 @@ def batch_hash(items: list[tuple[str, Any]]) -> str:
 def _code_identity() -> list:
     import numpy
     import pyarrow
+    import rensa
 
-    try:
-        import rensa
-
-        rensa_version = getattr(rensa, "__version__", "") or _dist_version("rensa")
-    except ImportError:  # pragma: no cover
-        rensa_version = ""
+    rensa_version = getattr(rensa, "__version__", "") or _dist_version("rensa")
     package = Path(__file__).resolve().parent.parent
     code = hashlib.sha256()
     for name in CODE:

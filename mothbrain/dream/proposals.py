@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from mothbrain.core import paths
+from mothbrain.core.clock import now_iso
 from mothbrain.errors import MothError
 
 STATUSES = ("pending", "accepted", "rejected")
@@ -86,10 +87,6 @@ MIGRATIONS = [
 
 def queue_path(cfg) -> Path:
     return paths.proposals_dir(cfg) / "queue.sqlite3"
-
-
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
 @contextlib.contextmanager
@@ -142,7 +139,7 @@ def add_proposals(cfg, items: Iterable[dict[str, Any]]) -> list[int]:
                 "INSERT INTO proposals (created_at, source, source_title, style, adapter_version, prompt, text, "
                 "novelty, relevance) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    _now(),
+                    now_iso(),
                     it.get("source", ""),
                     it.get("source_title", ""),
                     it.get("style", ""),
@@ -187,7 +184,7 @@ def set_status(cfg, proposal_id: int, status: str, note: str = "") -> dict[str, 
     with _connect(cfg) as con:
         cur = con.execute(
             "UPDATE proposals SET status = ?, note = ?, reviewed_at = ? WHERE id = ?",
-            (status, note or "", None if status == "pending" else _now(), int(proposal_id)),
+            (status, note or "", None if status == "pending" else now_iso(), int(proposal_id)),
         )
         if cur.rowcount == 0:
             raise MothError(f"no proposal {proposal_id} in the queue (see `mothbrain proposals list`)")
