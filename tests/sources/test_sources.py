@@ -499,3 +499,68 @@ def test_front_matter_nested_beyond_the_stack_is_a_counted_problem(tmp_path):
     docs, problems = read_all("wiki", tmp_path)
     assert len(docs) == 1 and docs[0].text.endswith("body")
     assert problems.count == 1
+
+
+# --------------------------------------------------------------------------- broken export elements
+
+
+def _claude_conv(i: int) -> dict:
+    return {"uuid": f"u{i}", "name": "n", "chat_messages": [{"sender": "human", "text": f"h{i}"}]}
+
+
+# Damage that leaves an element's brackets and strings balanced, so its extent is knowable.
+BALANCED_DAMAGE = [
+    lambda t: t.replace('"name":', '"name"', 1),  # a missing colon
+    lambda t: t.replace('"n"', '"n" "m"', 1),  # two values
+    lambda t: t.replace("[", "[ , ", 1),  # an empty slot
+    lambda t: t.replace('"name"', '"na\x00me"', 1),  # a control character in a string
+    lambda t: t[:-1] + "]]]}",  # stray closers inside
+    lambda t: t.replace('"n"', "nope", 1),  # a bare word
+]
+# Elements that are fine JSON but no conversation; after a broken one, the old resync skipped them uncounted.
+NOT_CONVERSATIONS = ["1", '"s"', "null", "[1, 2]", '{"other": 1}', "true"]
+
+
+def _index_of(where: str) -> int | None:
+    head = where.split(" (")[0].split()
+    return int(head[1]) if len(head) == 2 and head[1].isdigit() else None
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_every_export_element_is_stored_or_counted_at_its_true_index(tmp_path, seed):
+    rng = random.Random(seed)
+    chunks, good, bad = [], set(), set()
+    for i in range(600):
+        text = json.dumps(_claude_conv(i))
+        r = rng.random()
+        if r < 0.6:
+            good.add(i)
+        elif r < 0.85:
+            text = rng.choice(BALANCED_DAMAGE)(text)
+            bad.add(i)
+        else:
+            text = rng.choice(NOT_CONVERSATIONS)
+            bad.add(i)
+        chunks.append(text)
+    (tmp_path / "conversations.json").write_text("[" + ",\n".join(chunks) + "]")
+    docs, problems = read_all("claude_export", tmp_path / "conversations.json")
+    stored = {d.meta["index"] for d in docs}
+    assert stored == good
+    assert {d.doc_id for d in docs} == {f"conversations.json#u{i}" for i in good}
+    counted = {_index_of(w) for _, w, _ in problems.items}
+    assert counted == bad and problems.count == len(bad)
+
+
+def test_a_string_cut_open_loses_no_good_conversation(tmp_path):
+    rng = random.Random(5)
+    chunks, good = [], set()
+    for i in range(600):
+        text = json.dumps(_claude_conv(i))
+        if rng.random() < 0.15:
+            text = text[: rng.randrange(5, len(text) - 3)] + rng.choice(['"', "]]", "}"])
+        else:
+            good.add(f"conversations.json#u{i}")
+        chunks.append(text)
+    (tmp_path / "conversations.json").write_text("[" + ",\n".join(chunks) + "]")
+    docs, problems = read_all("claude_export", tmp_path / "conversations.json")
+    assert {d.doc_id for d in docs} == good
