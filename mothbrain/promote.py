@@ -8,9 +8,11 @@ anything itself, and a version without eval results is refused (run `mothbrain e
   3. forbid_zero_concepts: no priority concept that the current adapter knows (score > 0 in any probe
      mode) scoring 0 in every mode with the new one — a whole family forgotten.
 
-Pass: the symlink `adapters/current` is pointed at `adapters/<version>` by renaming a new temporary
-symlink over it (os.replace is atomic, so a reader sees the old target or the new one, never a
-half-written directory), then the ledger records the promotion. Fail: the ledger records
+Pass: the ledger records the intended move (`pending_current`), then the symlink `adapters/current` is
+pointed at `adapters/<version>` by renaming a new temporary symlink over it (os.replace is atomic, so a
+reader sees the old target or the new one, never a half-written directory), then the ledger confirms the
+promotion. A kill between the steps is settled by `reconcile_current` at the start of the next command
+that reads the pointer: the ledger is the truth. Fail: the ledger records
 `rejected` with the reasons and a MothError gives cron a non-zero exit; the pointer does not move.
 
 Rollback returns the pointer to the version that was current before the present one (promotion
@@ -25,9 +27,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock, Timeout
+
 from mothbrain.config import Config, GateConfig
 from mothbrain.core import paths
-from mothbrain.core.ledger import open_ledger
+from mothbrain.core.ledger import LOCK_TIMEOUT_S, Ledger, open_ledger
 from mothbrain.errors import MothError, NothingToDo
 
 
@@ -129,6 +133,7 @@ def gate_checks(ev: dict[str, Any], gate: GateConfig, has_current: bool) -> list
 def run_promote(cfg: Config, version: str | None = None) -> PromoteReport:
     from mothbrain.models.loading import adapter_is_complete
 
+    reconcile_current(cfg)
     ledger = open_ledger(cfg)
     if version is None:
         entry = ledger.latest(("evaluated",)) or ledger.latest(("trained",))
@@ -159,13 +164,8 @@ def run_promote(cfg: Config, version: str | None = None) -> PromoteReport:
     checks = gate_checks(ev, cfg.promote.gate, has_current=current is not None)
     reasons = [c["reason"] for c in checks]
     if all(c["ok"] for c in checks):
-        _point_current(cfg, version)
-        try:
-            ledger.update(version, promotion={"decision": "promoted", "reasons": reasons, "previous": current})
-            ledger.set_current(version, "promoted", "; ".join(reasons))
-        except BaseException:
-            _point_current(cfg, current)  # the ledger and the link must agree
-            raise
+        promotion = {"decision": "promoted", "reasons": reasons, "previous": current}
+        _move_current(cfg, ledger, version, "promoted", "; ".join(reasons), {version: {"promotion": promotion}})
         return PromoteReport(
             title=f"promoted {version} (was {current or 'none'})", version=version, decision="promoted", checks=checks
         )
@@ -195,6 +195,7 @@ def rollback_target(events: list[dict[str, Any]]) -> tuple[str | None, str | Non
 def run_rollback(cfg: Config) -> PromoteReport:
     from mothbrain.models.loading import adapter_is_complete
 
+    reconcile_current(cfg)
     ledger = open_ledger(cfg)
     data = ledger.read()
     current = data.get("current")
@@ -207,18 +208,98 @@ def run_rollback(cfg: Config) -> PromoteReport:
     target = paths.adapter_dir(cfg, previous)
     if not adapter_is_complete(target):
         raise MothError(f"cannot roll back to {previous}: its adapter at {target} is missing or incomplete")
-    _point_current(cfg, previous)
-    try:
-        ledger.set_current(previous, "rollback", f"from {current}")
-        ledger.update(
-            current, status="rejected", promotion={"decision": "rolled back", "reasons": [f"rolled back to {previous}"]}
-        )
-    except BaseException:
-        _point_current(cfg, current)
-        raise
+    demoted = {
+        "status": "rejected",
+        "promotion": {"decision": "rolled back", "reasons": [f"rolled back to {previous}"]},
+    }
+    _move_current(cfg, ledger, previous, "rollback", f"from {current}", {current: demoted})
     return PromoteReport(
         title=f"rolled back: current is {previous} again (was {current})", version=previous, decision="rollback"
     )
+
+
+def _pointer_lock(cfg: Config, timeout: float = LOCK_TIMEOUT_S) -> FileLock:
+    """Held for a whole move (intent, swap, confirm) and by reconciliation, so neither sees the other's middle."""
+    adapters = paths.adapters_dir(cfg)
+    adapters.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(adapters / ".pointer.lock"), timeout=timeout)
+
+
+def _move_current(
+    cfg: Config, ledger: Ledger, version: str | None, event: str, detail: str, updates: dict[str, dict[str, Any]]
+) -> None:
+    """Move the pointer so that a kill at any instant leaves link and ledger reconcilable: the ledger records
+    the intent first, then the link is swapped, then the ledger confirms (the move's updates land with it)."""
+    with _locked(_pointer_lock(cfg)):
+        previous = ledger.begin_current(version, event, detail, updates)
+        try:
+            _point_current(cfg, version)
+        except BaseException:
+            # The swap did not happen (or its failure is unclear): put the link back, then drop the intent.
+            with contextlib.suppress(Exception):
+                _point_current(cfg, previous)
+            ledger.finish_current(confirm=False)
+            raise
+        # A failure here leaves the intent recorded and the link moved: the next command confirms it.
+        ledger.finish_current(confirm=True)
+
+
+@contextlib.contextmanager
+def _locked(lock: FileLock):
+    try:
+        lock.acquire()
+    except Timeout:
+        raise MothError(
+            f"another mothbrain process holds {lock.lock_file} (moving adapters/current); wait for it or remove "
+            "the lock file if no mothbrain runs"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _link_target(cfg: Config) -> str | None:
+    """The version adapters/current names (None: no link)."""
+    link = paths.current_adapter_link(cfg)
+    return os.path.basename(os.readlink(link)) if link.is_symlink() else None
+
+
+def reconcile_current(cfg: Config, wait: float = LOCK_TIMEOUT_S) -> str | None:
+    """Make adapters/current agree with the ledger, which is the truth; returns what was done (None: nothing).
+
+    A move in flight (a kill between intent and confirmation) is confirmed when the link already names its
+    version, and abandoned otherwise. Then a link that names another version than the ledger's current is
+    pointed back at it. Called first by every command that reads either."""
+    from mothbrain.models.loading import adapter_is_complete
+
+    ledger = open_ledger(cfg)
+    if not ledger.path.exists():
+        return None  # no ledger, nothing to be true to; the link is left alone
+    data = ledger.read()
+    if not data.get("pending_current") and _link_target(cfg) == data.get("current"):
+        return None  # the common case costs one read and no lock
+    with _locked(_pointer_lock(cfg, wait)):
+        notes = []
+        for tmp in paths.adapters_dir(cfg).glob(".current.*.tmp"):  # a kill between symlink and rename
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        move = ledger.pending_current()
+        if move:
+            done = _link_target(cfg) == move.get("version")
+            ledger.finish_current(confirm=done)
+            notes.append(
+                f"{'confirmed' if done else 'abandoned'} an interrupted {move.get('event')} of {move.get('version')}"
+            )
+        current, linked = ledger.current(), _link_target(cfg)
+        if linked != current:
+            if current is not None and not adapter_is_complete(paths.adapter_dir(cfg, current)):
+                # Nothing sound to point at; the link is left alone and `mothbrain doctor` keeps reporting it.
+                notes.append(f"the ledger's current {current} has no complete adapter; adapters/current left as is")
+                return "; ".join(notes)
+            _point_current(cfg, current)
+            notes.append(f"pointed adapters/current at {current or 'nothing'} (it named {linked or 'nothing'})")
+        return "; ".join(notes) or None
 
 
 def _point_current(cfg: Config, version: str | None) -> None:
@@ -247,6 +328,7 @@ def _point_current(cfg: Config, version: str | None) -> None:
 
 
 def current_adapter_path(cfg: Config) -> Path | None:
-    """The promoted adapter's directory (resolved through the link), or None."""
+    """The promoted adapter's directory (resolved through the link, once it agrees with the ledger), or None."""
+    reconcile_current(cfg)
     link = paths.current_adapter_link(cfg)
     return link.resolve() if link.is_symlink() and link.exists() else None

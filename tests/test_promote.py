@@ -205,3 +205,98 @@ def test_promote_refuses_a_stale_comparison(state_home):
     with pytest.raises(MothError, match=f"run `mothbrain eval --version {v2}` again"):
         run_promote(cfg, v2)
     assert json.loads((state_home / "versions.json").read_text())["current"] == v1
+
+
+def _fake_adapter(cfg, v: str) -> None:
+    from mothbrain.core.paths import adapter_dir
+
+    d = adapter_dir(cfg, v)
+    d.mkdir(parents=True)
+    (d / "adapter_config.json").write_text("{}")
+    (d / "adapter_model.safetensors").write_bytes(b"\0")
+
+
+def _killed_at(monkeypatch, owner, attr: str, when: str, action) -> None:
+    """Run `action` in a forked child that dies (os._exit: no cleanup runs) just `when` `owner.attr` runs."""
+    real = getattr(owner, attr)
+
+    def dying(*a, **k):
+        if when == "before":
+            os._exit(9)
+        real(*a, **k)
+        os._exit(9)
+
+    pid = os.fork()
+    if pid == 0:
+        try:
+            monkeypatch.setattr(owner, attr, dying)
+            action()
+        finally:
+            os._exit(0)  # the kill never came: the parent sees exit 0 and fails
+    _, code = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(code) == 9, f"the child was not killed {when} {attr}"
+
+
+# Every instant of a move: intent recorded; temp link made; link swapped; move confirmed.
+KILL_POINTS = [
+    ("ledger", "begin_current"),
+    ("os", "symlink"),
+    ("promote", "_point_current"),
+    ("ledger", "finish_current"),
+]
+
+
+@pytest.mark.parametrize("where,attr", KILL_POINTS)
+@pytest.mark.parametrize("move", ["promote", "rollback"])
+def test_a_kill_at_any_instant_leaves_link_and_ledger_agreeing(state_home, monkeypatch, move, where, attr):
+    import mothbrain.promote as promote
+    from mothbrain.core.ledger import Ledger, open_ledger
+    from mothbrain.ops.doctor import _adapter_pointer
+    from mothbrain.ops.status import status_report
+
+    cfg = load_config(DEMO)
+    led = open_ledger(cfg)
+    v1 = _fake_evaluated(cfg)
+    _fake_adapter(cfg, v1)
+    promote.run_promote(cfg, v1)
+    v2 = _fake_evaluated(cfg, current_version=v1, voice_ppl_current=10.0)
+    _fake_adapter(cfg, v2)
+    if move == "rollback":
+        promote.run_promote(cfg, v2)
+    before, after = led.current(), (v2 if move == "promote" else v1)
+
+    owner = {"ledger": Ledger, "os": os, "promote": promote}[where]
+    action = (lambda: promote.run_promote(cfg, v2)) if move == "promote" else (lambda: promote.run_rollback(cfg))
+    _killed_at(monkeypatch, owner, attr, "after", action)
+
+    # doctor names a disagreement it finds (and changes nothing)
+    check = _adapter_pointer(cfg)
+    assert check.status == "ok" or "mothbrain status" in check.fix
+    # the next reader settles the pair: the ledger is the truth, and its current is the old or the new one
+    status_report(cfg)
+    data = led.read()
+    assert not data.get("pending_current")
+    assert data["current"] in (before, after)
+    assert _link(state_home) == data["current"]
+    assert promote.current_adapter_path(cfg).name == data["current"]
+    assert _adapter_pointer(cfg).status == "ok"
+    assert not [p for p in (state_home / "adapters").iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_failed_ledger_write_after_the_swap_is_confirmed_by_the_next_command(state_home, monkeypatch):
+    import mothbrain.promote as promote
+    from mothbrain.core.ledger import Ledger, open_ledger
+
+    cfg = load_config(DEMO)
+    v1 = _fake_evaluated(cfg)
+    _fake_adapter(cfg, v1)
+
+    def full_disk(self, confirm=True):
+        raise MothError("could not write versions.json: No space left on device")
+
+    with monkeypatch.context() as m:
+        m.setattr(Ledger, "finish_current", full_disk)
+        with pytest.raises(MothError, match="No space"):
+            promote.run_promote(cfg, v1)
+    assert promote.current_adapter_path(cfg).name == v1
+    assert open_ledger(cfg).current() == v1 and _link(state_home) == v1

@@ -11,8 +11,13 @@ Shape (schema 1):
          "train": {...}, "timings": {...}, "eval": {...}, "promotion": {...},
          "error": null | {"reason", "suggestion"}, ...},
       ],
-      "events": [{"at", "event", "version", "detail"}]   # promotions, rollbacks, failures
+      "events": [{"at", "event", "version", "detail"}],  # promotions, rollbacks, failures
+      "pending_current": null | {"version", "previous", "event", "detail", "updates"}
     }
+
+`pending_current` is a pointer move in flight: promote and rollback record it before they swap the
+`adapters/current` link and clear it when they confirm, so a kill at any instant leaves a ledger that
+says what the link may be doing (promote.reconcile_current settles the pair).
 
 Every change happens inside `Ledger.transaction()`: an exclusive file lock (so two writers never
 lose an entry), a fresh read, the change, then an atomic write (temp file, fsync, rename, fsync of
@@ -142,14 +147,7 @@ class Ledger:
         """Merge fields into a version (dict fields are merged one level deep)."""
         with self.transaction() as data:
             entry = _find(data, version_id)
-            for k, v in fields.items():
-                if k == "status":
-                    _check_status(v)
-                if isinstance(v, dict) and isinstance(entry.get(k), dict):
-                    entry[k].update(v)
-                else:
-                    entry[k] = v
-            entry["updated_at"] = now_iso()
+            _merge(entry, fields)
             return dict(entry)
 
     def fail(self, version_id: str, reason: str, suggestion: str = "") -> None:
@@ -163,14 +161,52 @@ class Ledger:
     def set_current(self, version_id: str | None, event: str = "promoted", detail: str = "") -> None:
         """Move the current pointer (the adapter symlink is swapped by promote, not here)."""
         with self.transaction() as data:
+            _apply_current(data, version_id, event, detail)
+
+    def begin_current(
+        self,
+        version_id: str | None,
+        event: str,
+        detail: str = "",
+        updates: dict[str, dict[str, Any]] | None = None,
+    ) -> str | None:
+        """Record a pointer move about to happen (the link is swapped next); returns the current version.
+
+        `updates` ({version: fields}) are applied together with the move when it is confirmed."""
+        with self.transaction() as data:
+            if data.get("pending_current"):
+                raise LedgerError(
+                    f"{self.path}: a move of the current pointer is already in flight "
+                    f"({data['pending_current'].get('version')}); run `mothbrain status` to settle it"
+                )
             if version_id is not None:
-                entry = _find(data, version_id)
-                if entry["status"] not in PROMOTABLE:
-                    raise LedgerError(f"version {version_id} has status {entry['status']!r} and cannot be current")
-                entry["status"] = "promoted"
-                entry["updated_at"] = now_iso()
-            data["current"] = version_id
-            _event(data, event, version_id, detail)
+                _check_promotable(_find(data, version_id))
+            data["pending_current"] = {
+                "version": version_id,
+                "previous": data.get("current"),
+                "event": event,
+                "detail": detail,
+                "updates": updates or {},
+            }
+            return data.get("current")
+
+    def pending_current(self) -> dict[str, Any] | None:
+        return self.read().get("pending_current")
+
+    def finish_current(self, confirm: bool = True) -> dict[str, Any] | None:
+        """Confirm the pointer move in flight (it becomes current, its updates apply) or, with
+        confirm=False, abandon it (current stays). Returns the move, None when none was in flight."""
+        with self.transaction() as data:
+            move = data.pop("pending_current", None)
+            if not move:
+                return None
+            if not confirm:
+                _event(data, "abandoned", move.get("version"), f"{move.get('event')} interrupted; current stays")
+                return move
+            for version_id, fields in (move.get("updates") or {}).items():
+                _merge(_find(data, version_id), fields)
+            _apply_current(data, move.get("version"), move.get("event") or "promoted", move.get("detail") or "")
+            return move
 
     def add_event(self, event: str, version_id: str | None, detail: str = "") -> None:
         with self.transaction() as data:
@@ -186,6 +222,32 @@ def _find(data: dict[str, Any], version_id: str) -> dict[str, Any]:
         if v["id"] == version_id:
             return v
     raise LedgerError(f"no version {version_id!r} in the ledger (see `mothbrain status`)")
+
+
+def _merge(entry: dict[str, Any], fields: dict[str, Any]) -> None:
+    for k, v in fields.items():
+        if k == "status":
+            _check_status(v)
+        if isinstance(v, dict) and isinstance(entry.get(k), dict):
+            entry[k].update(v)
+        else:
+            entry[k] = v
+    entry["updated_at"] = now_iso()
+
+
+def _check_promotable(entry: dict[str, Any]) -> None:
+    if entry["status"] not in PROMOTABLE:
+        raise LedgerError(f"version {entry['id']} has status {entry['status']!r} and cannot be current")
+
+
+def _apply_current(data: dict[str, Any], version_id: str | None, event: str, detail: str) -> None:
+    if version_id is not None:
+        entry = _find(data, version_id)
+        _check_promotable(entry)
+        entry["status"] = "promoted"
+        entry["updated_at"] = now_iso()
+    data["current"] = version_id
+    _event(data, event, version_id, detail)
 
 
 def _check_status(status: str) -> None:

@@ -113,6 +113,9 @@ def run_eval(cfg: Config, version: str | None = None) -> EvalReport:
     for m in cfg.eval.probe_modes:
         if m not in MODES:
             raise MothError(f"eval.probe_modes: unknown mode {m!r} (known: {', '.join(MODES)})")
+    from mothbrain.promote import reconcile_current
+
+    reconcile_current(cfg)  # compare with the current adapter the ledger names, link agreeing
     ledger = open_ledger(cfg)
     version, adapter = _pick_version(cfg, ledger, version)
     try:

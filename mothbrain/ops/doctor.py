@@ -67,6 +67,7 @@ def run_doctor(cfg: Config, smtp_test: bool = False) -> DoctorReport:
         ("python", _python),
         ("config", lambda: _config(cfg)),
         ("state dir", lambda: _state_dir(cfg)),
+        ("adapter pointer", lambda: _adapter_pointer(cfg)),
         ("torch", lambda: _torch(ctx)),
         ("memory", lambda: _memory(cfg, ctx)),
         ("bitsandbytes 4-bit", lambda: _bitsandbytes(cfg, ctx)),
@@ -135,6 +136,35 @@ def _state_dir(cfg: Config) -> Check:
     except OSError as exc:
         return Check("state dir", "fail", f"{state} is not writable: {exc.strerror or exc}", fix)
     return Check("state dir", "ok", f"{state} is writable")
+
+
+def _adapter_pointer(cfg: Config) -> Check:
+    """adapters/current against the ledger's current version; reports only (status and promote settle it)."""
+    from mothbrain.core.ledger import open_ledger
+    from mothbrain.promote import _link_target
+
+    ledger = open_ledger(cfg)
+    if not ledger.path.exists():
+        return Check("adapter pointer", "ok", "no ledger yet")
+    data = ledger.read()
+    current, linked, move = data.get("current"), _link_target(cfg), data.get("pending_current")
+    fix = "run `mothbrain status` (it settles the pair; the ledger is the truth)"
+    if move:
+        return Check(
+            "adapter pointer",
+            "warn",
+            f"an interrupted {move.get('event')} of {move.get('version')} is recorded in the ledger "
+            f"(current {current or 'none'}, adapters/current names {linked or 'nothing'})",
+            fix,
+        )
+    if linked != current:
+        return Check(
+            "adapter pointer",
+            "fail",
+            f"adapters/current names {linked or 'nothing'} but the ledger's current is {current or 'none'}",
+            fix,
+        )
+    return Check("adapter pointer", "ok", f"adapters/current and the ledger agree ({current or 'none'})")
 
 
 def _torch(ctx: dict[str, Any]) -> Check:

@@ -64,7 +64,15 @@ class StatusReport:
 
 
 def status_report(cfg: Config) -> StatusReport:
+    from mothbrain.promote import reconcile_current
+
     report = StatusReport()
+    try:
+        note = reconcile_current(cfg)  # the ledger is the truth; show a link that agrees with it
+        if note:
+            report.warnings.append(f"adapters/current disagreed with the ledger: {note}")
+    except MothError as exc:
+        report.warnings.append(str(exc))
     try:
         data = open_ledger(cfg).read()
     except MothError as exc:

@@ -97,7 +97,12 @@ class AdapterPointer:
 
 def current_adapter(cfg: Config) -> AdapterPointer:
     """The promoted adapter: `adapters/current` resolved once (so a swap during a load cannot mix two
-    versions), else the ledger's current version; nothing when neither names one."""
+    versions), else the ledger's current version; nothing when neither names one. The link is first made to
+    agree with the ledger (a promotion killed half-way leaves them apart)."""
+    from mothbrain.promote import reconcile_current
+
+    with contextlib.suppress(MothError):
+        reconcile_current(cfg, wait=10.0)  # a move in flight finishes within this; else serve what is there
     link = paths.current_adapter_link(cfg)
     if link.is_symlink() or link.exists():
         try:

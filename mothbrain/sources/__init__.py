@@ -12,9 +12,10 @@ source folder a reader takes.
 
 from __future__ import annotations
 
+import math
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -99,13 +100,28 @@ def list_files(root: Path, reader: Reader) -> list[Path]:
 # --------------------------------------------------------------------------- shared helpers
 
 
+# The times a record can carry: after the epoch, before the year 10000 (datetime's range).
+_LATEST_TIME = 253402300799.0
+
+
 def parse_time(value: Any) -> float | None:
-    """Seconds since the epoch from a unix number (s or ms), an ISO string or a date; None if unreadable."""
+    """Seconds since the epoch from a unix number (s or ms), an ISO string or a date; None if unreadable.
+
+    Total: any value at all — inf, NaN, 1e400, a 4,300-digit integer, an impossible date or offset — gives a
+    float in (0, year 10000) or None, never an exception, so a bad field costs its record only the time."""
+    try:
+        t = _parse_time(value)
+    except (ValueError, OverflowError, OSError, TypeError, RecursionError):
+        return None
+    return t if t is not None and math.isfinite(t) and 0 < t <= _LATEST_TIME else None
+
+
+def _parse_time(value: Any) -> float | None:
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, (int, float)):
-        t = float(value)
-        if t != t or t <= 0:  # NaN or not a time
+        t = float(value)  # OverflowError for an integer beyond a float
+        if not math.isfinite(t) or t <= 0:
             return None
         return t / 1000.0 if t > 1e11 else t  # milliseconds, as some exports write them
     if isinstance(value, datetime):
@@ -114,16 +130,28 @@ def parse_time(value: Any) -> float | None:
         return datetime(value.year, value.month, value.day, tzinfo=timezone.utc).timestamp()
     if isinstance(value, str):
         s = value.strip()
-        if not s:
+        if not s or len(s) > 64:  # no time is written longer; a huge digit string is not one
             return None
         try:
-            return parse_time(float(s))
+            return _parse_time(float(s))
         except ValueError:
             pass
-        try:
-            return parse_time(datetime.fromisoformat(s.replace("Z", "+00:00")))
-        except ValueError:
-            return None
+        return _parse_time(datetime.fromisoformat(s.replace("Z", "+00:00")))
+    return None
+
+
+def record_time(values: Iterable[tuple[str, Any]], rel: str, where: str | int, problems: Problems) -> float | None:
+    """The first readable time among (field, value) pairs; when fields are there but none is a possible time,
+    that is one counted problem and the record is kept without a time."""
+    present = []
+    for name, value in values:
+        t = parse_time(value)
+        if t is not None:
+            return t
+        if value is not None and value != "":
+            present.append(name)
+    if present:
+        problems.add(rel, where, f"{', '.join(present)}: not a possible time; record kept without one")
     return None
 
 
@@ -149,9 +177,32 @@ def jsonable(value: Any) -> Any:
         return [jsonable(v) for v in value]
     if isinstance(value, (date, datetime)):
         return value.isoformat()
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # .inf / .nan: JSON has no such number
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
     return str(value)
+
+
+class _FrontMatterLoader(yaml.SafeLoader):
+    """SafeLoader that keeps a value Python cannot hold (2026-02-30, a +25:00 offset, a 5,000-digit integer)
+    as its text, so one bad field does not cost the page its front matter; times are checked later."""
+
+    def construct_yaml_timestamp(self, node):
+        try:
+            return super().construct_yaml_timestamp(node)
+        except (ValueError, OverflowError):
+            return self.construct_scalar(node)
+
+    def construct_yaml_int(self, node):
+        try:
+            return super().construct_yaml_int(node)
+        except ValueError:
+            return self.construct_scalar(node)
+
+
+_FrontMatterLoader.add_constructor("tag:yaml.org,2002:timestamp", _FrontMatterLoader.construct_yaml_timestamp)
+_FrontMatterLoader.add_constructor("tag:yaml.org,2002:int", _FrontMatterLoader.construct_yaml_int)
 
 
 def split_front_matter(text: str, rel: str, problems: Problems) -> tuple[dict[str, Any], str]:
@@ -169,18 +220,24 @@ def split_front_matter(text: str, rel: str, problems: Problems) -> tuple[dict[st
         problems.add(rel, "line 1", "front matter opened with '---' but never closed; read as plain text")
         return {}, text
     try:
-        meta = yaml.safe_load(head)
+        meta = jsonable(yaml.load(head, Loader=_FrontMatterLoader))  # noqa: S506 - a SafeLoader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 2}" if mark is not None else "front matter"
         problems.add(rel, where, "front matter is not valid YAML; page read without it")
+        return {}, body
+    except (ValueError, OverflowError, RecursionError) as exc:
+        # Valid YAML Python cannot build (nesting deeper than the stack): counted, the page kept without it.
+        problems.add(
+            rel, "front matter", f"front matter holds an impossible value ({type(exc).__name__}); page read without it"
+        )
         return {}, body
     if meta is None:
         return {}, body
     if not isinstance(meta, dict):
         problems.add(rel, "front matter", f"front matter is a {type(meta).__name__}, not a mapping; ignored")
         return {}, body
-    return jsonable(meta), body
+    return meta, body
 
 
 def title_from(meta: dict[str, Any], body: str, stem: str) -> str:
@@ -203,12 +260,10 @@ def tags_from(meta: dict[str, Any]) -> list[str]:
     return []
 
 
-def time_from_meta(meta: dict[str, Any]) -> float | None:
-    for key in ("date", "updated", "modified", "created"):
-        t = parse_time(meta.get(key))
-        if t is not None:
-            return t
-    return None
+def time_from_meta(meta: dict[str, Any], rel: str, problems: Problems) -> float | None:
+    return record_time(
+        ((k, meta.get(k)) for k in ("date", "updated", "modified", "created")), rel, "front matter", problems
+    )
 
 
 _DATE_IN_NAME = re.compile(r"(?<!\d)(\d{4})-(\d{2})-(\d{2})(?!\d)")

@@ -2,8 +2,10 @@
 
 Exports run to hundreds of MB, so we never `json.load` them: the C decoder (`raw_decode`) parses
 one element at a time from a sliding text buffer, so memory is proportional to the largest
-conversation. A broken element is reported and skipped: the scanner resynchronises on the next
-object that `accept` recognises as a conversation. A truncated file keeps everything before the cut.
+conversation. A broken element is reported with its index and skipped: a string-aware bracket scan
+finds its end when what follows it is readable, so every later element keeps its true index; when the
+damage hides the end (a string cut open), the scanner resynchronises on the next object that `accept`
+recognises as a conversation and says so. A truncated file keeps everything before the cut.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class _Buffer:
         self.text = ""
         self.base = 0  # characters dropped from the front (for offsets in messages)
         self.eof = False
+        self.pin: int | None = None  # an absolute position compact must keep (a look-ahead may come back to it)
 
     def more(self, at_least: int = 0) -> bool:
         """Append at least one chunk (or `at_least` chars, so a huge element is re-parsed O(log n) times)."""
@@ -48,10 +51,11 @@ class _Buffer:
         return True
 
     def compact(self, pos: int) -> int:
-        if pos > self.chunk:
-            self.text = self.text[pos:]
-            self.base += pos
-            return 0
+        cut = pos if self.pin is None else min(pos, self.pin - self.base)
+        if cut > self.chunk:
+            self.text = self.text[cut:]
+            self.base += cut
+            return pos - cut
         return pos
 
     def skip_ws(self, pos: int) -> int:
@@ -99,6 +103,35 @@ def _resync(buf: _Buffer, pos: int, dec: json.JSONDecoder, accept: Callable[[Any
         if accept(obj):
             return i
         pos = end  # a nested object: anything inside it is nested too, so skip it whole
+
+
+def _element_end(buf: _Buffer, pos: int) -> int | None:
+    """Where the (broken) element at `pos` ends — its `,` or the list's `]` — by a string-aware bracket scan;
+    None when the file ends first. The caller checks it against resync (a string cut open misleads the scan)."""
+    depth, i, in_str = 0, pos, False
+    while True:
+        if i >= len(buf.text):
+            if not buf.more():
+                return None
+            continue
+        c = buf.text[i]
+        if in_str:
+            if c == "\\":
+                i += 1
+            elif c == '"':
+                in_str = False
+        elif c == '"':
+            in_str = True
+        elif c in "[{":
+            depth += 1
+        elif c in "]}":
+            if depth == 0 and c == "]" and buf.skip_ws(i + 1) >= len(buf.text):
+                break  # the list's own end (only whitespace after it); any other stray closer is damage
+            depth = max(depth - 1, 0)
+        elif c == "," and depth == 0:
+            break
+        i += 1
+    return i
 
 
 def iter_array(
@@ -150,11 +183,28 @@ def iter_array(
                 )
                 return
             reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
-            problems.add(rel, where, f"invalid JSON ({reason}); skipped to the next {what}")
-            index += 1
+            # Its end by a bracket scan — unless a conversation starts before that end: a string cut open turns
+            # the scan inside out and it could swallow good conversations, which resync finds instead.
+            end = _element_end(buf, pos)
+            skipped_from = buf.pin = buf.base + pos  # keep the text from here while resync looks ahead
+            end_abs = None if end is None else buf.base + end
             nxt = _resync(buf, pos + 1, dec, accept)
+            buf.pin = None
+            if end_abs is not None and (nxt is None or buf.base + nxt > end_abs):
+                problems.add(rel, where, f"invalid JSON ({reason}); skipped")  # the next element keeps its index
+                index += 1
+                pos = end_abs - buf.base
+                continue
             if nxt is None:
+                problems.add(rel, where, f"invalid JSON ({reason}); nothing readable after it")
                 return
+            problems.add(
+                rel,
+                where,
+                f"invalid JSON ({reason}); chars {skipped_from}-{buf.base + nxt} skipped to the next {what}, "
+                f"counted as one {what} (later {what} numbers may be low by the elements it hid)",
+            )
+            index += 1
             pos = nxt
             continue
         yield index, obj

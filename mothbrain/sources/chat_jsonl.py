@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from mothbrain.config import SourceConfig
-from mothbrain.sources import Problems, Reader, parse_time
+from mothbrain.sources import Problems, Reader, record_time
 from mothbrain.sources.records import Document, Turn
 
 # ShareGPT speaker names → roles (the format was never standardised; these are the ones seen in the wild).
@@ -136,7 +136,7 @@ def parse_line(raw: bytes, line_no: int, rel: str, source: SourceConfig, problem
     conv_id = next(
         (obj[k] for k in ID_KEYS if isinstance(obj.get(k), (str, int)) and not isinstance(obj.get(k), bool)), None
     )
-    ts = next((t for t in (parse_time(obj.get(k)) for k in TIME_KEYS) if t is not None), None)
+    ts = record_time(((k, obj.get(k)) for k in TIME_KEYS), rel, where, problems)
     title = obj.get("title") if isinstance(obj.get("title"), str) else ""
     return Document(
         source=source.name,

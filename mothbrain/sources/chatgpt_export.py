@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from mothbrain.config import SourceConfig
-from mothbrain.sources import Problems, parse_time
+from mothbrain.sources import Problems, parse_time, record_time
 from mothbrain.sources._jsonstream import export_reader
 from mothbrain.sources.records import Document, Turn
 
@@ -111,7 +111,7 @@ def conversation(conv: Any, index: int, rel: str, source: SourceConfig, problems
     if any("\ufffd" in t.text for t in turns):
         problems.add(rel, where, "invalid UTF-8 bytes replaced with U+FFFD; conversation kept")
     title = conv.get("title") if isinstance(conv.get("title"), str) else ""
-    ts = parse_time(conv.get("create_time")) or parse_time(conv.get("update_time"))
+    ts = record_time([(k, conv.get(k)) for k in ("create_time", "update_time")], rel, where, problems)
     model = conv.get("default_model_slug")
     meta = {"file": rel, "conversation_id": cid, "index": index, **({"model": model} if isinstance(model, str) else {})}
     return Document(

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from mothbrain.config import SourceConfig
-from mothbrain.sources import Problems, parse_time
+from mothbrain.sources import Problems, parse_time, record_time
 from mothbrain.sources._jsonstream import export_reader
 from mothbrain.sources.records import Document, Turn
 
@@ -55,7 +55,7 @@ def conversation(conv: Any, index: int, rel: str, source: SourceConfig, problems
     if any("\ufffd" in t.text for t in turns):
         problems.add(rel, where, "invalid UTF-8 bytes replaced with U+FFFD; conversation kept")
     title = conv.get("name") if isinstance(conv.get("name"), str) else ""
-    ts = parse_time(conv.get("created_at")) or first_t
+    ts = record_time([("created_at", conv.get("created_at"))], rel, where, problems) or first_t
     return Document(
         source=source.name,
         kind="chat",

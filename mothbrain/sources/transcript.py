@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from mothbrain.config import SourceConfig
-from mothbrain.sources import Problems, Reader, parse_time, read_text, split_front_matter, time_from_name
+from mothbrain.sources import Problems, Reader, read_text, record_time, split_front_matter, time_from_name
 from mothbrain.sources.records import Document, Turn
 
 _TS = r"(?:[\[(]?(?:\d{1,2}:)?\d{1,2}:\d{2}(?:[.,]\d+)?[\])]?\s*(?:[-–]\s*)?)"
@@ -89,7 +89,7 @@ def read(path: Path, rel: str, source: SourceConfig, problems: Problems) -> Iter
     title = meta.get("title") if isinstance(meta.get("title"), str) else ""
     if not title and meta.get("preamble", "").startswith("#"):
         title = meta["preamble"].split("\n")[0].lstrip("#").strip()
-    ts = parse_time(meta.get("date")) or time_from_name(path.stem)
+    ts = record_time([("date", meta.get("date"))], rel, "front matter", problems) or time_from_name(path.stem)
     yield Document(
         source=source.name, kind="transcript", doc_id=rel, title=title or path.stem, turns=kept, meta=meta, timestamp=ts
     )

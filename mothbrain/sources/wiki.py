@@ -62,7 +62,7 @@ def read(path: Path, rel: str, source: SourceConfig, problems: Problems) -> Iter
         text=body,
         links=links,
         meta=meta,
-        timestamp=time_from_meta(meta) or time_from_name(path.stem),
+        timestamp=time_from_meta(meta, rel, problems) or time_from_name(path.stem),
     )
 
 

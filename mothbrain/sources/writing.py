@@ -35,7 +35,7 @@ def read(path: Path, rel: str, source: SourceConfig, problems: Problems) -> Iter
         title=title_from(meta, body, path.stem),
         text=body,
         meta=meta,
-        timestamp=time_from_meta(meta) or time_from_name(path.stem),
+        timestamp=time_from_meta(meta, rel, problems) or time_from_name(path.stem),
     )
 
 

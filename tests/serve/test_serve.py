@@ -224,14 +224,13 @@ def test_promote_swaps_the_adapter_for_the_next_request(served, module_home):
     assert v2_text not in (v1_text, base_text)
     assert httpx.get(f"{url}/v1/models", headers=AUTH).json()["data"][0]["adapter"] == "v0002"
 
-    # A half-written adapter behind the pointer: the server keeps serving v0002 and says why.
+    # A half-written adapter behind the pointer (link and ledger both name it): the server keeps serving
+    # v0002 and says why.
     broken = paths.adapter_dir(cfg, "v0003")
     broken.mkdir()
     (broken / "adapter_config.json").write_text("{}")
     link = paths.current_adapter_link(cfg)
-    tmp = link.with_name(".current.test")
-    os.symlink("v0003", tmp)
-    os.replace(tmp, link)
+    _point_both(cfg, "v0003")
     r = complete(url, prompt)
     assert r.status_code == 200 and r.headers["x-mothbrain-adapter"] == "v0002"
     assert r.json()["choices"][0]["text"] == v2_text
@@ -239,11 +238,44 @@ def test_promote_swaps_the_adapter_for_the_next_request(served, module_home):
     assert info["adapter"] == "v0002" and "v0003" in info["last_error"]
 
     # Back to a good one (as `promote --rollback` would): the very next request follows.
-    tmp = link.with_name(".current.test")
-    os.symlink("v0001", tmp)
-    os.replace(tmp, link)
+    _point_both(cfg, "v0001")
+    assert os.readlink(link) == "v0001"
     r = complete(url, prompt)
     assert r.headers["x-mothbrain-adapter"] == "v0001" and r.json()["choices"][0]["text"] == v1_text
+
+
+def _point_both(cfg, version: str) -> None:
+    """Point the ledger's current and adapters/current at `version` by hand, bypassing promote's checks."""
+    from mothbrain.core.ledger import open_ledger
+
+    with open_ledger(cfg).transaction() as data:
+        data["current"] = version
+    link = paths.current_adapter_link(cfg)
+    tmp = link.with_name(".current.test")
+    os.symlink(version, tmp)
+    os.replace(tmp, link)
+
+
+def test_serve_follows_the_ledger_when_the_link_disagrees(state_home):
+    """A promotion killed between the link swap and the ledger write: serve settles the pair, ledger first."""
+    from mothbrain.config import load_config
+    from mothbrain.core.ledger import open_ledger
+    from mothbrain.serve.app import current_adapter
+
+    cfg = load_config(DEMO)
+    led = open_ledger(cfg)
+    for _ in range(2):
+        v = led.new_version(status="evaluated")["id"]
+        d = paths.adapter_dir(cfg, v)
+        d.mkdir(parents=True)
+        (d / "adapter_config.json").write_text("{}")
+        (d / "adapter_model.safetensors").write_bytes(b"\0")
+    _point_both(cfg, "v0001")
+    link = paths.current_adapter_link(cfg)
+    os.symlink("v0002", link.with_name(".current.kill"))
+    os.replace(link.with_name(".current.kill"), link)  # the swap happened, the ledger write did not
+    assert current_adapter(cfg).version == "v0001"
+    assert os.readlink(link) == "v0001" and led.current() == "v0001"
 
 
 def _sse(url: str, path: str, body: dict) -> list[dict | str]:

@@ -415,3 +415,152 @@ def test_fuzz_type_confusion_every_record_accounted(tmp_path, kind):
         word = where.split()[1]
         accounted.add(f"r{int(word) - 1}" if kind == "chat_jsonl" else (word if word.startswith("r") else f"r{word}"))
     assert accounted == {f"r{i}" for i in range(1000)}
+
+
+# --------------------------------------------------------------------------- impossible timestamps
+
+# Values a time field can hold that no clock can: each must cost its record only the time.
+IMPOSSIBLE_TIMES = ["inf", "Infinity", "-inf", "nan", "1e400", 1e300, -5, "2026-02-30", "2026-01-01T00:00:00+25:00"]
+IMPOSSIBLE_RAW_JSON = ["Infinity", "-Infinity", "NaN", "1e400", "1" * 4300]  # written straight into the JSON text
+
+
+def test_parse_time_is_total():
+    for v in [*IMPOSSIBLE_TIMES, float("inf"), float("nan"), 10**4300, "9" * 5000, [1], {"a": 1}, object()]:
+        assert parse_time(v) is None, v
+    assert parse_time("2025-05-01T00:00:00Z") == 1746057600.0
+    assert parse_time(1746057600000) == 1746057600.0  # milliseconds still read
+
+
+def _chat_line_with_time(i: int, raw_time: str) -> str:
+    return f'{{"id": "c{i}", "created_at": {raw_time}, "messages": [{{"role": "user", "content": "q"}}]}}\n'
+
+
+@pytest.mark.parametrize("raw", [json.dumps(v) for v in IMPOSSIBLE_TIMES] + IMPOSSIBLE_RAW_JSON)
+def test_one_impossible_time_costs_only_that_record_its_time_chat_jsonl(tmp_path, raw):
+    lines = [_chat_line_with_time(i, str(1746000000 + i)) for i in range(100)]
+    lines[50] = _chat_line_with_time(50, raw)
+    (tmp_path / "log.jsonl").write_text("".join(lines))
+    docs, problems = read_all("chat_jsonl", tmp_path / "log.jsonl")
+    assert len(docs) == 100
+    assert [d.timestamp is None for d in docs].count(True) == 1 and docs[50].timestamp is None
+    assert problems.count == 1 and problems.items[0][1] == "line 51" and "created_at" in problems.items[0][2]
+
+
+@pytest.mark.parametrize("raw", ['"inf"', "1e400", '"2026-02-30"'])
+def test_one_impossible_time_costs_only_that_record_its_time_exports(tmp_path, raw):
+    claude = [
+        json.dumps({"uuid": f"u{i}", "created_at": "@T@", "chat_messages": [{"sender": "human", "text": "h"}]}).replace(
+            '"@T@"', raw if i == 3 else '"2025-05-01T00:00:00Z"'
+        )
+        for i in range(10)
+    ]
+    (tmp_path / "claude").mkdir()
+    (tmp_path / "claude" / "conversations.json").write_text("[" + ",".join(claude) + "]")
+    docs, problems = read_all("claude_export", tmp_path / "claude" / "conversations.json")
+    assert len(docs) == 10 and docs[3].timestamp is None and problems.count == 1
+
+    template = json.loads((FIX / "chatgpt" / "conversations.json").read_text())[1]
+    convs = []
+    for i in range(10):
+        c = dict(template, id=f"id-{i}", conversation_id=f"id-{i}", create_time="@T@", update_time=None)
+        convs.append(json.dumps(c).replace('"@T@"', raw if i == 3 else "1746000000"))
+    (tmp_path / "gpt").mkdir()
+    (tmp_path / "gpt" / "conversations.json").write_text("[" + ",".join(convs) + "]")
+    docs, problems = read_all("chatgpt_export", tmp_path / "gpt" / "conversations.json")
+    assert len(docs) == 10 and docs[3].timestamp is None and problems.count == 1
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "date: .inf",
+        "date: 2026-02-30",
+        "date: 2026-01-01T00:00:00+25:00",
+        "date: " + "1" * 4300,
+        "date: " + "1" * 5000,
+        "date: 0001-01-01T00:00:00+01:00",
+    ],
+)
+@pytest.mark.parametrize("kind", ["wiki", "writing", "transcript"])
+def test_impossible_front_matter_date_keeps_the_page_and_its_other_fields(tmp_path, kind, line):
+    body = "Ann: hello there\nBob: hi\n" if kind == "transcript" else "# Page\n\nbody text\n"
+    (tmp_path / "good.md").write_text(f"---\ntitle: Fine\ndate: 2025-05-01\n---\n{body}")
+    (tmp_path / "bad.md").write_text(f"---\ntitle: Kept\n{line}\n---\n{body}")
+    docs, problems = read_all(kind, tmp_path)
+    by_name = {d.meta["file"]: d for d in docs}
+    assert set(by_name) == {"good.md", "bad.md"}
+    assert by_name["bad.md"].timestamp is None and by_name["bad.md"].title == "Kept"
+    assert by_name["good.md"].timestamp == 1746057600.0
+    assert problems.count == 1 and problems.items[0][0] == "bad.md"
+
+
+def test_front_matter_nested_beyond_the_stack_is_a_counted_problem(tmp_path):
+    (tmp_path / "deep.md").write_text("---\nx: " + "[" * 5000 + "]" * 5000 + "\n---\n# Deep\n\nbody\n")
+    docs, problems = read_all("wiki", tmp_path)
+    assert len(docs) == 1 and docs[0].text.endswith("body")
+    assert problems.count == 1
+
+
+# --------------------------------------------------------------------------- broken export elements
+
+
+def _claude_conv(i: int) -> dict:
+    return {"uuid": f"u{i}", "name": "n", "chat_messages": [{"sender": "human", "text": f"h{i}"}]}
+
+
+# Damage that leaves an element's brackets and strings balanced, so its extent is knowable.
+BALANCED_DAMAGE = [
+    lambda t: t.replace('"name":', '"name"', 1),  # a missing colon
+    lambda t: t.replace('"n"', '"n" "m"', 1),  # two values
+    lambda t: t.replace("[", "[ , ", 1),  # an empty slot
+    lambda t: t.replace('"name"', '"na\x00me"', 1),  # a control character in a string
+    lambda t: t[:-1] + "]]]}",  # stray closers inside
+    lambda t: t.replace('"n"', "nope", 1),  # a bare word
+]
+# Elements that are fine JSON but no conversation; after a broken one, the old resync skipped them uncounted.
+NOT_CONVERSATIONS = ["1", '"s"', "null", "[1, 2]", '{"other": 1}', "true"]
+
+
+def _index_of(where: str) -> int | None:
+    head = where.split(" (")[0].split()
+    return int(head[1]) if len(head) == 2 and head[1].isdigit() else None
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_every_export_element_is_stored_or_counted_at_its_true_index(tmp_path, seed):
+    rng = random.Random(seed)
+    chunks, good, bad = [], set(), set()
+    for i in range(600):
+        text = json.dumps(_claude_conv(i))
+        r = rng.random()
+        if r < 0.6:
+            good.add(i)
+        elif r < 0.85:
+            text = rng.choice(BALANCED_DAMAGE)(text)
+            bad.add(i)
+        else:
+            text = rng.choice(NOT_CONVERSATIONS)
+            bad.add(i)
+        chunks.append(text)
+    (tmp_path / "conversations.json").write_text("[" + ",\n".join(chunks) + "]")
+    docs, problems = read_all("claude_export", tmp_path / "conversations.json")
+    stored = {d.meta["index"] for d in docs}
+    assert stored == good
+    assert {d.doc_id for d in docs} == {f"conversations.json#u{i}" for i in good}
+    counted = {_index_of(w) for _, w, _ in problems.items}
+    assert counted == bad and problems.count == len(bad)
+
+
+def test_a_string_cut_open_loses_no_good_conversation(tmp_path):
+    rng = random.Random(5)
+    chunks, good = [], set()
+    for i in range(600):
+        text = json.dumps(_claude_conv(i))
+        if rng.random() < 0.15:
+            text = text[: rng.randrange(5, len(text) - 3)] + rng.choice(['"', "]]", "}"])
+        else:
+            good.add(f"conversations.json#u{i}")
+        chunks.append(text)
+    (tmp_path / "conversations.json").write_text("[" + ",\n".join(chunks) + "]")
+    docs, problems = read_all("claude_export", tmp_path / "conversations.json")
+    assert {d.doc_id for d in docs} == good
