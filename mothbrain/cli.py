@@ -119,7 +119,10 @@ def preprocess(cfg: Config, as_json: bool, since_days: float | None, force: bool
 @config_options
 @click.option("--dry-run", is_flag=True, help="Count parameters and estimate memory without loading weights.")
 @click.option("--fresh", is_flag=True, help="Do not resume an unfinished version; start a new one.")
-def train(cfg: Config, as_json: bool, dry_run: bool, fresh: bool) -> None:
+@click.option(
+    "--force", is_flag=True, help="Train even when the newest version already saw this data set with these settings."
+)
+def train(cfg: Config, as_json: bool, dry_run: bool, fresh: bool, force: bool) -> None:
     """QLoRA-train a new adapter version on the latest data set (resumes an unfinished one).
 
     \b
@@ -129,7 +132,7 @@ def train(cfg: Config, as_json: bool, dry_run: bool, fresh: bool) -> None:
     """
     from mothbrain.train.stage import run_train
 
-    report = run_train(cfg, dry_run=dry_run, fresh=fresh)
+    report = run_train(cfg, dry_run=dry_run, fresh=fresh, force=force)
     if report.text and not as_json:
         click.echo(report.text + "\n")  # the dry-run's memory breakdown
     _show(report, as_json)
@@ -183,7 +186,10 @@ def promote(cfg: Config, as_json: bool, version: str | None, rollback: bool) -> 
 @main.command()
 @config_options
 @click.argument("chain", type=click.Choice(["nightly", "weekly"]))
-def run(cfg: Config, as_json: bool, chain: str) -> None:
+@click.option(
+    "--force", is_flag=True, help="Train (and dream) even when there is no new material since the newest version."
+)
+def run(cfg: Config, as_json: bool, chain: str, force: bool) -> None:
     """Run a chain of stages (from schedule.<chain>.stages), one run at a time.
 
     \b
@@ -193,6 +199,8 @@ def run(cfg: Config, as_json: bool, chain: str) -> None:
     """
     from mothbrain.ops.schedule import run_chain
 
+    if force:
+        cfg.train.skip_unchanged = False
     record = run_chain(cfg, chain)
     _show(record, as_json)
     if getattr(record, "failed", False):

@@ -161,7 +161,14 @@ class TrainConfig:
     seed: int = _f(42, "training seed")
     save_steps: int = _f(50, "checkpoint every N optimizer steps (and on SIGTERM/SIGINT)")
     logging_steps: int = _f(1, "log the loss every N steps")
-    init_from: Literal["fresh", "current"] = _f("fresh", "start from a new adapter or the promoted one")
+    init_from: Literal["base", "current"] = _f(
+        "base", "base: each version starts as a new adapter on the base; current: from the promoted adapter's weights"
+    )
+    skip_unchanged: bool = _f(
+        True,
+        "skip training when the data set and these settings match an already trained version "
+        "(false, or `--force`, trains anyway)",
+    )
     replay_share: float = _f(0.0, "share of older material mixed into a recent-only run")
     use_liger: bool = _f(False, "use Liger kernels when installed (GPU)")
     keep_checkpoints: int = _f(2, "checkpoints kept per version while training")

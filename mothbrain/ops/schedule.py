@@ -44,7 +44,7 @@ from typing import Any
 from mothbrain.config import KNOWN_STAGES, ChainConfig, Config
 from mothbrain.core import paths
 from mothbrain.core.ledger import atomic_write_json
-from mothbrain.errors import MothError, NothingToDo
+from mothbrain.errors import MothError, NoNewMaterial, NothingToDo
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,8 @@ STAGE_FUNCTIONS = {
     "eval": ("mothbrain.evaluate.stage", "run_eval"),
     "promote": ("mothbrain.promote", "run_promote"),
 }
+# Stages that only make sense on a freshly trained adapter: skipped when train found no new material.
+NEEDS_NEW_VERSION = ("dream",)
 TRACEBACK_LINES = 12  # lines of a bug's traceback kept in the record (the log has all of it)
 
 StageFn = Callable[[Config], Any]
@@ -450,6 +452,7 @@ def _record_refusal(cfg: Config, run_id: str, chain: str, message: str) -> None:
 
 def _run_stages(cfg: Config, record: RunRecord, funcs: dict[str, StageFn]) -> None:
     stopped = False
+    unchanged: NoNewMaterial | None = None  # train's skip: the adapter of last night is still the newest
     for st in record.stages:
         if stopped:
             continue  # a failed stage stops the chain; the rest stay "not run"
@@ -461,6 +464,8 @@ def _run_stages(cfg: Config, record: RunRecord, funcs: dict[str, StageFn]) -> No
             fn = funcs.get(st.name)
             if fn is None:
                 raise MothError(f"no function for stage {st.name!r}")
+            if unchanged is not None and st.name in NEEDS_NEW_VERSION:
+                raise NothingToDo(f"{unchanged} (no new adapter to {st.name} with)")
             report = fn(cfg)
             st.status = "ok"
             st.figures = _trim(report.to_json()) if hasattr(report, "to_json") else {}
@@ -469,6 +474,8 @@ def _run_stages(cfg: Config, record: RunRecord, funcs: dict[str, StageFn]) -> No
                 record.version = getattr(report, "version", None) or st.figures.get("version") or None
         except NothingToDo as exc:
             st.status, st.error = "skipped", str(exc)
+            if isinstance(exc, NoNewMaterial):
+                unchanged = exc
         except MothError as exc:
             st.status, st.error = "failed", str(exc)
         except (KeyboardInterrupt, SystemExit) as exc:
