@@ -247,6 +247,11 @@ class PromoteConfig:
 class ChainConfig:
     stages: list[str] = _f([], "stages run in order")
     cron: str = _f("", "crontab time fields")
+    wait_for_lock_s: float = _f(
+        6 * 3600.0,
+        "when another run holds the lock, wait this many seconds for it before giving up "
+        "(a 72B nightly lasts hours; 0 = refuse at once)",
+    )
 
 
 @dataclass
