@@ -72,6 +72,14 @@ def main() -> None:
       mothbrain run nightly                     # the whole nightly chain
       mothbrain train --dry-run --config configs/default.yaml
       mothbrain status
+
+    \b
+    Exit codes:
+      0    ok (a chain whose stages were skipped for lack of new material is ok too)
+      1    error: a config mistake, a failed stage or run, the run lock held past its wait
+      2    wrong usage (unknown option or argument)
+      3    nothing to do (e.g. no new material to train on, nothing newer to promote)
+      130  interrupted (Ctrl-C)
     """
 
 

@@ -134,3 +134,11 @@ def test_a_config_that_cannot_train_creates_no_version(state_home):
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "train.learning_rate: expected a number > 0, got -1.0" in result.output
     assert not (state_home / "versions.json").exists()
+
+
+def test_help_and_readme_document_the_exit_codes():
+    help_text = CliRunner().invoke(main, ["--help"]).output
+    readme = (REPO_ROOT / "README.md").read_text()
+    for code, meaning in (("0", "ok"), ("1", "error"), ("3", "nothing to do"), ("130", "interrupted")):
+        assert f"{code} " in help_text.split("Exit codes:")[1] and meaning in help_text
+        assert f"| {code} | {meaning}" in readme

@@ -205,3 +205,22 @@ def test_promote_refuses_a_stale_comparison(state_home):
     with pytest.raises(MothError, match=f"run `mothbrain eval --version {v2}` again"):
         run_promote(cfg, v2)
     assert json.loads((state_home / "versions.json").read_text())["current"] == v1
+
+
+def test_promote_says_so_when_the_newest_evaluated_version_is_already_current(state_home):
+    from mothbrain.cli import main
+    from mothbrain.core.ledger import open_ledger
+
+    cfg = load_config(DEMO)
+    led = open_ledger(cfg)
+    older = _fake_evaluated(cfg)  # evaluated, never promoted, older than current: never picked
+    v = _fake_evaluated(cfg)
+    led.set_current(v)
+    result = CliRunner().invoke(main, ["promote", "--config", str(DEMO)])
+    assert result.exit_code == 3, result.output
+    assert f"nothing to do: {v} is already current and no newer version is evaluated" in result.output
+    assert led.current() == v and led.get(older)["status"] == "evaluated"
+
+    trained = led.new_version(status="trained")["id"]
+    result = CliRunner().invoke(main, ["promote", "--config", str(DEMO)])
+    assert result.exit_code == 3 and f"run `mothbrain eval --version {trained}` first" in result.output
