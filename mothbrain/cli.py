@@ -211,6 +211,8 @@ def run(cfg: Config, as_json: bool, chain: str, force: bool) -> None:
         cfg.train.skip_unchanged = False
     record = run_chain(cfg, chain)
     _show(record, as_json)
+    if not as_json:
+        click.echo(f"log: {record.log}")  # the whole story of the run (JSON carries it as "log")
     if getattr(record, "failed", False):
         sys.exit(1)
 

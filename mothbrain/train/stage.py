@@ -174,7 +174,10 @@ def run_train(cfg: Config, dry_run: bool = False, fresh: bool = False, force: bo
     report.figures = {
         "version": run.version,
         "steps": result["steps"],
-        "loss (first → final)": f"{first:.3f} → {final:.3f}" if first is not None else "n/a",
+        # the first and the last logged loss, as the log shows them (the ledger also keeps window means)
+        "loss (first → final)": (
+            f"{result['losses'][0][1]:.3f} → {result['losses'][-1][1]:.3f}" if result["losses"] else "n/a"
+        ),
         "tokens": result["tokens"],
         "tokens/s": result["tokens_per_s"],
         "pad share": f"{result['pad_share']:.1%}",

@@ -320,3 +320,13 @@ def test_status_shows_runs_versions_and_the_current_adapter(state_home):
     res = CliRunner().invoke(main, ["status", "--json"])
     assert res.exit_code == 0, res.output
     assert json.loads(res.output)["current"]["version"] == v1
+
+
+def test_every_run_prints_the_path_of_its_log(state_home, monkeypatch):
+    from mothbrain.ops import schedule
+
+    monkeypatch.setattr(schedule, "default_stages", lambda: {s: _ok(s) for s in schedule.STAGE_FUNCTIONS})
+    res = CliRunner().invoke(main, ["run", "nightly", "--set", "schedule.send_briefing=false"])
+    assert res.exit_code == 0, res.output
+    (rec,) = load_runs(_cfg())
+    assert f"log: {rec['log']}" in res.output and Path(rec["log"]).is_file()

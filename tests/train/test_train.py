@@ -334,8 +334,11 @@ def test_a_night_with_no_new_material_trains_and_dreams_nothing(demo_cfg, state_
 
 
 def test_train_force_and_config_setting_train_unchanged_data_again(prepared):
-    cfg = prepared("train.max_steps=2", "train.save_steps=100")
-    first = run_train(cfg).version
+    cfg = prepared("train.max_steps=2", "train.save_steps=100", "train.logging_steps=1")
+    report = run_train(cfg)
+    first = report.version
+    losses = open_ledger(cfg).get(first)["train"]["losses"]
+    assert report.figures["loss (first → final)"] == f"{losses[0][1]:.3f} → {losses[-1][1]:.3f}"  # as logged
     with pytest.raises(NothingToDo, match=f"no new material since {first}"):
         run_train(cfg)
     result = CliRunner().invoke(
