@@ -370,9 +370,9 @@ def proposals() -> None:
     default=None,
     help="Only proposals with this status.",
 )
-@click.option("--limit", type=int, default=None, help="At most this many.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the newest N, newest first.")
 def proposals_list(cfg: Config, as_json: bool, status: str | None, limit: int | None) -> None:
-    """List staged proposals, oldest first."""
+    """List staged proposals, oldest first (with --limit: the newest N, newest first)."""
     import json
 
     from rich.console import Console
@@ -383,6 +383,9 @@ def proposals_list(cfg: Config, as_json: bool, status: str | None, limit: int | 
     rows = list_proposals(cfg, status=status, limit=limit)
     if as_json:
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    if not rows:
+        click.echo(f"no {status + ' ' if status else ''}proposals")
         return
     short = [
         {
