@@ -72,6 +72,14 @@ def main() -> None:
       mothbrain run nightly                     # the whole nightly chain
       mothbrain train --dry-run --config configs/default.yaml
       mothbrain status
+
+    \b
+    Exit codes:
+      0    ok (a chain whose stages were skipped for lack of new material is ok too)
+      1    error: a config mistake, a failed stage or run, the run lock held past its wait
+      2    wrong usage (unknown option or argument)
+      3    nothing to do (e.g. no new material to train on, nothing newer to promote)
+      130  interrupted (Ctrl-C)
     """
 
 
@@ -119,7 +127,10 @@ def preprocess(cfg: Config, as_json: bool, since_days: float | None, force: bool
 @config_options
 @click.option("--dry-run", is_flag=True, help="Count parameters and estimate memory without loading weights.")
 @click.option("--fresh", is_flag=True, help="Do not resume an unfinished version; start a new one.")
-def train(cfg: Config, as_json: bool, dry_run: bool, fresh: bool) -> None:
+@click.option(
+    "--force", is_flag=True, help="Train even when the newest version already saw this data set with these settings."
+)
+def train(cfg: Config, as_json: bool, dry_run: bool, fresh: bool, force: bool) -> None:
     """QLoRA-train a new adapter version on the latest data set (resumes an unfinished one).
 
     \b
@@ -129,7 +140,7 @@ def train(cfg: Config, as_json: bool, dry_run: bool, fresh: bool) -> None:
     """
     from mothbrain.train.stage import run_train
 
-    report = run_train(cfg, dry_run=dry_run, fresh=fresh)
+    report = run_train(cfg, dry_run=dry_run, fresh=fresh, force=force)
     if report.text and not as_json:
         click.echo(report.text + "\n")  # the dry-run's memory breakdown
     _show(report, as_json)
@@ -183,7 +194,10 @@ def promote(cfg: Config, as_json: bool, version: str | None, rollback: bool) -> 
 @main.command()
 @config_options
 @click.argument("chain", type=click.Choice(["nightly", "weekly"]))
-def run(cfg: Config, as_json: bool, chain: str) -> None:
+@click.option(
+    "--force", is_flag=True, help="Train (and dream) even when there is no new material since the newest version."
+)
+def run(cfg: Config, as_json: bool, chain: str, force: bool) -> None:
     """Run a chain of stages (from schedule.<chain>.stages), one run at a time.
 
     \b
@@ -194,8 +208,12 @@ def run(cfg: Config, as_json: bool, chain: str) -> None:
     from mothbrain.ops.briefing import send_after_run
     from mothbrain.ops.schedule import run_chain
 
+    if force:
+        cfg.train.skip_unchanged = False
     record = run_chain(cfg, chain, on_finish=send_after_run)
     _show(record, as_json)
+    if not as_json:
+        click.echo(f"log: {record.log}")  # the whole story of the run (JSON carries it as "log")
     if getattr(record, "failed", False):
         sys.exit(1)
 
@@ -353,9 +371,9 @@ def proposals() -> None:
     default=None,
     help="Only proposals with this status.",
 )
-@click.option("--limit", type=int, default=None, help="At most this many.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the newest N, newest first.")
 def proposals_list(cfg: Config, as_json: bool, status: str | None, limit: int | None) -> None:
-    """List staged proposals, oldest first."""
+    """List staged proposals, oldest first (with --limit: the newest N, newest first)."""
     import json
 
     from rich.console import Console
@@ -366,6 +384,9 @@ def proposals_list(cfg: Config, as_json: bool, status: str | None, limit: int | 
     rows = list_proposals(cfg, status=status, limit=limit)
     if as_json:
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    if not rows:
+        click.echo(f"no {status + ' ' if status else ''}proposals")
         return
     short = [
         {

@@ -145,7 +145,7 @@ class PreprocessConfig:
 
 @dataclass
 class TrainConfig:
-    max_steps: int = _f(-1, "optimizer steps; -1 = run num_epochs")
+    max_steps: int = _f(-1, "optimizer steps (>= 1); -1 = run num_epochs over the training set")
     num_epochs: float = _f(1.0, "passes over the training set when max_steps is -1")
     learning_rate: float = _f(2e-4, "peak AdamW learning rate for the LoRA weights")
     lr_scheduler: str = _f("cosine", "transformers scheduler name")
@@ -161,7 +161,14 @@ class TrainConfig:
     seed: int = _f(42, "training seed")
     save_steps: int = _f(50, "checkpoint every N optimizer steps (and on SIGTERM/SIGINT)")
     logging_steps: int = _f(1, "log the loss every N steps")
-    init_from: Literal["fresh", "current"] = _f("fresh", "start from a new adapter or the promoted one")
+    init_from: Literal["base", "current"] = _f(
+        "base", "base: each version starts as a new adapter on the base; current: from the promoted adapter's weights"
+    )
+    skip_unchanged: bool = _f(
+        True,
+        "skip training when the data set and these settings match an already trained version "
+        "(false, or `--force`, trains anyway)",
+    )
     replay_share: float = _f(0.0, "share of older material mixed into a recent-only run")
     use_liger: bool = _f(False, "use Liger kernels when installed (GPU)")
     keep_checkpoints: int = _f(2, "checkpoints kept per version while training")
@@ -240,6 +247,11 @@ class PromoteConfig:
 class ChainConfig:
     stages: list[str] = _f([], "stages run in order")
     cron: str = _f("", "crontab time fields")
+    wait_for_lock_s: float = _f(
+        6 * 3600.0,
+        "when another run holds the lock, wait this many seconds for it before giving up "
+        "(a 72B nightly lasts hours; 0 = refuse at once)",
+    )
 
 
 @dataclass
@@ -456,8 +468,98 @@ def _apply_override(data: dict, override: str) -> None:
     node[parts[-1]] = value
 
 
+# (dotted key, lowest, highest, lowest allowed?, highest allowed?): numbers outside their range are refused when
+# the config loads, so a config that cannot train (or serve) never starts a run or a ledger version.
+INF = float("inf")
+RANGES: tuple[tuple[str, float, float, bool, bool], ...] = (
+    ("lora.alpha", 0, INF, False, True),
+    ("lora.dropout", 0, 1, True, False),
+    ("ingest.since_days", 0, INF, False, True),
+    ("ingest.max_file_mb", 0, INF, False, True),
+    ("preprocess.context_turns", 0, INF, True, True),
+    ("preprocess.max_chars", 1, INF, True, True),
+    ("preprocess.dedup_threshold", 0, 1, False, True),
+    ("preprocess.association_pairs", 0, INF, True, True),
+    ("preprocess.association_min_docs", 1, INF, True, True),
+    ("preprocess.workers", 0, INF, True, True),
+    ("preprocess.filters.max_code_block_lines", 0, INF, True, True),
+    ("preprocess.filters.min_chars", 0, INF, True, True),
+    ("train.num_epochs", 0, INF, False, True),
+    ("train.learning_rate", 0, INF, False, True),
+    ("train.warmup_ratio", 0, INF, True, True),
+    ("train.weight_decay", 0, INF, True, True),
+    ("train.max_grad_norm", 0, INF, True, True),
+    ("train.logging_steps", 1, INF, True, True),
+    ("train.keep_checkpoints", 1, INF, True, True),
+    ("neighbour.nice", 0, 19, True, True),
+    ("neighbour.yield.interval_s", 0, INF, False, True),
+    ("neighbour.yield.cpu_load_threshold", 0, INF, True, True),
+    ("neighbour.yield.quiet_s", 0, INF, True, True),
+    ("hardware.memory_gb", 0, INF, False, True),
+    ("hardware.overhead_gb", 0, INF, True, True),
+    ("dream.num_prompts", 1, INF, True, True),
+    ("dream.max_new_tokens", 1, INF, True, True),
+    ("dream.temperature", 0, INF, False, True),
+    ("dream.top_p", 0, 1, False, True),
+    ("dream.batch_size", 1, INF, True, True),
+    ("eval.max_heldout_samples", 1, INF, True, True),
+    ("eval.association_pairs", 0, INF, True, True),
+    ("eval.distractors", 1, INF, True, True),
+    ("eval.surprise_prompts", 0, INF, True, True),
+    ("eval.surprise_distance", 0, 2, True, True),
+    ("eval.relevance_min", -1, 1, True, True),
+    ("promote.gate.min_improvement_vs_base_pct", -100, INF, True, True),
+    ("promote.gate.max_regression_vs_current_pct", 0, INF, True, True),
+    ("schedule.nightly.wait_for_lock_s", 0, INF, True, True),
+    ("schedule.weekly.wait_for_lock_s", 0, INF, True, True),
+    ("briefing.smtp_port", 1, 65535, True, True),
+    ("serve.port", 1, 65535, True, True),
+    ("serve.max_request_bytes", 1, INF, True, True),
+    ("serve.max_tokens", 1, INF, True, True),
+    ("serve.max_concurrent", 1, INF, True, True),
+    ("serve.max_queue", 0, INF, True, True),
+    ("coordinator.system1_timeout_s", 0, INF, False, True),
+    ("coordinator.system2_timeout_s", 0, INF, False, True),
+    ("coordinator.wiki_timeout_s", 0, INF, False, True),
+    ("coordinator.synthesis_timeout_s", 0, INF, False, True),
+    ("coordinator.system1_max_tokens", 1, INF, True, True),
+    ("coordinator.system1_temperature", 0, INF, True, True),
+    ("coordinator.wiki_top_k", 0, INF, True, True),
+)
+
+
+def _get(cfg: Config, dotted: str) -> Any:
+    node: Any = cfg
+    for part in dotted.split("."):
+        node = getattr(node, "yield_" if part == "yield" else part)
+    return node
+
+
+def _range_text(lo: float, hi: float, lo_ok: bool, hi_ok: bool) -> str:
+    low = f"{'>=' if lo_ok else '>'} {lo:g}"
+    if hi == INF:
+        return f"a number {low}"
+    if lo_ok and hi_ok:
+        return f"a number from {lo:g} to {hi:g}"
+    return f"a number {low} and {'<=' if hi_ok else '<'} {hi:g}"
+
+
+def _check_ranges(cfg: Config, src: str) -> None:
+    for key, lo, hi, lo_ok, hi_ok in RANGES:
+        v = _get(cfg, key)
+        inside = (v >= lo if lo_ok else v > lo) and (v <= hi if hi_ok else v < hi)
+        if not inside or v != v:  # v != v: NaN
+            raise ConfigError(f"{src}: {key}: expected {_range_text(lo, hi, lo_ok, hi_ok)}, got {v!r}")
+    if cfg.train.max_steps < 1 and cfg.train.max_steps != -1:
+        raise ConfigError(
+            f"{src}: train.max_steps: expected a number of steps >= 1, or -1 for train.num_epochs passes "
+            f"over the data, got {cfg.train.max_steps}"
+        )
+
+
 def _validate(cfg: Config, src: str) -> None:
-    """Rules that span fields (like trl's __post_init__ checks)."""
+    """Rules that span fields (like trl's __post_init__ checks), and every number's allowed range."""
+    _check_ranges(cfg, src)
     names = [s.name for s in cfg.sources]
     for i, s in enumerate(cfg.sources):
         if not s.name:

@@ -11,3 +11,14 @@ class NothingToDo(MothError):
     """Not a failure of the machine: e.g. no new material. Chains treat it as a skip."""
 
     exit_code = 3
+
+
+class NoNewMaterial(NothingToDo):
+    """Training would repeat a version already trained on the same data with the same settings."""
+
+    def __init__(self, version: str, fingerprint: str):
+        self.version, self.fingerprint = version, fingerprint
+        super().__init__(
+            f"no new material since {version} (fingerprint {fingerprint[:12]}); "
+            "`--force` or train.skip_unchanged: false trains anyway"
+        )

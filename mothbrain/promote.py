@@ -130,19 +130,32 @@ def gate_checks(ev: dict[str, Any], gate: GateConfig, has_current: bool) -> list
     return checks
 
 
+def _refuse_when_current_is_newest(ledger, current: str | None) -> None:
+    """NothingToDo when no evaluated version is newer than the current one (never promote an older one)."""
+    if current is None:
+        return
+    ids = [v["id"] for v in ledger.versions()]
+    newer = [v for v in ledger.versions()[ids.index(current) + 1 :] if v["status"] in ("evaluated", "trained")]
+    if any(v["status"] == "evaluated" for v in newer):
+        return
+    hint = f"; run `mothbrain eval --version {newer[-1]['id']}` first" if newer else ""
+    raise NothingToDo(f"{current} is already current and no newer version is evaluated{hint}")
+
+
 def run_promote(cfg: Config, version: str | None = None) -> PromoteReport:
     from mothbrain.models.loading import adapter_is_complete
 
     reconcile_current(cfg)
     ledger = open_ledger(cfg)
+    current = ledger.current()
     if version is None:
+        _refuse_when_current_is_newest(ledger, current)
         entry = ledger.latest(("evaluated",)) or ledger.latest(("trained",))
         if entry is None:
             raise NothingToDo("no evaluated version to promote; run `mothbrain train` and `mothbrain eval` first")
     else:
         entry = ledger.get(version)
     version = entry["id"]
-    current = ledger.current()
     if version == current:
         return PromoteReport(title=f"promote: {version} is already current", version=version, decision="unchanged")
     if entry["status"] in ("training", "failed"):

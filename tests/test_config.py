@@ -101,3 +101,44 @@ def test_unknown_key_is_a_clean_cli_error(tmp_path):
     assert result.exit_code != 0
     assert "unknown key 'trian'" in result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    "override, needle",
+    [
+        ("train.max_steps=0", "train.max_steps: expected a number of steps >= 1, or -1 for train.num_epochs"),
+        ("train.max_steps=-5", "train.max_steps: expected a number of steps >= 1, or -1"),
+        ("train.learning_rate=0", "train.learning_rate: expected a number > 0, got 0.0"),
+        ("train.learning_rate=-0.001", "train.learning_rate: expected a number > 0"),
+        ("train.num_epochs=0", "train.num_epochs: expected a number > 0"),
+        ("serve.port=0", "serve.port: expected a number from 1 to 65535, got 0"),
+        ("serve.port=70000", "serve.port: expected a number from 1 to 65535, got 70000"),
+        ("briefing.smtp_port=-1", "briefing.smtp_port: expected a number from 1 to 65535"),
+        ("dream.top_p=1.5", "dream.top_p: expected a number > 0 and <= 1"),
+        ("lora.dropout=1", "lora.dropout: expected a number >= 0 and < 1"),
+        ("preprocess.dedup_threshold=0", "preprocess.dedup_threshold: expected a number > 0 and <= 1"),
+        ("coordinator.system1_timeout_s=0", "coordinator.system1_timeout_s: expected a number > 0"),
+        ("neighbour.yield.interval_s=-1", "neighbour.yield.interval_s: expected a number > 0"),
+        ("schedule.weekly.wait_for_lock_s=-1", "schedule.weekly.wait_for_lock_s: expected a number >= 0"),
+    ],
+)
+def test_numbers_out_of_range_are_refused_when_the_config_loads(override, needle):
+    with pytest.raises(ConfigError) as err:
+        load_config(None, [override])
+    assert needle in str(err.value)
+    assert load_config(None, ["train.max_steps=-1"]).train.max_steps == -1  # documented: num_epochs passes
+
+
+def test_a_config_that_cannot_train_creates_no_version(state_home):
+    result = CliRunner().invoke(main, ["train", "--set", "train.learning_rate=-1"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "train.learning_rate: expected a number > 0, got -1.0" in result.output
+    assert not (state_home / "versions.json").exists()
+
+
+def test_help_and_readme_document_the_exit_codes():
+    help_text = CliRunner().invoke(main, ["--help"]).output
+    readme = (REPO_ROOT / "README.md").read_text()
+    for code, meaning in (("0", "ok"), ("1", "error"), ("3", "nothing to do"), ("130", "interrupted")):
+        assert f"{code} " in help_text.split("Exit codes:")[1] and meaning in help_text
+        assert f"| {code} | {meaning}" in readme

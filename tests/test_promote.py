@@ -300,3 +300,22 @@ def test_a_failed_ledger_write_after_the_swap_is_confirmed_by_the_next_command(s
             promote.run_promote(cfg, v1)
     assert promote.current_adapter_path(cfg).name == v1
     assert open_ledger(cfg).current() == v1 and _link(state_home) == v1
+
+
+def test_promote_says_so_when_the_newest_evaluated_version_is_already_current(state_home):
+    from mothbrain.cli import main
+    from mothbrain.core.ledger import open_ledger
+
+    cfg = load_config(DEMO)
+    led = open_ledger(cfg)
+    older = _fake_evaluated(cfg)  # evaluated, never promoted, older than current: never picked
+    v = _fake_evaluated(cfg)
+    led.set_current(v)
+    result = CliRunner().invoke(main, ["promote", "--config", str(DEMO)])
+    assert result.exit_code == 3, result.output
+    assert f"nothing to do: {v} is already current and no newer version is evaluated" in result.output
+    assert led.current() == v and led.get(older)["status"] == "evaluated"
+
+    trained = led.new_version(status="trained")["id"]
+    result = CliRunner().invoke(main, ["promote", "--config", str(DEMO)])
+    assert result.exit_code == 3 and f"run `mothbrain eval --version {trained}` first" in result.output

@@ -155,10 +155,12 @@ def add_proposals(cfg, items: Iterable[dict[str, Any]]) -> list[int]:
 
 
 def list_proposals(cfg, status: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
-    """Proposals, oldest first (optionally only one status, at most `limit`)."""
+    """Proposals, oldest first; with `limit`, the newest `limit` of them, newest first (what a reviewer
+    asking for "the last 10" wants to see). Optionally only one status."""
     if status is not None and status not in STATUSES:
         raise MothError(f"unknown proposal status {status!r} (one of {', '.join(STATUSES)})")
-    sql = "SELECT * FROM proposals" + (" WHERE status = ?" if status else "") + " ORDER BY id"
+    order = " ORDER BY id DESC" if limit is not None else " ORDER BY id"
+    sql = "SELECT * FROM proposals" + (" WHERE status = ?" if status else "") + order
     args: list[Any] = [status] if status else []
     if limit is not None:
         sql += " LIMIT ?"

@@ -274,13 +274,18 @@ def build_prompts(cfg: Config, n: int, seed: int | None = None) -> tuple[list[Pr
     return prompts, corpus
 
 
+# A role label of the training format ("Assistant:", "user:") the model may echo; never part of a dream.
+_ROLE_LABEL = re.compile(r"(?i)(?:^|(?<=\s))(?:assistant|user|system|human)\s*:")
+_NEXT_ROLE_TURN = re.compile(r"(?i)\n\s*(?:assistant|user|system|human)\s*:")
+
+
 def tidy(text: str, style: str) -> str:
-    """A generated text without trailing noise; a thread continuation stops where the next speaker starts."""
-    if style == "continue_thread":
-        m = _NEXT_TURN.search(text)
-        if m:
-            text = text[: m.start()]
-    return text.strip()
+    """A generated text without trailing noise or role labels; it stops where another turn starts."""
+    text = _ROLE_LABEL.sub("", text.strip(), count=1) if _ROLE_LABEL.match(text.strip()) else text
+    m = (_NEXT_TURN if style == "continue_thread" else _NEXT_ROLE_TURN).search(text)
+    if m:
+        text = text[: m.start()]
+    return re.sub(r"[ \t]{2,}", " ", _ROLE_LABEL.sub("", text)).strip()
 
 
 # --------------------------------------------------------------------------- generation

@@ -271,6 +271,8 @@ def _stage_summary(run: dict[str, Any]) -> str:
         return err if err.startswith(failed[0]["name"]) else f"{failed[0]['name']}: {err}"
     skipped = [s["name"] for s in run.get("stages", []) if s.get("status") == "skipped"]
     parts = [f"version {run['version']}" if run.get("version") else ""]
+    if run.get("lock_wait"):
+        parts.append(f"waited {run['lock_wait'].get('seconds')} s for the lock")
     if skipped:
         parts.append("skipped: " + ", ".join(skipped))
     return "; ".join(p for p in parts if p)
@@ -298,6 +300,10 @@ def build_briefing(cfg: Config, now: _dt.datetime | None = None) -> Briefing:
             f"{_local(parse_time(last.get('finished')), '%H:%M') if last.get('finished') else 'still running'}"
             f" on {last.get('host', '?')}; log: {last.get('log') or '—'}"
         )
+        if last.get("lock_wait"):
+            sec.lines.append(
+                last["lock_wait"].get("note") or f"waited {last['lock_wait'].get('seconds')} s for the lock"
+            )
         if last.get("recovered_lock"):
             sec.lines.append(last["recovered_lock"])
         sec.headers = ["stage", "status", "seconds", "result"]

@@ -59,6 +59,7 @@ class RunRecord:
     stages: list[StageResult] = field(default_factory=list)
     version: str | None = None  # the version the train stage produced
     recovered_lock: str | None = None
+    lock_wait: dict[str, Any] | None = None  # {"seconds", "note"} when it waited for another run
     briefing: dict[str, Any] | None = None
     warnings: list[str] = field(default_factory=list)
 
@@ -105,6 +106,7 @@ class RunRecord:
             "log": self.log,
             "version": self.version,
             "recovered_lock": self.recovered_lock,
+            "lock_wait": self.lock_wait,
             "stages": [s.to_json() for s in self.stages],
             "briefing": self.briefing,
             "warnings": self.warnings,

@@ -2,10 +2,12 @@
 
 `run_chain(cfg, "nightly")` runs the stages named in `schedule.nightly.stages`, one run at a time:
 
-* a non-blocking `fcntl.flock` on `<state>/run.lock` refuses an overlapping run at once, naming the
-  holder (pid, chain, start). The kernel drops the lock when its holder dies, so a `kill -9` never
-  wedges the schedule; the pid the dead run left in the file is reported as a recovered stale lock
-  and its run record is marked "killed".
+* a non-blocking `fcntl.flock` on `<state>/run.lock`, tried every few seconds while another run holds
+  it, for up to `schedule.<chain>.wait_for_lock_s` (the Saturday weekly waits for a nightly that is
+  still training; the wait is logged and kept in the run record). Past that deadline (at once with
+  0) the run is refused, naming the holder (pid, chain, start). The kernel drops the lock when its
+  holder dies, so a `kill -9` never wedges the schedule; the pid the dead run left in the file is
+  reported as a recovered stale lock and its run record is marked "killed".
 * every run writes `runs/<run id>.json`, rewritten atomically after each stage, so a kill at any
   moment leaves a record of what happened up to then; `logs/<run id>.log` gets the run's log lines.
 * a stage that raises NothingToDo is "skipped" and the chain goes on; one that fails stops the chain
@@ -47,7 +49,7 @@ from mothbrain.config import KNOWN_STAGES, ChainConfig, Config
 from mothbrain.core import paths
 from mothbrain.core.atomic import save_json
 from mothbrain.core.clock import now_iso, parse_time
-from mothbrain.errors import MothError, NothingToDo
+from mothbrain.errors import MothError, NoNewMaterial, NothingToDo
 from mothbrain.ops.runs import RECORD_SCHEMA, RunRecord, StageResult, load_runs, new_run_id, trim
 
 log = logging.getLogger(__name__)
@@ -62,6 +64,8 @@ STAGE_FUNCTIONS = {
     "eval": ("mothbrain.evaluate.stage", "run_eval"),
     "promote": ("mothbrain.promote", "run_promote"),
 }
+# Stages that only make sense on a freshly trained adapter: skipped when train found no new material.
+NEEDS_NEW_VERSION = ("dream",)
 TRACEBACK_LINES = 12  # lines of a bug's traceback kept in the record (the log has all of it)
 
 StageFn = Callable[[Config], Any]
@@ -205,9 +209,10 @@ def run_chain(
     funcs = {**default_stages(), **(stages or {})}
     _ensure_state_dirs(cfg)
     run_id = new_run_id(cfg, chain)
+    started = now_iso()  # before any wait for the lock: the run belongs to its cron slot
     with contextlib.ExitStack() as stack:
         try:
-            stale = stack.enter_context(run_lock(cfg, chain, run_id))
+            stale, waited = _acquire_lock(stack, cfg, chain, run_id)
         except LockHeld as exc:
             _record_refusal(cfg, run_id, chain, str(exc))
             raise
@@ -219,8 +224,12 @@ def run_chain(
             config=cfg.config_path,
             path=paths.runs_dir(cfg) / f"{run_id}.json",
             log=str(paths.logs_dir(cfg) / f"{run_id}.log"),
+            started=started,
             stages=[StageResult(n) for n in names],
         )
+        if waited:
+            record.lock_wait = waited
+            record.warnings.append(waited["note"])
         if stale and stale.get("pid"):
             record.recovered_lock = (
                 f"recovered stale lock from pid {stale.get('pid')} (chain "
@@ -229,6 +238,8 @@ def run_chain(
             record.warnings.append(record.recovered_lock)
         record.save()
         with _run_log(record.log) as handler:
+            if record.lock_wait:
+                log.warning(record.lock_wait["note"])
             if record.recovered_lock:
                 log.warning(record.recovered_lock)
                 _mark_killed(cfg, stale)
@@ -248,6 +259,56 @@ def run_chain(
     return record
 
 
+LOCK_POLL_S = 2.0  # how often a waiting run tries the lock again
+
+
+def _acquire_lock(
+    stack: contextlib.ExitStack, cfg: Config, chain: str, run_id: str
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """Take the run lock, waiting up to schedule.<chain>.wait_for_lock_s while another run holds it.
+
+    The Saturday weekly starts while a long nightly still trains: it waits for it instead of being
+    refused. Returns (what a dead holder left, the wait: seconds and a note, or None if none).
+    Raises LockHeld when the deadline passes (or at once with wait_for_lock_s 0).
+    """
+    limit = chain_config(cfg, chain).wait_for_lock_s
+    t0, first = time.monotonic(), None
+    while True:
+        try:
+            stale = stack.enter_context(run_lock(cfg, chain, run_id))
+        except LockHeld as exc:
+            waited = time.monotonic() - t0
+            if waited >= limit:
+                if first is None:
+                    raise
+                raise LockHeld(
+                    f"{first}; gave up after waiting {_duration(waited)} (schedule.{chain}.wait_for_lock_s: {limit:g})"
+                ) from None
+            if first is None:
+                first = str(exc).split("; this", 1)[0]
+                log.warning(
+                    "%s; this %s run waits for it (up to %s, schedule.%s.wait_for_lock_s)",
+                    first,
+                    chain,
+                    _duration(limit),
+                    chain,
+                )
+            time.sleep(min(LOCK_POLL_S, max(limit - waited, 0.05)))
+            continue
+        if first is None:
+            return stale, None
+        waited = round(time.monotonic() - t0, 1)
+        return stale, {"seconds": waited, "note": f"waited {_duration(waited)} for the lock: {first}"}
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 120:
+        return f"{seconds} s"
+    h, m = divmod(seconds // 60, 60)
+    return f"{h} h {m:02d} min" if h else f"{m} min"
+
+
 def _ensure_state_dirs(cfg: Config) -> None:
     try:
         paths.runs_dir(cfg), paths.logs_dir(cfg)
@@ -259,8 +320,10 @@ def _ensure_state_dirs(cfg: Config) -> None:
 
 
 def _record_refusal(cfg: Config, run_id: str, chain: str, message: str) -> None:
-    """A short record of a refused run, so the briefing tells "refused" from "never started"."""
-    log.error(message)
+    """A short record of a refused run, so the briefing tells "refused" from "never started".
+
+    Not logged: the caller prints the refusal (once) and cron appends it to cron-<chain>.log.
+    """
     with contextlib.suppress(MothError, OSError):
         t = now_iso()
         save_json(
@@ -288,6 +351,7 @@ def _record_refusal(cfg: Config, run_id: str, chain: str, message: str) -> None:
 
 def _run_stages(cfg: Config, record: RunRecord, funcs: dict[str, StageFn]) -> None:
     stopped = False
+    unchanged: NoNewMaterial | None = None  # train's skip: the adapter of last night is still the newest
     for st in record.stages:
         if stopped:
             continue  # a failed stage stops the chain; the rest stay "not run"
@@ -299,6 +363,8 @@ def _run_stages(cfg: Config, record: RunRecord, funcs: dict[str, StageFn]) -> No
             fn = funcs.get(st.name)
             if fn is None:
                 raise MothError(f"no function for stage {st.name!r}")
+            if unchanged is not None and st.name in NEEDS_NEW_VERSION:
+                raise NothingToDo(f"{unchanged} (no new adapter to {st.name} with)")
             report = fn(cfg)
             st.status = "ok"
             st.figures = trim(report.to_json()) if hasattr(report, "to_json") else {}
@@ -307,6 +373,8 @@ def _run_stages(cfg: Config, record: RunRecord, funcs: dict[str, StageFn]) -> No
                 record.version = getattr(report, "version", None) or st.figures.get("version") or None
         except NothingToDo as exc:
             st.status, st.error = "skipped", str(exc)
+            if isinstance(exc, NoNewMaterial):
+                unchanged = exc
         except MothError as exc:
             st.status, st.error = "failed", str(exc)
         except (KeyboardInterrupt, SystemExit) as exc:

@@ -41,7 +41,7 @@ from mothbrain.core import paths
 from mothbrain.core.atomic import replace_folder
 from mothbrain.core.clock import now_iso
 from mothbrain.core.ledger import Ledger, open_ledger
-from mothbrain.errors import MothError, NothingToDo
+from mothbrain.errors import MothError, NoNewMaterial, NothingToDo
 
 # Optimizers that need CUDA (bitsandbytes paged / 8-bit states); on CPU plain AdamW is used.
 CUDA_ONLY_OPTIMIZERS = ("paged_", "8bit")
@@ -87,7 +87,8 @@ class _Run:
 # --------------------------------------------------------------------------- entry point
 
 
-def run_train(cfg: Config, dry_run: bool = False, fresh: bool = False) -> TrainReport:
+def run_train(cfg: Config, dry_run: bool = False, fresh: bool = False, force: bool = False) -> TrainReport:
+    """Train a version; NoNewMaterial (a skip) when it would repeat one (unless `force` or the config says so)."""
     if dry_run:
         return dry_run_report(cfg)
 
@@ -95,8 +96,10 @@ def run_train(cfg: Config, dry_run: bool = False, fresh: bool = False) -> TrainR
     from mothbrain.train.neighbour import apply_niceness
 
     # --- setup: refuse what cannot fit before anything is loaded or recorded
-    estimate = memory.check_fits(cfg)
     dataset, meta = _load_dataset(cfg)
+    if cfg.train.skip_unchanged and not force:
+        refuse_unchanged(cfg, meta.get("fingerprint"))
+    estimate = memory.check_fits(cfg)
     run = _open_version(cfg, meta, fresh, estimate)
     niceness = apply_niceness(cfg.neighbour)
 
@@ -172,7 +175,10 @@ def run_train(cfg: Config, dry_run: bool = False, fresh: bool = False) -> TrainR
     report.figures = {
         "version": run.version,
         "steps": result["steps"],
-        "loss (first → final)": f"{first:.3f} → {final:.3f}" if first is not None else "n/a",
+        # the first and the last logged loss, as the log shows them (the ledger also keeps window means)
+        "loss (first → final)": (
+            f"{result['losses'][0][1]:.3f} → {result['losses'][-1][1]:.3f}" if result["losses"] else "n/a"
+        ),
         "tokens": result["tokens"],
         "tokens/s": result["tokens_per_s"],
         "pad share": f"{result['pad_share']:.1%}",
@@ -227,6 +233,31 @@ def _load_dataset(cfg: Config):
     if "train" not in dataset or len(dataset["train"]) == 0:
         raise NothingToDo("the data set's training split is empty: add material and run `mothbrain preprocess`")
     return dataset, meta
+
+
+# Settings that do not change what a version learns; a change in them alone is no reason to retrain.
+NOT_LEARNING_SETTINGS = ("skip_unchanged", "save_steps", "logging_steps", "keep_checkpoints", "use_liger")
+
+
+def _learning_settings(hyper: dict[str, Any]) -> dict[str, Any]:
+    train = {k: v for k, v in (hyper.get("train") or {}).items() if k not in NOT_LEARNING_SETTINGS}
+    return {"base": hyper.get("base"), "quantization": hyper.get("quantization"), "lora": hyper.get("lora"), **train}
+
+
+def refuse_unchanged(cfg: Config, fingerprint: str | None) -> None:
+    """Raise NoNewMaterial when the newest finished version was trained on this data set with these settings.
+
+    A nightly run with nothing new would otherwise spend hours of GPU on a copy of that version.
+    An unfinished version is left to `_start_or_resume` (resuming it is never a repeat).
+    """
+    ledger = open_ledger(cfg)
+    if not fingerprint or ledger.latest(("training",)) is not None:
+        return
+    newest = ledger.latest(("trained", "evaluated", "promoted", "rejected"))
+    if newest is None or (newest.get("dataset") or {}).get("fingerprint") != fingerprint:
+        return
+    if _learning_settings(newest.get("hyperparameters") or {}) == _learning_settings(_hyperparameters(cfg)):
+        raise NoNewMaterial(newest["id"], fingerprint)
 
 
 def _open_version(cfg: Config, meta: dict, fresh: bool, estimate) -> _Run:
@@ -386,7 +417,7 @@ def _build_trainer(cfg: Config, version: str, train_rows, callbacks: list):
             gradient_checkpointing_kwargs={"use_reentrant": False},
         )
 
-    init_from, peft_config, current = "fresh", None, None
+    init_from, peft_config, current = "base", None, None
     if t.init_from == "current":
         current = _current_adapter(cfg, notes)
     if current is not None:

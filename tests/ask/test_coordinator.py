@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 from fakes import FakeSystem2
 
-from mothbrain.config import REPO_ROOT, load_config
+from mothbrain.config import REPO_ROOT, ConfigError, load_config
 from mothbrain.core import paths
 from mothbrain.errors import MothError
 
@@ -119,7 +119,7 @@ def test_template_and_config_mistakes_are_clear(cfg_for, tmp_path):
         ask(cfg_for(f"coordinator.synthesis_template={bad}"), "q")
     with pytest.raises(MothError, match="cannot be read"):
         ask(cfg_for(f"coordinator.synthesis_template={tmp_path / 'none.txt'}"), "q")
-    with pytest.raises(MothError, match="must be > 0"):
-        ask(cfg_for("coordinator.system1_timeout_s=0"), "q")
+    with pytest.raises(ConfigError, match="coordinator.system1_timeout_s: expected a number > 0"):
+        ask(cfg_for("coordinator.system1_timeout_s=0"), "q")  # refused when the config loads
     with pytest.raises(MothError, match="http://"):
         ask(cfg_for("coordinator.system2_url=localhost:8000"), "q")

@@ -149,3 +149,12 @@ def test_dream_refuses_an_incomplete_adapter(demo_cfg):
     adapter_dir(cfg, v).mkdir(parents=True)
     with pytest.raises(MothError, match="missing or incomplete"):
         run_dream(cfg, version=v)
+
+
+def test_dream_text_never_carries_a_role_label():
+    from mothbrain.dream.stage import tidy
+
+    assert tidy("Assistant: the figs remember the frost", "free_association") == "the figs remember the frost"
+    assert tidy(" assistant:the lantern hums\nUser: and then?", "reminds_me") == "the lantern hums"
+    assert tidy("compost is patience, assistant: slow heat", "free_association") == "compost is patience, slow heat"
+    assert tidy("the tide\nHarbourmaster: no", "continue_thread") == "the tide"

@@ -101,3 +101,12 @@ def test_damaged_or_newer_queue_is_a_clean_error_and_left_untouched(state_home):
     con.close()
     with pytest.raises(MothError, match="newer than this MothBrain"):
         _stage(cfg)
+
+
+def test_list_limit_shows_the_newest_first_and_an_empty_list_says_so(state_home):
+    cfg = load_config(REPO_ROOT / "configs" / "demo.yaml")
+    ids = _stage(cfg, n=4)
+    out = CliRunner().invoke(main, ["proposals", "list", "--limit", "2", "--json"]).output
+    assert [p["id"] for p in json.loads(out)] == [ids[3], ids[2]]
+    empty = CliRunner().invoke(main, ["proposals", "list", "--status", "accepted"])
+    assert empty.exit_code == 0 and empty.output.strip() == "no accepted proposals"

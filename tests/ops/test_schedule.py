@@ -167,10 +167,13 @@ def test_two_concurrent_runs_one_is_refused(tmp_path, state_home):
     proc, _, release = _start_holder(tmp_path)
     try:
         t0 = time.time()
-        res = CliRunner().invoke(main, ["run", "nightly", "--set", "schedule.send_briefing=false"])
+        res = CliRunner().invoke(
+            main,
+            ["run", "nightly", "--set", "schedule.send_briefing=false", "--set", "schedule.nightly.wait_for_lock_s=0"],
+        )
         assert time.time() - t0 < 10  # refused at once, not queued
         assert res.exit_code == 1, res.output
-        assert f"another run (pid {proc.pid}, chain nightly, started" in res.output
+        assert res.stderr.count(f"another run (pid {proc.pid}, chain nightly, started") == 1  # printed once
         assert "Traceback" not in res.output
     finally:
         release.touch()
@@ -181,6 +184,68 @@ def test_two_concurrent_runs_one_is_refused(tmp_path, state_home):
     assert sorted(r["status"] for r in runs) == ["ok", "refused"]
     refused = next(r for r in runs if r["status"] == "refused")
     assert f"pid {proc.pid}" in refused["warnings"][0] and refused["stages"] == []
+
+
+WAITER = textwrap.dedent("""
+    import sys
+    from mothbrain.config import load_config
+    from mothbrain.report import SimpleReport
+    from mothbrain.ops.schedule import run_chain
+
+    cfg = load_config(sys.argv[1], ["schedule.send_briefing=false", f"schedule.weekly.wait_for_lock_s={sys.argv[2]}"])
+    fast = lambda cfg: SimpleReport("fast", {})
+    names = ("ingest", "preprocess", "train", "dream", "eval", "promote")
+    rec = run_chain(cfg, "weekly", stages={s: fast for s in names})
+    print("RESULT", rec.status, rec.lock_wait["seconds"])
+""")
+
+
+def _start_waiter(tmp_path: Path, wait_s: float) -> subprocess.Popen:
+    script = tmp_path / "waiter.py"
+    script.write_text(WAITER)
+    return subprocess.Popen(
+        [sys.executable, str(script), str(DEMO_CONFIG), str(wait_s)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_a_weekly_run_waits_for_the_nightly_that_holds_the_lock(tmp_path, state_home):
+    holder, _, release = _start_holder(tmp_path)
+    waiter = _start_waiter(tmp_path, 120)
+    try:
+        time.sleep(4)  # the weekly run has found the lock held and is waiting
+        assert waiter.poll() is None, waiter.communicate()
+    finally:
+        release.touch()
+        h_out, h_err = holder.communicate(timeout=60)
+    out, err = waiter.communicate(timeout=60)
+    assert holder.returncode == 0 and "RESULT ok" in h_out, h_err
+    assert waiter.returncode == 0, err
+    assert "RESULT ok" in out and float(out.split()[-1]) >= 3
+    assert f"another run (pid {holder.pid}, chain nightly" in err and "this weekly run waits for it" in err
+    nightly, weekly = sorted(load_runs(_cfg()), key=lambda r: r["chain"])
+    assert weekly["status"] == "ok" and weekly["lock_wait"]["seconds"] >= 3
+    assert weekly["started"] <= nightly["finished"]  # the record keeps the time it was started (its cron slot)
+    assert any(w.startswith("waited") and f"pid {holder.pid}" in w for w in weekly["warnings"])
+    from mothbrain.ops.briefing import build_briefing
+
+    assert "waited" in build_briefing(_cfg()).text
+
+
+def test_a_run_that_waits_past_its_deadline_is_refused(tmp_path, state_home):
+    holder, _, release = _start_holder(tmp_path)
+    try:
+        waiter = _start_waiter(tmp_path, 1)
+        out, err = waiter.communicate(timeout=60)
+    finally:
+        release.touch()
+        holder.communicate(timeout=60)
+    assert waiter.returncode != 0
+    assert f"pid {holder.pid}" in err and "gave up after waiting 1 s (schedule.weekly.wait_for_lock_s: 1)" in err
+    refused = next(r for r in load_runs(_cfg()) if r["status"] == "refused")
+    assert refused["chain"] == "weekly" and "gave up" in refused["warnings"][0]
 
 
 def test_lock_of_a_killed_run_is_recovered(tmp_path, state_home):
@@ -256,3 +321,13 @@ def test_status_shows_runs_versions_and_the_current_adapter(state_home):
     res = CliRunner().invoke(main, ["status", "--json"])
     assert res.exit_code == 0, res.output
     assert json.loads(res.output)["current"]["version"] == v1
+
+
+def test_every_run_prints_the_path_of_its_log(state_home, monkeypatch):
+    from mothbrain.ops import schedule
+
+    monkeypatch.setattr(schedule, "default_stages", lambda: {s: _ok(s) for s in schedule.STAGE_FUNCTIONS})
+    res = CliRunner().invoke(main, ["run", "nightly", "--set", "schedule.send_briefing=false"])
+    assert res.exit_code == 0, res.output
+    (rec,) = load_runs(_cfg())
+    assert f"log: {rec['log']}" in res.output and Path(rec["log"]).is_file()

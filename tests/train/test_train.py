@@ -291,3 +291,60 @@ def test_dry_run_for_the_72b_default():
     assert data["trainable parameters"].startswith("421,068,800")
     small = json.loads(CliRunner().invoke(main, ["train", "--dry-run", "--config", DEFAULT, "--json"]).output)
     assert float(data["predicted peak"].split()[0]) > float(small["predicted peak"].split()[0])
+
+
+def _nightly(*args: str):
+    sets = ["train.max_steps=2", "train.save_steps=100", "dream.num_prompts=2", "schedule.send_briefing=false"]
+    cmd = ["run", "nightly", "--config", DEMO, *args]
+    for s in sets:
+        cmd += ["--set", s]
+    return CliRunner().invoke(main, cmd)
+
+
+def test_a_night_with_no_new_material_trains_and_dreams_nothing(demo_cfg, state_home):
+    from mothbrain.dream.proposals import list_proposals
+    from mothbrain.ops.briefing import build_briefing
+    from mothbrain.ops.schedule import load_runs
+
+    cfg = demo_cfg()
+    first = _nightly()
+    assert first.exit_code == 0, first.output
+    (v1,) = open_ledger(cfg).versions()
+    dreams = len(list_proposals(cfg))
+
+    second = _nightly()
+    assert second.exit_code == 0, second.output
+    assert [v["id"] for v in open_ledger(cfg).versions()] == [v1["id"]]  # no second version
+    assert len(list_proposals(cfg)) == dreams  # no more dreams staged
+    stages = {s["name"]: s for s in load_runs(cfg)[-1]["stages"]}
+    fp = v1["dataset"]["fingerprint"]
+    for name in ("train", "dream"):
+        assert stages[name]["status"] == "skipped"
+        assert f"no new material since {v1['id']} (fingerprint {fp[:12]})" in stages[name]["error"]
+    assert f"no new material since {v1['id']}" in build_briefing(cfg).text
+
+    # --force trains anyway, and a new version may grow from the current one (init_from: current).
+    open_ledger(cfg).set_current(v1["id"])
+    (state_home / "adapters" / "current").symlink_to(v1["id"])
+    forced = _nightly("--force", "--set", "train.init_from=current")
+    assert forced.exit_code == 0, forced.output
+    v2 = open_ledger(cfg).versions()[-1]
+    assert v2["id"] != v1["id"] and v2["status"] == "trained" and v2["parent"] == v1["id"]
+    assert len(list_proposals(cfg)) > dreams
+
+
+def test_train_force_and_config_setting_train_unchanged_data_again(prepared):
+    cfg = prepared("train.max_steps=2", "train.save_steps=100", "train.logging_steps=1")
+    report = run_train(cfg)
+    first = report.version
+    losses = open_ledger(cfg).get(first)["train"]["losses"]
+    assert report.figures["loss (first → final)"] == f"{losses[0][1]:.3f} → {losses[-1][1]:.3f}"  # as logged
+    with pytest.raises(NothingToDo, match=f"no new material since {first}"):
+        run_train(cfg)
+    result = CliRunner().invoke(
+        main, ["train", "--config", DEMO, "--set", "train.max_steps=2", "--set", "train.save_steps=100"]
+    )
+    assert result.exit_code == 3 and f"nothing to do: no new material since {first}" in result.output
+    assert run_train(cfg, force=True).version != first
+    assert run_train(prepared("train.max_steps=2", "train.save_steps=100", "train.skip_unchanged=false")).version
+    assert len(open_ledger(cfg).versions()) == 3
