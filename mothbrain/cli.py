@@ -163,15 +163,18 @@ def dream(cfg: Config, as_json: bool, version: str | None) -> None:
 @main.command(name="eval")
 @config_options
 @click.option("--version", "version", default=None, help="Adapter version (default: the newest trained).")
-def eval_(cfg: Config, as_json: bool, version: str | None) -> None:
+@click.option("--show", is_flag=True, help="Print the recorded figures and the gate's checks; measure nothing.")
+def eval_(cfg: Config, as_json: bool, version: str | None, show: bool) -> None:
     """Score an adapter against the base and the current one; results go to the ledger.
 
     \b
-    Example: mothbrain eval --version v0003
+    Examples:
+      mothbrain eval --version v0003
+      mothbrain eval --show          # the newest evaluated version's figures and the gate's checks
     """
-    from mothbrain.evaluate.stage import run_eval
+    from mothbrain.evaluate.stage import run_eval, show_eval
 
-    _show(run_eval(cfg, version=version), as_json)
+    _show(show_eval(cfg, version=version) if show else run_eval(cfg, version=version), as_json)
 
 
 @main.command()

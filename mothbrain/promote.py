@@ -56,76 +56,156 @@ class PromoteReport:
         }
 
 
+def _check(name: str, ok: bool, value: Any, threshold: str, reason: str) -> dict[str, Any]:
+    return {"check": name, "value": value, "threshold": threshold, "ok": bool(ok), "reason": reason}
+
+
+def _ci(x: dict[str, Any] | None, scale: float = 1.0, unit: str = "") -> str:
+    if not x or x.get("mean") is None:
+        return "n/a"
+    return f"{x['mean'] * scale:+.3f}{unit} (95% CI {x['lo'] * scale:+.3f} .. {x['hi'] * scale:+.3f}, n={x['n']})"
+
+
 def gate_checks(ev: dict[str, Any], gate: GateConfig, has_current: bool) -> list[dict[str, Any]]:
-    """The gate's checks on one version's eval figures: [{check, value, threshold, ok, reason}]."""
+    """The gate's checks on one version's eval figures: [{check, value, threshold, ok, reason}].
+
+    Voice must improve on base beyond the noise; held-out associations must be lifted above base; the
+    data must be sane and the regression set must hold; a current adapter must not be clearly better."""
     checks = []
     ppl, base, cur = ev.get("voice_ppl"), ev.get("voice_ppl_base"), ev.get("voice_ppl_current")
+    gain = ev.get("voice_gain_vs_base") or {}
+    n = ev.get("voice_samples") or 0
     if not ppl or not base:
         checks.append(
-            {
-                "check": "voice perplexity vs base",
-                "value": None,
-                "threshold": None,
-                "ok": False,
-                "reason": "no held-out voice perplexity was measured (no held-out voice samples)",
-            }
+            _check(
+                "voice vs base",
+                False,
+                None,
+                "",
+                "no held-out voice perplexity was measured (no held-out voice samples)",
+            )
         )
     else:
-        gain = (base - ppl) / base * 100
-        ok = gain >= gate.min_improvement_vs_base_pct
+        pct = (base - ppl) / base * 100
+        enough = n >= gate.min_voice_samples
+        significant = gain.get("lo") is not None and gain["lo"] > 0
+        ok = pct >= gate.min_improvement_vs_base_pct and significant and enough
+        if not enough:
+            why = f"only {n} held-out voice samples (the significance test needs {gate.min_voice_samples})"
+        elif not significant:
+            worse = (gain.get("mean") or 0) <= 0
+            why = f"voice {'worse than' if worse else 'not significantly better than'} base: " + _ci(
+                gain, unit=" nats/token saved"
+            )
+        else:
+            sign = ">=" if ok else "<"
+            why = f"voice perplexity {pct:.2f}% better than base ({sign} {gate.min_improvement_vs_base_pct}%)"
         checks.append(
-            {
-                "check": "voice perplexity vs base",
-                "value": f"{ppl:.3f} vs {base:.3f} ({gain:+.2f}% better)",
-                "threshold": f">= {gate.min_improvement_vs_base_pct}% better",
-                "ok": ok,
-                "reason": f"voice perplexity {gain:.2f}% better than base "
-                f"({'>=' if ok else '<'} {gate.min_improvement_vs_base_pct}%)",
-            }
+            _check(
+                "voice vs base",
+                ok,
+                f"{ppl:.3f} vs {base:.3f} ({pct:+.2f}%); saved {_ci(gain, unit=' nats/token')}",
+                f">= {gate.min_improvement_vs_base_pct}% better, CI above 0, n >= {gate.min_voice_samples}",
+                why,
+            )
+        )
+    if gate.require_association:
+        lift = ev.get("association_heldout_vs_base") or {}
+        held = ev.get("association_heldout") or {}
+        ok = lift.get("lo") is not None and lift["lo"] > 0
+        checks.append(
+            _check(
+                "held-out associations vs base",
+                ok,
+                f"lift {_ci(lift, unit=' nats')}; top-1 {held.get('top1')} (base "
+                f"{(ev.get('association_heldout_base') or {}).get('top1')}, chance {held.get('chance')})",
+                "lift over base, 95% CI above 0",
+                "held-out pairs lifted above base"
+                if ok
+                else "held-out associations not lifted above base "
+                f"({_ci(lift, unit=' nats') if lift.get('n') else 'no held-out pairs probed'})",
+            )
+        )
+    accepted = ev.get("accepted_voice_ppl_base")
+    if accepted and base:
+        ratio = base / accepted
+        ok = ratio <= gate.max_data_ppl_ratio
+        checks.append(
+            _check(
+                "data sanity",
+                ok,
+                f"base perplexity {base:.3f} vs {accepted:.3f} on the accepted data ({ratio:.2f}x)",
+                f"<= {gate.max_data_ppl_ratio}x",
+                "the data reads like the accepted data to the base"
+                if ok
+                else f"the new data set is {ratio:.1f}x harder for the base than the accepted one: damaged or foreign "
+                "material? (check the data set's composition)",
+            )
+        )
+    reg = ev.get("regression") or {}
+    if reg.get("worse_pct") is not None:
+        ok = reg["worse_pct"] <= gate.max_regression_pct
+        checks.append(
+            _check(
+                "regression set",
+                ok,
+                f"{reg['adapter_ppl']:.3f} vs {reg['reference']} {reg['reference_ppl']:.3f} ({reg['worse_pct']:+.2f}%, "
+                f"{reg['samples']} samples, {reg['accepted_samples']} of them accepted held-out)",
+                f"<= {gate.max_regression_pct}% worse than {reg['reference']}",
+                f"regression set {reg['worse_pct']:+.2f}% vs {reg['reference']} "
+                f"({'within' if ok else 'beyond'} {gate.max_regression_pct}%)",
+            )
         )
     if has_current:
         if not ppl or not cur:
             checks.append(
-                {
-                    "check": "voice perplexity vs current",
-                    "value": None,
-                    "threshold": None,
-                    "ok": False,
-                    "reason": "no voice perplexity of the current adapter to compare with",
-                }
+                _check(
+                    "voice vs current", False, None, "", "no voice perplexity of the current adapter to compare with"
+                )
             )
         else:
             worse = (ppl - cur) / cur * 100
             ok = worse <= gate.max_regression_vs_current_pct
             checks.append(
-                {
-                    "check": "voice perplexity vs current",
-                    "value": f"{ppl:.3f} vs {cur:.3f} ({worse:+.2f}%)",
-                    "threshold": f"<= {gate.max_regression_vs_current_pct}% worse",
-                    "ok": ok,
-                    "reason": f"voice perplexity {worse:+.2f}% vs current "
+                _check(
+                    "voice vs current",
+                    ok,
+                    f"{ppl:.3f} vs {cur:.3f} ({worse:+.2f}%)",
+                    f"<= {gate.max_regression_vs_current_pct}% worse",
+                    f"voice perplexity {worse:+.2f}% vs current "
                     f"({'within' if ok else 'beyond'} {gate.max_regression_vs_current_pct}%)",
-                }
+                )
+            )
+        vs_cur = ev.get("association_heldout_vs_current")
+        if gate.require_association and vs_cur and vs_cur.get("hi") is not None:
+            ok = vs_cur["hi"] >= 0
+            checks.append(
+                _check(
+                    "held-out associations vs current",
+                    ok,
+                    f"lift {_ci(vs_cur, unit=' nats')}",
+                    "not below current (95% CI reaches 0)",
+                    "held-out associations not below current" if ok else "held-out associations clearly below current",
+                )
             )
         if gate.forbid_zero_concepts:
             lost = [
                 c
                 for c, modes in (ev.get("probes") or {}).items()
-                if any((m.get("current") or 0) > 0 for m in modes.values())
+                if sum(m.get("n") or 0 for m in modes.values()) >= gate.min_probes_per_concept
+                and any((m.get("current") or 0) > 0 for m in modes.values())
                 and all((m.get("adapter") or 0) == 0 for m in modes.values())
             ]
             checks.append(
-                {
-                    "check": "priority concepts kept",
-                    "value": ", ".join(lost) or "all",
-                    "threshold": "none known by current drops to 0",
-                    "ok": not lost,
-                    "reason": (
-                        f"priority concept(s) {', '.join(lost)} scored > 0 with current and 0 now"
-                        if lost
-                        else "no priority concept dropped to 0"
-                    ),
-                }
+                _check(
+                    "priority concepts kept",
+                    not lost,
+                    ", ".join(lost) or "all",
+                    f"none known by current drops to 0 (with >= {gate.min_probes_per_concept} probes)",
+                    f"priority concept(s) {', '.join(lost)} scored > 0 with current and 0 now"
+                    if lost
+                    else "no priority concept dropped to 0",
+                )
             )
     return checks
 
@@ -177,13 +257,13 @@ def run_promote(cfg: Config, version: str | None = None) -> PromoteReport:
     checks = gate_checks(ev, cfg.promote.gate, has_current=current is not None)
     reasons = [c["reason"] for c in checks]
     if all(c["ok"] for c in checks):
-        promotion = {"decision": "promoted", "reasons": reasons, "previous": current}
+        promotion = {"decision": "promoted", "reasons": reasons, "checks": checks, "previous": current}
         _move_current(cfg, ledger, version, "promoted", "; ".join(reasons), {version: {"promotion": promotion}})
         return PromoteReport(
             title=f"promoted {version} (was {current or 'none'})", version=version, decision="promoted", checks=checks
         )
     failed = [c["reason"] for c in checks if not c["ok"]]
-    ledger.update(version, status="rejected", promotion={"decision": "rejected", "reasons": reasons})
+    ledger.update(version, status="rejected", promotion={"decision": "rejected", "reasons": reasons, "checks": checks})
     ledger.add_event("rejected", version, "; ".join(failed))
     raise MothError(
         f"{version} not promoted: {'; '.join(failed)} — current stays {current or 'none'} "

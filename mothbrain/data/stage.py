@@ -88,6 +88,8 @@ from mothbrain.data.dedup import Deduper, near_duplicates_of, text_key
 from mothbrain.data.filters import TOOL_TURNS, apply_filters, is_tool_turn
 from mothbrain.data.format import is_voice, turn_line, turn_speaker, voice_prefix, voice_roles
 from mothbrain.data.redact import redact, redact_many
+from mothbrain.data.split import hash_int as _hash_int
+from mothbrain.data.split import unit as _unit
 from mothbrain.data.writer import META_NAME, DatasetWriter
 from mothbrain.data.writer import features as _features
 from mothbrain.data.writer import fingerprint as dataset_fingerprint
@@ -593,6 +595,20 @@ def process_document(
 # --------------------------------------------------------------------------- association samples
 
 
+HELDOUT_PAIR_MAX_DF = 0.1  # a pair found in more of the documents is a stock phrase, not an association to probe
+
+
+def heldout_pairs(pairs: list[Pair], wanted: int, documents: int) -> set[tuple[str, str]]:
+    """The pairs whose templated rows go to the held-out side: a stable choice by the pair's hash, at most
+    half of them (the rest teach the association format). Only specific pairs qualify: two words of a
+    sentence the voice says everywhere ("the X hums, and the Y answers") co-occur in a large share of
+    the documents, and are no association the adapter could show it absorbed."""
+    n = min(wanted, len(pairs) // 2)
+    specific = [p for p in pairs if p.docs <= max(3, HELDOUT_PAIR_MAX_DF * documents)]
+    ranked = sorted(specific, key=lambda p: _unit(f"pair:{p.a}|{p.b}"))
+    return {(p.a, p.b) for p in ranked[:n]}
+
+
 def association_samples(pairs: list[Pair], pcfg: PreprocessConfig, matcher: ConceptMatcher) -> list[Sample]:
     """Each pair in both directions, each direction with one template chosen by a stable hash."""
     templates = pcfg.association_templates or ["{a} reminds me of"]
@@ -618,15 +634,6 @@ def association_samples(pairs: list[Pair], pcfg: PreprocessConfig, matcher: Conc
 
 
 # --------------------------------------------------------------------------- split, weights, tokens
-
-
-def _hash_int(text: str) -> int:
-    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big")
-
-
-def _unit(text: str) -> float:
-    """A stable number in [0, 1) for `text`."""
-    return _hash_int(text) / 2.0**64
 
 
 def heldout_docs(
@@ -953,20 +960,28 @@ class _Corpus:
     redacted: Counter = field(default_factory=Counter)
     voices: dict = field(default_factory=dict)  # source → [documents with turns, voice turns, Counter of speakers]
     dedup_state: dict = field(default_factory=dict)  # chain hash → (samples, keep bits, (exact, near))
+    heldout_fraction: float = 0.0  # held-out documents never feed concept mining (eval probes those pairs)
     _loose_terms: int = 0
 
     def add(self, h: str, batch: BatchResult, fresh: bool) -> None:
         import pyarrow as pa
+        import pyarrow.compute as pc
 
         start = len(self.when)
         n = len(batch.docs["unit"])
         self.when.extend(batch.docs["when"])
-        self.terms.append(batch.docs["terms"])
+        held = np.asarray(batch.docs["unit"], dtype=np.float64) < self.heldout_fraction
+        terms = batch.docs["terms"]
+        if held.any():
+            terms = pc.if_else(pa.array(held), pa.scalar("", terms.type), terms)
+        self.terms.append(terms)
         self._loose_terms += 1
         if self._loose_terms >= 64:  # copied out of the batches (a cached batch's views hold its file), 64 at a time
             self.terms[-64:] = [pa.concat_arrays(self.terms[-64:])]
             self._loose_terms = 0
-        self.pages.extend((start + i, title, batch.docs["doc_id"][i], links) for i, title, links in batch.wiki)
+        self.pages.extend(
+            (start + i, title, batch.docs["doc_id"][i], links) for i, title, links in batch.wiki if not held[i]
+        )
         self.batches.append((h, n))
         self.fresh_docs += n if fresh else 0
         self.chars += sum(batch.docs["chars"])
@@ -1296,7 +1311,7 @@ class _Assembler:
             order=lambda i: (source[doc_of[i]], raw_id[doc_of[i]], int(n_of[i])),
         )
 
-    def add_associations(self, assoc: list[Sample]) -> None:
+    def add_associations(self, assoc: list[Sample], held_pairs: set[tuple[str, str]]) -> None:
         import pyarrow as pa
 
         tokens = [
@@ -1304,7 +1319,7 @@ class _Assembler:
             for i in range(0, len(assoc), 1024)
             for n in self.count([s.prompt + s.completion for s in assoc[i : i + 1024]])
         ]
-        fraction = self.pcfg.heldout_fraction
+        held_ids = {f"pair:{a}|{b}" for a, b in held_pairs}
         self._rows(
             prompt=pa.array([s.prompt for s in assoc], pa.string()),
             completion=pa.array([s.completion for s in assoc], pa.string()),
@@ -1314,7 +1329,7 @@ class _Assembler:
             typ=self._codes(["association"] * len(assoc), self.types),
             tokens=np.asarray(tokens, dtype=np.int64),
             recent=np.array([s.recent for s in assoc], dtype=bool),
-            held=np.array([_unit(f"{s.source}\0{s.doc_id}") < fraction for s in assoc], dtype=bool),
+            held=np.array([s.doc_id in held_ids for s in assoc], dtype=bool),
             keep=np.ones(len(assoc), dtype=bool),
             order=lambda i: assoc[i].order,
         )
@@ -1625,7 +1640,7 @@ def _build(
     input_key: str,
     t0: float,
 ) -> PreprocessReport:
-    corpus = _Corpus()
+    corpus = _Corpus(heldout_fraction=cfg.preprocess.heldout_fraction)
     rows = _Assembler(cfg, writer, cutoff=now - since * DAY)
     with _lazy_pool(cfg) as pool:  # one pool for the documents and the pair counting
         for batch, keep in _stream_corpus(cfg, units, cache, progress, pool, corpus, full):
@@ -1635,7 +1650,8 @@ def _build(
         recent_doc = np.array(corpus.when, dtype=np.float64) >= now - since * DAY  # nan: never recent
         pairs, mining = _concept_pairs(cfg, corpus, recent_doc, now, pool, use_state=cache is not None, full=full)
     lap("concept_pairs")
-    rows.add_associations(association_samples(pairs, cfg.preprocess, ConceptMatcher(cfg.preprocess)))
+    held_pairs = heldout_pairs(pairs, cfg.preprocess.heldout_pairs, rows.documents)
+    rows.add_associations(association_samples(pairs, cfg.preprocess, ConceptMatcher(cfg.preprocess)), held_pairs)
     composition, priority, warnings = rows.summary()
     warnings = _voice_warnings(cfg, corpus.voices) + warnings
     input_chars = corpus.chars
@@ -1663,6 +1679,7 @@ def _build(
         "source_weights": {s.name: s.weight for s in cfg.sources},
         "documents": rows.documents,
         "heldout_documents": rows.heldout_documents,
+        "heldout_pairs": sorted([a, b] for a, b in held_pairs),
         "input_chars": input_chars,
         "documents_processed": fresh_docs,  # the rest came from the document cache
         "redacted": redacted,

@@ -261,6 +261,8 @@ def build_prompts(cfg: Config, n: int, seed: int | None = None) -> tuple[list[Pr
         if style == "continue_thread" and not threads:
             style = "free_association"  # no conversation to continue: dream on a page instead
         pool, key = (threads, "thread") if style == "continue_thread" else (pages, "page")
+        if not pool and threads:  # no page to dream on (only conversations, none recent): continue one instead
+            style, pool, key = "continue_thread", threads, "thread"
         if not pool:
             break
         text, doc_id, title = pool[used[key] % len(pool)]  # cycle when there are fewer items than prompts

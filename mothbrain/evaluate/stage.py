@@ -5,24 +5,25 @@ when there is one) as named PEFT adapters; the base itself is `with model.disabl
 figure is measured for adapter, base and current side by side, written to the ledger entry
 (`eval`, status → evaluated) and returned as a table.
 
-  Voice        held-out perplexity on the voice's own words: completion tokens only, of held-out
-               samples with sample_type "voice" (at most eval.max_heldout_samples).
-  Association  for the concept pairs preprocess mined (meta["concept_pairs"], both directions):
-               is " partner" after "<cue> reminds me of" more likely than each of eval.distractors
-               distractor concepts (drawn from the other probed pairs)? Score = mean log-prob per token of
-               the candidate (so long names
-               are not penalised). Reports accuracy (partner above every distractor) and the mean
-               margin (partner − mean distractor score, nats/token).
+  Voice        held-out perplexity on the voice's own words: completion tokens only, of held-out voice
+               samples with every sentence that also occurs in training removed (`heldout`); the
+               nats/token saved against base (and current) with a paired bootstrap interval.
+  Regression   perplexity on the last accepted version's held-out set plus general text, against
+               current (or base when none is promoted).
+  Association  the partner's lift from its cue (`association`): held-out pairs (no templated
+               training rows) apart from in-sample ones, ranked against eval.distractors
+               distractors of the same length class, with the lift over base bootstrapped.
   Probes       every preprocess.priority_concepts entry in every eval.probe_modes mode —
                direct (a question), association ("<cue> reminds me of"), completion (a corpus
                sentence cut just before the concept) — scored as the share of probes where the
                concept beats the distractors. A family at 0 stands out in the table.
-  Surprise     the adapter's sampled continuations of dream-style prompts against reference
-               continuations (REFERENCE_SAMPLES per prompt) from an OpenAI-compatible endpoint
-               (eval.reference_url) or, when none is set, the local base. A continuation is a
-               surprise when its embedding is at cosine distance >= eval.surprise_distance from every
-               reference yet has similarity >= eval.relevance_min to its prompt. Optional LLM judge
-               (eval.judge) through the same endpoint.
+  Surprise     sampled continuations of dream-style prompts against reference continuations
+               (REFERENCE_SAMPLES per prompt) from an OpenAI-compatible endpoint (eval.reference_url)
+               or the local base. A continuation is a surprise when it is far from every reference
+               (cosine distance >= eval.surprise_distance), relevant to its prompt (similarity >=
+               eval.relevance_min) and fluent (the base reads it about as well as its own samples).
+               The base's own sample, drawn with the adapter's seed, is the null: the figure is the
+               adapter's rate minus the null's, with a bootstrap interval. Reported, not gated.
 """
 
 from __future__ import annotations
@@ -39,16 +40,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from mothbrain.config import Config
 from mothbrain.core import paths
-from mothbrain.core.ledger import now_iso, open_ledger
+from mothbrain.core.clock import now_iso
+from mothbrain.core.ledger import open_ledger
+from mothbrain.data.format import user_name, voice_name
 from mothbrain.errors import MothError, NothingToDo
+from mothbrain.evaluate import association, heldout
+from mothbrain.evaluate.stats import bootstrap_mean, bootstrap_ratio
 
 MODES = ("direct", "association", "completion")
 REFERENCE_SAMPLES = 3  # reference continuations per prompt: one far-off sample is not a surprise
 PROBES_PER_MODE = 4  # cues or sentences per concept and mode
 TOKEN_BUDGET = 4096  # tokens per scoring batch (bounds the [batch, len, vocab] logits)
 SURPRISE_TOKENS = 48  # tokens per continuation for the surprise rate
+SURPRISE_CONTEXT = 512  # tokens of prompt + continuation scored for fluency
 WHO = ("adapter", "base", "current")
 
 
@@ -57,6 +65,7 @@ class EvalReport:
     version: str
     figures: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    checks: list[dict[str, Any]] = field(default_factory=list)  # the gate's, when shown with them
 
     @property
     def title(self) -> str:
@@ -73,10 +82,43 @@ class EvalReport:
                 r["current"] = f.get(f"{key}_current")
             return r
 
+        def sub(name: str, key: str, field: str) -> dict[str, Any]:
+            r = {
+                "metric": name,
+                "adapter": (f.get(key) or {}).get(field),
+                "base": (f.get(f"{key}_base") or {}).get(field),
+            }
+            if has_cur:
+                r["current"] = (f.get(f"{key}_current") or {}).get(field)
+            return r
+
+        def ci(x: dict | None) -> str | None:
+            return f"{x['mean']:+.3f} [{x['lo']:+.3f}, {x['hi']:+.3f}]" if x and x.get("mean") is not None else None
+
+        held, ins = f.get("association_heldout") or {}, f.get("association_insample") or {}
+        reg = f.get("regression") or {}
+        overlap = f.get("heldout_overlap") or {}
         rows = [
-            row("voice perplexity (held-out, lower is better)", "voice_ppl"),
-            row("association accuracy", "association_acc"),
-            row("association margin (nats/token)", "association_margin"),
+            row(f"voice perplexity (held-out, n={f.get('voice_samples')}, lower is better)", "voice_ppl"),
+            {"metric": "voice: nats/token saved vs base (95% CI)", "adapter": ci(f.get("voice_gain_vs_base"))},
+            sub(f"held-out associations: partner lift, nats (n={held.get('probes')})", "association_heldout", "lift"),
+            sub(f"held-out associations: top-1 (chance {held.get('chance')})", "association_heldout", "top1"),
+            {
+                "metric": "held-out associations: lift vs base (95% CI)",
+                "adapter": ci(f.get("association_heldout_vs_base")),
+            },
+            {
+                "metric": "held-out associations with the cue removed: lift",
+                "adapter": (f.get("association_heldout_cue_removed") or {}).get("lift"),
+            },
+            sub(f"in-sample associations: partner lift, nats (n={ins.get('probes')})", "association_insample", "lift"),
+            sub(f"in-sample associations: top-1 (chance {ins.get('chance')})", "association_insample", "top1"),
+            {
+                "metric": f"regression set perplexity (n={reg.get('samples')}, vs {reg.get('reference')})",
+                "adapter": reg.get("adapter_ppl"),
+                reg.get("reference", "base"): reg.get("reference_ppl"),
+            },
+            {"metric": "held-out sentences also in training (removed)", "adapter": overlap.get("share")},
         ]
         for concept, modes in f.get("probes", {}).items():
             for mode, s in modes.items():
@@ -87,19 +129,23 @@ class EvalReport:
         s = f.get("surprise", {})
         r = {
             "metric": f"surprise rate (distance >= {s.get('distance_min')}, relevance >= {s.get('relevance_min')}, "
-            f"vs {s.get('reference')})",
+            f"fluent; vs {s.get('reference')})",
             "adapter": f.get("surprise_rate"),
-            "base": None,
+            "base": f.get("surprise_rate_base"),
         }
         if has_cur:
             r["current"] = f.get("surprise_rate_current")
         rows.append(r)
+        rows.append({"metric": "surprise minus base-vs-base null (95% CI)", "adapter": ci(f.get("surprise_vs_null"))})
+        for c in self.checks:
+            rows.append({"metric": f"gate: {c['check']} — {'PASS' if c['ok'] else 'FAIL'}", "adapter": c["reason"]})
         if f.get("judge_yes_rate") is not None:
             rows.append({"metric": "judge: surprises that make sense", "adapter": f["judge_yes_rate"]})
         return rows
 
     def to_json(self) -> dict[str, Any]:
-        return {"title": self.title, "version": self.version, **self.figures, "warnings": self.warnings}
+        out = {"title": self.title, "version": self.version, **self.figures, "warnings": self.warnings}
+        return {**out, "gate": self.checks} if self.checks else out
 
 
 # --------------------------------------------------------------------------- entry point
@@ -149,37 +195,66 @@ def run_eval(cfg: Config, version: str | None = None) -> EvalReport:
         timings[name], tick = round(now - tick, 2), now
 
     lap("load")
-    # ---- voice
-    voice = [r for r in dataset["heldout"] if r["sample_type"] == "voice"][: cfg.eval.max_heldout_samples]
+    # ---- voice: held-out text with every sentence that also occurs in training removed
+    train_keys = heldout.training_sentence_keys(dataset["train"]["completion"] if "train" in dataset else [])
+    voice_rows = [(r["prompt"], r["completion"]) for r in dataset["heldout"] if r["sample_type"] == "voice"]
+    voice, f["heldout_overlap"] = heldout.without_training_sentences(voice_rows, train_keys)
+    voice = voice[: cfg.eval.max_heldout_samples]
     if not voice:
         report.warnings.append(
             "no held-out voice samples: voice perplexity not measured (more material, or a larger "
             "preprocess.heldout_fraction)"
         )
-    pairs = [(r["prompt"], r["completion"]) for r in voice]
+    nll = _score_nll(model, tokenizer, who, voice, max_len)
     for w in who:
-        with use(model, w):
-            scores = score_continuations(model, tokenizer, pairs, max_len)
-        nll, n = -sum(s for s, _ in scores), sum(k for _, k in scores)
-        f[_key("voice_ppl", w)] = round(math.exp(nll / n), 4) if n else None
-    f["voice_samples"], f["voice_tokens"] = len(voice), sum(k for _, k in scores)
+        f[_key("voice_ppl", w)] = _ppl(nll[w])
+    f["voice_samples"], f["voice_tokens"] = len(voice), int(nll["adapter"][1].sum())
+    f["voice_gain_vs_base"] = bootstrap_ratio(nll["base"][0] - nll["adapter"][0], nll["adapter"][1])
+    if current_dir:
+        f["voice_gain_vs_current"] = bootstrap_ratio(nll["current"][0] - nll["adapter"][0], nll["adapter"][1])
+    heldout.save_regression(adapter, voice)  # judged on this; the next version must not regress on it
+    accepted = (ledger.get(current).get("eval") or {}) if current_dir else {}
+    f["accepted_voice_ppl_base"] = accepted.get("voice_ppl_base")  # the data the current version was judged on
 
+    # ---- regression: the accepted version's held-out set and general text, vs current (or base)
+    reference = "current" if current_dir else "base"
+    accepted_set = heldout.load_regression(current_dir)
+    regression = accepted_set + heldout.general_text(
+        cfg.resolve_path(cfg.eval.general_text) if cfg.eval.general_text else None
+    )
+    reg = _score_nll(model, tokenizer, ["adapter", reference], regression, max_len)
+    f["regression"] = {
+        "reference": reference,
+        "samples": len(regression),
+        "accepted_samples": len(accepted_set),
+        "adapter_ppl": _ppl(reg["adapter"]),
+        "reference_ppl": _ppl(reg[reference]),
+        "worse_pct": _pct_worse(_ppl(reg["adapter"]), _ppl(reg[reference])),
+    }
     lap("voice")
-    # ---- association
-    probes = association_probes(meta, dataset, cfg)
+
+    # ---- association: the partner's lift from its cue, held-out pairs apart from in-sample ones
+    probes = association_probes(meta, cfg, tokenizer)
     if not probes:
         report.warnings.append("no concept pairs in the data set: association not measured")
+    templates = association.voice_templates(user_name(), voice_name(cfg))
+    held = np.array([p.heldout for p in probes], dtype=bool)
+    lifts = {}
     for w in who:
         with use(model, w):
-            res = rank_candidates(
-                model, tokenizer, [(p["prompt"], p["target"], p["distractors"]) for p in probes], max_len
-            )
-        f[_key("association_acc", w)] = _mean([r["hit"] for r in res])
-        f[_key("association_margin", w)] = _mean([r["margin"] for r in res])
-        f[_key("association_heldout_acc", w)] = _mean([r["hit"] for r, p in zip(res, probes) if p["heldout"]])
-    f["association_probes"] = len(probes)
-    f["association_heldout_probes"] = sum(p["heldout"] for p in probes)
-
+            lifts[w] = association.candidate_lifts(probes, _scorer(model, tokenizer, max_len), templates)
+        for name, mask in (("association_heldout", held), ("association_insample", ~held)):
+            f[_key(name, w)] = association.summarize(lifts[w][mask], [p for p, m in zip(probes, mask) if m])
+    with use(model, "adapter"):
+        ablated = association.candidate_lifts(
+            [p for p in probes if p.heldout], _scorer(model, tokenizer, max_len), templates, association.ABLATION_CUE
+        )
+    f["association_heldout_cue_removed"] = association.summarize(ablated, [p for p in probes if p.heldout])
+    partner = {w: association.partner_lifts(lifts[w][held]) for w in who}
+    f["association_heldout_vs_base"] = bootstrap_mean(partner["adapter"] - partner["base"])
+    if current_dir:
+        f["association_heldout_vs_current"] = bootstrap_mean(partner["adapter"] - partner["current"])
+    f["association_templates"] = templates
     lap("association")
     # ---- knowledge probes across modes
     kprobes = knowledge_probes(cfg, meta, dataset)
@@ -221,6 +296,20 @@ def run_eval(cfg: Config, version: str | None = None) -> EvalReport:
     return report
 
 
+def show_eval(cfg: Config, version: str | None = None) -> EvalReport:
+    """A version's recorded eval figures (default: the newest evaluated) with the gate's checks on them."""
+    from mothbrain.promote import gate_checks
+
+    ledger = open_ledger(cfg)
+    entry = ledger.get(version) if version else ledger.latest(("evaluated", "promoted", "rejected"))
+    if entry is None or not (entry.get("eval") or {}).get("evaluated_at"):
+        raise NothingToDo(f"{version or 'no version'} has no eval results yet; run `mothbrain eval` first")
+    report = EvalReport(version=entry["id"], figures=entry["eval"])
+    current = report.figures.get("current_version")
+    report.checks = gate_checks(report.figures, cfg.promote.gate, has_current=bool(current))
+    return report
+
+
 def _pick_version(cfg: Config, ledger, version: str | None) -> tuple[str, Path]:
     """Default: the newest version still waiting for eval, else the newest finished one."""
     from mothbrain.models.loading import pick_adapter
@@ -235,6 +324,29 @@ def _key(name: str, who: str) -> str:
 
 def _mean(xs: list[float]) -> float | None:
     return round(sum(xs) / len(xs), 4) if xs else None
+
+
+def _score_nll(model, tokenizer, who: list[str], pairs, max_len: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per who: (negative log-likelihood of each completion, its token count)."""
+    out = {}
+    for w in who:
+        with use(model, w):
+            scores = score_continuations(model, tokenizer, pairs, max_len)
+        out[w] = (np.array([-s for s, _ in scores], dtype=np.float64), np.array([k for _, k in scores], dtype=np.int64))
+    return out
+
+
+def _ppl(nll: tuple[np.ndarray, np.ndarray]) -> float | None:
+    total, n = float(nll[0].sum()), int(nll[1].sum())
+    return round(math.exp(total / n), 4) if n else None
+
+
+def _pct_worse(value: float | None, reference: float | None) -> float | None:
+    return round((value - reference) / reference * 100, 3) if value and reference else None
+
+
+def _scorer(model, tokenizer, max_len: int):
+    return lambda items: [s for s, _ in score_continuations(model, tokenizer, items, max_len)]
 
 
 @contextlib.contextmanager
@@ -344,28 +456,17 @@ def _probed_pairs(meta: dict[str, Any], cfg: Config) -> list[list[Any]]:
     return [p for p in meta.get("concept_pairs", []) if len(p) >= 2][: cfg.eval.association_pairs]
 
 
-def association_probes(meta: dict[str, Any], dataset, cfg: Config) -> list[dict[str, Any]]:
-    """Both directions of the first eval.association_pairs concept pairs, each with its distractors."""
-    pairs = _probed_pairs(meta, cfg)
-    partners = _partners(meta.get("concept_pairs", []))
-    # Distractors are the other probed concepts: each is a right answer elsewhere, so an adapter that
-    # merely makes its favourite words likelier gains nothing.
-    vocab = sorted({x for a, b, *_ in pairs for x in (a, b)})
-    heldout = {d for d in dataset["heldout"]["doc_id"] if d.startswith("pair:")} if "heldout" in dataset else set()
-    tpl = _template(cfg)
-    out = []
-    for a, b, *_ in pairs:
-        held = f"pair:{a}|{b}" in heldout or f"pair:{b}|{a}" in heldout
-        for cue, target in ((a, b), (b, a)):
-            ds = _distractors(vocab, {cue, target} | partners.get(cue, set()), cfg.eval.distractors, cue, target)
-            if ds:
-                out.append({"prompt": tpl.format(a=cue), "target": target, "distractors": ds, "heldout": held})
-    return out
+def association_probes(meta: dict[str, Any], cfg: Config, tokenizer) -> list[association.Probe]:
+    """Both directions of the held-out pairs and of in-sample pairs up to eval.association_pairs in all."""
+    held = {tuple(p[:2]) for p in meta.get("heldout_pairs", [])}
+    pairs = [tuple(p[:2]) for p in meta.get("concept_pairs", []) if len(p) >= 2]
+    chosen = [p for p in pairs if p in held] + [p for p in pairs if p not in held]
+    chosen = chosen[: max(cfg.eval.association_pairs, len(held))]
 
+    def token_length(concept: str) -> int:
+        return len(tokenizer(" " + concept, add_special_tokens=False)["input_ids"])
 
-def _names(cfg: Config) -> tuple[str, str]:
-    role = (cfg.preprocess.voice_roles or ["assistant"])[0]
-    return "User", role[:1].upper() + role[1:]
+    return association.build_probes(chosen, held, token_length, cfg.eval.distractors)
 
 
 def _concept_sentences(dataset, names: list[str], limit: int) -> list[tuple[str, str]]:
@@ -395,7 +496,7 @@ def knowledge_probes(cfg: Config, meta: dict[str, Any], dataset) -> list[dict[st
     partners = _partners(meta.get("concept_pairs", []))
     concepts = [pc.name.lower() for pc in cfg.preprocess.priority_concepts]
     vocab = sorted({x for a, b, *_ in _probed_pairs(meta, cfg) for x in (a, b)} | set(concepts))
-    user, voice = _names(cfg)
+    user, voice = user_name(), voice_name(cfg)
     tpl = _template(cfg)
     k = cfg.eval.distractors
     out = []
@@ -461,7 +562,9 @@ def surprise(cfg: Config, model, tokenizer, who: list[str], warnings: list[str])
         top_p=d.top_p,
     )
     outputs: dict[str, list[str]] = {}
-    for w in [w for w in who if w != "base"]:
+    # "base" is the null: a base sample drawn with the adapter's own seed, judged exactly like the
+    # adapter's. An adapter that is the base scores the null's rate, whatever the sampling noise.
+    for w in who:
         with use(model, w):
             outputs[w] = generate_batched(model, tokenizer, prompts, seed=d.seed, **gen)[0]
     refs = None
@@ -481,10 +584,17 @@ def surprise(cfg: Config, model, tokenizer, who: list[str], warnings: list[str])
             ]
         refs = [[samples[s][i] for s in range(REFERENCE_SAMPLES)] for i in range(len(prompts))]
 
+    # Fluency: garbage is far from every reference too, so a surprise must read (to the base) about as
+    # well as the base's own samples: its base NLL per token at most the references' median + ln 2.
+    with use(model, "base"):
+        ref_nll = _nll_per_token(model, tokenizer, [(p, r) for p, rs in zip(prompts, refs) for r in rs])
+        fluency_max = float(np.median(ref_nll)) + math.log(2)
+        nll = {w: _nll_per_token(model, tokenizer, list(zip(prompts, texts))) for w, texts in outputs.items()}
     embedder = load_embedder(cfg)
     if embedder.warning:
         warnings.append(embedder.warning)
-    out["surprise"].update(prompts=len(prompts), embedder=embedder.name)
+    out["surprise"].update(prompts=len(prompts), embedder=embedder.name, fluency_max_nll=round(fluency_max, 4))
+    all_flags: dict[str, np.ndarray] = {}
     p_emb = embedder.encode(prompts)
     r_emb = embedder.encode([r for rs in refs for r in rs]).reshape(len(prompts), REFERENCE_SAMPLES, -1)
     for w, texts in outputs.items():
@@ -492,9 +602,15 @@ def surprise(cfg: Config, model, tokenizer, who: list[str], warnings: list[str])
         nearest = 1.0 - (r_emb @ a.unsqueeze(-1)).squeeze(-1).max(dim=1).values  # distance to the closest reference
         relevance = (a * p_emb).sum(-1)
         flags = [
-            (bool(t.strip()) and float(dist) >= e.surprise_distance and float(rel) >= e.relevance_min)
-            for t, dist, rel in zip(texts, nearest, relevance)
+            (
+                bool(t.strip())
+                and float(dist) >= e.surprise_distance
+                and float(rel) >= e.relevance_min
+                and fl <= fluency_max
+            )
+            for t, dist, rel, fl in zip(texts, nearest, relevance, nll[w])
         ]
+        all_flags[w] = np.array(flags, dtype=np.float64)
         out[_key("surprise_rate", w)] = round(sum(flags) / len(flags), 4)
         out["surprise"][_key("nearest_distance_mean", w)] = round(float(nearest.mean()), 4)
         out["surprise"][_key("relevance_mean", w)] = round(float(relevance.mean()), 4)
@@ -504,7 +620,14 @@ def surprise(cfg: Config, model, tokenizer, who: list[str], warnings: list[str])
             ][:3]
             if e.judge:
                 out["judge_yes_rate"] = _judge(cfg, [(p, t) for p, t, fl in zip(prompts, texts, flags) if fl], warnings)
+    for w in [w for w in who if w != "base"]:
+        out[_key("surprise_vs_null", w)] = bootstrap_mean(all_flags[w] - all_flags["base"])
     return out
+
+
+def _nll_per_token(model, tokenizer, pairs: list[tuple[str, str]]) -> list[float]:
+    scores = score_continuations(model, tokenizer, pairs, SURPRISE_CONTEXT)
+    return [-s / n if n else float("inf") for s, n in scores]
 
 
 def _endpoint(cfg: Config) -> tuple[str, dict[str, str]]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import re
 import shutil
 import tempfile
 import time
@@ -36,6 +37,7 @@ TINY_ARCH = dict(
 )
 SPECIAL_TOKENS = ["<|endoftext|>", "<|pad|>"]
 TEXT_SUFFIXES = {".jsonl", ".json", ".md", ".txt", ".markdown"}
+_WORDS = re.compile(r"([^\W\d_]+)")  # words, kept with what lies between them by re.split
 MARKER = "mothbrain-tiny.json"  # written last: a directory without it is an unfinished build
 
 
@@ -150,22 +152,42 @@ def build_tiny_model(
     seed: int = 0,
     progress=None,
 ) -> dict:
-    """Build tokenizer + tiny Qwen2 at `out_dir` (atomically: built in a temp dir, then renamed)."""
-    import torch
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-
+    """Build tokenizer + tiny Qwen2 at `out_dir` from the text of the files under `source_paths`."""
     texts = list(iter_source_texts(source_paths))
     if not texts:
         raise MothError(
             "cannot build the tiny model: the configured sources hold no text "
             f"({', '.join(map(str, source_paths)) or 'no sources'}); check `sources` in the config"
         )
+    return build_tiny_from_texts(
+        out_dir, texts, texts, pretrain_steps=pretrain_steps, seq_len=seq_len, seed=seed, progress=progress
+    )
+
+
+def build_tiny_from_texts(
+    out_dir: Path,
+    tokenizer_texts: list[str],
+    pretrain_texts: list[str],
+    *,
+    pretrain_steps: int = 150,
+    seq_len: int = 128,
+    seed: int = 0,
+    arch: dict | None = None,
+    progress=None,
+    info: dict | None = None,
+) -> dict:
+    """Build tokenizer (trained on `tokenizer_texts`) + tiny Qwen2 (pre-trained on `pretrain_texts`) at
+    `out_dir`, atomically: built in a temp dir, then renamed."""
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
     random.seed(seed)
     torch.manual_seed(seed)
     t0 = time.time()
-    tokenizer = train_tokenizer(texts, TINY_ARCH["vocab_size"])
+    tokenizer = train_tokenizer(tokenizer_texts, TINY_ARCH["vocab_size"])
     arch = dict(
         TINY_ARCH,
+        **(arch or {}),
         vocab_size=len(tokenizer),
         bos_token_id=tokenizer.eos_token_id,
         eos_token_id=tokenizer.eos_token_id,
@@ -173,7 +195,7 @@ def build_tiny_model(
     )
     with MODEL_BUILD_LOCK:
         model = Qwen2ForCausalLM(Qwen2Config(**arch))
-    losses = _pretrain(model, tokenizer, texts, pretrain_steps, seq_len, seed, progress)
+    losses = _pretrain(model, tokenizer, pretrain_texts, pretrain_steps, seq_len, seed, progress)
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
@@ -187,7 +209,8 @@ def build_tiny_model(
             "pretrain_loss_last": losses[-1] if losses else None,
             "seconds": round(time.time() - t0, 1),
             "seed": seed,
-            "texts": len(texts),
+            "texts": len(pretrain_texts),
+            **(info or {}),
         }
         (tmp / MARKER).write_text(json.dumps(info, indent=2))
         replace_folder(tmp, out_dir)
@@ -195,6 +218,32 @@ def build_tiny_model(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return info
+
+
+def scramble_content_words(texts: list[str], seed: int = 0) -> list[str]:
+    """The same texts with every content word replaced by a random content word of the corpus (drawn by
+    frequency), consistently within a text: the base learns the words, the grammar around them and that a
+    text keeps to its own words (so it looks back at them), but never which words go together across texts."""
+    from mothbrain.data.concepts import STOPWORDS
+
+    def is_content(w: str) -> bool:
+        return len(w) >= 3 and w.isalpha() and w.lower() not in STOPWORDS
+
+    split = [_WORDS.split(t) for t in texts]
+    bag = [w.lower() for parts in split for w in parts[1::2] if is_content(w)]
+    if not bag:
+        return list(texts)
+    rng = random.Random(seed)
+    out = []
+    for parts in split:
+        mapping: dict[str, str] = {}
+        for i in range(1, len(parts), 2):
+            w = parts[i]
+            if is_content(w):
+                new = mapping.setdefault(w.lower(), rng.choice(bag))
+                parts[i] = new.capitalize() if w[:1].isupper() else new
+        out.append("".join(parts))
+    return out
 
 
 def is_built(path: Path) -> bool:

@@ -36,16 +36,23 @@ def test_trained_adapter_beats_base_on_planted_voice_and_associations(planted_cf
     assert _finite(f["voice_ppl"]) and _finite(f["voice_ppl_base"])
     assert f["voice_ppl"] < 0.8 * f["voice_ppl_base"], (f["voice_ppl"], f["voice_ppl_base"])
 
-    # Associations: the planted partners become more likely than distractors.
-    assert f["association_probes"] == 12  # the six planted (linked) pairs come first, both directions
-    for k in ("association_acc", "association_acc_base", "association_margin", "association_margin_base"):
-        assert _finite(f[k]), k
-    # The margin (nats/token, partner minus distractors) is the steady measure; accuracy over 12 probes is coarse.
-    assert f["association_margin"] > f["association_margin_base"] + 0.25, (
-        f["association_margin"],
-        f["association_margin_base"],
-    )
-    assert f["association_acc"] >= f["association_acc_base"]
+    # Associations: the partner's lift from its cue, held-out pairs apart from in-sample ones.
+    held, ins = f["association_heldout"], f["association_insample"]
+    assert held["probes"] > 0 and ins["probes"] > 0
+    assert held["chance"] <= 1 / 11 and ins["chance"] <= 1 / 11  # at least 10 distractors per probe
+    for key in ("association_heldout", "association_insample"):
+        for who in ("", "_base"):
+            assert _finite(f[key + who]["lift"]) and 0 <= f[key + who]["top1"] <= 1, key + who
+    # The planted pairs (linked, so probed first) are lifted well above the base's.
+    assert ins["lift"] > f["association_insample_base"]["lift"] + 0.5, (ins, f["association_insample_base"])
+    gain = f["association_heldout_vs_base"]
+    assert gain["lo"] <= gain["mean"] <= gain["hi"] and gain["n"] == held["probes"]
+
+    # Held-out voice text shared with training is removed and counted.
+    overlap = f["heldout_overlap"]
+    assert 0 <= overlap["share"] <= 1 and overlap["samples_after"] == f["voice_samples"] <= overlap["samples_before"]
+    assert f["voice_gain_vs_base"]["lo"] > 0  # the planted voice, well beyond the noise
+    assert f["regression"]["reference"] == "base" and _finite(f["regression"]["adapter_ppl"])
 
     # Probes: a table of every priority concept in every mode, each a share in [0, 1].
     assert set(f["probes"]) == {"figs", "lantern", "compost"}
@@ -60,6 +67,8 @@ def test_trained_adapter_beats_base_on_planted_voice_and_associations(planted_cf
     s = f["surprise"]
     assert s["reference"] == "local base" and s["prompts"] == 4 and s["embedder"] == "all-MiniLM-L6-v2"
     assert s["distance_min"] == cfg.eval.surprise_distance and _finite(s["nearest_distance_mean"])
+    null = f["surprise_vs_null"]  # adapter minus the base's own sample, judged the same way
+    assert null["n"] == 4 and null["lo"] <= null["mean"] <= null["hi"] and 0 <= f["surprise_rate_base"] <= 1
 
     # Everything is in the ledger, and the version is now evaluated.
     entry = open_ledger(cfg).get("v0001")

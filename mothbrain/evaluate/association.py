@@ -1,0 +1,152 @@
+"""Association, measured as what the cue adds: does naming a concept make its partner likelier?
+
+For a pair (cue, partner) and a prompt template T, the partner's *lift* is
+
+    log p(partner | T(cue)) − log p(partner | T(neutral))      summed over the partner's tokens,
+
+averaged over templates and neutral cues ("it", "this"). A model that merely likes a word in general
+scores it high after the neutral cue too, so the difference is ~0; only a model that ties the partner
+to the cue lifts it. The partner is also ranked by lift against distractor concepts of the same
+length class (tokens): top-1 is the share of probes where the partner's lift beats every
+distractor's, with chance 1 / (distractors + 1).
+
+Templates: a user asks about the cue and the voice begins to answer, in the training format
+("User: …\nMoth: The {a} makes me think of the"); none of these wordings appears in training. An
+adapter is a voice, and what it associates shows when it speaks (measured bare, "{a} reminds me of",
+the tiny demo model shows nothing even for pairs it has learnt). Pairs are split into held-out (no
+templated training rows: whatever the adapter knows of them it absorbed from the lived text) and
+in-sample.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+# (what the user asks, how the voice begins): never used for training rows
+EVAL_TEMPLATES = (
+    ("Tell me about the {a}.", "The {a} makes me think of the"),
+    ("Any thoughts on the {a}?", "Whenever the {a} comes up, I think of the"),
+    ("What does the {a} bring to mind?", "The {a} brings to mind the"),
+)
+NEUTRAL_CUES = ("it", "this")  # what the cue is compared with
+ABLATION_CUE = "that"  # "the cue removed": a neutral word that is not one of NEUTRAL_CUES
+
+# (prompt, continuation) pairs → sum of log-probs of each continuation's tokens
+Scorer = Callable[[list[tuple[str, str]]], list[float]]
+
+
+@dataclass
+class Probe:
+    cue: str
+    partner: str
+    distractors: list[str]
+    heldout: bool  # no templated training rows for this pair
+
+    @property
+    def candidates(self) -> list[str]:
+        return [self.partner, *self.distractors]
+
+
+def voice_templates(user: str, voice: str) -> list[str]:
+    """EVAL_TEMPLATES written in the training format for these speakers."""
+    from mothbrain.data.format import render_prompt
+
+    return [render_prompt([(user, ask)], voice) + " " + start for ask, start in EVAL_TEMPLATES]
+
+
+def stable_rng(*parts: str) -> random.Random:
+    seed = hashlib.blake2b("|".join(parts).encode(), digest_size=8).digest()
+    return random.Random(int.from_bytes(seed, "little"))
+
+
+def build_probes(
+    pairs: Iterable[tuple[str, str]],
+    heldout: set[tuple[str, str]],
+    token_length: Callable[[str], int],
+    distractors: int,
+) -> list[Probe]:
+    """Both directions of every pair; distractors are other probed concepts of the partner's length class
+    (the nearest token lengths first), never the cue, the partner or either's own partners."""
+    pairs = [(a, b) for a, b in pairs if a != b]
+    partners: dict[str, set[str]] = {}
+    for a, b in pairs:
+        partners.setdefault(a, set()).add(b)
+        partners.setdefault(b, set()).add(a)
+    pool = sorted(partners)
+    length = {c: token_length(c) for c in pool}
+    probes = []
+    for a, b in pairs:
+        held = (a, b) in heldout or (b, a) in heldout
+        for cue, partner in ((a, b), (b, a)):
+            exclude = {cue, partner} | partners[cue] | partners[partner]
+            others = [c for c in pool if c not in exclude and not _overlaps(c, exclude)]
+            rng = stable_rng(cue, partner)
+            rng.shuffle(others)  # ties in length are broken at random, the same way every run
+            others.sort(key=lambda c: abs(length[c] - length[partner]))
+            if others:
+                probes.append(Probe(cue, partner, others[:distractors], held))
+    return probes
+
+
+def _overlaps(word: str, exclude: set[str]) -> bool:
+    """ "bridge" is no fair distractor for "bridge repair": one contains the other."""
+    return any(word in e or e in word for e in exclude)
+
+
+def candidate_lifts(
+    probes: list[Probe], score: Scorer, templates: list[str], cue_override: str | None = None
+) -> np.ndarray:
+    """[probe, candidate] lift of each candidate (partner first), averaged over templates and neutral cues.
+
+    `cue_override` replaces every cue (ABLATION_CUE: the cue removed)."""
+    width = 1 + max((len(p.distractors) for p in probes), default=0)
+    wanted: dict[tuple[str, str], int] = {}
+
+    def slot(prompt: str, cont: str) -> int:
+        return wanted.setdefault((prompt, " " + cont), len(wanted))
+
+    index = []  # per probe, per template: (cue slots, [neutral slots per neutral])
+    for p in probes:
+        cue = cue_override or p.cue
+        per_t = []
+        for t in templates:
+            cue_slots = [slot(_fill(t, cue), c) for c in p.candidates]
+            neutral_slots = [[slot(_fill(t, n), c) for c in p.candidates] for n in NEUTRAL_CUES]
+            per_t.append((cue_slots, neutral_slots))
+        index.append(per_t)
+    scores = np.asarray(score(list(wanted)), dtype=np.float64)
+    out = np.full((len(probes), width), np.nan)
+    for i, per_t in enumerate(index):
+        lifts = [scores[cs] - np.mean([scores[ns] for ns in neutral], axis=0) for cs, neutral in per_t]
+        row = np.mean(lifts, axis=0)
+        out[i, : len(row)] = row
+    return out
+
+
+def _fill(template: str, cue: str) -> str:
+    return template.format(a=cue)  # the cue as written (training rows use it lower-cased, as mined)
+
+
+def summarize(lifts: np.ndarray, probes: list[Probe]) -> dict[str, float | int | None]:
+    """Mean partner lift (nats), top-1 (partner's lift above every distractor's) and the chance level."""
+    if not probes:
+        return {"lift": None, "top1": None, "chance": None, "probes": 0}
+    partner = lifts[:, 0]
+    rivals = np.nan_to_num(lifts[:, 1:], nan=-np.inf)
+    top1 = (partner[:, None] > rivals).all(axis=1) if rivals.shape[1] else np.ones(len(probes), bool)
+    n_cands = (~np.isnan(lifts)).sum(axis=1)
+    return {
+        "lift": round(float(partner.mean()), 4),
+        "top1": round(float(top1.mean()), 4),
+        "chance": round(float(np.mean(1.0 / n_cands)), 4),
+        "probes": len(probes),
+    }
+
+
+def partner_lifts(lifts: np.ndarray) -> np.ndarray:
+    return lifts[:, 0] if len(lifts) else np.zeros(0)

@@ -1,0 +1,94 @@
+"""The association figure measures what the cue adds, not which words a model likes; the statistics
+and the held-out set the gate relies on behave as claimed. Fake scorers stand in for models."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mothbrain.evaluate import association as A
+from mothbrain.evaluate import heldout
+from mothbrain.evaluate.stats import bootstrap_mean, bootstrap_ratio
+
+PAIRS = [(f"cue{i}", f"partner{i}") for i in range(12)]
+TEMPLATES = ["{a} reminds me of", "User: Tell me about the {a}.\nMoth: The {a} makes me think of the"]
+
+
+def _probes():
+    return A.build_probes(PAIRS, set(PAIRS[:6]), lambda c: 1, distractors=10)
+
+
+def _scorer(tied: bool, favourite: str = "partner3"):
+    """log p(candidate | prompt): a favourite word is likely everywhere; with `tied`, a partner is likely
+    right after its own cue."""
+    partner_of = {a: b for a, b in PAIRS} | {b: a for a, b in PAIRS}
+
+    def score(items):
+        out = []
+        for prompt, cont in items:
+            cand = cont.strip()
+            s = -5.0 + (3.0 if cand == favourite else 0.0)
+            if tied and any(f"{c} " in prompt or f"{c}." in prompt for c in [partner_of.get(cand, "")] if c):
+                s += 2.0
+            out.append(s)
+        return out
+
+    return score
+
+
+def test_probes_have_ten_distractors_of_the_partners_length_never_its_partners():
+    lengths = {f"cue{i}": 1 + i % 3 for i in range(12)} | {f"partner{i}": 1 + i % 3 for i in range(12)}
+    probes = A.build_probes(PAIRS, set(PAIRS[:6]), lambda c: lengths[c], distractors=10)
+    assert len(probes) == 24 and sum(p.heldout for p in probes) == 12
+    for p in probes:
+        assert len(p.distractors) == 10 and p.cue not in p.distractors and p.partner not in p.distractors
+        near = sorted(abs(lengths[c] - lengths[p.partner]) for c in p.distractors)
+        assert near[0] == 0  # the nearest length class comes first
+    assert A.build_probes(PAIRS, set(), lambda c: 1, 10)[0].distractors == _probes()[0].distractors  # stable
+
+
+def test_a_model_that_likes_a_word_everywhere_gets_no_lift_and_chance_top1():
+    probes = _probes()
+    lifts = A.candidate_lifts(probes, _scorer(tied=False), TEMPLATES)
+    s = A.summarize(lifts, probes)
+    assert abs(s["lift"]) < 1e-9 and s["top1"] == 0.0 and s["chance"] == round(1 / 11, 4)
+    # The old mean-log-prob ranking would have crowned the favourite for every cue; lift does not.
+    assert not (lifts[:, 1:] > 0).any()
+
+
+def test_a_cue_tied_model_lifts_its_partners_and_the_cue_removed_lifts_nothing():
+    probes = _probes()
+    lifts = A.candidate_lifts(probes, _scorer(tied=True), TEMPLATES)
+    s = A.summarize(lifts, probes)
+    assert s["lift"] > 1.9 and s["top1"] == 1.0
+    ablated = A.summarize(A.candidate_lifts(probes, _scorer(tied=True), TEMPLATES, A.ABLATION_CUE), probes)
+    assert abs(ablated["lift"]) < 1e-9 and ablated["top1"] == 0.0
+
+
+def test_voice_templates_are_in_the_training_format():
+    from mothbrain.data.format import render_prompt
+
+    t = A.voice_templates("User", "Moth")
+    assert len(t) == len(A.EVAL_TEMPLATES) >= 3
+    assert t[0].startswith(render_prompt([("User", "Tell me about the {a}.")], "Moth"))
+    assert all("{a}" in x for x in t)
+
+
+def test_bootstrap_interval_excludes_zero_for_a_real_gain_and_includes_it_for_noise():
+    rng = np.random.default_rng(1)
+    real = bootstrap_mean(rng.normal(0.3, 1.0, 200))
+    noise = bootstrap_mean(rng.normal(0.0, 1.0, 200))
+    assert real["lo"] > 0 and noise["lo"] < 0 < noise["hi"] and real["n"] == 200
+    r = bootstrap_ratio(np.array([2.0, 4.0, 6.0]), np.array([2, 4, 6]))
+    assert r["mean"] == 1.0 and r["lo"] == r["hi"] == 1.0
+    assert bootstrap_mean(np.array([]))["mean"] is None
+
+
+def test_heldout_sentences_shared_with_training_are_removed_and_counted():
+    keys = heldout.training_sentence_keys(["Slowly, friend. The lamp is low.", "Keep the kettle warm."])
+    kept, overlap = heldout.without_training_sentences(
+        [("p1", " Slowly,  FRIEND. A heron at dawn."), ("p2", " Keep the kettle warm."), ("p3", " New words here.")],
+        keys,
+    )
+    assert kept == [("p1", " A heron at dawn."), ("p3", " New words here.")]
+    assert overlap == {"sentences": 4, "shared_with_train": 2, "share": 0.5, "samples_before": 3, "samples_after": 2}
+    assert len(heldout.general_text()) >= 20  # the shipped general text for the regression set
