@@ -93,7 +93,7 @@ def gate_checks(ev: dict[str, Any], gate: GateConfig, has_current: bool) -> list
         if not enough:
             why = f"only {n} held-out voice samples (the significance test needs {gate.min_voice_samples})"
         elif not significant:
-            worse = (gain.get("mean") or 0) <= 0
+            worse = (gain.get("mean") or 0) < 0
             why = f"voice {'worse than' if worse else 'not significantly better than'} base: " + _ci(
                 gain, unit=" nats/token saved"
             )
