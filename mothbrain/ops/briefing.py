@@ -423,7 +423,15 @@ def build_briefing(cfg: Config, now: _dt.datetime | None = None) -> Briefing:
             p = v["promotion"]
             reasons = p.get("reasons") or []
             reasons = "; ".join(map(str, reasons)) if isinstance(reasons, list) else str(reasons)
-            sec.lines.append(f"{v['id']}: {p['decision']}" + (f" — {_excerpt(reasons)}" if reasons else ""))
+            if p.get("checks"):  # the gate's every check: figure, threshold, verdict
+                sec.lines.append(f"{v['id']}: {p['decision']}")
+                sec.lines += [
+                    f"  {'pass' if c.get('ok') else 'FAIL'} · {c.get('check')}: {_excerpt(c.get('value'), 160)} "
+                    f"(needs {c.get('threshold')})"
+                    for c in p["checks"]
+                ]
+            else:
+                sec.lines.append(f"{v['id']}: {p['decision']}" + (f" — {_excerpt(reasons)}" if reasons else ""))
         for e in events:
             sec.lines.append(
                 f"{_local(parse_time(e['at']))}: {e['event']} {e.get('version') or ''}"

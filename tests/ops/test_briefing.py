@@ -263,3 +263,23 @@ def test_send_failure_is_a_clean_error_and_never_fails_the_run(state_home):
     assert record.status == "ok" and not record.failed and time.time() - t0 < 30
     assert any("briefing failed" in w for w in record.warnings)
     assert json.loads(record.path.read_text())["briefing"]["error"].startswith("briefing failed")
+
+
+def test_the_gate_s_checks_are_in_the_briefing(state_home):
+    from mothbrain.config import GateConfig
+    from mothbrain.promote import gate_checks
+
+    cfg = load_config(DEMO_CONFIG)
+    ev = {
+        "voice_ppl": 30.0,
+        "voice_ppl_base": 1400.0,
+        "voice_samples": 120,
+        "accepted_voice_ppl_base": 13.0,
+        "voice_gain_vs_base": {"mean": 3.7, "lo": 3.6, "hi": 3.8, "n": 120},
+    }
+    checks = gate_checks(ev, GateConfig(require_association=False), has_current=False)
+    led = open_ledger(cfg)
+    v = led.new_version(status="rejected", eval=ev)["id"]
+    led.update(v, promotion={"decision": "rejected", "reasons": [c["reason"] for c in checks], "checks": checks})
+    text = build_briefing(cfg).text
+    assert f"{v}: rejected" in text and "FAIL · data sanity" in text and "pass · voice vs base" in text
