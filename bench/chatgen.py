@@ -183,8 +183,12 @@ def write_chat_logs(folder: Path, mb: float, seed: int = 0, file_mb: float = 1.0
 
 
 if __name__ == "__main__":
-    import sys
+    import argparse
 
+    ap = argparse.ArgumentParser(description="Write synthetic chat logs (day-NNNNN.jsonl) for the benchmarks.")
+    ap.add_argument("folder", type=Path, help="where to write the logs")
+    ap.add_argument("mb", type=float, nargs="?", default=5.0, help="how many MB to write (default 5)")
+    args = ap.parse_args()
     t = time.perf_counter()
-    g = write_chat_logs(Path(sys.argv[1]), float(sys.argv[2]) if len(sys.argv) > 2 else 5)
+    g = write_chat_logs(args.folder, args.mb)
     print(f"{g.n} conversations in {time.perf_counter() - t:.1f}s")

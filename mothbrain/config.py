@@ -221,7 +221,7 @@ class DreamConfig:
 @dataclass
 class EvalConfig:
     max_heldout_samples: int = _f(256, "held-out samples scored for perplexity")
-    association_pairs: int = _f(50, "concept pairs probed")
+    association_pairs: int = _f(50, "in-sample concept pairs probed (every held-out pair is probed too)")
     distractors: int = _f(14, "distractor concepts per association probe (chance top-1 = 1 / (this + 1))")
     probe_modes: list[str] = _f(["direct", "association", "completion"], "knowledge probe modes")
     surprise_prompts: int = _f(64, "prompts used for the surprise rate (and its base-vs-base null)")

@@ -156,6 +156,17 @@ def gate_checks(ev: dict[str, Any], gate: GateConfig, has_current: bool) -> list
                 f"({'within' if ok else 'beyond'} {gate.max_regression_pct}%)",
             )
         )
+    elif reg:  # a first version, and a base that does not know the general text: nothing to lose yet
+        checks.append(
+            _check(
+                "regression set",
+                True,
+                f"empty (no accepted held-out set; the {reg['reference']} predicts the general text barely better "
+                f"than chance, perplexity {reg.get('general_reference_ppl')})",
+                f"<= {gate.max_regression_pct}% worse than {reg['reference']}",
+                "regression set: nothing the reference knows to regress on yet",
+            )
+        )
     if has_current:
         if not ppl or not cur:
             checks.append(

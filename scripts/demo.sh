@@ -7,5 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(nproc)}
-.venv/bin/mothbrain run weekly --config configs/demo.yaml "$@"
+rc=0
+.venv/bin/mothbrain run weekly --config configs/demo.yaml "$@" || rc=$?
+# What eval measured (adapter, base side by side) and each of the gate's checks, even when it refused.
+.venv/bin/mothbrain eval --show --config configs/demo.yaml || true
 .venv/bin/mothbrain status --config configs/demo.yaml
+exit "$rc"

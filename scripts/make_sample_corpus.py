@@ -301,27 +301,47 @@ SYSTEMS = [
 TOPICS = list(PAIRS)
 
 
+# Each time Moth says a pool sentence it is stamped with when ("At 21:40, ..." or "On the 3rd, ..."), as a
+# night log would be. Without this every held-out sentence would also occur in training, and eval could not
+# tell learning the voice from recalling the pools. Times and dates add no concept words (a lead such as
+# "Tonight, by the ferry" would, and noise pairs would crowd the held-out pairs).
+def frame(text: str, r: random.Random) -> str:
+    if r.random() < 0.2:
+        return text
+    first = text.split(" ", 1)[0]
+    body = text if first == "I" or first.startswith("I'") else text[0].lower() + text[1:]
+    if r.random() < 0.6:
+        return f"At {r.randint(0, 23)}:{r.randint(0, 59):02d}, {body}"
+    day = r.randint(1, 28)
+    suffix = "th" if 11 <= day <= 13 else {1: "st", 2: "nd", 3: "rd"}.get(day % 10, "th")
+    return f"On the {day}{suffix}, {body}"
+
+
 class Writer:
     """Composes Moth's sentences from the pools with a fixed RNG."""
 
     def __init__(self, seed: int) -> None:
         self.rng = random.Random(seed)
+        self.framing = random.Random(seed + 1)  # apart, so framing never changes which sentences are drawn
 
     def pick(self, pool: list[str], k: int) -> list[str]:
         return self.rng.sample(pool, min(k, len(pool)))
+
+    def say(self, sentences: list[str]) -> list[str]:
+        return [frame(s, self.framing) for s in sentences]
 
     def answer(self, topic: str, practical: bool) -> str:
         r = self.rng
         parts: list[str] = []
         if r.random() < 0.45:
             parts.append(r.choice(OPENERS))
-        parts += self.pick(POOL[topic], r.randint(1, 3))
+        parts += self.say(self.pick(POOL[topic], r.randint(1, 3)))
         if practical:
-            parts.append(r.choice(PRACTICAL[topic]))
+            parts += self.say([r.choice(PRACTICAL[topic])])
         if r.random() < 0.5:
-            parts.append(r.choice(VOICE))
+            parts += self.say([r.choice(VOICE)])
         if r.random() < 0.12:  # now and then a second concept wanders in, as in real talk
-            parts.append(r.choice(POOL[r.choice([t for t in TOPICS if t != topic])]))
+            parts += self.say([r.choice(POOL[r.choice([t for t in TOPICS if t != topic])])])
         if r.random() < 0.3:
             parts.append(r.choice(CLOSERS))
         return " ".join(parts)
@@ -342,7 +362,7 @@ class Writer:
             used.update(sents)
         if self.rng.random() < 0.6:
             sents.insert(self.rng.randint(0, len(sents)), self.rng.choice(VOICE))
-        return " ".join(sents)
+        return " ".join(self.say(sents))
 
 
 # --------------------------------------------------------------------------- chats

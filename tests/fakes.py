@@ -8,6 +8,39 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
+def ci(mean: float, half: float, n: int = 120) -> dict:
+    return {"mean": mean, "lo": mean - half, "hi": mean + half, "n": n}
+
+
+# Eval figures that pass every gate check, with a current adapter or without: for tests about what
+# happens after the gate (the pointer, the ledger, serving), whose statistics have tests of their own.
+PASSING_EVAL = {
+    "voice_ppl": 9.0,
+    "voice_ppl_base": 10.0,
+    "voice_ppl_current": 9.1,
+    "voice_samples": 120,
+    "voice_gain_vs_base": ci(0.1, 0.05),
+    "association_heldout": {"lift": 0.8, "top1": 0.4, "chance": 0.0667, "probes": 60},
+    "association_heldout_vs_base": ci(0.7, 0.3, 60),
+    "association_heldout_vs_current": ci(0.05, 0.2, 60),
+    "accepted_voice_ppl_base": 11.0,
+    "regression": {
+        "reference": "current",
+        "samples": 150,
+        "accepted_samples": 120,
+        "adapter_ppl": 20.1,
+        "reference_ppl": 20.0,
+        "worse_pct": 0.5,
+    },
+    "probes": {
+        "figs": {
+            "direct": {"n": 4, "adapter": 0.5, "current": 0.5},
+            "association": {"n": 4, "adapter": 0.0, "current": 1.0},
+        }
+    },
+}
+
+
 class FakeSystem2:
     """An OpenAI-style chat endpoint on loopback: drafts for questions, "SYNTH: …" for synthesis prompts."""
 

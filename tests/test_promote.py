@@ -9,6 +9,7 @@ import shutil
 
 import pytest
 from click.testing import CliRunner
+from fakes import PASSING_EVAL, ci
 from planted_corpus import DEMO
 
 from mothbrain.config import load_config
@@ -104,7 +105,7 @@ def test_gate_passes_trained_rejects_damaged_and_rollback_restores(planted_cfg, 
 def _fake_evaluated(cfg, **ev) -> str:
     from mothbrain.core.ledger import open_ledger
 
-    figures = {"voice_ppl": 10.0, "voice_ppl_base": 12.0, "evaluated_at": "now", "current_version": None, **ev}
+    figures = {**PASSING_EVAL, "evaluated_at": "now", "current_version": None, **ev}
     return open_ledger(cfg).new_version(status="evaluated", eval=figures)["id"]
 
 
@@ -148,40 +149,12 @@ def test_a_real_directory_named_current_is_never_overwritten(state_home):
     assert (real / "keep.txt").read_text() == "mine"
 
 
-def _ci(mean: float, half: float, n: int = 120) -> dict:
-    return {"mean": mean, "lo": mean - half, "hi": mean + half, "n": n}
-
-
 def test_gate_rules():
     from mothbrain.config import GateConfig
     from mothbrain.promote import gate_checks
 
     gate = GateConfig()
-    ok = {
-        "voice_ppl": 9.0,
-        "voice_ppl_base": 10.0,
-        "voice_ppl_current": 9.1,
-        "voice_samples": 120,
-        "voice_gain_vs_base": _ci(0.1, 0.05),
-        "association_heldout": {"lift": 0.8, "top1": 0.4, "chance": 0.0667, "probes": 60},
-        "association_heldout_vs_base": _ci(0.7, 0.3, 60),
-        "association_heldout_vs_current": _ci(0.05, 0.2, 60),
-        "accepted_voice_ppl_base": 11.0,
-        "regression": {
-            "reference": "current",
-            "samples": 150,
-            "accepted_samples": 120,
-            "adapter_ppl": 20.1,
-            "reference_ppl": 20.0,
-            "worse_pct": 0.5,
-        },
-        "probes": {
-            "figs": {
-                "direct": {"n": 4, "adapter": 0.5, "current": 0.5},
-                "association": {"n": 4, "adapter": 0.0, "current": 1.0},
-            }
-        },
-    }
+    ok = PASSING_EVAL
     checks = gate_checks(ok, gate, has_current=True)
     assert all(c["ok"] for c in checks), [c for c in checks if not c["ok"]]
     assert [c["check"] for c in checks] == [
@@ -199,12 +172,12 @@ def test_gate_rules():
         return [c["check"] for c in gate_checks(ev, gate, has_current=has_current) if not c["ok"]]
 
     # A null adapter: perplexity a hair better, but inside the noise.
-    assert failed(dict(ok, voice_ppl=9.98, voice_gain_vs_base=_ci(0.002, 0.01)), False) == ["voice vs base"]
+    assert failed(dict(ok, voice_ppl=9.98, voice_gain_vs_base=ci(0.002, 0.01)), False) == ["voice vs base"]
     assert failed(dict(ok, voice_ppl=9.95), False) == ["voice vs base"]  # only 0.5% better than base
     assert failed(dict(ok, voice_samples=40), False) == ["voice vs base"]  # too few samples to know
     # Associations not lifted above base (or clearly below current).
-    assert failed(dict(ok, association_heldout_vs_base=_ci(0.05, 0.2, 60)), False) == ["held-out associations vs base"]
-    assert failed(dict(ok, association_heldout_vs_current=_ci(-0.5, 0.2, 60))) == ["held-out associations vs current"]
+    assert failed(dict(ok, association_heldout_vs_base=ci(0.05, 0.2, 60)), False) == ["held-out associations vs base"]
+    assert failed(dict(ok, association_heldout_vs_current=ci(-0.5, 0.2, 60))) == ["held-out associations vs current"]
     # Garbage data: the base finds it far harder than the accepted data; the regression set gets worse.
     assert failed(dict(ok, voice_ppl_base=400.0, voice_ppl=300.0), False) == ["data sanity"]
     worse = dict(ok["regression"], worse_pct=35.0)
@@ -225,6 +198,12 @@ def test_gate_rules():
     checks = gate_checks(forgot, gate, has_current=True)
     assert not checks[-1]["ok"] and "figs" in checks[-1]["reason"]
     assert "kiln" not in checks[-1]["reason"] and "heron" not in checks[-1]["reason"]
+
+    # A first version whose base does not know the general text: an empty regression set passes, and says so.
+    empty = dict(ok["regression"], samples=0, accepted_samples=0, worse_pct=None, general_reference_ppl=1132.8)
+    checks = gate_checks(dict(ok, regression=empty), gate, has_current=False)
+    reg = [c for c in checks if c["check"] == "regression set"][0]
+    assert reg["ok"] and "nothing" in reg["reason"] and "1132.8" in reg["value"]
 
     no_voice = {"voice_ppl": None, "voice_ppl_base": None}
     assert not gate_checks(no_voice, gate, has_current=False)[0]["ok"]

@@ -219,18 +219,9 @@ def run_eval(cfg: Config, version: str | None = None) -> EvalReport:
     # ---- regression: the accepted version's held-out set and general text, vs current (or base)
     reference = "current" if current_dir else "base"
     accepted_set = heldout.load_regression(current_dir)
-    regression = accepted_set + heldout.general_text(
-        cfg.resolve_path(cfg.eval.general_text) if cfg.eval.general_text else None
-    )
-    reg = _score_nll(model, tokenizer, ["adapter", reference], regression, max_len)
-    f["regression"] = {
-        "reference": reference,
-        "samples": len(regression),
-        "accepted_samples": len(accepted_set),
-        "adapter_ppl": _ppl(reg["adapter"]),
-        "reference_ppl": _ppl(reg[reference]),
-        "worse_pct": _pct_worse(_ppl(reg["adapter"]), _ppl(reg[reference])),
-    }
+    general = heldout.general_text(cfg.resolve_path(cfg.eval.general_text) if cfg.eval.general_text else None)
+    reg = _score_nll(model, tokenizer, ["adapter", reference], accepted_set + general, max_len)
+    f["regression"] = regression_figures(reg, reference, len(accepted_set), len(general), len(tokenizer))
     lap("voice")
 
     # ---- association: the partner's lift from its cue, held-out pairs apart from in-sample ones
@@ -334,6 +325,32 @@ def _score_nll(model, tokenizer, who: list[str], pairs, max_len: int) -> dict[st
             scores = score_continuations(model, tokenizer, pairs, max_len)
         out[w] = (np.array([-s for s, _ in scores], dtype=np.float64), np.array([k for _, k in scores], dtype=np.int64))
     return out
+
+
+def regression_figures(
+    nll: dict[str, tuple[np.ndarray, np.ndarray]], reference: str, accepted: int, general: int, vocab_size: int
+) -> dict[str, Any]:
+    """The regression set's figures from per-sample scores of `accepted` held-out samples then `general` text.
+
+    General text can only regress where the reference knows it. A reference that predicts it less than
+    halfway from uniform (log-perplexity above half of log |vocab|, as a tiny demo base on plain English)
+    has nothing there to lose, and its perplexity there is noise: then only the accepted set counts.
+    """
+    general_ppl = _ppl(tuple(a[accepted : accepted + general] for a in nll[reference]))
+    knows_general = general_ppl is not None and math.log(general_ppl) <= 0.5 * math.log(vocab_size)
+    kept = accepted + (general if knows_general else 0)
+    adapter_ppl = _ppl(tuple(a[:kept] for a in nll["adapter"]))
+    reference_ppl = _ppl(tuple(a[:kept] for a in nll[reference]))
+    return {
+        "reference": reference,
+        "samples": kept,
+        "accepted_samples": accepted,
+        "general_samples": general if knows_general else 0,
+        "general_reference_ppl": general_ppl,
+        "adapter_ppl": adapter_ppl,
+        "reference_ppl": reference_ppl,
+        "worse_pct": _pct_worse(adapter_ppl, reference_ppl),
+    }
 
 
 def _ppl(nll: tuple[np.ndarray, np.ndarray]) -> float | None:
@@ -457,11 +474,10 @@ def _probed_pairs(meta: dict[str, Any], cfg: Config) -> list[list[Any]]:
 
 
 def association_probes(meta: dict[str, Any], cfg: Config, tokenizer) -> list[association.Probe]:
-    """Both directions of the held-out pairs and of in-sample pairs up to eval.association_pairs in all."""
+    """Both directions of every held-out pair and of the first eval.association_pairs in-sample pairs."""
     held = {tuple(p[:2]) for p in meta.get("heldout_pairs", [])}
     pairs = [tuple(p[:2]) for p in meta.get("concept_pairs", []) if len(p) >= 2]
-    chosen = [p for p in pairs if p in held] + [p for p in pairs if p not in held]
-    chosen = chosen[: max(cfg.eval.association_pairs, len(held))]
+    chosen = [p for p in pairs if p in held] + [p for p in pairs if p not in held][: cfg.eval.association_pairs]
 
     def token_length(concept: str) -> int:
         return len(tokenizer(" " + concept, add_special_tokens=False)["input_ids"])

@@ -43,8 +43,8 @@ def test_trained_adapter_beats_base_on_planted_voice_and_associations(planted_cf
     for key in ("association_heldout", "association_insample"):
         for who in ("", "_base"):
             assert _finite(f[key + who]["lift"]) and 0 <= f[key + who]["top1"] <= 1, key + who
-    # The planted pairs (linked, so probed first) are lifted well above the base's.
-    assert ins["lift"] > f["association_insample_base"]["lift"] + 0.5, (ins, f["association_insample_base"])
+    # Whether an adapter learns pairs, and whether the lift tells it from a null, garbage and a diverged one,
+    # is pinned at the bench's size in test_learning.py; 50 steps here only exercise the figures.
     gain = f["association_heldout_vs_base"]
     assert gain["lo"] <= gain["mean"] <= gain["hi"] and gain["n"] == held["probes"]
 
@@ -52,7 +52,9 @@ def test_trained_adapter_beats_base_on_planted_voice_and_associations(planted_cf
     overlap = f["heldout_overlap"]
     assert 0 <= overlap["share"] <= 1 and overlap["samples_after"] == f["voice_samples"] <= overlap["samples_before"]
     assert f["voice_gain_vs_base"]["lo"] > 0  # the planted voice, well beyond the noise
-    assert f["regression"]["reference"] == "base" and _finite(f["regression"]["adapter_ppl"])
+    # No accepted set yet, and the tiny base does not know general English: nothing to regress on.
+    reg = f["regression"]
+    assert reg["reference"] == "base" and _finite(reg["general_reference_ppl"]) and reg["samples"] == 0
 
     # Probes: a table of every priority concept in every mode, each a share in [0, 1].
     assert set(f["probes"]) == {"figs", "lantern", "compost"}
@@ -174,3 +176,31 @@ def test_embeddings_load_offline_and_rank_meaning():
     assert broken.name == BOW and "bag-of-words" in broken.warning
     w = broken.encode(["figs and patience", "patience and figs", "tide tables"])
     assert (w @ w.T)[0, 1] > (w @ w.T)[0, 2]
+
+
+def test_regression_counts_general_text_only_where_the_reference_knows_it():
+    import numpy as np
+
+    from mothbrain.evaluate.stage import regression_figures
+
+    vocab = 4096
+
+    def scores(per_token: list[float]) -> tuple[np.ndarray, np.ndarray]:
+        return np.array([10 * x for x in per_token]), np.full(len(per_token), 10)
+
+    # Two accepted held-out samples, then three sentences of general text the base knows well (ppl e^2).
+    knows = {"adapter": scores([1.0, 1.0, 2.5, 2.5, 2.5]), "base": scores([1.0, 1.0, 2.0, 2.0, 2.0])}
+    fig = regression_figures(knows, "base", accepted=2, general=3, vocab_size=vocab)
+    assert fig["samples"] == 5 and fig["general_samples"] == 3
+    assert fig["worse_pct"] > 2  # forgetting general English counts against the adapter
+
+    # A base that predicts the general text barely better than chance (tiny demo base): it cannot regress.
+    near_uniform = math.log(vocab) * 0.9
+    lost = {"adapter": scores([1.0, 1.0, 8.0, 8.0, 8.0]), "base": scores([1.0, 1.0] + [near_uniform] * 3)}
+    fig = regression_figures(lost, "base", accepted=2, general=3, vocab_size=vocab)
+    assert fig["samples"] == 2 and fig["general_samples"] == 0 and fig["worse_pct"] == 0.0
+    assert fig["general_reference_ppl"] == pytest.approx(math.exp(near_uniform), rel=1e-3)
+
+    # No accepted set and nothing known: an empty regression set, no figure.
+    fig = regression_figures(lost, "base", accepted=0, general=5, vocab_size=vocab)
+    assert fig["samples"] == 0 and fig["worse_pct"] is None

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fakes import PASSING_EVAL
 
 from mothbrain.config import REPO_ROOT, load_config
 from mothbrain.core import paths
@@ -63,13 +64,7 @@ def promote(cfg, version: str) -> None:
     ledger.update(
         version,
         status="evaluated",
-        eval={
-            "evaluated_at": "now",
-            "voice_ppl": 10.0,
-            "voice_ppl_base": 20.0,
-            "voice_ppl_current": 10.0 if current else None,
-            "current_version": current,
-        },
+        eval={**PASSING_EVAL, "evaluated_at": "now", "current_version": current},
     )
     assert run_promote(cfg, version).decision == "promoted"
 

@@ -57,27 +57,27 @@ def _completion_loss(model, tok, rows) -> float:
 
 
 def test_real_qlora_run_trains_saves_and_records(prepared, state_home):
-    cfg = prepared("train.max_steps=24", "train.logging_steps=2", "train.save_steps=100")
+    cfg = prepared("train.max_steps=40", "train.logging_steps=2", "train.save_steps=100")
     report = run_train(cfg)
     v = open_ledger(cfg).get(report.version)
 
     # The ledger entry is complete.
     assert v["status"] == "trained" and v["parent"] is None
     t = v["train"]
-    assert t["steps"] == 24 and [s for s, _ in t["losses"]][:2] == [1, 2]
-    assert t["tokens"] > 24 * 4 * 100 and t["tokens_per_s"] > 0  # 4 packed rows of up to 256 tokens a step
+    assert t["steps"] == 40 and [s for s, _ in t["losses"]][:2] == [1, 2]
+    assert t["tokens"] > 40 * 4 * 100 and t["tokens_per_s"] > 0  # 4 packed rows of up to 256 tokens a step
     assert t["pad_share"] == 0.0  # packed padding-free
     assert t["resumed_from"] is None and t["yields"] == 0
     assert v["dataset"]["fingerprint"] and v["dataset"]["composition"] and v["dataset"]["path"]
     assert v["hyperparameters"]["quantization"]["quant_type"] == "nf4"
     assert v["hyperparameters"]["quantization"]["double_quant"] is True
-    assert v["hyperparameters"]["lora"]["r"] == 16 and v["hyperparameters"]["train"]["max_steps"] == 24
+    assert v["hyperparameters"]["lora"]["r"] == 16 and v["hyperparameters"]["train"]["max_steps"] == 40
     assert v["memory"]["predicted_peak_gb"] > 0 and v["memory"]["measured_peak_gb"] > 0
     assert v["timings"]["train_s"] > 0 and v["timings"]["finished_at"]
 
     adapter = state_home / "adapters" / report.version
     meta = json.loads((adapter / "mothbrain.json").read_text())
-    assert meta["steps"] == 24 and meta["dataset"]["fingerprint"] == v["dataset"]["fingerprint"]
+    assert meta["steps"] == 40 and meta["dataset"]["fingerprint"] == v["dataset"]["fingerprint"]
     assert meta["config"]["lora"]["r"] == 16 and meta["base_model"] == cfg.model.base
     assert not (state_home / "adapters" / ".checkpoints" / report.version).exists()
     assert not list((state_home / "adapters").glob(".*.saving"))
