@@ -602,10 +602,12 @@ def heldout_pairs(pairs: list[Pair], wanted: int, documents: int) -> set[tuple[s
     """The pairs whose templated rows go to the held-out side: a stable choice by the pair's hash, at most
     half of them (the rest teach the association format). Only specific pairs qualify: two words of a
     sentence the voice says everywhere ("the X hums, and the Y answers") co-occur in a large share of
-    the documents, and are no association the adapter could show it absorbed."""
+    the documents, and are no association the adapter could show it absorbed. Linked pairs come first: a
+    link is the author saying two concepts belong together, where a co-occurrence may be one stock
+    sentence ("they agreed on the timber, argued about the railings") repeated in a few documents."""
     n = min(wanted, len(pairs) // 2)
     specific = [p for p in pairs if p.docs <= max(3, HELDOUT_PAIR_MAX_DF * documents)]
-    ranked = sorted(specific, key=lambda p: _unit(f"pair:{p.a}|{p.b}"))
+    ranked = sorted(specific, key=lambda p: (p.origin != "link", _unit(f"pair:{p.a}|{p.b}")))
     return {(p.a, p.b) for p in ranked[:n]}
 
 
