@@ -421,8 +421,6 @@ def build_briefing(cfg: Config, now: _dt.datetime | None = None) -> Briefing:
         sec = Section("Promotion")
         for v in decisions:
             p = v["promotion"]
-            reasons = p.get("reasons") or []
-            reasons = "; ".join(map(str, reasons)) if isinstance(reasons, list) else str(reasons)
             if p.get("checks"):  # the gate's every check: figure, threshold, verdict
                 sec.lines.append(f"{v['id']}: {p['decision']}")
                 sec.lines += [
@@ -430,7 +428,9 @@ def build_briefing(cfg: Config, now: _dt.datetime | None = None) -> Briefing:
                     f"(needs {c.get('threshold')})"
                     for c in p["checks"]
                 ]
-            else:
+            else:  # decisions recorded before the gate kept its checks
+                reasons = p.get("reasons") or []
+                reasons = "; ".join(map(str, reasons)) if isinstance(reasons, list) else str(reasons)
                 sec.lines.append(f"{v['id']}: {p['decision']}" + (f" — {_excerpt(reasons)}" if reasons else ""))
         for e in events:
             sec.lines.append(
