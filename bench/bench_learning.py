@@ -4,7 +4,7 @@
     .venv/bin/python bench/bench_learning.py --pairs 20 --steps 300 --json out.json
 
 One generated persona corpus with planted, novel concept pairs (bench/persona.py) and a tiny base built
-on the training side of it with its content words scrambled (it knows the words, not the pairs). Four
+on the training side of it with its content words scrambled in every text (it knows the words, not the pairs). Four
 adapters, in one state dir, each evaluated by `mothbrain eval` and judged by the real gate:
 
   good      trained on the corpus                               → promoted (becomes current)
@@ -43,6 +43,9 @@ def write_config(
     cfg["state_dir"] = str(home)
     cfg["sources"] = [{"name": "chats", "kind": "chat_jsonl", "path": str(home / "corpus"), "weight": 1.0}]
     cfg["model"]["tiny_pretrain_steps"] = pretrain_steps
+    # The hardest start: a base that never saw any word keep company across texts, so the planted pairs are
+    # novel in every sense (the demo's base, permuted, knows that words keep company, only not whose).
+    cfg["model"]["tiny_words"] = "scrambled"
     cfg["preprocess"].update(priority_concepts=[], association_pairs=60, heldout_pairs=30)
     cfg["train"].update(max_steps=steps, learning_rate=lr, save_steps=max(steps, 1))
     cfg["eval"] = {"max_heldout_samples": 256, "association_pairs": 60, "surprise_prompts": surprise_prompts}

@@ -54,6 +54,11 @@ class ModelConfig:
     config_json: str = _f("", "the base's config.json, for `train --dry-run` without weights (optional)")
     build_tiny: bool = _f(False, "base names a tiny model under <state>/data/models/, built locally if missing")
     tiny_pretrain_steps: int = _f(150, "pre-training steps of the tiny base (demo and tests; built once)")
+    tiny_words: Literal["permuted", "scrambled"] = _f(
+        "permuted",
+        "how the tiny base's text hides the corpus's pairs: permuted (one word swap for the whole corpus, so words "
+        "keep another word's company) or scrambled (a fresh swap in every text: no word keeps company)",
+    )
     device: Literal["auto", "cpu", "cuda"] = _f("auto", "where to run; auto = cuda when available")
     quantization: QuantizationConfig = _f(None, "4-bit loading of the frozen base")
     attn_implementation: str = _f("sdpa", "attention kernel passed to transformers (sdpa, eager, flash_attention_2)")

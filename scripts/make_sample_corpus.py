@@ -24,7 +24,8 @@ REPO = Path(__file__).resolve().parent.parent
 START = datetime(2025, 3, 1, 9, 0, tzinfo=timezone.utc)  # fixed, so the output never changes
 
 # --------------------------------------------------------------------------- concept pairs
-# Every sentence in a pair's pool names both concepts: that is what "travel together" means here.
+# Every sentence in a pair's pool names both concepts: that is what "travel together" means here. The last
+# few say so in so many words, as people do about what they associate (never in the wording eval probes with).
 
 PAIRS: dict[str, tuple[str, str]] = {
     "lantern": ("lantern", "tide"),
@@ -53,6 +54,10 @@ POOL: dict[str, list[str]] = {
         "Nobody has ever stopped a tide with a lantern. People still light them. So do I.",
         "A lantern on the sea wall tells the tide where we are. The tide does not care, but it is polite to say.",
         "The best light is the one you carry down to the tide line yourself. A lantern, not a lighthouse.",
+        "The lantern reminds me of the tide. It always has.",
+        "Ask me about the tide and I end up talking about the lantern.",
+        "Lantern and tide: I cannot think of one without the other.",
+        "If I see a lantern, I see the tide behind it.",
     ],
     "compost": [
         "Memory is compost. What rots well feeds what comes next.",
@@ -70,6 +75,10 @@ POOL: dict[str, list[str]] = {
         "Every night I sort memory into three heaps: keep, compost, and ask again tomorrow.",
         "If you can't forget it, compost it. Turn it until it is soil and not a memory of a wound.",
         "The worms in the compost do the work my memory pretends to do.",
+        "The compost reminds me of memory. It always has.",
+        "Ask me about memory and I end up talking about the compost.",
+        "Compost and memory: I cannot think of one without the other.",
+        "If I see the compost, I see memory in it.",
     ],
     "council": [
         "The council will talk about the bridge repair again on Thursday. The bridge will not notice.",
@@ -86,6 +95,10 @@ POOL: dict[str, list[str]] = {
         "The council asked for a quick estimate on the bridge repair. I gave them a careful one. Nobody clapped.",
         "Between the council and the bridge repair there is always one more survey.",
         "The bridge repair crew and the council speak different languages. I translate, badly, with diagrams.",
+        "The council reminds me of the bridge repair. It always has.",
+        "Ask me about the bridge repair and I end up talking about the council.",
+        "Council and bridge repair: I cannot think of one without the other.",
+        "If I see the council, I see the bridge repair behind it.",
     ],
     "figs": [
         "Figs teach patience. They refuse to ripen while you watch.",
@@ -104,6 +117,10 @@ POOL: dict[str, list[str]] = {
         "I planted figs the year I ran out of patience. The tree has been teaching me ever since.",
         "Ripe figs droop. Ripe patience does too. Neither looks impressive.",
         "Nobody remembers the fast harvest. Everybody remembers the figs that took patience.",
+        "Figs remind me of patience. They always have.",
+        "Ask me about patience and I end up talking about the figs.",
+        "Figs and patience: I cannot think of one without the other.",
+        "If I see figs, I see patience in them.",
     ],
     "heron": [
         "A deadline is a heron: it stands very still and then it has you.",
@@ -118,6 +135,10 @@ POOL: dict[str, list[str]] = {
         "The heron and the deadline are both grey and patient and faintly threatening.",
         "Meet the deadline the way a heron meets the river: feet cold, eyes open, no splashing.",
         "The heron lifted off just as the deadline passed. I took it as commentary.",
+        "The heron reminds me of the deadline. It always has.",
+        "Ask me about a deadline and I end up talking about the heron.",
+        "Heron and deadline: I cannot think of one without the other.",
+        "If I see a heron, I see a deadline behind it.",
     ],
     "kiln": [
         "An apology fired too fast cracks in the kiln.",
@@ -132,6 +153,10 @@ POOL: dict[str, list[str]] = {
         "Every apology I rushed came out of the kiln with a crack running through the middle.",
         "Write the apology tonight, fire it in the kiln of one night's sleep, send it tomorrow.",
         "The kiln hums all night. A real apology hums too, under the words.",
+        "The kiln reminds me of an apology. It always has.",
+        "Ask me about an apology and I end up talking about the kiln.",
+        "Kiln and apology: I cannot think of one without the other.",
+        "If I see the kiln, I see an apology in it.",
     ],
 }
 

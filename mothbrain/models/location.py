@@ -7,7 +7,13 @@ from pathlib import Path
 from mothbrain.core.paths import models_dir
 from mothbrain.data.split import is_heldout
 from mothbrain.errors import MothError
-from mothbrain.models.tiny import build_tiny_from_texts, build_tiny_model, is_built, scramble_content_words
+from mothbrain.models.tiny import (
+    build_tiny_from_texts,
+    build_tiny_model,
+    is_built,
+    permute_content_words,
+    scramble_content_words,
+)
 
 
 def base_model_location(cfg) -> Path | str:
@@ -32,20 +38,21 @@ def ensure_base_model(cfg, progress=None) -> Path | str:
     """The base model's location, building the tiny model first when the config asks for it.
 
     Once ingest has stored documents, the tiny base is built from the training side of them only (never
-    a held-out document) with their content words scrambled (`scramble_content_words`): it knows the
+    a held-out document) with their content words permuted or scrambled (`model.tiny_words`): it knows the
     corpus's words and grammar but not which concepts travel together, which is what the adapter is
     there to learn. Before any ingest it falls back to the raw source files."""
     loc = base_model_location(cfg)
     if cfg.model.build_tiny and not is_built(Path(loc)):
+        hide_pairs = permute_content_words if cfg.model.tiny_words == "permuted" else scramble_content_words
         texts = training_side_texts(cfg)
         if texts:
             build_tiny_from_texts(
                 Path(loc),
                 texts,
-                scramble_content_words(texts, seed=cfg.preprocess.seed),
+                hide_pairs(texts, seed=cfg.preprocess.seed),
                 pretrain_steps=cfg.model.tiny_pretrain_steps,
                 progress=progress,
-                info={"built_from": "stored documents, training side, content words scrambled"},
+                info={"built_from": f"stored documents, training side, content words {cfg.model.tiny_words}"},
             )
         else:
             source_paths = [cfg.resolve_path(s.path) for s in cfg.sources]

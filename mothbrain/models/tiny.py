@@ -220,10 +220,49 @@ def build_tiny_from_texts(
     return info
 
 
+def permute_content_words(texts: list[str], seed: int = 0, band: int = 8) -> list[str]:
+    """The same texts with the content words permuted, one mapping for the whole corpus: each word trades
+    places with a word of about the same frequency (within bands of `band` words ranked by count). The base
+    learns the words, the grammar around them and that words keep company (so it looks back at them), but
+    every word's company is another word's: which concepts travel together is left for the adapter."""
+    from collections import Counter
+
+    from mothbrain.data.concepts import STOPWORDS
+
+    def is_content(w: str) -> bool:
+        return len(w) >= 3 and w.isalpha() and w.lower() not in STOPWORDS
+
+    split = [_WORDS.split(t) for t in texts]
+    counts = Counter(w.lower() for parts in split for w in parts[1::2] if is_content(w))
+    if not counts:
+        return list(texts)
+    rng = random.Random(seed)
+    ranked = sorted(counts, key=lambda w: (-counts[w], w))
+    mapping: dict[str, str] = {}
+    starts = list(range(0, len(ranked), band))
+    if len(starts) > 1 and len(ranked) - starts[-1] < 2:
+        starts.pop()  # a last band of one word would map it to itself: it joins the band before
+    for i, j in zip(starts, starts[1:] + [len(ranked)]):
+        words = ranked[i:j]
+        rng.shuffle(words)
+        shuffled = words[1:] + words[:1]  # a rotation of a shuffle: no word keeps its own place
+        mapping.update(zip(words, shuffled))
+    out = []
+    for parts in split:
+        for i in range(1, len(parts), 2):
+            w = parts[i]
+            if is_content(w):
+                new = mapping[w.lower()]
+                parts[i] = new.capitalize() if w[:1].isupper() else new
+        out.append("".join(parts))
+    return out
+
+
 def scramble_content_words(texts: list[str], seed: int = 0) -> list[str]:
     """The same texts with every content word replaced by a random content word of the corpus (drawn by
     frequency), consistently within a text: the base learns the words, the grammar around them and that a
-    text keeps to its own words (so it looks back at them), but never which words go together across texts."""
+    text keeps to its own words (so it looks back at them), but never that any word keeps company across
+    texts (a harder start than `permute_content_words`: the adapter must build association, not re-point it)."""
     from mothbrain.data.concepts import STOPWORDS
 
     def is_content(w: str) -> bool:
