@@ -369,13 +369,17 @@ def split_to_chunks(text: str, max_chars: int) -> list[str]:
             pieces.append(para)
             continue
         for sent in _SENTENCE_END.split(para):
-            while len(sent) > max_chars:
-                cut = sent.rfind(" ", 0, max_chars)
-                cut = cut if cut > max_chars // 2 else max_chars
-                pieces.append(sent[:cut].strip())
-                sent = sent[cut:].strip()
-            if sent:
-                pieces.append(sent)
+            # Cut by position: slicing off the rest at every cut made one long sentence quadratic.
+            start, end = 0, len(sent)
+            while end - start > max_chars:
+                cut = sent.rfind(" ", start, start + max_chars)
+                cut = cut if cut > start + max_chars // 2 else start + max_chars
+                pieces.append(sent[start:cut].strip())
+                start, end = cut, len(sent.rstrip())  # the rest, stripped as it used to be
+                while start < end and sent[start].isspace():
+                    start += 1
+            if start < end:
+                pieces.append(sent[start:].strip())
     chunks: list[str] = []
     for piece in pieces:
         # Pieces of one split paragraph are re-joined with "\n\n" too: harmless for a base model.

@@ -437,8 +437,23 @@ def _ingest_source(
     max_bytes = cfg.ingest.max_file_mb * 1e6
     seen: set[str] = set()
     jobs: list[tuple] = []
-    for path in list_files(src_path, reader):
-        rel = path.relative_to(src_path).as_posix() if path != src_path else path.name
+    listing = list_files(src_path, reader)
+
+    def rel_of(path: Path) -> str:
+        return path.relative_to(src_path).as_posix() if path != src_path else path.name
+
+    for path, why in listing.skipped:
+        problems.add(rel_of(path), "file", why)
+        stats.skipped += 1
+    # A folder that cannot be listed is not a removed one: what was stored from it stays until it can be read.
+    hidden = [rel_of(folder) for folder, _ in listing.unreadable]
+    for folder, why in listing.unreadable:
+        problems.add(
+            rel_of(folder), "folder", f"unreadable ({why}); documents stored from it kept, check its permissions"
+        )
+    seen.update(rel for rel in files if any(rel.startswith(h + "/") or h == "." for h in hidden))
+    for path in listing.files:
+        rel = rel_of(path)
         seen.add(rel)
         stats.files_seen += 1
         old = files.get(rel)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import stat
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
@@ -82,19 +83,57 @@ def get_reader(kind: str) -> Reader | None:
     return READERS.get(kind)
 
 
-def list_files(root: Path, reader: Reader) -> list[Path]:
-    """The files a source path stands for: the path itself, or the matching files under a folder (sorted)."""
-    if root.is_file():
-        return [root]
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root):
+@dataclass
+class Listing:
+    """What a source path holds for a reader: the files to read, and what could not be listed or read."""
+
+    files: list[Path] = field(default_factory=list)
+    unreadable: list[tuple[Path, str]] = field(default_factory=list)  # folders that could not be listed: why
+    skipped: list[tuple[Path, str]] = field(default_factory=list)  # matching names not read: why
+
+
+def list_files(root: Path, reader: Reader) -> Listing:
+    """The files a source path stands for: the path itself, or the matching files under a folder (sorted).
+
+    Only regular files are read (a FIFO or a link to /dev/zero would hang ingest), each once (a symlink
+    to a file already listed is an alias). A folder that cannot be listed is reported, not taken for
+    empty: what was stored from it must stay."""
+    out = Listing()
+    seen: dict[Path, Path] = {}
+
+    def take(path: Path) -> None:
+        try:
+            real = path.resolve()
+            regular = stat.S_ISREG(real.stat().st_mode)
+        except (OSError, RuntimeError) as exc:  # a dangling or looping link
+            out.skipped.append((path, f"cannot be read ({getattr(exc, 'strerror', None) or exc})"))
+            return
+        if not regular:
+            out.skipped.append((path, "not a regular file (a pipe, device or folder); not read"))
+        elif real in seen and (path.is_symlink() or not seen[real].is_symlink()):
+            out.skipped.append((path, f"the same file as {seen[real].name} (a link); read once"))
+        else:
+            if real in seen:  # the file itself comes after a link to it: the file keeps its own name
+                out.files.remove(seen[real])
+                out.skipped.append((seen[real], f"the same file as {path.name} (a link); read once"))
+            seen[real] = path
+            out.files.append(path)
+
+    if not root.is_dir():
+        take(root)
+        return out
+
+    def unreadable(exc: OSError) -> None:
+        out.unreadable.append((Path(exc.filename), exc.strerror or str(exc)))
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable):
         dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS and not d.startswith("."))
         for name in sorted(filenames):
             if name.startswith(".") or name.startswith("~"):
                 continue
             if name in reader.names or name.lower().endswith(reader.suffixes or ("\0",)):
-                found.append(Path(dirpath) / name)
-    return found
+                take(Path(dirpath) / name)
+    return out
 
 
 # --------------------------------------------------------------------------- shared helpers
@@ -184,9 +223,27 @@ def jsonable(value: Any) -> Any:
     return str(value)
 
 
+MAX_FRONT_MATTER_ALIASES = 16  # a handful of *refs is normal YAML; nested ones multiply ("billion laughs")
+
+
+class _TooManyAliases(Exception):
+    pass
+
+
 class _FrontMatterLoader(yaml.SafeLoader):
     """SafeLoader that keeps a value Python cannot hold (2026-02-30, a +25:00 offset, a 5,000-digit integer)
-    as its text, so one bad field does not cost the page its front matter; times are checked later."""
+    as its text, so one bad field does not cost the page its front matter; times are checked later. It
+    refuses more than MAX_FRONT_MATTER_ALIASES aliases: each one shares a node, and walking the result
+    expands them all (600 bytes of nested aliases are 10^9 strings)."""
+
+    aliases = 0
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            self.aliases += 1
+            if self.aliases > MAX_FRONT_MATTER_ALIASES:
+                raise _TooManyAliases
+        return super().compose_node(parent, index)
 
     def construct_yaml_timestamp(self, node):
         try:
@@ -225,6 +282,14 @@ def split_front_matter(text: str, rel: str, problems: Problems) -> tuple[dict[st
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 2}" if mark is not None else "front matter"
         problems.add(rel, where, "front matter is not valid YAML; page read without it")
+        return {}, body
+    except _TooManyAliases:
+        problems.add(
+            rel,
+            "front matter",
+            f"front matter uses more than {MAX_FRONT_MATTER_ALIASES} YAML aliases (*name), which can expand "
+            "without bound; page read without it",
+        )
         return {}, body
     except (ValueError, OverflowError, RecursionError) as exc:
         # Valid YAML Python cannot build (nesting deeper than the stack): counted, the page kept without it.

@@ -593,6 +593,22 @@ def test_split_to_chunks():
     assert " ".join(c.replace("\n\n", " ") for c in chunks).split() == text.split()
 
 
+def test_split_to_chunks_is_linear_in_one_long_sentence():
+    # One message with no sentence break: each cut used to recopy the rest (16 MB took ~25 s, 32 MB ~140 s).
+    import time
+
+    def seconds(n_mb: int) -> float:
+        text = "word " * (n_mb * 200_000)
+        t0 = time.perf_counter()
+        chunks = split_to_chunks(text, 600)
+        elapsed = time.perf_counter() - t0
+        assert all(len(c) <= 600 for c in chunks) and sum(len(c.split()) for c in chunks) == n_mb * 200_000
+        return elapsed
+
+    small, large = min(seconds(2) for _ in range(2)), seconds(16)
+    assert large < 24 * max(small, 0.01), (small, large)  # 8x the text: linear ~8x, quadratic ~64x
+
+
 def test_damaged_documents_do_not_crash(tmp_path, state_home):
     cfg = make_cfg(tmp_path)
     odd = [

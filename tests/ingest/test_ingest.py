@@ -309,3 +309,55 @@ def test_fast_json_agrees_with_the_standard_library():
         assert str(fast.value) == str(slow.value)
     for obj in ({"a": "é ✓", "b": [1, 2.5, None]}, {1: "int key"}, {"big": 2**70}, {"s": "\ud800"}):
         assert dumps_compact(obj) == json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+def _ingest_in_subprocess(cfg_file: Path, drop_privileges: bool) -> dict:
+    """Ingest in a child process; as root, with its capabilities dropped so that mode 000 means unreadable."""
+    import subprocess
+    import sys
+
+    code = (
+        "import json, sys\n"
+        "from mothbrain.config import load_config\n"
+        "from mothbrain.ingest.stage import run_ingest\n"
+        "r = run_ingest(load_config(sys.argv[1]))\n"
+        "print(json.dumps({s.name: {'removed': s.removed, 'documents': s.documents, 'problems': s.problems}"
+        " for s in r.sources}))\n"
+    )
+    cmd = [sys.executable, "-c", code, str(cfg_file)]
+    if drop_privileges:
+        cmd = [shutil.which("setpriv"), "--inh-caps=-all", "--bounding-set=-all", *cmd]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_unreadable_subfolder_keeps_its_stored_documents(corpus, tmp_path):
+    cfg, chats, wiki = corpus
+    is_root = os.geteuid() == 0
+    if is_root and not shutil.which("setpriv"):
+        pytest.skip("root without setpriv: a folder cannot be made unreadable")
+    sub = wiki / "garden"
+    sub.mkdir()
+    (sub / "Plums.md").write_text("# Plums\n\nPlums are patience with a stone in it.\n")
+    first = run_ingest(cfg)
+    assert stats(first, "wiki").documents == 5
+    sub.chmod(0)
+    try:
+        after = _ingest_in_subprocess(tmp_path / "mothbrain.yaml", drop_privileges=is_root)["wiki"]
+    finally:
+        sub.chmod(0o755)
+    assert after["removed"] == 0 and after["documents"] == 5  # nothing stored was dropped
+    assert any(p[0] == "garden" and "unreadable" in p[2] for p in after["problems"]), after["problems"]
+    assert "garden/Plums.md" in doc_ids(cfg)
+
+
+def test_fifo_and_symlink_alias_are_not_read(corpus):
+    cfg, chats, wiki = corpus
+    os.mkfifo(chats / "pipe.jsonl")  # reading it would block ingest for good, holding the run lock
+    (chats / "alias.jsonl").symlink_to(chats / "log.jsonl")  # the same file under a second name
+    r = run_ingest(cfg)
+    c = stats(r, "chats")
+    assert c.documents == 6 and sorted(i.split("#")[0] for i in doc_ids(cfg) if "jsonl" in i).count("log.jsonl") == 5
+    reasons = {p[0]: p[2] for p in c.problems}
+    assert "not a regular file" in reasons["pipe.jsonl"]
+    assert "log.jsonl" in reasons["alias.jsonl"]

@@ -23,7 +23,7 @@ def read_all(kind: str, root: Path, cap: int = 10**6):
     src = SourceConfig(name="s", kind=kind, path=str(root))
     problems = Problems(cap=cap)
     docs = []
-    for f in list_files(root, reader):
+    for f in list_files(root, reader).files:
         rel = f.relative_to(root).as_posix() if f != root else f.name
         docs += list(reader.read(f, rel, src, problems))
     return docs, problems
@@ -499,6 +499,20 @@ def test_front_matter_nested_beyond_the_stack_is_a_counted_problem(tmp_path):
     docs, problems = read_all("wiki", tmp_path)
     assert len(docs) == 1 and docs[0].text.endswith("body")
     assert problems.count == 1
+
+
+def test_front_matter_alias_bomb_is_a_counted_problem_not_a_hang(tmp_path):
+    # "Billion laughs": ~600 bytes of YAML aliases that expand to 10^9 strings (ran past 120 s at 3.1 GB).
+    levels = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for i, name in enumerate("bcdefghi"):
+        prev = "abcdefghi"[i]
+        levels.append(f"{name}: &{name} [" + ",".join(f"*{prev}" for _ in range(9)) + "]")
+    (tmp_path / "bomb.md").write_text("---\ntitle: Bomb\n" + "\n".join(levels) + "\n---\n# Bomb\n\nbody\n")
+    (tmp_path / "anchors.md").write_text("---\ntitle: Fine\nbase: &b {x: 1}\nother: *b\n---\n# Fine\n\nbody\n")
+    docs, problems = read_all("wiki", tmp_path)
+    by_name = {d.meta["file"]: d for d in docs}
+    assert set(by_name) == {"bomb.md", "anchors.md"} and by_name["bomb.md"].text.endswith("body")
+    assert problems.count == 1 and problems.items[0][0] == "bomb.md" and "alias" in problems.items[0][2]
 
 
 # --------------------------------------------------------------------------- broken export elements
