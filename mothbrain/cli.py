@@ -6,6 +6,7 @@ is a one-line message and a non-zero exit, never a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
 from collections.abc import Callable
@@ -52,8 +53,30 @@ def config_options(fn: Callable) -> Callable:
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
+        except OSError as exc:  # the state dir read-only or someone else's, a full disk: one line, no traceback
+            raise click.ClickException(_os_error_line(exc)) from None
 
     return wrapper
+
+
+def _os_error_line(exc: OSError) -> str:
+    import errno
+
+    name = errno.errorcode.get(exc.errno or 0, "")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        fix = "make it writable, or point MOTHBRAIN_HOME at a state dir you own"
+    elif exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        fix = "free disk space"
+    else:
+        fix = "check the path and the disk"
+    return f"cannot use {exc.filename or 'a file'}: {exc.strerror or exc}{f' [{name}]' if name else ''} — {fix}"
+
+
+def _locked(cfg: Config, command: str) -> contextlib.AbstractContextManager:
+    """The run lock for a command that changes state: refused at once while a run (or another one) holds it."""
+    from mothbrain.ops.schedule import command_lock
+
+    return command_lock(cfg, command)
 
 
 def _show(report: Any, as_json: bool) -> None:
@@ -98,7 +121,9 @@ def ingest(cfg: Config, as_json: bool, since: float | None, full: bool) -> None:
     """
     from mothbrain.ingest.stage import run_ingest
 
-    _show(run_ingest(cfg, since=since, full=full), as_json)
+    with _locked(cfg, "ingest"):
+        report = run_ingest(cfg, since=since, full=full)
+    _show(report, as_json)
 
 
 @main.command()
@@ -120,7 +145,9 @@ def preprocess(cfg: Config, as_json: bool, since_days: float | None, force: bool
     """
     from mothbrain.data.stage import run_preprocess
 
-    _show(run_preprocess(cfg, since_days=since_days, force=force, full=full), as_json)
+    with _locked(cfg, "preprocess"):
+        report = run_preprocess(cfg, since_days=since_days, force=force, full=full)
+    _show(report, as_json)
 
 
 @main.command()
@@ -140,7 +167,8 @@ def train(cfg: Config, as_json: bool, dry_run: bool, fresh: bool, force: bool) -
     """
     from mothbrain.train.stage import run_train
 
-    report = run_train(cfg, dry_run=dry_run, fresh=fresh, force=force)
+    with contextlib.nullcontext() if dry_run else _locked(cfg, "train"):
+        report = run_train(cfg, dry_run=dry_run, fresh=fresh, force=force)
     if report.text and not as_json:
         click.echo(report.text + "\n")  # the dry-run's memory breakdown
     _show(report, as_json)
@@ -157,7 +185,9 @@ def dream(cfg: Config, as_json: bool, version: str | None) -> None:
     """
     from mothbrain.dream.stage import run_dream
 
-    _show(run_dream(cfg, version=version), as_json)
+    with _locked(cfg, "dream"):
+        report = run_dream(cfg, version=version)
+    _show(report, as_json)
 
 
 @main.command(name="eval")
@@ -174,7 +204,12 @@ def eval_(cfg: Config, as_json: bool, version: str | None, show: bool) -> None:
     """
     from mothbrain.evaluate.stage import run_eval, show_eval
 
-    _show(show_eval(cfg, version=version) if show else run_eval(cfg, version=version), as_json)
+    if show:
+        _show(show_eval(cfg, version=version), as_json)
+        return
+    with _locked(cfg, "eval"):
+        report = run_eval(cfg, version=version)
+    _show(report, as_json)
 
 
 @main.command()
@@ -191,7 +226,9 @@ def promote(cfg: Config, as_json: bool, version: str | None, rollback: bool) -> 
     """
     from mothbrain.promote import run_promote, run_rollback
 
-    _show(run_rollback(cfg) if rollback else run_promote(cfg, version=version), as_json)
+    with _locked(cfg, "promote"):
+        report = run_rollback(cfg) if rollback else run_promote(cfg, version=version)
+    _show(report, as_json)
 
 
 @main.command()
@@ -427,16 +464,22 @@ def proposals_show(cfg: Config, as_json: bool, proposal_id: int) -> None:
         + (f"  reviewed {p['reviewed_at']}" if p["reviewed_at"] else "")
         + (f"  note: {p['note']}" if p["note"] else "")
     )
+    for h in p.get("history", []):
+        click.echo(
+            f"  {h['decided_at']}  {h['status']}"
+            + (f" by {h['decided_by']}" if h["decided_by"] else "")
+            + (f"  note: {h['note']}" if h["note"] else "")
+        )
     click.echo("\n--- prompt\n" + p["prompt"] + "\n--- proposal\n" + p["text"])
 
 
 def _review(status: str) -> Callable:
-    def command(cfg: Config, as_json: bool, proposal_id: int, note: str) -> None:
+    def command(cfg: Config, as_json: bool, proposal_id: int, note: str, force: bool) -> None:
         import json
 
         from mothbrain.dream.proposals import set_status
 
-        p = set_status(cfg, proposal_id, status, note)
+        p = set_status(cfg, proposal_id, status, note, force=force)
         click.echo(json.dumps(p, indent=2, ensure_ascii=False) if as_json else f"proposal {proposal_id}: {status}")
 
     command.__name__ = f"proposals_{status}"
@@ -446,7 +489,11 @@ def _review(status: str) -> Callable:
 for _verb, _status in (("accept", "accepted"), ("reject", "rejected")):
     proposals.command(_verb, help=f"Mark a proposal {_status} (with an optional --note).")(
         click.argument("proposal_id", type=int)(
-            click.option("--note", default="", help="Why, for the record.")(config_options(_review(_status)))
+            click.option("--note", default="", help="Why, for the record.")(
+                click.option(
+                    "--force", is_flag=True, help="Decide again a proposal already decided (kept in its history)."
+                )(config_options(_review(_status)))
+            )
         )
     )
 
@@ -485,7 +532,12 @@ def proposals_export(cfg: Config, as_json: bool, out: str | None) -> None:
     help="transformers: serve here; vllm: print the equivalent `vllm serve` command.",
 )
 @click.option("--launch", is_flag=True, help="With --engine vllm: run that command instead of printing it.")
-def serve(cfg: Config, as_json: bool, host: str | None, port: int | None, engine: str, launch: bool) -> None:
+@click.option(
+    "--allow-remote", is_flag=True, help="Bind a non-loopback --host (plain HTTP: prefer an SSH tunnel or TLS proxy)."
+)
+def serve(
+    cfg: Config, as_json: bool, host: str | None, port: int | None, engine: str, launch: bool, allow_remote: bool
+) -> None:
     """Serve System 1 (base + promoted adapter) as an OpenAI-compatible API; follows promotions live.
 
     \b
@@ -497,8 +549,9 @@ def serve(cfg: Config, as_json: bool, host: str | None, port: int | None, engine
     import json
     import shlex
 
-    from mothbrain.serve.app import launch_vllm, run_server, vllm_command
+    from mothbrain.serve.app import check_host, launch_vllm, run_server, vllm_command
 
+    check_host(host or cfg.serve.host, port or cfg.serve.port, allow_remote)
     if engine == "vllm":
         cmd, notes = vllm_command(cfg, host, port)
         if launch:
@@ -510,7 +563,7 @@ def serve(cfg: Config, as_json: bool, host: str | None, port: int | None, engine
         for n in notes:
             click.echo(f"# {n}", err=True)
         return
-    run_server(cfg, host, port, echo=lambda m: click.echo(m, err=True))
+    run_server(cfg, host, port, echo=lambda m: click.echo(m, err=True), allow_remote=allow_remote)
 
 
 @main.command()

@@ -203,11 +203,19 @@ def ask_system1(cfg: Config, question: str) -> tuple[str, dict[str, Any]]:
     if c.system1_url:
         from mothbrain.serve.app import ADAPTER_HEADER, MODEL_ID, load_token
 
+        try:
+            token = load_token(cfg)
+        except MothError as exc:  # say it in ask's terms: it is ask that needs the served System 1's token
+            raise MothError(
+                f"ask: coordinator.system1_url ({c.system1_url}) needs the token that `mothbrain serve` uses: "
+                f"{str(exc).split(': ', 1)[-1].replace(' before `mothbrain serve`', '')} — or empty "
+                "coordinator.system1_url to load System 1 in-process"
+            ) from None
         text, headers = chat(
             c.system1_url,
             MODEL_ID,
             messages,
-            api_key=load_token(cfg),
+            api_key=token,
             timeout=c.system1_timeout_s,
             max_tokens=c.system1_max_tokens,
             temperature=c.system1_temperature,

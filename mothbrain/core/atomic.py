@@ -12,10 +12,12 @@ Both raise OSError; callers turn it into a message that says what was kept.
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,7 @@ def write_atomically(path: Path, text: str | bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        _clear_stale_temps(path)
         dfd = os.open(path.parent, os.O_RDONLY)
         try:
             os.fsync(dfd)
@@ -44,6 +47,18 @@ def write_atomically(path: Path, text: str | bytes) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+STALE_TEMP_S = 600  # a temp file older than this was left by a writer that died (a write takes ms)
+
+
+def _clear_stale_temps(path: Path) -> None:
+    """Remove `.<name>.*.tmp` files that a kill -9 between mkstemp and rename left beside `path`."""
+    cutoff = time.time() - STALE_TEMP_S
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        with contextlib.suppress(OSError):
+            if tmp.stat().st_mtime < cutoff:
+                tmp.unlink()
 
 
 def write_json_atomically(path: Path, data) -> None:

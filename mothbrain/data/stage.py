@@ -1765,7 +1765,9 @@ def load_latest_dataset(cfg: Config):
         raise MothError(f"{latest} is damaged ({exc}); run `mothbrain preprocess` to rewrite it") from None
     try:
         meta = json.loads((folder / META_NAME).read_text(encoding="utf-8"))
-        dd = datasets.load_from_disk(str(folder))
+        # In memory: then the trainer's and eval's map/filter/shuffle results stay in memory too, instead
+        # of `cache-*.arrow` files written into the fingerprinted data set folder (18 -> 194 MB seen).
+        dd = datasets.load_from_disk(str(folder), keep_in_memory=True)
     except (OSError, ValueError) as exc:
         raise MothError(
             f"data set {folder} is missing or damaged ({str(exc).splitlines()[0][:160]}); "

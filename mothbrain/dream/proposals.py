@@ -23,6 +23,9 @@ leaves the queue as it was before or after it). One table, `proposals`:
     note TEXT                  the reviewer's note
     reviewed_at TEXT           when it was accepted or rejected
 
+and `decisions`, the history of every accept/reject (a decision is changed only with --force, and the
+earlier one stays here): proposal_id, status, note, decided_at, decided_by (the OS user).
+
 `PRAGMA user_version` holds the schema number; MIGRATIONS are applied in order, so a queue made by
 an older MothBrain is upgraded in place and one made by a newer one is refused, untouched.
 """
@@ -31,8 +34,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import getpass
 import json
 import os
+import shutil
 import sqlite3
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -82,7 +87,26 @@ MIGRATIONS = [
         CREATE INDEX proposals_status ON proposals (status, id);
     """,
     ),
+    (
+        "decision history",
+        """
+        CREATE TABLE decisions (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            proposal_id INTEGER NOT NULL REFERENCES proposals (id),
+            status TEXT NOT NULL,
+            note TEXT NOT NULL DEFAULT '',
+            decided_at TEXT NOT NULL,
+            decided_by TEXT NOT NULL DEFAULT ''
+        );
+        CREATE INDEX decisions_proposal ON decisions (proposal_id, id);
+        INSERT INTO decisions (proposal_id, status, note, decided_at)
+            SELECT id, status, note, reviewed_at FROM proposals WHERE status != 'pending' AND reviewed_at IS NOT NULL;
+    """,
+    ),
 ]
+
+
+BUSY_TIMEOUT_S = 30.0  # how long a write waits for another writer (a reviewer's accept, dream staging)
 
 
 def queue_path(cfg) -> Path:
@@ -93,7 +117,7 @@ def queue_path(cfg) -> Path:
 def _connect(cfg) -> Iterator[sqlite3.Connection]:
     path = queue_path(cfg)
     try:
-        con = sqlite3.connect(str(path), timeout=30.0)
+        con = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S)
     except sqlite3.Error as exc:
         raise MothError(f"cannot open the proposal queue {path} ({exc}); check the folder's permissions") from None
     con.row_factory = sqlite3.Row
@@ -103,12 +127,37 @@ def _connect(cfg) -> Iterator[sqlite3.Connection]:
         with con:  # one transaction: committed on success, rolled back on any error
             yield con
     except sqlite3.DatabaseError as exc:
-        raise MothError(
-            f"the proposal queue {path} is damaged or locked ({exc}); move it aside to start an "
-            "empty queue (its proposals stay readable with the sqlite3 tool)"
-        ) from None
+        raise MothError(_queue_error(path, exc)) from None
     finally:
         con.close()
+
+
+def _queue_error(path: Path, exc: sqlite3.DatabaseError) -> str:
+    """What went wrong with the queue, in words that lead to the right fix (only damage means move it aside)."""
+    code = getattr(exc, "sqlite_errorcode", None) or 0
+    primary = code & 0xFF  # extended codes carry the primary one in their low byte
+    if primary in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        return (
+            f"the proposal queue {path} is busy: another process has held a write on it for over "
+            f"{BUSY_TIMEOUT_S:g} s ({exc}); try again when it finishes (nothing was changed)"
+        )
+    if primary == sqlite3.SQLITE_FULL:
+        try:
+            free = f"{shutil.disk_usage(path.parent).free / 1e6:,.0f} MB free"
+        except OSError:
+            free = "free space unknown"
+        return (
+            f"the disk holding the proposal queue {path} is full ({free} in {path.parent}); free space and try "
+            "again (the queue is untouched: the write was rolled back)"
+        )
+    if primary in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PERM):
+        return f"cannot write the proposal queue {path} ({exc}); check the permissions of it and of {path.parent}"
+    if primary == sqlite3.SQLITE_IOERR:
+        return f"reading or writing the proposal queue {path} failed ({exc}); check the disk (dmesg) and try again"
+    return (
+        f"the proposal queue {path} is damaged ({exc}); move it aside to start an empty queue "
+        "(its proposals stay readable with the sqlite3 tool)"
+    )
 
 
 def _migrate(con: sqlite3.Connection, path: Path) -> None:
@@ -154,14 +203,18 @@ def add_proposals(cfg, items: Iterable[dict[str, Any]]) -> list[int]:
     return ids
 
 
-def list_proposals(cfg, status: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+def list_proposals(
+    cfg, status: str | None = None, limit: int | None = None, adapter_version: str | None = None
+) -> list[dict[str, Any]]:
     """Proposals, oldest first; with `limit`, the newest `limit` of them, newest first (what a reviewer
-    asking for "the last 10" wants to see). Optionally only one status."""
+    asking for "the last 10" wants to see). Optionally only one status, or one adapter version's."""
     if status is not None and status not in STATUSES:
         raise MothError(f"unknown proposal status {status!r} (one of {', '.join(STATUSES)})")
+    where = [(c, v) for c, v in (("status", status), ("adapter_version", adapter_version)) if v is not None]
     order = " ORDER BY id DESC" if limit is not None else " ORDER BY id"
-    sql = "SELECT * FROM proposals" + (" WHERE status = ?" if status else "") + order
-    args: list[Any] = [status] if status else []
+    sql = "SELECT * FROM proposals" + (" WHERE " + " AND ".join(f"{c} = ?" for c, _ in where) if where else "")
+    sql += order
+    args: list[Any] = [v for _, v in where]
     if limit is not None:
         sql += " LIMIT ?"
         args.append(int(limit))
@@ -172,25 +225,52 @@ def list_proposals(cfg, status: str | None = None, limit: int | None = None) -> 
 
 
 def get(cfg, proposal_id: int) -> dict[str, Any]:
+    """One proposal, with `history`: its decisions, oldest first."""
     with _connect(cfg) as con:
         r = con.execute("SELECT * FROM proposals WHERE id = ?", (int(proposal_id),)).fetchone()
+        history = con.execute(
+            "SELECT status, note, decided_at, decided_by FROM decisions WHERE proposal_id = ? ORDER BY id",
+            (int(proposal_id),),
+        ).fetchall()
     if r is None:
         raise MothError(f"no proposal {proposal_id} in the queue (see `mothbrain proposals list`)")
-    return _row(r)
+    return dict(_row(r), history=[dict(h) for h in history])
 
 
-def set_status(cfg, proposal_id: int, status: str, note: str = "") -> dict[str, Any]:
-    """Accept or reject (or return to pending) one proposal, with an optional note."""
+def set_status(cfg, proposal_id: int, status: str, note: str = "", force: bool = False) -> dict[str, Any]:
+    """Accept or reject (or return to pending) one proposal, with an optional note.
+
+    A proposal already decided is changed only with `force`; every decision is kept in its history.
+    """
     if status not in STATUSES:
         raise MothError(f"unknown proposal status {status!r} (one of {', '.join(STATUSES)})")
     with _connect(cfg) as con:
-        cur = con.execute(
-            "UPDATE proposals SET status = ?, note = ?, reviewed_at = ? WHERE id = ?",
-            (status, note or "", None if status == "pending" else now_iso(), int(proposal_id)),
-        )
-        if cur.rowcount == 0:
+        r = con.execute("SELECT status, note, reviewed_at FROM proposals WHERE id = ?", (int(proposal_id),)).fetchone()
+        if r is None:
             raise MothError(f"no proposal {proposal_id} in the queue (see `mothbrain proposals list`)")
+        if r["status"] != "pending" and not force:
+            said = f" (note: {r['note']})" if r["note"] else ""
+            raise MothError(
+                f"proposal {proposal_id} was already {r['status']} at {r['reviewed_at']}{said}; add --force to "
+                "decide again (the earlier decision stays in its history)"
+            )
+        at = now_iso()
+        con.execute(
+            "UPDATE proposals SET status = ?, note = ?, reviewed_at = ? WHERE id = ?",
+            (status, note or "", None if status == "pending" else at, int(proposal_id)),
+        )
+        con.execute(
+            "INSERT INTO decisions (proposal_id, status, note, decided_at, decided_by) VALUES (?, ?, ?, ?, ?)",
+            (int(proposal_id), status, note or "", at, _user()),
+        )
     return get(cfg, proposal_id)
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a container)
+        return str(os.getuid())
 
 
 def update_scores(cfg, proposal_id: int, novelty: float | None, relevance: float | None) -> None:

@@ -98,10 +98,12 @@ def _short(text: str, n: int) -> str:
 
 def run_dream(cfg: Config, version: str | None = None) -> DreamReport:
     from mothbrain.ask.embeddings import load_embedder
-    from mothbrain.dream.proposals import add_proposals
+    from mothbrain.dream.proposals import add_proposals, list_proposals
 
     ledger = open_ledger(cfg)
     version, adapter = pick_version(cfg, version)
+    if not ledger.get(version).get("dream") and (staged := list_proposals(cfg, adapter_version=version)):
+        return _record_staged(ledger, version, staged)  # a kill came between staging and recording
     prompts, corpus = build_prompts(cfg, cfg.dream.num_prompts)
     if not prompts:
         raise NothingToDo("no wiki pages or recent material to dream on; run `mothbrain ingest` (check `sources`)")
@@ -149,6 +151,21 @@ def run_dream(cfg: Config, version: str | None = None) -> DreamReport:
         report.warnings.append(embedder.warning)
     if figures["empty"]:
         report.warnings.append(f"{figures['empty']} generation(s) were empty and were not staged")
+    return report
+
+
+def _record_staged(ledger, version: str, staged: list[dict[str, Any]]) -> DreamReport:
+    """Record the proposals a killed dream staged for `version`, instead of dreaming (and staging) again."""
+    styles: dict[str, int] = {}
+    for p in staged:
+        styles[p["style"]] = styles.get(p["style"], 0) + 1
+    figures = {"proposals": len(staged), "empty": 0, "tokens": 0, "tokens_per_s": 0.0, "seconds": 0.0}
+    figures.update(backend="(recovered)", styles=styles, recovered=True)
+    ledger.update(version, dream=figures)
+    report = DreamReport(version=version, figures=figures, proposals=staged)
+    report.warnings.append(
+        f"recorded the {len(staged)} proposals staged before a kill for {version} (not dreamt again: no duplicates)"
+    )
     return report
 
 

@@ -19,14 +19,16 @@ A file gone from the source drops its shard; a change of a source's kind or path
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
 import multiprocessing as mp
 import os
 import re
+import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -303,12 +305,12 @@ def _ingest_file(
     n_read, tail_docs, tail_days, written = 0, 0, {}, 0
     shard_keep = None
     try:
-        with tmp.open("wb") as out:
+        with _storing(tmp.open, "wb") as out:
             if append:
                 with (ingest_dir / old["shard"]).open("rb") as prev:
                     remaining = old["shard_keep"]
                     while remaining > 0 and (buf := prev.read(min(remaining, 1 << 20))):
-                        out.write(buf)
+                        _storing(out.write, buf)
                         remaining -= len(buf)
                         written += len(buf)
             for doc in docs:
@@ -322,15 +324,17 @@ def _ingest_file(
                         shard_keep = written
                     tail_docs += 1
                     tail_days[day] = tail_days.get(day, 0) + 1
-                out.write(line)
+                _storing(out.write, line)
                 written += len(line)
                 days[day] = days.get(day, 0) + 1
                 n_read += 1
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, shard)
-    except BaseException:
+            _storing(out.flush)
+            _storing(os.fsync, out.fileno())
+        _storing(os.replace, tmp, shard)
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and isinstance(exc.__context__, StoreFailed):
+            raise exc.__context__ from None  # closing the file re-raised the failed write's error
         raise
     entry = {
         "size": st.st_size,
@@ -482,11 +486,11 @@ def _ingest_source(
         count, items = done.get("problems", (0, []))
         problems.count += count
         problems.items.extend(items[: max(0, problems.cap - len(problems.items))])
-        if done["status"] == "enospc":
+        if done["status"] == "store_failed":
             _save_manifest(cfg, manifest)
             raise MothError(
-                f"ingest: disk full while storing {rel} of source '{source.name}' "
-                f"under {root}; free space and run ingest again (nothing stored was lost)"
+                f"ingest: could not store {rel} of source '{source.name}' under {root}: {done['reason']}; "
+                "fix that and run ingest again (nothing stored was lost)"
             )
         if done["status"] == "failed":
             problems.add(rel, "file", done["reason"])
@@ -526,6 +530,33 @@ def _ingest_source(
     return stats
 
 
+class StoreFailed(Exception):
+    """Writing our own copy failed (disk full, a file size limit, a read-only disk): not the source's fault."""
+
+    def __init__(self, error: OSError):
+        super().__init__(str(error))
+        self.error = error
+
+
+def _storing(op: Callable, *args: Any) -> Any:
+    """Run one write to the ingest store; an OSError becomes StoreFailed so it is never called 'unreadable'."""
+    try:
+        return op(*args)
+    except OSError as exc:
+        raise StoreFailed(exc) from exc
+
+
+def describe_write_error(exc: OSError, folder: Path) -> str:
+    """'No space left on device [ENOSPC], 0 MB free in /x' — the cause, its code and the space left."""
+    name = errno.errorcode.get(exc.errno or 0, "")
+    try:
+        free = f"{shutil.disk_usage(folder).free / 1e6:,.0f} MB free in {folder}"
+    except OSError:
+        free = f"free space in {folder} unknown"
+    hint = " (a file size limit: see `ulimit -f`)" if exc.errno == errno.EFBIG else ""
+    return f"{exc.strerror or exc}{f' [{name}]' if name else ''}{hint}, {free}"
+
+
 PARALLEL_INGEST_BYTES = 16_000_000  # changed files beyond this much in all are read by a process pool
 
 
@@ -548,11 +579,11 @@ def _ingest_job(job: tuple) -> dict[str, Any]:
                 root, get_reader(source.kind), path, rel, source, problems, scan, st, old
             )
             out.update(status="ingested", entry=entry, read=n_read, parsed=parsed)
+    except StoreFailed as exc:  # the caller stops cleanly, keeping what is stored
+        out["status"] = "store_failed"
+        out["reason"] = describe_write_error(exc.error, root)
     except OSError as exc:
-        if exc.errno in (28, 122):  # ENOSPC, EDQUOT: the caller stops cleanly, keeping what is stored
-            out["status"] = "enospc"
-        else:
-            out["reason"] = f"unreadable ({exc.strerror or exc}); earlier documents kept"
+        out["reason"] = f"unreadable ({exc.strerror or exc}); earlier documents kept"
     except (MothError, KeyboardInterrupt):
         raise
     except Exception as exc:  # a reader bug must not cost the other files; it is reported loudly

@@ -36,7 +36,7 @@ from mothbrain.core.atomic import write_atomically
 from mothbrain.core.clock import parse_time
 from mothbrain.core.ledger import open_ledger
 from mothbrain.errors import MothError
-from mothbrain.ops.runs import headline, load_runs
+from mothbrain.ops.runs import headline, settled_runs
 from mothbrain.ops.schedule import CHAINS, chain_config, cron_installed_at
 
 WEEK = _dt.timedelta(days=7)
@@ -282,7 +282,7 @@ def build_briefing(cfg: Config, now: _dt.datetime | None = None) -> Briefing:
     """Lay out the last run, the week, missed runs, versions, promotions, yields, proposals and health."""
     now = (now or _dt.datetime.now(_dt.timezone.utc)).astimezone(_dt.timezone.utc)
     week_start = now - WEEK
-    runs = [r for r in load_runs(cfg) if (parse_time(r.get("started")) or now) <= now]
+    runs = [r for r in settled_runs(cfg) if (parse_time(r.get("started")) or now) <= now]
     week = [r for r in runs if (t := parse_time(r.get("started"))) and t >= week_start]
     missed = missed_runs(cfg, runs, now)
     sections: list[Section] = []

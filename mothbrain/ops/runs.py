@@ -10,6 +10,8 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import logging
+import os
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -136,6 +138,39 @@ def load_runs(cfg: Config) -> list[dict[str, Any]]:
         )
     )
     return runs
+
+
+def settled_runs(cfg: Config) -> list[dict[str, Any]]:
+    """load_runs for reports: a run whose record says "running" but whose process is gone is shown killed.
+
+    A kill -9 leaves its record "running"; the next run that takes the lock marks it killed for
+    good (schedule._mark_killed). Until then status and the briefing must not call a dead run live.
+    """
+    host = socket.gethostname()
+    runs = load_runs(cfg)
+    for rec in runs:
+        if rec.get("status") == "running" and rec.get("host") == host and not _alive(rec.get("pid")):
+            rec["status"] = "killed"
+            for st in rec.get("stages", []):
+                if st.get("status") == "running":
+                    st["status"] = "failed"
+                    st["error"] = "the run was killed during this stage (no clean exit; see its log)"
+            rec.setdefault("warnings", []).append(
+                f"process {rec.get('pid')} is gone: the run died without a clean exit"
+            )
+    return runs
+
+
+def _alive(pid: Any) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    return True
 
 
 def new_run_id(cfg: Config, chain: str) -> str:

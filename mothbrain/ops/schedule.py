@@ -84,10 +84,11 @@ def lock_path(cfg: Config) -> Path:
 
 
 @contextlib.contextmanager
-def run_lock(cfg: Config, chain: str, run_id: str) -> Iterator[dict[str, Any] | None]:
+def run_lock(cfg: Config, chain: str, run_id: str, refused: str = "") -> Iterator[dict[str, Any] | None]:
     """Hold the one-run-at-a-time lock; yields what a dead previous holder left (None if nothing).
 
-    Raises MothError at once when another live process holds it.
+    Raises LockHeld at once when another live process holds it; `refused` ends its message
+    (default "this <chain> run was not started").
     """
     path = lock_path(cfg)
     try:
@@ -107,7 +108,7 @@ def run_lock(cfg: Config, chain: str, run_id: str) -> Iterator[dict[str, Any] | 
             holder = _read_lock_info(fd)
             raise LockHeld(
                 f"another run (pid {holder.get('pid', '?')}, chain {holder.get('chain', '?')}, started "
-                f"{holder.get('started', '?')}) holds the lock {path}; this {chain} run was not started"
+                f"{holder.get('started', '?')}) holds the lock {path}; {refused or f'this {chain} run was not started'}"
             ) from None
         stale = _read_lock_info(fd) or None
         info = {
@@ -128,6 +129,22 @@ def run_lock(cfg: Config, chain: str, run_id: str) -> Iterator[dict[str, Any] | 
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def command_lock(cfg: Config, command: str) -> Iterator[None]:
+    """The run lock for a state-changing stage command run by hand (`mothbrain train`, `promote`, ...).
+
+    Without it `mothbrain train` beside a nightly run training the same version both write the same
+    checkpoint and adapter. Refused at once, not queued: a person at a prompt can run it again.
+    """
+    run_id = f"{command}-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+    lock = run_lock(cfg, command, run_id, refused=f"`mothbrain {command}` was not started (wait for it to finish)")
+    with lock as stale:
+        if stale and stale.get("pid"):
+            _mark_killed(cfg, stale)
+            log.warning("recovered stale lock from pid %s (chain %s)", stale.get("pid"), stale.get("chain"))
+        yield
 
 
 def _read_lock_info(fd: int) -> dict[str, Any]:
@@ -363,7 +380,7 @@ def _run_stages(cfg: Config, record: RunRecord, funcs: dict[str, StageFn]) -> No
             fn = funcs.get(st.name)
             if fn is None:
                 raise MothError(f"no function for stage {st.name!r}")
-            if unchanged is not None and st.name in NEEDS_NEW_VERSION:
+            if unchanged is not None and st.name in NEEDS_NEW_VERSION and _stage_done(cfg, unchanged.version, st.name):
                 raise NothingToDo(f"{unchanged} (no new adapter to {st.name} with)")
             report = fn(cfg)
             st.status = "ok"
@@ -407,6 +424,17 @@ def _run_stages(cfg: Config, record: RunRecord, funcs: dict[str, StageFn]) -> No
             for w in st.warnings:
                 log.warning("stage %s: %s", st.name, w)
         record.save()
+
+
+def _stage_done(cfg: Config, version: str, stage: str) -> bool:
+    """Whether the ledger holds `stage`'s figures for `version` (a kill mid-stage leaves them out)."""
+    from mothbrain.core.ledger import open_ledger
+
+    try:
+        entry = open_ledger(cfg).get(version)
+    except MothError:
+        return True  # no such version: nothing of it to finish
+    return bool(entry.get(stage)) or entry.get("status") not in ("trained", "evaluated", "promoted")
 
 
 def _finish_stage(st: StageResult, t0: float) -> None:

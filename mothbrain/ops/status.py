@@ -14,7 +14,7 @@ from mothbrain.core.clock import parse_time
 from mothbrain.core.ledger import open_ledger
 from mothbrain.errors import MothError
 from mothbrain.ops.briefing import numeric_metrics, pending_proposals
-from mothbrain.ops.runs import load_runs
+from mothbrain.ops.runs import settled_runs
 
 LAST_RUNS = 5
 
@@ -93,7 +93,7 @@ def status_report(cfg: Config) -> StatusReport:
             "how": promoted[-1]["event"] if promoted else "",
             "eval": {k: round(v, 4) for k, v in list(numeric_metrics(entry.get("eval") or {}).items())[:10]},
         }
-    for r in load_runs(cfg)[-LAST_RUNS:][::-1]:
+    for r in settled_runs(cfg)[-LAST_RUNS:][::-1]:
         failed = [s for s in r.get("stages", []) if s.get("status") == "failed"]
         note = (
             f"{failed[0]['name']}: {failed[0].get('error') or ''}"

@@ -879,18 +879,29 @@ def _check_port(host: str, port: int) -> None:
             ) from None
 
 
-def run_server(cfg: Config, host: str | None = None, port: int | None = None, echo=print) -> None:
-    """Check the token and the port, load the model, serve until Ctrl-C."""
+def check_host(host: str, port: int, allow_remote: bool) -> None:
+    """Loopback only, unless the operator says otherwise: plain HTTP carries the token and the answers."""
+    if host in LOOPBACK or allow_remote:
+        return
+    raise MothError(
+        f"serve: {host} is not a loopback address, and this is plain HTTP (the token and the answers travel in "
+        f"clear); reach it through an SSH tunnel (ssh -N -L {port}:127.0.0.1:{port} you@this-box) or a TLS proxy, "
+        "or pass --allow-remote to bind it anyway"
+    )
+
+
+def run_server(
+    cfg: Config, host: str | None = None, port: int | None = None, echo=print, allow_remote: bool = False
+) -> None:
+    """Check the address, the token and the port, load the model, serve until Ctrl-C."""
     import uvicorn
 
     host, port = host or cfg.serve.host, port or cfg.serve.port
+    check_host(host, port, allow_remote)
     token = load_token(cfg)
     _check_port(host, port)
     if host not in LOOPBACK:
-        echo(
-            f"warning: listening on {host}, not loopback: anyone who can reach it and has the token can use "
-            "it; prefer 127.0.0.1 and an SSH tunnel"
-        )
+        echo(f"warning: listening on {host} (--allow-remote): put a TLS proxy in front of it")
     echo(f"loading {cfg.model.base} …")
     engine = TransformersEngine(cfg)
     app = create_app(cfg, engine=engine, token=token)

@@ -105,6 +105,63 @@ def _resync(buf: _Buffer, pos: int, dec: json.JSONDecoder, accept: Callable[[Any
         pos = end  # a nested object: anything inside it is nested too, so skip it whole
 
 
+_SCALAR = r'(?:"(?:[^"\\]|\\.)*"|[^,{}\[\]"]*)'
+
+
+def _opening(keys: list[str]) -> re.Pattern | None:
+    """How an element whose first two keys are `keys` starts: `{"k1": <scalar>, "k2":`, or `{"k1": <scalar>`
+    cut off by damage (not followed by another key: a nested object opening with k1 has a different second key).
+    None without two keys."""
+    if len(keys) < 2:
+        return None
+    k1, k2 = (re.escape(json.dumps(k)) for k in keys)
+    after = r"(?:,\s*(?:" + k2 + r'\s*:|(?!"(?:[^"\\]|\\.)*"\s*:))|[\]}]|$)'
+    return re.compile(r"\{\s*" + k1 + r"\s*:\s*" + _SCALAR + r"\s*" + after)
+
+
+def _next_opening(buf: _Buffer, pos: int, opening: re.Pattern) -> int | None:
+    """Position of the next element opening at or after `pos`, reading on as needed; None at the end of the file."""
+    start = pos
+    while True:
+        m = opening.search(buf.text, start)
+        if m:
+            return m.start()
+        start = max(pos, len(buf.text) - 1024)  # an opening may straddle the end of what has been read
+        if not buf.more():
+            return None
+
+
+def _report_hidden(
+    problems: Problems, rel: str, what: str, index: int, start: int, reason: str, hidden: int, nxt: int | None
+) -> None:
+    if nxt is None:
+        first = f"invalid JSON ({reason}); nothing readable after it ({hidden} {what}s by their openings)"
+    else:
+        first = f"invalid JSON ({reason}); chars {start}-{nxt} skipped to the next {what}"
+    problems.add(rel, f"{what} {index} (char {start})", first)
+    for n in range(1, hidden):
+        problems.add(rel, f"{what} {index + n}", "unreadable: inside the damage of the one before it")
+
+
+def _value_follows(buf: _Buffer, end: int) -> bool:
+    """Whether the list goes on sensibly at `end` (its `]`, or a `,` then a JSON value or the `]`)."""
+    if buf.text[end : end + 1] != ",":
+        return True
+    nxt = buf.skip_ws(end + 1)
+    return buf.text[nxt : nxt + 1] in ("{", "[", '"', "-", "t", "f", "n", "]", *"0123456789")
+
+
+def _first_keys(buf: _Buffer, dec: json.JSONDecoder, pos: int | None) -> list[str]:
+    """The first two keys of the object at `pos` (the one resync found), or [] when there is none."""
+    if pos is None:
+        return []
+    try:
+        obj, _ = _decode(buf, dec, pos)
+    except (json.JSONDecodeError, RecursionError):
+        return []
+    return list(obj)[:2] if isinstance(obj, dict) else []
+
+
 def _element_end(buf: _Buffer, pos: int) -> int | None:
     """Where the (broken) element at `pos` ends — its `,` or the list's `]` — by a string-aware bracket scan;
     None when the file ends first. The caller checks it against resync (a string cut open misleads the scan)."""
@@ -158,6 +215,7 @@ def iter_array(
         )
         return
     pos, index = pos + 1, 0
+    last_keys: list[str] = []
     while True:
         pos = buf.skip_ws(buf.compact(pos))
         if pos >= len(buf.text):
@@ -177,36 +235,43 @@ def iter_array(
             obj, end = _decode(buf, dec, pos)
         except (json.JSONDecodeError, RecursionError) as exc:
             where = f"{what} {index} (char {start})"
-            if isinstance(exc, json.JSONDecodeError) and buf.eof and _incomplete(exc, buf.text):
+            opening = _opening(last_keys)
+            truncated = isinstance(exc, json.JSONDecodeError) and buf.eof and _incomplete(exc, buf.text)
+            if truncated and (opening is None or opening.search(buf.text, pos + 1) is None):
                 problems.add(
                     rel, where, f"file ends inside this {what} (truncated export?); everything before was read"
                 )
                 return
             reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
-            # Its end by a bracket scan — unless a conversation starts before that end: a string cut open turns
-            # the scan inside out and it could swallow good conversations, which resync finds instead.
+            # Where the damage ends. A bracket scan finds the element's end, unless a string cut open turns it
+            # inside out and it swallows good elements; so the next readable element (resync) and the next
+            # element opening (elements open alike: their first two keys) are found too, and every opening
+            # inside the damage counts as one element it hid — so every element is stored or counted.
+            buf.pin = start
             end = _element_end(buf, pos)
-            skipped_from = buf.pin = buf.base + pos  # keep the text from here while resync looks ahead
             end_abs = None if end is None else buf.base + end
-            nxt = _resync(buf, pos + 1, dec, accept)
+            found = _next_opening(buf, pos + 1, opening) if opening is not None else None
+            found_abs = None if found is None else buf.base + found
+            sync = _resync(buf, pos + 1, dec, accept)  # may drop text before the pin: absolute positions
+            sync_abs = None if sync is None else buf.base + sync
+            nxt_abs = min((p for p in (found_abs, sync_abs) if p is not None), default=None)
+            opening = opening or _opening(_first_keys(buf, dec, sync))
+            span = buf.text[start - buf.base : None if nxt_abs is None else nxt_abs - buf.base]
             buf.pin = None
-            if end_abs is not None and (nxt is None or buf.base + nxt > end_abs):
+            if end_abs is not None and (
+                nxt_abs is None or (nxt_abs >= end_abs and _value_follows(buf, end_abs - buf.base))
+            ):
                 problems.add(rel, where, f"invalid JSON ({reason}); skipped")  # the next element keeps its index
-                index += 1
-                pos = end_abs - buf.base
+                index, pos = index + 1, end_abs - buf.base
                 continue
-            if nxt is None:
-                problems.add(rel, where, f"invalid JSON ({reason}); nothing readable after it")
+            hidden = max(1, len(opening.findall(span))) if opening is not None else 1
+            _report_hidden(problems, rel, what, index, start, reason, hidden, nxt_abs)
+            if nxt_abs is None:
                 return
-            problems.add(
-                rel,
-                where,
-                f"invalid JSON ({reason}); chars {skipped_from}-{buf.base + nxt} skipped to the next {what}, "
-                f"counted as one {what} (later {what} numbers may be low by the elements it hid)",
-            )
-            index += 1
-            pos = nxt
+            index, pos = index + hidden, nxt_abs - buf.base
             continue
+        if isinstance(obj, dict):
+            last_keys = list(obj)[:2]
         yield index, obj
         index += 1
         pos = buf.skip_ws(end)

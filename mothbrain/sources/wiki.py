@@ -51,8 +51,9 @@ def read(path: Path, rel: str, source: SourceConfig, problems: Problems) -> Iter
     meta, body = split_front_matter(text, rel, problems)
     body, links = resolve_links(body)
     body = body.strip()
-    if not body:
-        return  # an empty page (only front matter) has nothing to learn from
+    if not body:  # counted, so every file is stored or accounted for
+        problems.add(rel, "file", "empty (nothing but front matter or white space); nothing stored")
+        return
     meta = {**meta, "file": rel, "tags": tags_from(meta)}
     yield Document(
         source=source.name,

@@ -25,7 +25,8 @@ def read(path: Path, rel: str, source: SourceConfig, problems: Problems) -> Iter
         return
     meta, body = split_front_matter(text, rel, problems)
     body = body.replace("\r\n", "\n").strip()
-    if not body:
+    if not body:  # counted, so every file is stored or accounted for
+        problems.add(rel, "file", "empty (nothing but front matter or white space); nothing stored")
         return
     meta = {**meta, "file": rel, "tags": tags_from(meta)}
     yield Document(

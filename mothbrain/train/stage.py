@@ -21,6 +21,7 @@ adapter's metadata, and every rank takes part in the collective save.
 
 from __future__ import annotations
 
+import errno
 import gc
 import json
 import math
@@ -103,10 +104,11 @@ def run_train(cfg: Config, dry_run: bool = False, fresh: bool = False, force: bo
     run = _open_version(cfg, meta, fresh, estimate)
     niceness = apply_niceness(cfg.neighbour)
 
-    # --- train
+    # --- train (unless a kill came after the adapter was saved: then it is recorded as saved)
     started_at, t0 = now_iso(), time.time()
+    saved = _saved_result(cfg, run.version, meta)
     try:
-        result = _train_with_yielding(cfg, run, dataset["train"])
+        result = saved or _train_with_yielding(cfg, run, dataset["train"])
     except Interrupted:
         if run.is_main:
             run.ledger.add_event("interrupted", run.version, "checkpoint saved; `mothbrain train` resumes")
@@ -118,6 +120,9 @@ def run_train(cfg: Config, dry_run: bool = False, fresh: bool = False, force: bo
         # A second Ctrl-C: no new checkpoint, but the version stays resumable from its last one.
         raise
     except BaseException as exc:
+        full = _write_error(exc)
+        if full is not None:  # a full disk passes: keep the version resumable from its last checkpoint
+            raise MothError(_disk_full_message(cfg, run, full)) from None
         reason, suggestion = _explain_failure(exc)
         if run.is_main:
             run.ledger.fail(run.version, reason, suggestion)
@@ -127,7 +132,7 @@ def run_train(cfg: Config, dry_run: bool = False, fresh: bool = False, force: bo
         raise MothError(f"training of {run.version} failed: {reason} — {suggestion}") from None
 
     # --- save: a failure here (full disk) leaves the version "training" with its checkpoints
-    adapter = _save_adapter(cfg, run, result, meta)
+    adapter = paths.adapter_dir(cfg, run.version) if saved else _save_adapter(cfg, run, result, meta)
     if not run.is_main:
         return TrainReport(title=f"train (rank {_rank()}: rank 0 reports)", version=run.version)
 
@@ -325,6 +330,25 @@ def _hyperparameters(cfg: Config) -> dict[str, Any]:
         "train": d["train"],
         "device": cfg.model.device,
     }
+
+
+def _saved_result(cfg: Config, version: str, meta: dict) -> dict[str, Any] | None:
+    """What training returned, when `version`'s adapter was saved complete on this data set but not recorded.
+
+    A kill between saving and recording leaves the final checkpoint and the adapter: training again
+    would run one step past max_steps and replace the saved adapter with another.
+    """
+    try:
+        info = json.loads((paths.adapter_dir(cfg, version) / "mothbrain.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    same = info.get("version") == version and info.get("dataset", {}).get("fingerprint") == meta.get("fingerprint")
+    result = info.get("result")
+    if not (same and isinstance(result, dict)):
+        return None
+    return dict(
+        result, trainer=None, warnings=[*result.get("warnings", []), "recorded the adapter saved before a kill"]
+    )
 
 
 def last_checkpoint(folder: Path) -> Path | None:
@@ -699,6 +723,8 @@ def _save_adapter(cfg: Config, run: _Run, result: dict, meta: dict) -> Path:
                     "pad_share": result["pad_share"],
                 },
                 "created_at": now_iso(),
+                # all of training's figures, so a kill before the ledger records them loses nothing
+                "result": {k: v for k, v in result.items() if k != "trainer"},
             }
             (tmp / "mothbrain.json").write_text(json.dumps(info, indent=2, default=str))
             (tmp / "training_args.bin").unlink(missing_ok=True)  # a pickle; the config above says it all
@@ -717,6 +743,46 @@ def _save_adapter(cfg: Config, run: _Run, result: dict, meta: dict) -> Path:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def _write_error(exc: BaseException) -> OSError | None:
+    """The disk-full (or quota, or file-size-limit) OSError behind `exc`, if that is what it was."""
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, OSError) and exc.errno in WRITE_ERRNOS:
+            return exc
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return None
+
+
+def _disk_full_message(cfg: Config, run: _Run, error: OSError) -> str:
+    """Name the cause and where; drop the half-written checkpoint; the version stays resumable."""
+    folder = paths.checkpoints_dir(cfg, run.version)
+    last = last_checkpoint(folder)
+    for partial in folder.glob("checkpoint-*"):  # no trainer_state.json: a save the disk cut short
+        if partial != last and not (partial / "trainer_state.json").is_file():
+            shutil.rmtree(partial, ignore_errors=True)
+    name = errno.errorcode.get(error.errno or 0, "")
+    try:
+        free = f"{shutil.disk_usage(folder if folder.exists() else paths.adapters_dir(cfg)).free / 1e6:,.0f} MB free"
+    except OSError:
+        free = "free space unknown"
+    where = getattr(error, "filename", None) or folder
+    recorded = ""
+    if run.is_main:
+        try:
+            run.ledger.add_event("interrupted", run.version, f"disk full: {error.strerror or error} ({where})")
+        except MothError as exc:
+            recorded = f"; the ledger could not record it either ({exc})"
+    resume = f"resumes from {last.name}" if last else "starts it again"
+    return (
+        f"training of {run.version} stopped: could not write {where}: {error.strerror or error} [{name}], {free}"
+        f"{recorded} — free disk space (or raise train.save_steps, lower train.keep_checkpoints); "
+        f"the version is kept and `mothbrain train` {resume}"
+    )
 
 
 def _explain_failure(exc: BaseException) -> tuple[str, str]:

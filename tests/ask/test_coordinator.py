@@ -123,3 +123,15 @@ def test_template_and_config_mistakes_are_clear(cfg_for, tmp_path):
         ask(cfg_for("coordinator.system1_timeout_s=0"), "q")  # refused when the config loads
     with pytest.raises(MothError, match="http://"):
         ask(cfg_for("coordinator.system2_url=localhost:8000"), "q")
+
+
+def test_a_missing_token_is_named_in_asks_own_settings(state_home, monkeypatch):
+    from mothbrain.ask.coordinator import ask_system1
+
+    monkeypatch.delenv("MOTHBRAIN_API_TOKEN", raising=False)
+    cfg = load_config(REPO_ROOT / "configs" / "demo.yaml", ["coordinator.system1_url=http://127.0.0.1:9/v1"])
+    with pytest.raises(MothError) as err:
+        ask_system1(cfg, "what do the figs say?")
+    msg = str(err.value)
+    assert msg.startswith("ask: coordinator.system1_url (http://127.0.0.1:9/v1) needs the token"), msg
+    assert "$MOTHBRAIN_API_TOKEN" in msg and "before `mothbrain serve`" not in msg

@@ -158,3 +158,38 @@ def test_dream_text_never_carries_a_role_label():
     assert tidy(" assistant:the lantern hums\nUser: and then?", "reminds_me") == "the lantern hums"
     assert tidy("compost is patience, assistant: slow heat", "free_association") == "compost is patience, slow heat"
     assert tidy("the tide\nHarbourmaster: no", "continue_thread") == "the tide"
+
+
+class _Killed(BaseException):
+    """A kill -9 at one instant (not an Exception: nothing handles it)."""
+
+
+def test_a_kill_after_staging_records_the_staged_proposals_instead_of_dreaming_again(demo_cfg, monkeypatch):
+    from mothbrain.core import ledger as ledger_mod
+    from mothbrain.core.ledger import open_ledger
+    from mothbrain.dream.proposals import list_proposals
+    from mothbrain.dream.stage import run_dream
+    from mothbrain.ingest.stage import run_ingest
+
+    cfg = demo_cfg("dream.num_prompts=3", "dream.max_new_tokens=8", "dream.batch_size=4")
+    run_ingest(cfg)
+    v = _make_adapter(cfg)
+    real_update = ledger_mod.Ledger.update
+
+    def update(self, version, **fields):
+        if "dream" in fields:
+            raise _Killed()  # proposals are staged; the ledger never hears of them
+        return real_update(self, version, **fields)
+
+    monkeypatch.setattr(ledger_mod.Ledger, "update", update)
+    with pytest.raises(_Killed):
+        run_dream(cfg)
+    monkeypatch.setattr(ledger_mod.Ledger, "update", real_update)
+    staged = list_proposals(cfg)
+    assert staged and "dream" not in open_ledger(cfg).get(v)
+
+    report = run_dream(cfg)
+    assert list_proposals(cfg) == staged  # not dreamt again: no duplicates
+    dream = open_ledger(cfg).get(v)["dream"]
+    assert dream["proposals"] == len(staged) and dream["recovered"] is True
+    assert report.version == v and any("staged before" in w for w in report.warnings)

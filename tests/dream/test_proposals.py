@@ -110,3 +110,87 @@ def test_list_limit_shows_the_newest_first_and_an_empty_list_says_so(state_home)
     assert [p["id"] for p in json.loads(out)] == [ids[3], ids[2]]
     empty = CliRunner().invoke(main, ["proposals", "list", "--status", "accepted"])
     assert empty.exit_code == 0 and empty.output.strip() == "no accepted proposals"
+
+
+def test_a_busy_or_full_queue_says_what_it_is_not_move_it_aside(state_home, monkeypatch):
+    from mothbrain.dream import proposals as queue
+
+    cfg = load_config(DEMO)
+    _stage(cfg, n=1)
+    path = queue.queue_path(cfg)
+
+    # A writer holding the queue past the wait (a second real connection with an open write).
+    monkeypatch.setattr(queue, "BUSY_TIMEOUT_S", 0.2)
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(MothError) as busy:
+            _stage(cfg, n=1)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert "busy" in str(busy.value) and "try again" in str(busy.value), busy.value
+    assert "move it aside" not in str(busy.value) and "damaged" not in str(busy.value)
+
+    # A full disk (sqlite's own SQLITE_FULL, reached through a page cap on the connection).
+    real_connect = sqlite3.connect
+
+    def capped(*args, **kwargs):
+        con = real_connect(*args, **kwargs)
+        pages = con.execute("PRAGMA page_count").fetchone()[0]
+        con.execute(f"PRAGMA max_page_count = {pages}")
+        return con
+
+    monkeypatch.setattr(queue.sqlite3, "connect", capped)
+    with pytest.raises(MothError) as full:
+        _stage(cfg, n=200)
+    assert "full" in str(full.value) and "free" in str(full.value) and str(path.parent) in str(full.value)
+    assert "move it aside" not in str(full.value) and "damaged" not in str(full.value)
+    monkeypatch.setattr(queue.sqlite3, "connect", real_connect)
+    assert len(queue.list_proposals(cfg)) == 1  # nothing half-written, nothing lost
+
+
+def test_deciding_again_needs_force_and_keeps_the_history(state_home):
+    cfg = load_config(DEMO)
+    (pid,) = _stage(cfg, n=1)
+    run = lambda *a: CliRunner().invoke(main, ["proposals", *a, "--config", DEMO])  # noqa: E731
+    assert run("accept", str(pid), "--note", "worth a page").exit_code == 0
+
+    again = run("reject", str(pid), "--note", "on second thought")
+    assert again.exit_code == 1 and "Traceback" not in again.output
+    assert f"proposal {pid} was already accepted" in again.output and "--force" in again.output
+    assert "worth a page" in again.output
+
+    forced = run("reject", str(pid), "--note", "on second thought", "--force")
+    assert forced.exit_code == 0, forced.output
+    shown = json.loads(run("show", str(pid), "--json").output)
+    assert shown["status"] == "rejected" and shown["note"] == "on second thought"
+    assert [(h["status"], h["note"]) for h in shown["history"]] == [
+        ("accepted", "worth a page"),
+        ("rejected", "on second thought"),
+    ]
+    assert all(h["decided_at"] and h["decided_by"] for h in shown["history"])
+    text = run("show", str(pid)).output
+    assert "accepted" in text and "worth a page" in text and "on second thought" in text
+
+
+def test_a_queue_from_before_the_history_is_upgraded_with_its_decisions(state_home):
+    from mothbrain.dream import proposals as queue
+
+    cfg = load_config(DEMO)
+    path = queue.queue_path(cfg)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    con = sqlite3.connect(path)  # schema 1, as an older MothBrain left it, with one decided proposal
+    con.executescript(queue.MIGRATIONS[0][1])
+    con.execute(
+        "INSERT INTO proposals (created_at, text, status, note, reviewed_at) "
+        "VALUES ('2026-01-01T00:00:00Z', 'kiln', 'accepted', 'old note', '2026-01-02T00:00:00Z')"
+    )
+    con.execute("PRAGMA user_version = 1")
+    con.commit()
+    con.close()
+    (p,) = queue.list_proposals(cfg)
+    shown = queue.get(cfg, p["id"])
+    assert shown["history"] == [
+        {"status": "accepted", "note": "old note", "decided_at": "2026-01-02T00:00:00Z", "decided_by": ""}
+    ]

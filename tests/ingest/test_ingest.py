@@ -361,3 +361,35 @@ def test_fifo_and_symlink_alias_are_not_read(corpus):
     reasons = {p[0]: p[2] for p in c.problems}
     assert "not a regular file" in reasons["pipe.jsonl"]
     assert "log.jsonl" in reasons["alias.jsonl"]
+
+
+def test_a_file_size_limit_is_named_not_called_unreadable(tmp_path, state_home):
+    """EFBIG (`ulimit -f`) while storing shards: the run stops naming the cause; readable files are not 'unreadable'."""
+    import resource
+    import subprocess
+    import sys
+
+    chats = tmp_path / "src" / "chats"
+    chats.mkdir(parents=True)
+    for n in range(12):
+        (chats / f"log{n}.jsonl").write_text("".join(chat_line(i + 1000 * n, 1746000000 + i) for i in range(400)))
+    cfg_file = tmp_path / "mothbrain.yaml"
+    cfg_file.write_text(yaml.safe_dump({"sources": [{"name": "chats", "kind": "chat_jsonl", "path": "src/chats"}]}))
+
+    def limit_file_size():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (16_000, 16_000))  # bytes; Python ignores SIGXFSZ
+
+    res = subprocess.run(
+        [sys.executable, "-m", "mothbrain", "ingest", "--config", str(cfg_file)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=limit_file_size,
+    )
+    assert res.returncode == 1, (res.stdout, res.stderr)
+    assert "File too large" in res.stderr and "EFBIG" in res.stderr and "log" in res.stderr, res.stderr
+    assert "unreadable" not in res.stdout + res.stderr
+    assert "Traceback" not in res.stderr
+    # With the limit lifted the same files ingest whole.
+    report = run_ingest(load_config(cfg_file))
+    assert stats(report, "chats").documents == 12 * 400 and report.bad_records == 0

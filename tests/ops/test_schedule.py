@@ -254,6 +254,13 @@ def test_lock_of_a_killed_run_is_recovered(tmp_path, state_home):
     proc.communicate(timeout=30)
     (dead,) = load_runs(_cfg())
     assert dead["status"] == "running"  # what a kill -9 leaves behind
+    # status and the briefing do not call it live before the next run takes the lock
+    from mothbrain.ops.briefing import build_briefing
+    from mothbrain.ops.status import status_report
+
+    (shown,) = status_report(_cfg()).runs
+    assert shown["status"] == "killed", shown
+    assert "killed" in build_briefing(_cfg()).text
 
     record = run_chain(
         _cfg("schedule.send_briefing=false"),
@@ -331,3 +338,112 @@ def test_every_run_prints_the_path_of_its_log(state_home, monkeypatch):
     assert res.exit_code == 0, res.output
     (rec,) = load_runs(_cfg())
     assert f"log: {rec['log']}" in res.output and Path(rec["log"]).is_file()
+
+
+def test_stage_commands_refuse_while_a_run_holds_the_lock(tmp_path, state_home):
+    """`mothbrain train` while `run nightly` trains: refused at once, nothing written (two real processes)."""
+    holder, _, release = _start_holder(tmp_path)
+    state_before = sorted(p.relative_to(state_home) for p in state_home.rglob("*"))
+    try:
+        for command in (
+            ["ingest"],
+            ["preprocess"],
+            ["train"],
+            ["dream"],
+            ["eval"],
+            ["promote"],
+            ["promote", "--rollback"],
+        ):
+            res = subprocess.run(
+                [sys.executable, "-m", "mothbrain", *command, "--config", str(DEMO_CONFIG)],
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            assert res.returncode == 1, (command, res.stdout, res.stderr)
+            assert f"another run (pid {holder.pid}, chain nightly" in res.stderr, res.stderr
+            assert f"`mothbrain {command[0]}` was not started" in res.stderr, res.stderr
+            assert "Traceback" not in res.stderr
+        # Read-only commands still answer while a run holds the lock.
+        for command in (["status"], ["eval", "--show"], ["train", "--dry-run"]):
+            res = subprocess.run(
+                [sys.executable, "-m", "mothbrain", *command, "--config", str(DEMO_CONFIG)],
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            assert "holds the lock" not in res.stderr, (command, res.stderr)
+    finally:
+        release.touch()
+        holder.communicate(timeout=60)
+    state_after = sorted(p.relative_to(state_home) for p in state_home.rglob("*"))
+    added = {str(p) for p in set(state_after) - set(state_before)}
+    assert not any(p.startswith(("adapters", "data/ingest", "data/datasets", ".checkpoints")) for p in added), added
+
+
+def test_a_chain_refuses_while_a_stage_command_holds_the_lock(state_home):
+    from mothbrain.ops.schedule import command_lock
+
+    cfg = _cfg("schedule.send_briefing=false", "schedule.nightly.wait_for_lock_s=0")
+    with command_lock(cfg, "train"):
+        with pytest.raises(MothError, match=rf"another run \(pid {os.getpid()}, chain train"):
+            run_chain(cfg, "nightly", stages={s: _ok(s) for s in ("ingest", "preprocess", "train", "dream")})
+    assert (
+        run_chain(cfg, "nightly", stages={s: _ok(s) for s in ("ingest", "preprocess", "train", "dream")}).status == "ok"
+    )
+
+
+def test_a_rerun_dreams_with_the_unchanged_version_a_kill_left_undreamt(state_home):
+    """A kill in dream: the next night's train is skipped (same data), but dream finishes that version."""
+    from mothbrain.core.ledger import open_ledger
+    from mothbrain.errors import NoNewMaterial
+
+    cfg = _cfg("schedule.send_briefing=false")
+    led = open_ledger(cfg)
+    v1 = led.new_version(status="trained", dataset={"fingerprint": "f" * 16})["id"]
+    dreamt = []
+
+    def dream(cfg):
+        dreamt.append(v1)
+        open_ledger(cfg).update(v1, dream={"proposals": 3})
+        return SimpleReport("dream", {"proposals": 3})
+
+    stages = {
+        "ingest": _ok("ingest"),
+        "preprocess": _ok("preprocess"),
+        "train": _raise(NoNewMaterial(v1, "f" * 16)),
+        "dream": dream,
+    }
+    first = run_chain(cfg, "nightly", stages=stages)
+    assert [s.status for s in first.stages] == ["ok", "ok", "skipped", "ok"] and dreamt == [v1]
+    # Once it has dreamt, an unchanged night dreams nothing more.
+    second = run_chain(cfg, "nightly", stages=stages)
+    assert [s.status for s in second.stages] == ["ok", "ok", "skipped", "skipped"] and dreamt == [v1]
+
+
+def test_every_command_on_a_read_only_state_dir_is_one_line(tmp_path, state_home):
+    """A state dir that is read-only (or someone else's): one clear line and exit 1, never a traceback."""
+    import shutil
+
+    is_root = os.geteuid() == 0
+    if is_root and not shutil.which("setpriv"):
+        pytest.skip("root without setpriv: a folder cannot be made read-only")
+    (state_home / "data").mkdir()
+    for d in [state_home, *state_home.rglob("*")]:
+        d.chmod(0o555)
+    drop = [shutil.which("setpriv"), "--inh-caps=-all", "--bounding-set=-all"] if is_root else []
+    try:
+        for command in (["status"], ["briefing"], ["proposals", "list"], ["cron", "show"], ["ingest"], ["promote"]):
+            res = subprocess.run(
+                [*drop, sys.executable, "-m", "mothbrain", *command, "--config", str(DEMO_CONFIG)],
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            assert res.returncode == 1, (command, res.stdout, res.stderr)
+            assert "Traceback" not in res.stderr, (command, res.stderr)
+            line = res.stderr.strip().splitlines()[-1]
+            assert str(state_home) in line and ("writable" in line or "MOTHBRAIN_HOME" in line), (command, line)
+    finally:
+        for d in [state_home, *state_home.rglob("*")]:
+            d.chmod(0o755)

@@ -373,3 +373,20 @@ def test_vllm_command(served):
     assert f"mothbrain={pointer.path}" in cmd and Path(str(pointer.path)).is_absolute()
     assert cmd[cmd.index("--max-lora-rank") + 1] == "16" and cmd[cmd.index("--quantization") + 1] == "bitsandbytes"
     assert not any(TOKEN in c for c in cmd)
+
+
+def test_a_non_loopback_address_needs_allow_remote(state_home, monkeypatch):
+    from click.testing import CliRunner
+
+    from mothbrain.cli import main
+
+    monkeypatch.delenv("MOTHBRAIN_API_TOKEN", raising=False)
+    refused = CliRunner().invoke(main, ["serve", "--host", "0.0.0.0", "--port", "8399"])
+    assert refused.exit_code == 1 and "Traceback" not in refused.output
+    assert "0.0.0.0 is not a loopback address" in refused.output and "--allow-remote" in refused.output
+    assert "ssh -N -L 8399:127.0.0.1:8399" in refused.output
+    vllm = CliRunner().invoke(main, ["serve", "--engine", "vllm", "--host", "0.0.0.0"])
+    assert vllm.exit_code == 1 and "--allow-remote" in vllm.output
+    # Allowed: it goes on to the next check (here: no token), not refused for the address.
+    allowed = CliRunner().invoke(main, ["serve", "--host", "0.0.0.0", "--port", "8399", "--allow-remote"])
+    assert allowed.exit_code == 1 and "no API token" in allowed.output and "loopback" not in allowed.output

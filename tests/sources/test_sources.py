@@ -578,3 +578,114 @@ def test_a_string_cut_open_loses_no_good_conversation(tmp_path):
     (tmp_path / "conversations.json").write_text("[" + ",\n".join(chunks) + "]")
     docs, problems = read_all("claude_export", tmp_path / "conversations.json")
     assert {d.doc_id for d in docs} == good
+
+
+# --------------------------------------------------------------------------- every record accounted for, all six kinds
+
+TEXT_KINDS = ("wiki", "writing", "transcript")
+
+
+def _damaged_export_text(rng: random.Random, records: list, n_bad: int) -> str:
+    """A JSON array of `records` in which about `n_bad` elements have broken JSON syntax."""
+    chunks = []
+    for rec in records:
+        text = json.dumps(rec)
+        if rng.random() < n_bad / len(records) and len(text) > 10:
+            # cut after its opening (its first two keys): an element whose opening itself is cut inside a
+            # damaged run is not found, and the numbers after it would run one low (a known limit)
+            text = text[: rng.randrange(45, len(text) - 3)] + rng.choice(["]]", ", , ", "\x00", "}", "{", '"'])
+        chunks.append(text)
+    return "[" + ",\n".join(chunks) + "]"
+
+
+def _fuzzed_text_file(rng: random.Random, kind: str) -> bytes:
+    r = rng.random()
+    if r < 0.15:
+        return b"\xff\xfe" + bytes(rng.randrange(256) for _ in range(rng.randrange(0, 120)))
+    if r < 0.25:
+        return rng.choice([b"", b"   \n\n", b"---\n", b"---\n---\n", b"\x00\x00"])
+    if r < 0.55:
+        front = rng.choice(["title: [x", ": :", "- a\n- b", "x: 1", "", "a: &x [*x]", "date: .inf"])
+        body = "".join(
+            rng.choice(["[[", "]]", "|", "#", ":", "Moth: ", "Ana: ", "\n", "a", " ", "[00:01]", "word"])
+            for _ in range(rng.randrange(0, 80))
+        )
+        return ("---\n" + front + rng.choice(["\n---\n", "\n"]) + body).encode()
+    if kind == "transcript":
+        return "".join(f"{rng.choice(['Moth', 'Ana'])}: line {i} of it\n" for i in range(rng.randrange(1, 6))).encode()
+    return " ".join(rng.choice(["the", "moth", "kiln", "tide", "figs"]) for _ in range(rng.randrange(1, 60))).encode()
+
+
+def test_ten_thousand_malformed_records_across_all_six_kinds_none_vanish(tmp_path):
+    """Each record is stored, or counted as bad with its file and position: zero vanished (#19)."""
+    rng = random.Random(2026)
+    vanished: dict[str, list] = {}
+    total = 0
+
+    # chat_jsonl: a record is a line
+    folder = tmp_path / "chat_jsonl"
+    folder.mkdir()
+    with (folder / "f.jsonl").open("wb") as f:
+        for n in range(1, 2001):
+            f.write((json.dumps(_good_chat(n)).encode() if rng.random() < 0.4 else _bad_chat_lines(rng, n)) + b"\n")
+    docs, problems = read_all("chat_jsonl", folder)
+    seen = {int(d.meta["line"]) for d in docs}
+    seen |= {int(where.split()[1]) for _, where, _ in problems.items if where.startswith("line ")}
+    vanished["chat_jsonl"] = sorted(set(range(1, 2001)) - seen)
+    total += 2000
+
+    # the two exports: a record is an element of the array (mutated fields and broken syntax both)
+    chatgpt_seed = json.loads((FIX / "chatgpt" / "conversations.json").read_text())[1]
+    claude_seed = {
+        "uuid": "u",
+        "name": "n",
+        "created_at": "2025-05-01T00:00:00Z",
+        "chat_messages": [{"sender": "human", "text": "h"}, {"sender": "assistant", "text": "a"}],
+    }
+    for kind, seed, id_key in (
+        ("chatgpt_export", chatgpt_seed, "conversation_id"),
+        ("claude_export", claude_seed, "uuid"),
+    ):
+        # two exports of 1,000 each: one with wrong types anywhere (every element valid JSON, some not objects),
+        # one with broken JSON syntax in about 300 of its conversations
+        folder = tmp_path / kind
+        folder.mkdir()
+        for part, offset in (("types", 0), ("syntax", 1000)):
+            records = []
+            for i in range(offset, offset + 1000):
+                rec = json.loads(json.dumps(seed))
+                rec[id_key] = f"r{i}"
+                if kind == "chatgpt_export":
+                    rec["id"] = f"r{i}"
+                if part == "types" and rng.random() < 0.5:
+                    rec = _mutate_chatgpt(rng, rec) if kind == "chatgpt_export" else _scramble(rng, rec)
+                    if isinstance(rec, dict) and kind == "claude_export":
+                        rec[id_key] = f"r{i}"
+                records.append(rec)
+            sub = folder / part
+            sub.mkdir()
+            text = json.dumps(records) if part == "types" else _damaged_export_text(rng, records, n_bad=300)
+            (sub / "conversations.json").write_text(text)
+        docs, problems = read_all(kind, folder)
+        seen = {d.doc_id.split("#", 1)[1] for d in docs}
+        for file, where, _ in problems.items:
+            words = where.split()
+            if words[0] == "conversation":
+                offset = 0 if file.startswith("types") else 1000
+                seen.add(words[1] if words[1].startswith("r") else f"r{int(words[1]) + offset}")
+        vanished[kind] = sorted({f"r{i}" for i in range(2000)} - seen, key=lambda r: int(r[1:]))
+        total += 2000
+
+    # the text kinds: a record is a file
+    for kind in TEXT_KINDS:
+        folder = tmp_path / kind
+        folder.mkdir()
+        for i in range(1400):
+            (folder / f"p{i:04d}.md").write_bytes(_fuzzed_text_file(rng, kind))
+        docs, problems = read_all(kind, folder)
+        seen = {d.doc_id.split("#", 1)[0] for d in docs} | {file for file, _, _ in problems.items}
+        vanished[kind] = sorted({f"p{i:04d}.md" for i in range(1400)} - seen)
+        total += 1400
+
+    assert total >= 10_000
+    assert {k: v[:5] for k, v in vanished.items() if v} == {}, {k: len(v) for k, v in vanished.items()}

@@ -58,8 +58,12 @@ def _completion_loss(model, tok, rows) -> float:
 
 def test_real_qlora_run_trains_saves_and_records(prepared, state_home):
     cfg = prepared("train.max_steps=40", "train.logging_steps=2", "train.save_steps=100")
+    dataset_folder = state_home / "data" / "datasets"
+    before = sorted(p.relative_to(dataset_folder) for p in dataset_folder.rglob("*"))
     report = run_train(cfg)
     v = open_ledger(cfg).get(report.version)
+    # Training leaves the fingerprinted data set as preprocess wrote it (no datasets cache-*.arrow files).
+    assert sorted(p.relative_to(dataset_folder) for p in dataset_folder.rglob("*")) == before
 
     # The ledger entry is complete.
     assert v["status"] == "trained" and v["parent"] is None
@@ -348,3 +352,82 @@ def test_train_force_and_config_setting_train_unchanged_data_again(prepared):
     assert run_train(cfg, force=True).version != first
     assert run_train(prepared("train.max_steps=2", "train.save_steps=100", "train.skip_unchanged=false")).version
     assert len(open_ledger(cfg).versions()) == 3
+
+
+class _KilledAfterSave(BaseException):
+    """A kill -9 between saving the adapter and recording it (not an Exception: nothing handles it)."""
+
+
+def test_a_kill_after_the_adapter_was_saved_records_it_without_training_again(prepared, state_home, monkeypatch):
+    from mothbrain.train import stage
+
+    cfg = prepared("train.max_steps=6", "train.save_steps=3", "train.logging_steps=1")
+    real_save = stage._save_adapter
+
+    def save_then_die(*args, **kwargs):
+        real_save(*args, **kwargs)
+        raise _KilledAfterSave()
+
+    monkeypatch.setattr(stage, "_save_adapter", save_then_die)
+    with pytest.raises(_KilledAfterSave):
+        run_train(cfg)
+    monkeypatch.setattr(stage, "_save_adapter", real_save)
+    ledger = open_ledger(cfg)
+    assert ledger.get("v0001")["status"] == "training"
+    weights = state_home / "adapters" / "v0001" / "adapter_model.safetensors"
+    saved = weights.read_bytes()
+
+    report = run_train(cfg)
+    assert report.version == "v0001" and [v["id"] for v in ledger.versions()] == ["v0001"]
+    v = ledger.get("v0001")
+    assert v["status"] == "trained" and v["train"]["steps"] == 6, v["train"]["steps"]
+    assert [s for s, _ in v["train"]["losses"]] == list(range(1, 7))
+    assert weights.read_bytes() == saved  # the saved adapter is the one recorded, not a retrained one
+    assert not (state_home / "adapters" / ".checkpoints" / "v0001").exists()
+
+
+def test_a_full_disk_at_a_checkpoint_names_the_cause_and_keeps_the_version(prepared, state_home, monkeypatch):
+    """ENOSPC in a checkpoint save, with versions.json unwritable too: the message names the disk, not the ledger."""
+    import errno
+
+    import transformers
+
+    import mothbrain.core.ledger as ledger_mod
+
+    cfg = prepared("train.max_steps=6", "train.save_steps=2", "train.logging_steps=1")
+    real_save_checkpoint = transformers.Trainer._save_checkpoint
+    real_save_json = ledger_mod.save_json
+    disk = {"full": False, "saves": 0}
+
+    def save_checkpoint(self, *args, **kwargs):
+        disk["saves"] += 1
+        if disk["saves"] == 2:  # the second checkpoint meets a full disk, half written
+            partial = state_home / "adapters" / ".checkpoints" / "v0001" / "checkpoint-4"
+            partial.mkdir(parents=True, exist_ok=True)
+            (partial / "adapter_model.safetensors").write_bytes(b"\0" * 100)
+            disk["full"] = True
+            raise OSError(errno.ENOSPC, "No space left on device", str(partial / "optimizer.pt"))
+        return real_save_checkpoint(self, *args, **kwargs)
+
+    def save_json(path, data):
+        if disk["full"]:
+            raise MothError(f"could not write {path}: No space left on device (free disk space ...)")
+        return real_save_json(path, data)
+
+    monkeypatch.setattr(transformers.Trainer, "_save_checkpoint", save_checkpoint)
+    monkeypatch.setattr(ledger_mod, "save_json", save_json)
+    with pytest.raises(MothError) as err:
+        run_train(cfg)
+    msg = str(err.value)
+    assert "No space left on device [ENOSPC]" in msg and "optimizer.pt" in msg and "MB free" in msg, msg
+    assert "resumes from checkpoint-2" in msg, msg
+    ckpts = state_home / "adapters" / ".checkpoints" / "v0001"
+    assert sorted(p.name for p in ckpts.glob("checkpoint-*")) == ["checkpoint-2"]  # the partial one is gone
+
+    monkeypatch.setattr(transformers.Trainer, "_save_checkpoint", real_save_checkpoint)
+    monkeypatch.setattr(ledger_mod, "save_json", real_save_json)
+    ledger = open_ledger(cfg)
+    assert ledger.get("v0001")["status"] == "training"
+    report = run_train(cfg)  # space freed: the same version resumes and finishes
+    assert report.version == "v0001" and ledger.get("v0001")["status"] == "trained"
+    assert ledger.get("v0001")["train"]["resumed_from"] == "checkpoint-2"
