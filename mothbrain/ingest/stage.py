@@ -72,6 +72,8 @@ class SourceStats:
     bad_records: int = 0
     problems: list[tuple[str, str, str]] = field(default_factory=list)  # (file, where, reason), capped
     bytes_read: int = 0
+    # files not read this run (unchanged) whose bad records are still on record: "file: N bad, first …"
+    still_bad: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -88,7 +90,13 @@ class IngestReport:
     def warnings(self) -> list[str]:
         """Bad records (first few, with file and line) and notes, for the CLI's warning lines."""
         bad = sum(s.bad_records for s in self.sources)
-        lines = [f"{bad} bad record(s) skipped: " + "; ".join(self.problems(5))] if bad else []
+        shown = self.problems(5)
+        more = f"; and {bad - len(shown)} more" if bad > len(shown) else ""
+        lines = [f"{bad} bad record(s) skipped: " + "; ".join(shown) + more] if bad else []
+        still = [f"{s.name}: {line}" for s in self.sources for line in s.still_bad]
+        if still:
+            more = f"; and {len(still) - 5} more" if len(still) > 5 else ""
+            lines.append(f"{len(still)} unchanged file(s) still have bad records: " + "; ".join(still[:5]) + more)
         return lines + list(self.notes)
 
     @property
@@ -357,6 +365,11 @@ def _ingest_file(
             tail_days=tail_days,
             shard_keep=written if shard_keep is None else shard_keep,
         )
+    # The file's bad records stay on record, so every later run names the file until it is fixed.
+    bad = problems.count + (old.get("bad", 0) if append else 0)
+    if bad:
+        first = old.get("bad_first") if append and old.get("bad") else None
+        entry.update(bad=bad, bad_first=first or (": ".join(problems.items[0][1:]) if problems.items else ""))
     return entry, n_read, scan.size - offset
 
 
@@ -469,6 +482,7 @@ def _ingest_source(
             continue
         if not full and old and old.get("size") == st.st_size and old.get("mtime_ns") == st.st_mtime_ns:
             stats.unchanged += 1
+            _still_bad(stats, rel, old)
             continue
         if st.st_size > max_bytes:
             problems.add(
@@ -499,9 +513,9 @@ def _ingest_source(
         if done["status"] == "touched":
             old.update(size=st.st_size, mtime_ns=st.st_mtime_ns, mtime=st.st_mtime)  # touched, not changed
             stats.unchanged += 1
+            _still_bad(stats, rel, old)
             continue
-        new_entry = done["entry"]
-        stats.bytes_read += done["parsed"]
+        new_entry = done["entry"]  # bytes_read counted the file once, when it was scanned
         stats.documents_read += done["read"]
         if old is None:
             stats.new += 1
@@ -557,6 +571,11 @@ def describe_write_error(exc: OSError, folder: Path) -> str:
     return f"{exc.strerror or exc}{f' [{name}]' if name else ''}{hint}, {free}"
 
 
+def _still_bad(stats: SourceStats, rel: str, entry: dict) -> None:
+    if entry.get("bad"):
+        stats.still_bad.append(f"{rel}: {entry['bad']} bad record(s), first {entry.get('bad_first', '?')}")
+
+
 PARALLEL_INGEST_BYTES = 16_000_000  # changed files beyond this much in all are read by a process pool
 
 
@@ -575,8 +594,9 @@ def _ingest_job(job: tuple) -> dict[str, Any]:
         if not full and old and old.get("hash") == scan.digest:
             out["status"] = "touched"
         else:
+            # --full reads every file from its start: an appended log is not resumed
             entry, n_read, parsed = _ingest_file(
-                root, get_reader(source.kind), path, rel, source, problems, scan, st, old
+                root, get_reader(source.kind), path, rel, source, problems, scan, st, None if full else old
             )
             out.update(status="ingested", entry=entry, read=n_read, parsed=parsed)
     except StoreFailed as exc:  # the caller stops cleanly, keeping what is stored

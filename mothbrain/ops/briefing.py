@@ -314,6 +314,9 @@ def build_briefing(cfg: Config, now: _dt.datetime | None = None) -> Briefing:
                 note = _excerpt(headline(st["name"], st.get("figures") or {}), 160)
             dur = st.get("duration_s")
             sec.table.append([st["name"], st.get("status", "?"), f"{dur:.1f}" if dur is not None else "", note])
+        for st in last.get("stages", []):  # what a stage warned about: bad records and the files that hold them
+            for w in (st.get("warnings") or [])[:3]:
+                sec.lines.append(f"{st['name']}: {_excerpt(w, 400)}")
         for st in last.get("stages", []):
             if st.get("traceback"):
                 sec.lines.append(f"traceback of {st['name']} (last lines; the log has all of it):")

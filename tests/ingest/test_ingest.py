@@ -125,6 +125,42 @@ def test_appended_log_is_resumed_not_reread(corpus):
     assert [d.turns[0].text for d in iter_documents(cfg) if d.doc_id == "log.jsonl#c2"] == ["Q2"]
 
 
+def test_full_rereads_an_appended_log_from_its_start(corpus):
+    """`ingest --full` re-reads every file as its help says: an appended chat log is not resumed."""
+    cfg, chats, wiki = corpus
+    log = chats / "log.jsonl"
+    run_ingest(cfg)
+    with log.open("a") as f:
+        f.write(chat_line(5))
+    c = stats(run_ingest(cfg, full=True), "chats")
+    assert c.documents_read == 6 + 1  # all six lines of log.jsonl, and other.jsonl's one
+    assert c.bytes_read == log.stat().st_size + (chats / "other.jsonl").stat().st_size
+    assert [i for i in doc_ids(cfg) if i.startswith("log.jsonl")] == [f"log.jsonl#c{i}" for i in range(6)]
+
+
+def test_a_file_with_bad_records_is_named_on_every_run_until_fixed(corpus):
+    cfg, chats, wiki = corpus
+    bad = chats / "broken.jsonl"
+    bad.write_text(chat_line(200) + "{not json\n" + "[1, 2]\n")
+    first = run_ingest(cfg)
+    assert stats(first, "chats").bad_records == 2 and any("broken.jsonl" in w for w in first.warnings)
+
+    second = run_ingest(cfg)  # nothing changed: the file is not read again, but it is named again
+    assert stats(second, "chats").bad_records == 0
+    (line,) = [w for w in second.warnings if "still have bad records" in w]
+    assert "chats: broken.jsonl: 2 bad record(s), first line 2" in line, line
+
+    with bad.open("a") as f:  # an appended line: resumed, and the earlier bad records still count
+        f.write(chat_line(201))
+    third = run_ingest(cfg)
+    assert stats(third, "chats").documents_read == 1
+    (line,) = [w for w in run_ingest(cfg).warnings if "still have bad records" in w]
+    assert "broken.jsonl: 2 bad record(s)" in line
+    bad.write_text(chat_line(200) + chat_line(201))  # fixed
+    run_ingest(cfg)
+    assert not [w for w in run_ingest(cfg).warnings if "broken.jsonl" in w]
+
+
 def test_full_rereads_and_config_change_invalidates(corpus, tmp_path):
     cfg, chats, wiki = corpus
     run_ingest(cfg)

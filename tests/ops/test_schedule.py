@@ -447,3 +447,17 @@ def test_every_command_on_a_read_only_state_dir_is_one_line(tmp_path, state_home
     finally:
         for d in [state_home, *state_home.rglob("*")]:
             d.chmod(0o755)
+
+
+def test_the_briefing_names_what_a_stage_warned_about(state_home):
+    from mothbrain.ops.briefing import build_briefing
+
+    def ingest(cfg):
+        report = SimpleReport("ingest", {"documents": 3})
+        report.warnings = ["1 unchanged file(s) still have bad records: chats: broken.jsonl: 2 bad record(s)"]
+        return report
+
+    cfg = _cfg("schedule.send_briefing=false")
+    stages = {"ingest": ingest, **{s: _ok(s) for s in ("preprocess", "train", "dream")}}
+    run_chain(cfg, "nightly", stages=stages)
+    assert "ingest: 1 unchanged file(s) still have bad records: chats: broken.jsonl" in build_briefing(cfg).text
