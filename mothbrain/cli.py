@@ -419,7 +419,7 @@ def proposals_list(cfg: Config, as_json: bool, status: str | None, limit: int | 
     from rich.console import Console
 
     from mothbrain.dream.proposals import list_proposals
-    from mothbrain.report import render_table
+    from mothbrain.report import cut_at_word, format_cell, render_table
 
     rows = list_proposals(cfg, status=status, limit=limit)
     if as_json:
@@ -436,11 +436,17 @@ def proposals_list(cfg: Config, as_json: bool, status: str | None, limit: int | 
             "version": r["adapter_version"],
             "novelty": r["novelty"],
             "relevance": r["relevance"],
-            "text": " ".join(r["text"].split())[:70],
+            "text": "",
         }
         for r in rows
     ]
-    Console().print(render_table(f"proposals ({status or 'all'}): {len(rows)}", short))
+    # One line per proposal: the text gets what the other columns leave (each column costs 3 for its border
+    # and padding), cut at a word boundary; `proposals show ID` prints the whole of it.
+    console = Console()
+    used = sum(max(len(k), *(len(format_cell(s[k])) for s in short)) + 3 for k in short[0] if k != "text") + 4
+    for s, r in zip(short, rows):
+        s["text"] = cut_at_word(r["text"], max(console.width - used, 12))
+    console.print(render_table(f"proposals ({status or 'all'}): {len(rows)}", short))
 
 
 @proposals.command("show")

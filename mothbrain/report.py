@@ -38,7 +38,7 @@ class SimpleReport:
         return {"title": self.title, **self.figures, "warnings": self.warnings}
 
 
-def _fmt(v: Any) -> str:
+def format_cell(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:,.4g}" if abs(v) < 1e6 else f"{v:,.0f}"
     if isinstance(v, int) and not isinstance(v, bool):
@@ -46,16 +46,64 @@ def _fmt(v: Any) -> str:
     return "" if v is None else str(v)
 
 
-def render_table(title: str, rows: list[dict[str, Any]]) -> Table:
-    table = Table(title=title, title_justify="left")
+# Columns a person copies into the next command: never cut or wrapped, whatever the terminal's width.
+WHOLE_COLUMNS = ("id", "version", "run", "run_id", "stage", "status", "source", "file", "path", "adapter", "log")
+WHOLE_MAX = 72  # ... up to this many characters (a longer path wraps rather than pushing out every other column)
+
+
+def render_table(title: str, rows: list[dict[str, Any]], width: int | None = None) -> Table:
+    """Rows as a table; identifier and path columns stay whole, the other columns wrap to the terminal.
+
+    When the whole columns alone do not fit `width` (default: the terminal's), each row becomes a
+    record of `column  value` lines instead, so nothing a person copies is ever cut.
+    """
     cols: list[str] = []
     for r in rows:
         cols.extend(k for k in r if k not in cols)
+    longest = {c: max([len(c), *(len(format_cell(r.get(c))) for r in rows)]) for c in cols}
+    widest_value = {c: max([1, *(len(format_cell(r.get(c))) for r in rows)]) for c in cols}
+    whole = {c for c in cols if c in WHOLE_COLUMNS or c.endswith(("_id", "_path"))}
+    # the least each column needs: whole ones their longest value, others up to 8 (headers and text wrap)
+    need = sum(min(longest[c], WHOLE_MAX) if c in whole else min(widest_value[c], 8) for c in cols)
+    need += 3 * len(cols) + 1
+    if need > (width or Console().width):
+        return _records(title, cols, rows)
+    table = Table(title=title, title_justify="left")
     for c in cols:
-        table.add_column(c, justify="left" if not rows or not isinstance(rows[0].get(c), (int, float)) else "right")
+        numeric = bool(rows) and isinstance(rows[0].get(c), (int, float))
+        table.add_column(
+            c,
+            justify="right" if numeric else "left",
+            no_wrap=c in whole,
+            min_width=min(longest[c], WHOLE_MAX) if c in whole else None,
+            overflow="fold",
+        )
     for r in rows:
-        table.add_row(*[_fmt(r.get(c)) for c in cols])
+        table.add_row(*[format_cell(r.get(c)) for c in cols])
     return table
+
+
+def _records(title: str, cols: list[str], rows: list[dict[str, Any]]) -> Table:
+    """The vertical layout: one block of `column  value` lines per row."""
+    table = Table(title=title, title_justify="left", show_header=False)
+    table.add_column("column", style="bold", no_wrap=True)
+    table.add_column("value", overflow="fold")
+    for i, r in enumerate(rows):
+        if i:
+            table.add_section()
+        for c in cols:
+            if r.get(c) not in (None, ""):
+                table.add_row(c, format_cell(r.get(c)))
+    return table
+
+
+def cut_at_word(text: str, width: int) -> str:
+    """`text` on one line, cut at a word boundary to at most `width` characters (with "…")."""
+    text = " ".join(text.split())
+    if len(text) <= width:
+        return text
+    head = text[: max(width - 1, 1)]
+    return (head.rsplit(" ", 1)[0] if " " in head else head) + "…"
 
 
 def print_report(report: Report, as_json: bool = False, console: Console | None = None) -> None:

@@ -194,3 +194,40 @@ def test_a_queue_from_before_the_history_is_upgraded_with_its_decisions(state_ho
     assert shown["history"] == [
         {"status": "accepted", "note": "old note", "decided_at": "2026-01-02T00:00:00Z", "decided_by": ""}
     ]
+
+
+def test_at_80_columns_a_proposal_is_one_line_cut_at_a_word_and_ids_stay_whole(state_home, monkeypatch):
+    from mothbrain.dream.proposals import add_proposals
+
+    monkeypatch.setenv("COLUMNS", "80")
+    cfg = load_config(DEMO)
+    long_text = "the kiln remembers every apology we never made " * 6
+    add_proposals(cfg, [{"text": long_text, "style": "free_association", "adapter_version": "v0123"}] * 3)
+    out = CliRunner().invoke(main, ["proposals", "list", "--config", DEMO]).output
+    lines = out.splitlines()
+    assert all(len(line) <= 80 for line in lines), out
+    rows = [line for line in lines if "v0123" in line]
+    assert len(rows) == 3, out  # one line per proposal, its id and version whole
+    assert all("free_association" in r for r in rows)
+    text_cell = rows[0].split("│")[-2].strip()
+    assert text_cell.endswith("…") and long_text.startswith(text_cell[:-1])
+    assert long_text[len(text_cell) - 1] == " "  # cut at a word boundary
+
+
+def test_identifier_and_path_columns_are_never_cut_at_80_columns():
+    from rich.console import Console
+
+    from mothbrain.report import render_table
+
+    run_id = "20261206-024611-nightly-2"
+    log = "/home/operator/mothbrain/logs/20261206-024611-nightly-2.log"
+    rows = [{"run": run_id, "status": "failed", "note": "a long explanation " * 8, "log": log}]
+    console = Console(width=80, record=True)
+    console.print(render_table("runs", rows, width=80))  # too wide for 80 columns: one record per row
+    out = console.export_text()
+    assert run_id in out and log in out, out  # each whole on one line
+    assert max(len(line) for line in out.splitlines()) <= 80
+    console = Console(width=200, record=True)
+    console.print(render_table("runs", rows, width=200))  # wide enough: a table, the note wrapped if need be
+    out = console.export_text()
+    assert run_id in out and log in out and "┃ run" in out, out
