@@ -47,7 +47,7 @@ def format_cell(v: Any) -> str:
 
 
 # Columns a person copies into the next command: never cut or wrapped, whatever the terminal's width.
-WHOLE_COLUMNS = ("id", "version", "run", "run_id", "stage", "status", "source", "file", "path", "adapter", "log")
+WHOLE_COLUMNS = ("id", "version", "run", "run_id", "stage", "status", "source", "file", "path", "log")
 WHOLE_MAX = 72  # ... up to this many characters (a longer path wraps rather than pushing out every other column)
 
 
