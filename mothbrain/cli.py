@@ -62,14 +62,15 @@ def config_options(fn: Callable) -> Callable:
 def _os_error_line(exc: OSError) -> str:
     import errno
 
-    name = errno.errorcode.get(exc.errno or 0, "")
+    from mothbrain.core.atomic import describe_write_error
+
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         fix = "make it writable, or point MOTHBRAIN_HOME at a state dir you own"
     elif exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
         fix = "free disk space"
     else:
         fix = "check the path and the disk"
-    return f"cannot use {exc.filename or 'a file'}: {exc.strerror or exc}{f' [{name}]' if name else ''} — {fix}"
+    return f"cannot use {exc.filename or 'a file'}: {describe_write_error(exc)} — {fix}"
 
 
 def _locked(cfg: Config, command: str) -> contextlib.AbstractContextManager:

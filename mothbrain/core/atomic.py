@@ -12,6 +12,7 @@ Both raise OSError; callers turn it into a message that says what was kept.
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import json
 import os
@@ -47,6 +48,22 @@ def write_atomically(path: Path, text: str | bytes) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def free_space(folder: Path) -> str:
+    """'81,234 MB free in /x', for messages about a full disk."""
+    try:
+        return f"{shutil.disk_usage(folder).free / 1e6:,.0f} MB free in {folder}"
+    except OSError:
+        return f"free space in {folder} unknown"
+
+
+def describe_write_error(exc: OSError, folder: Path | None = None) -> str:
+    """'No space left on device [ENOSPC], 0 MB free in /x': the cause, its code and (given a folder) the space left."""
+    name = errno.errorcode.get(exc.errno or 0, "")
+    hint = " (a file size limit: see `ulimit -f`)" if exc.errno == errno.EFBIG else ""
+    where = f", {free_space(folder)}" if folder is not None else ""
+    return f"{exc.strerror or exc}{f' [{name}]' if name else ''}{hint}{where}"
 
 
 STALE_TEMP_S = 600  # a temp file older than this was left by a writer that died (a write takes ms)

@@ -37,7 +37,6 @@ import datetime as _dt
 import getpass
 import json
 import os
-import shutil
 import sqlite3
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -45,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from mothbrain.core import paths
+from mothbrain.core.atomic import free_space
 from mothbrain.core.clock import now_iso
 from mothbrain.errors import MothError
 
@@ -142,12 +142,8 @@ def _queue_error(path: Path, exc: sqlite3.DatabaseError) -> str:
             f"{BUSY_TIMEOUT_S:g} s ({exc}); try again when it finishes (nothing was changed)"
         )
     if primary == sqlite3.SQLITE_FULL:
-        try:
-            free = f"{shutil.disk_usage(path.parent).free / 1e6:,.0f} MB free"
-        except OSError:
-            free = "free space unknown"
         return (
-            f"the disk holding the proposal queue {path} is full ({free} in {path.parent}); free space and try "
+            f"the disk holding the proposal queue {path} is full ({free_space(path.parent)}); free space and try "
             "again (the queue is untouched: the write was rolled back)"
         )
     if primary in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PERM):

@@ -19,14 +19,12 @@ A file gone from the source drops its shard; a change of a source's kind or path
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import logging
 import multiprocessing as mp
 import os
 import re
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -37,7 +35,7 @@ from filelock import FileLock, Timeout
 
 from mothbrain.config import Config, SourceConfig
 from mothbrain.core import paths
-from mothbrain.core.atomic import write_atomically
+from mothbrain.core.atomic import describe_write_error, write_atomically
 from mothbrain.core.jsonfast import dumps_compact, loads
 from mothbrain.errors import MothError
 from mothbrain.sources import Problems, Reader, get_reader, list_files
@@ -558,17 +556,6 @@ def _storing(op: Callable, *args: Any) -> Any:
         return op(*args)
     except OSError as exc:
         raise StoreFailed(exc) from exc
-
-
-def describe_write_error(exc: OSError, folder: Path) -> str:
-    """'No space left on device [ENOSPC], 0 MB free in /x' — the cause, its code and the space left."""
-    name = errno.errorcode.get(exc.errno or 0, "")
-    try:
-        free = f"{shutil.disk_usage(folder).free / 1e6:,.0f} MB free in {folder}"
-    except OSError:
-        free = f"free space in {folder} unknown"
-    hint = " (a file size limit: see `ulimit -f`)" if exc.errno == errno.EFBIG else ""
-    return f"{exc.strerror or exc}{f' [{name}]' if name else ''}{hint}, {free}"
 
 
 def _still_bad(stats: SourceStats, rel: str, entry: dict) -> None:

@@ -150,15 +150,18 @@ def settled_runs(cfg: Config) -> list[dict[str, Any]]:
     runs = load_runs(cfg)
     for rec in runs:
         if rec.get("status") == "running" and rec.get("host") == host and not _alive(rec.get("pid")):
-            rec["status"] = "killed"
-            for st in rec.get("stages", []):
-                if st.get("status") == "running":
-                    st["status"] = "failed"
-                    st["error"] = "the run was killed during this stage (no clean exit; see its log)"
-            rec.setdefault("warnings", []).append(
-                f"process {rec.get('pid')} is gone: the run died without a clean exit"
-            )
+            mark_killed(rec, f"process {rec.get('pid')} is gone: the run died without a clean exit")
     return runs
+
+
+def mark_killed(rec: dict[str, Any], note: str) -> None:
+    """A record of a run that died without a clean exit: status killed, the stage it was in failed."""
+    rec["status"] = "killed"
+    for st in rec.get("stages", []):
+        if st.get("status") == "running":
+            st["status"] = "failed"
+            st["error"] = "the run was killed during this stage (no clean exit; see its log)"
+    rec.setdefault("warnings", []).append(note)
 
 
 def _alive(pid: Any) -> bool:

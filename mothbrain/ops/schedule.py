@@ -50,7 +50,7 @@ from mothbrain.core import paths
 from mothbrain.core.atomic import save_json
 from mothbrain.core.clock import now_iso, parse_time
 from mothbrain.errors import MothError, NoNewMaterial, NothingToDo
-from mothbrain.ops.runs import RECORD_SCHEMA, RunRecord, StageResult, load_runs, new_run_id, trim
+from mothbrain.ops.runs import RECORD_SCHEMA, RunRecord, StageResult, load_runs, mark_killed, new_run_id, trim
 
 log = logging.getLogger(__name__)
 
@@ -164,12 +164,7 @@ def _mark_killed(cfg: Config, stale: dict[str, Any]) -> None:
         if stale.get("run_id") and rec.get("run_id") != stale.get("run_id"):
             continue
         rec.pop("_path", None)
-        rec["status"] = "killed"
-        for st in rec.get("stages", []):
-            if st.get("status") == "running":
-                st["status"] = "failed"
-                st["error"] = "the run was killed during this stage (no clean exit; see its log)"
-        rec.setdefault("warnings", []).append(f"found dead at {now_iso()} by a later run")
+        mark_killed(rec, f"found dead at {now_iso()} by a later run")
         save_json(paths.runs_dir(cfg) / f"{rec['run_id']}.json", rec)
 
 

@@ -39,7 +39,7 @@ from transformers import TrainerCallback
 
 from mothbrain.config import Config
 from mothbrain.core import paths
-from mothbrain.core.atomic import replace_folder
+from mothbrain.core.atomic import describe_write_error, replace_folder
 from mothbrain.core.clock import now_iso
 from mothbrain.core.ledger import Ledger, open_ledger
 from mothbrain.errors import MothError, NoNewMaterial, NothingToDo
@@ -765,11 +765,6 @@ def _disk_full_message(cfg: Config, run: _Run, error: OSError) -> str:
     for partial in folder.glob("checkpoint-*"):  # no trainer_state.json: a save the disk cut short
         if partial != last and not (partial / "trainer_state.json").is_file():
             shutil.rmtree(partial, ignore_errors=True)
-    name = errno.errorcode.get(error.errno or 0, "")
-    try:
-        free = f"{shutil.disk_usage(folder if folder.exists() else paths.adapters_dir(cfg)).free / 1e6:,.0f} MB free"
-    except OSError:
-        free = "free space unknown"
     where = getattr(error, "filename", None) or folder
     recorded = ""
     if run.is_main:
@@ -778,8 +773,9 @@ def _disk_full_message(cfg: Config, run: _Run, error: OSError) -> str:
         except MothError as exc:
             recorded = f"; the ledger could not record it either ({exc})"
     resume = f"resumes from {last.name}" if last else "starts it again"
+    cause = describe_write_error(error, folder if folder.exists() else paths.adapters_dir(cfg))
     return (
-        f"training of {run.version} stopped: could not write {where}: {error.strerror or error} [{name}], {free}"
+        f"training of {run.version} stopped: could not write {where}: {cause}"
         f"{recorded} — free disk space (or raise train.save_steps, lower train.keep_checkpoints); "
         f"the version is kept and `mothbrain train` {resume}"
     )
