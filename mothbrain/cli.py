@@ -234,7 +234,7 @@ def promote(cfg: Config, as_json: bool, version: str | None, rollback: bool) -> 
 
 @main.command()
 @config_options
-@click.argument("chain", type=click.Choice(["nightly", "weekly"]))
+@click.argument("chain", type=click.Choice(["nightly", "weekly", "wiki"]))
 @click.option(
     "--force", is_flag=True, help="Train (and dream) even when there is no new material since the newest version."
 )
@@ -392,11 +392,13 @@ cron.command("remove", help="Remove the mothbrain block from your crontab; other
 
 @main.group()
 def proposals() -> None:
-    """Review what dreaming proposed; accepted ones are exported, nothing is ever applied.
+    """Review what dreaming and the wiki-worker proposed. Dreams are only exported, never applied; an
+    accepted wiki proposal is applied by `mothbrain wiki merge`.
 
     \b
     Examples:
       mothbrain proposals list --status pending
+      mothbrain proposals list --kind crosslink
       mothbrain proposals show 12
       mothbrain proposals accept 12 --note "worth a wiki page"
       mothbrain proposals reject 13
@@ -413,7 +415,13 @@ def proposals() -> None:
     help="Only proposals with this status.",
 )
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the newest N, newest first.")
-def proposals_list(cfg: Config, as_json: bool, status: str | None, limit: int | None) -> None:
+@click.option(
+    "--kind",
+    type=click.Choice(["dream", "crosslink", "split", "frame", "staleness"]),
+    default=None,
+    help="Only proposals of this kind.",
+)
+def proposals_list(cfg: Config, as_json: bool, status: str | None, limit: int | None, kind: str | None) -> None:
     """List staged proposals, oldest first (with --limit: the newest N, newest first)."""
     import json
 
@@ -422,25 +430,28 @@ def proposals_list(cfg: Config, as_json: bool, status: str | None, limit: int | 
     from mothbrain.dream.proposals import list_proposals
     from mothbrain.report import cut_at_word, format_cell, render_table
 
-    rows = list_proposals(cfg, status=status, limit=limit)
+    rows = list_proposals(cfg, status=status, limit=limit, kind=kind)
     if as_json:
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
         return
     if not rows:
         click.echo(f"no {status + ' ' if status else ''}proposals")
         return
-    short = [
-        {
+    wiki = any(r["kind"] != "dream" for r in rows)
+    short = []
+    for r in rows:
+        s = {
             "id": r["id"],
-            "status": r["status"],
-            "style": r["style"],
+            "status": r["status"] + (f"/{r['merge_state']}" if r["merge_state"] else ""),
+            "kind": r["kind"] if r["kind"] != "dream" else r["style"],
             "version": r["adapter_version"],
-            "novelty": r["novelty"],
-            "relevance": r["relevance"],
-            "text": "",
         }
-        for r in rows
-    ]
+        if wiki:  # a wiki proposal's figure is its score (a dream's, with --kind dream)
+            s["score"] = r["score"]
+        else:
+            s.update(novelty=r["novelty"], relevance=r["relevance"])
+        s["text"] = ""
+        short.append(s)
     # One line per proposal: the text gets what the other columns leave (each column costs 3 for its border
     # and padding), cut at a word boundary; `proposals show ID` prints the whole of it.
     console = Console()
@@ -467,7 +478,8 @@ def proposals_show(cfg: Config, as_json: bool, proposal_id: int) -> None:
         f"#{p['id']}  {p['status']}  {p['style']}  {p['adapter_version']}  from {p['source_title'] or p['source']}"
     )
     click.echo(
-        f"novelty {p['novelty']}  relevance {p['relevance']}  created {p['created_at']}"
+        (f"novelty {p['novelty']}  relevance {p['relevance']}  " if p["kind"] == "dream" else "")
+        + f"created {p['created_at']}"
         + (f"  reviewed {p['reviewed_at']}" if p["reviewed_at"] else "")
         + (f"  note: {p['note']}" if p["note"] else "")
     )
@@ -477,7 +489,17 @@ def proposals_show(cfg: Config, as_json: bool, proposal_id: int) -> None:
             + (f" by {h['decided_by']}" if h["decided_by"] else "")
             + (f"  note: {h['note']}" if h["note"] else "")
         )
-    click.echo("\n--- prompt\n" + p["prompt"] + "\n--- proposal\n" + p["text"])
+    if p["kind"] == "dream":
+        click.echo("\n--- prompt\n" + p["prompt"] + "\n--- proposal\n" + p["text"])
+        return
+    click.echo(f"kind {p['kind']}  page {p['target']}  score {p['score']}")
+    if p["merge_state"]:
+        click.echo(f"merge: {p['merge_state']} at {p['merged_at']}  {p['merge_note']}")
+    prov = p.get("provenance") or {}
+    if prov:
+        click.echo("provenance: " + ", ".join(f"{k} {v}" for k, v in prov.items()))
+    click.echo("\n--- proposal\n" + p["text"] + "\n--- why\n" + p["rationale"])
+    click.echo("--- patch\n" + (p.get("patch") or {}).get("diff", "").rstrip())
 
 
 def _review(status: str) -> Callable:
@@ -524,6 +546,59 @@ def proposals_export(cfg: Config, as_json: bool, out: str | None) -> None:
 
 
 # ---- end of proposals section
+
+# ---- wiki section: the wiki-worker (mothbrain/wiki/)
+
+
+@main.group()
+def wiki() -> None:
+    """The wiki-worker: find crosslinks, splits, frames and stale statements; review; merge.
+
+    \b
+    Examples:
+      mothbrain wiki scan                  # stage proposals (see `mothbrain proposals list --kind crosslink`)
+      mothbrain wiki review                # the reviewer decides them (wiki.reviewer_url, else local rules)
+      mothbrain wiki merge                 # apply the accepted ones (one git commit each in a git wiki)
+      mothbrain wiki revert 42             # undo merged proposal 42, byte for byte
+      mothbrain run wiki                   # all three, as cron runs them
+    """
+
+
+def _wiki_stage(name: str, module: str, fn: str, doc: str) -> None:
+    def command(cfg: Config, as_json: bool) -> None:
+        import importlib
+
+        with _locked(cfg, f"wiki {name}"):
+            report = getattr(importlib.import_module(module), fn)(cfg)
+        _show(report, as_json)
+
+    command.__name__ = f"wiki_{name}"
+    command.__doc__ = doc
+    wiki.command(name)(config_options(command))
+
+
+_wiki_stage("scan", "mothbrain.wiki.scan", "run_scan", "Read the wiki and stage typed proposals (nothing is written).")
+_wiki_stage(
+    "review", "mothbrain.wiki.review", "run_review", "Let the reviewer accept or reject waiting wiki proposals."
+)
+_wiki_stage(
+    "merge", "mothbrain.wiki.merge", "run_merge", "Apply accepted wiki proposals (stale ones are never forced)."
+)
+
+
+@wiki.command("revert")
+@config_options
+@click.argument("proposal_id", type=int)
+def wiki_revert(cfg: Config, as_json: bool, proposal_id: int) -> None:
+    """Undo a merged wiki proposal byte for byte (git revert in a git wiki)."""
+    import json
+
+    from mothbrain.wiki.merge import revert
+
+    with _locked(cfg, "wiki revert"):
+        done = revert(cfg, proposal_id)
+    click.echo(json.dumps(done) if as_json else f"proposal {proposal_id}: reverted ({done['reverted']})")
+
 
 # ---- serve section: serve and ask (mothbrain/serve.py, coordinator.py)
 

@@ -275,6 +275,9 @@ class ChainConfig:
 class ScheduleConfig:
     nightly: ChainConfig = _f(None, "the nightly chain")
     weekly: ChainConfig = _f(None, "the Saturday chain")
+    wiki: ChainConfig = _f(
+        None, "the wiki-worker chain (wiki_scan, wiki_review, wiki_merge); no stages = not installed"
+    )
     send_briefing: bool = _f(True, "send (or write) the briefing at the end of a chain, even after a failure")
 
 
@@ -323,6 +326,39 @@ class CoordinatorConfig:
 
 
 @dataclass
+class WikiConfig:
+    path: str = _f("", "the markdown wiki the wiki-worker maintains; empty = the first source of kind wiki")
+    crosslink_threshold: float = _f(0.5, "crosslink score (0-1) from which a proposal is staged")
+    max_crosslinks_per_page: int = _f(5, "most crosslink proposals for one page per scan")
+    split_min_sections: int = _f(3, "sections (## headings) a page needs before a split is considered")
+    split_min_gap: float = _f(
+        0.15, "a split is proposed when sections within each group are this much more alike (cosine) than across"
+    )
+    frame_min_similarity: float = _f(0.3, "an opening less similar than this to the page's question fails it")
+    max_frames: int = _f(20, "most frame proposals per scan (each opening is written by the local model)")
+    openings: Literal["model", "extract"] = _f(
+        "model", "who writes a frame proposal's opening: the local model (adapter) or the page's best sentence"
+    )
+    staleness_days: float = _f(
+        90.0, "ingested material newer than this is the 'current practice' pages are checked against"
+    )
+    reviewer_url: str = _f("", "OpenAI-compatible base URL of the reviewer (ends in /v1); empty = the local rules")
+    reviewer_model: str = _f("", "model name at reviewer_url")
+    reviewer_api_key_env: str = _f("MOTHBRAIN_REVIEWER_API_KEY", "environment variable holding the reviewer's key")
+    reviewer_api_key_file: str = _f(
+        "", "file holding the reviewer's key (must be mode 0600); used when the env is unset"
+    )
+    reviewer_timeout_s: float = _f(60.0, "seconds one review request may take")
+    reviewer_max_retries: int = _f(
+        4, "retries of a request that hit a rate limit (429, honouring Retry-After) or a 5xx"
+    )
+    reviews_per_hour: float = _f(300.0, "the heartbeat's rate: reviews started per hour at most (0 = no limit)")
+    max_reviews: int = _f(300, "most proposals one `wiki review` run reviews")
+    local_accept_score: float = _f(0.8, "the local reviewer accepts crosslinks scoring at least this; all else waits")
+    git_commit: bool = _f(True, "when the wiki is a git repository, commit each merge (one commit per proposal)")
+
+
+@dataclass
 class Config:
     state_dir: str = _f(".", "where data/, adapters/ and versions.json live; $MOTHBRAIN_HOME overrides")
     model: ModelConfig = _f(None, "the base model")
@@ -340,6 +376,7 @@ class Config:
     briefing: BriefingConfig = _f(None, "the morning briefing")
     serve: ServeConfig = _f(None, "the HTTP endpoint")
     coordinator: CoordinatorConfig = _f(None, "`ask`: System 2 endpoint, per-layer timeouts, synthesis template")
+    wiki: WikiConfig = _f(None, "the wiki-worker: scan, review, merge")
     # Set by the loader, not by YAML: where the config came from (for messages and relative paths).
     config_path: str = field(default="", metadata={"help": "internal", "internal": True})
 
@@ -358,8 +395,10 @@ class Config:
 _DEFAULT_CHAINS = {
     "nightly": ChainConfig(stages=["ingest", "preprocess", "train", "dream"], cron="30 2 * * *"),
     "weekly": ChainConfig(stages=["ingest", "preprocess", "train", "eval", "promote"], cron="0 3 * * 6"),
+    # Off-peak: after the nightly (it waits for a nightly still training), before people start their day.
+    "wiki": ChainConfig(stages=["wiki_scan", "wiki_review", "wiki_merge"], cron="30 5 * * *"),
 }
-KNOWN_STAGES = ("ingest", "preprocess", "train", "dream", "eval", "promote")
+KNOWN_STAGES = ("ingest", "preprocess", "train", "dream", "eval", "promote", "wiki_scan", "wiki_review", "wiki_merge")
 
 # --------------------------------------------------------------------------- loading
 
@@ -529,6 +568,19 @@ RANGES: tuple[tuple[str, float, float, bool, bool], ...] = (
     ("promote.gate.max_regression_vs_current_pct", 0, INF, True, True),
     ("schedule.nightly.wait_for_lock_s", 0, INF, True, True),
     ("schedule.weekly.wait_for_lock_s", 0, INF, True, True),
+    ("schedule.wiki.wait_for_lock_s", 0, INF, True, True),
+    ("wiki.crosslink_threshold", 0, 1, True, True),
+    ("wiki.max_crosslinks_per_page", 0, INF, True, True),
+    ("wiki.split_min_sections", 2, INF, True, True),
+    ("wiki.split_min_gap", 0, 2, False, True),
+    ("wiki.frame_min_similarity", -1, 1, True, True),
+    ("wiki.max_frames", 0, INF, True, True),
+    ("wiki.staleness_days", 0, INF, False, True),
+    ("wiki.reviewer_timeout_s", 0, INF, False, True),
+    ("wiki.reviewer_max_retries", 0, INF, True, True),
+    ("wiki.reviews_per_hour", 0, INF, True, True),
+    ("wiki.max_reviews", 0, INF, True, True),
+    ("wiki.local_accept_score", 0, 1, True, True),
     ("briefing.smtp_port", 1, 65535, True, True),
     ("serve.port", 1, 65535, True, True),
     ("serve.max_request_bytes", 1, INF, True, True),
@@ -602,9 +654,9 @@ def _validate(cfg: Config, src: str) -> None:
     for name in ("micro_batch_size", "gradient_accumulation", "max_seq_len", "save_steps"):
         if getattr(cfg.train, name) < 1:
             raise ConfigError(f"{src}: train.{name}: expected an integer >= 1")
-    for chain_name in ("nightly", "weekly"):
+    for chain_name in ("nightly", "weekly", "wiki"):
         chain: ChainConfig = getattr(cfg.schedule, chain_name)
-        if not chain.stages:
+        if not chain.stages and chain_name != "wiki":  # the wiki chain runs only where it is asked for
             chain.stages = list(_DEFAULT_CHAINS[chain_name].stages)
         if not chain.cron:
             chain.cron = _DEFAULT_CHAINS[chain_name].cron

@@ -11,5 +11,13 @@ rc=0
 .venv/bin/mothbrain run weekly --config configs/demo.yaml "$@" || rc=$?
 # What eval measured (adapter, base side by side) and each of the gate's checks, even when it refused.
 .venv/bin/mothbrain eval --show --config configs/demo.yaml || true
+# The wiki-worker on a working copy of the sample wiki (a git repo: every merge is one commit, revertible).
+if [ ! -d data/demo-wiki ]; then
+  cp -r data/sample/wiki data/demo-wiki
+  git -C data/demo-wiki init -q && git -C data/demo-wiki add -A
+  git -C data/demo-wiki -c user.name=MothBrain -c user.email=mothbrain@localhost commit -q -m "sample wiki"
+fi
+.venv/bin/mothbrain run wiki --config configs/demo.yaml "$@" || rc=$?
+.venv/bin/mothbrain proposals list --limit 10 --config configs/demo.yaml
 .venv/bin/mothbrain status --config configs/demo.yaml
 exit "$rc"

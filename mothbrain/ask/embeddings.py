@@ -50,6 +50,9 @@ class Embedder:
         if self.model is None:
             return torch.stack([_bag_of_words(t) for t in texts])
         out = []
+        # Batches of like length: padding to the longest text of a batch is work thrown away.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        texts = [texts[i] for i in order]
         with torch.inference_mode():
             for i in range(0, len(texts), self.batch_size):
                 enc = self.tokenizer(
@@ -63,7 +66,8 @@ class Embedder:
                 mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)  # mean over real tokens
                 out.append(torch.nn.functional.normalize(pooled, dim=-1))
-        return torch.cat(out).float()
+        vectors = torch.cat(out).float()
+        return vectors[torch.argsort(torch.tensor(order))]  # back in the caller's order
 
 
 def cosine(a, b):

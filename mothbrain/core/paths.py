@@ -50,6 +50,11 @@ def proposals_dir(cfg: Config) -> Path:
     return _d(data_dir(cfg) / "proposals")
 
 
+def wiki_state_dir(cfg: Config) -> Path:
+    """The wiki-worker's records: what each merge replaced (for `wiki revert` without git)."""
+    return _d(data_dir(cfg) / "wiki")
+
+
 def adapters_dir(cfg: Config) -> Path:
     return _d(state_dir(cfg) / "adapters")
 

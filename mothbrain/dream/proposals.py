@@ -1,10 +1,14 @@
-"""The staging queue for dream proposals: reviewed by a person, never applied to anything.
+"""The staging queue: dream proposals and the wiki-worker's, reviewed before anything happens to them.
 
 Dreaming writes every generated text here with status `pending`. A person reviews them
 (`mothbrain proposals list | show ID | accept ID | reject ID`), and `mothbrain proposals export`
 writes the *accepted* ones — never pending or rejected ones — as JSON lines to
-`<state>/data/proposals/exports/accepted-<date>.jsonl` for the coordinating model to read.
-Nothing in MothBrain ever writes a proposal into the wiki or any source.
+`<state>/data/proposals/exports/accepted-<date>.jsonl` for the coordinating model to read. A dream
+is never written into the wiki or any source.
+
+Wiki proposals (kinds crosslink, split, frame, staleness; mothbrain.wiki) carry a patch. The reviewer
+(`mothbrain wiki review`) or a person decides them; only `mothbrain wiki merge` applies an accepted
+one, and records the outcome here (merge_state merged | stale | refused | reverted).
 
 Storage: one SQLite file, `<state>/data/proposals/queue.sqlite3`, in WAL mode (readers such as
 `status` and the briefing never block a dreaming writer; each change is one transaction, so a kill
@@ -22,8 +26,13 @@ leaves the queue as it was before or after it). One table, `proposals`:
     relevance REAL             cosine similarity to its prompt
     note TEXT                  the reviewer's note
     reviewed_at TEXT           when it was accepted or rejected
+    kind TEXT                  dream | crosslink | split | frame | staleness
+    target, score, patch, rationale, provenance, fingerprint   wiki proposals: the page, the patch (JSON),
+                               why, who made it (JSON), and the key that stops it being proposed twice
+    merge_state, merged_at, merge_commit, merge_note           what `wiki merge` (or revert) did with it
 
-and `decisions`, the history of every accept/reject (a decision is changed only with --force, and the
+`reviews` keeps every review by the wiki reviewer with its API cost (requests, tokens, seconds), and
+`decisions`, the history of every accept/reject (a decision is changed only with --force, and the
 earlier one stays here): proposal_id, status, note, decided_at, decided_by (the OS user).
 
 `PRAGMA user_version` holds the schema number; MIGRATIONS are applied in order, so a queue made by
@@ -63,7 +72,20 @@ COLUMNS = (
     "relevance",
     "note",
     "reviewed_at",
+    "kind",
+    "target",
+    "score",
+    "patch",
+    "rationale",
+    "provenance",
+    "fingerprint",
+    "merge_state",
+    "merged_at",
+    "merge_commit",
+    "merge_note",
 )
+KINDS = ("dream", "crosslink", "split", "frame", "staleness")
+WIKI_KINDS = KINDS[1:]
 # Ordered, named schema migrations; user_version = how many have been applied.
 MIGRATIONS = [
     (
@@ -101,6 +123,37 @@ MIGRATIONS = [
         CREATE INDEX decisions_proposal ON decisions (proposal_id, id);
         INSERT INTO decisions (proposal_id, status, note, decided_at)
             SELECT id, status, note, reviewed_at FROM proposals WHERE status != 'pending' AND reviewed_at IS NOT NULL;
+    """,
+    ),
+    (
+        "wiki proposals",
+        """
+        ALTER TABLE proposals ADD COLUMN kind TEXT NOT NULL DEFAULT 'dream';
+        ALTER TABLE proposals ADD COLUMN target TEXT NOT NULL DEFAULT '';
+        ALTER TABLE proposals ADD COLUMN score REAL;
+        ALTER TABLE proposals ADD COLUMN patch TEXT NOT NULL DEFAULT '';
+        ALTER TABLE proposals ADD COLUMN rationale TEXT NOT NULL DEFAULT '';
+        ALTER TABLE proposals ADD COLUMN provenance TEXT NOT NULL DEFAULT '';
+        ALTER TABLE proposals ADD COLUMN fingerprint TEXT NOT NULL DEFAULT '';
+        ALTER TABLE proposals ADD COLUMN merge_state TEXT NOT NULL DEFAULT '';
+        ALTER TABLE proposals ADD COLUMN merged_at TEXT;
+        ALTER TABLE proposals ADD COLUMN merge_commit TEXT NOT NULL DEFAULT '';
+        ALTER TABLE proposals ADD COLUMN merge_note TEXT NOT NULL DEFAULT '';
+        CREATE INDEX proposals_kind ON proposals (kind, status, id);
+        CREATE INDEX proposals_fingerprint ON proposals (fingerprint);
+        CREATE TABLE reviews (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            proposal_id INTEGER NOT NULL REFERENCES proposals (id),
+            reviewer TEXT NOT NULL,
+            decision TEXT NOT NULL,
+            reason TEXT NOT NULL DEFAULT '',
+            prompt_tokens INTEGER NOT NULL DEFAULT 0,
+            completion_tokens INTEGER NOT NULL DEFAULT 0,
+            requests INTEGER NOT NULL DEFAULT 0,
+            seconds REAL NOT NULL DEFAULT 0,
+            at TEXT NOT NULL
+        );
+        CREATE INDEX reviews_proposal ON reviews (proposal_id, reviewer);
     """,
     ),
 ]
@@ -169,44 +222,58 @@ def _migrate(con: sqlite3.Connection, path: Path) -> None:
 
 
 def _row(r: sqlite3.Row) -> dict[str, Any]:
-    return {k: r[k] for k in COLUMNS}
+    row = {k: r[k] for k in COLUMNS}
+    for k in _JSON_COLUMNS:
+        try:
+            row[k] = json.loads(row[k]) if row[k] else {}
+        except ValueError:
+            row[k] = {"unreadable": row[k][:200]}  # a hand-edited row: shown, never applied
+    return row
+
+
+_ADDABLE = ("source", "source_title", "style", "adapter_version", "prompt", "novelty", "relevance", "kind")
+_ADDABLE += ("target", "score", "patch", "rationale", "provenance", "fingerprint")
+_JSON_COLUMNS = ("patch", "provenance")  # stored as JSON text, handed out as dicts
 
 
 def add_proposals(cfg, items: Iterable[dict[str, Any]]) -> list[int]:
-    """Stage proposals (dicts with text and any of source, source_title, style, adapter_version, prompt,
-    novelty, relevance) as pending; returns their ids."""
+    """Stage proposals (dicts with text and any of _ADDABLE; kind defaults to dream) as pending; returns
+    their ids. All are added in one transaction: a kill leaves none or all of them."""
     ids = []
     with _connect(cfg) as con:
         for it in items:
             if not str(it.get("text", "")).strip():
                 continue
+            row = {k: it[k] for k in _ADDABLE if it.get(k) is not None}
+            for k in _JSON_COLUMNS:
+                if k in row and not isinstance(row[k], str):
+                    row[k] = json.dumps(row[k], ensure_ascii=False, sort_keys=True)
+            if row.setdefault("kind", "dream") not in KINDS:
+                raise MothError(f"unknown proposal kind {row['kind']!r} (one of {', '.join(KINDS)})")
+            cols = ["created_at", "text", *row]
             cur = con.execute(
-                "INSERT INTO proposals (created_at, source, source_title, style, adapter_version, prompt, text, "
-                "novelty, relevance) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    now_iso(),
-                    it.get("source", ""),
-                    it.get("source_title", ""),
-                    it.get("style", ""),
-                    it.get("adapter_version", ""),
-                    it.get("prompt", ""),
-                    it["text"],
-                    it.get("novelty"),
-                    it.get("relevance"),
-                ),
+                f"INSERT INTO proposals ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                (now_iso(), it["text"], *row.values()),
             )
             ids.append(cur.lastrowid)
     return ids
 
 
 def list_proposals(
-    cfg, status: str | None = None, limit: int | None = None, adapter_version: str | None = None
+    cfg,
+    status: str | None = None,
+    limit: int | None = None,
+    adapter_version: str | None = None,
+    kind: str | None = None,
 ) -> list[dict[str, Any]]:
     """Proposals, oldest first; with `limit`, the newest `limit` of them, newest first (what a reviewer
-    asking for "the last 10" wants to see). Optionally only one status, or one adapter version's."""
+    asking for "the last 10" wants to see). Optionally only one status, kind, or adapter version's."""
     if status is not None and status not in STATUSES:
         raise MothError(f"unknown proposal status {status!r} (one of {', '.join(STATUSES)})")
-    where = [(c, v) for c, v in (("status", status), ("adapter_version", adapter_version)) if v is not None]
+    if kind is not None and kind not in KINDS:
+        raise MothError(f"unknown proposal kind {kind!r} (one of {', '.join(KINDS)})")
+    filters = (("status", status), ("adapter_version", adapter_version), ("kind", kind))
+    where = [(c, v) for c, v in filters if v is not None]
     order = " ORDER BY id DESC" if limit is not None else " ORDER BY id"
     sql = "SELECT * FROM proposals" + (" WHERE " + " AND ".join(f"{c} = ?" for c, _ in where) if where else "")
     sql += order
@@ -306,3 +373,133 @@ def export_accepted(cfg, out: str | os.PathLike | None = None) -> tuple[Path, in
             f"cannot write the export {target} ({exc.strerror or exc}); pick another --out or free disk space"
         ) from None
     return target, len(rows)
+
+
+# --------------------------------------------------------------------------- the wiki-worker's part
+# (mothbrain.wiki: scan stages typed proposals, review decides them, merge applies the accepted ones)
+
+LIVE_SQL = (
+    "status = 'pending' OR status = 'rejected' OR (status = 'accepted' AND merge_state NOT IN ('stale', 'refused'))"
+)
+
+
+def live_fingerprints(cfg) -> set[str]:
+    """Fingerprints a scan must not propose again: waiting, rejected (a person said no), or accepted and
+    merged or about to be. A stale or refused one may be proposed afresh against the page as it is now."""
+    if not queue_path(cfg).exists():
+        return set()
+    with _connect(cfg) as con:
+        rows = con.execute(f"SELECT fingerprint FROM proposals WHERE fingerprint != '' AND ({LIVE_SQL})")
+        return {r[0] for r in rows}
+
+
+def awaiting_review(cfg, reviewer: str, limit: int) -> list[dict[str, Any]]:
+    """Pending wiki proposals, oldest first, that `reviewer` has not already left for a person."""
+    if not queue_path(cfg).exists() or limit <= 0:
+        return []
+    kinds = ", ".join(f"'{k}'" for k in WIKI_KINDS)
+    with _connect(cfg) as con:
+        rows = con.execute(
+            f"SELECT * FROM proposals WHERE status = 'pending' AND kind IN ({kinds}) AND id NOT IN "
+            "(SELECT proposal_id FROM reviews WHERE reviewer = ? AND decision = 'defer') ORDER BY id LIMIT ?",
+            (reviewer, int(limit)),
+        )
+        return [_row(r) for r in rows]
+
+
+def record_review(
+    cfg,
+    proposal_id: int,
+    reviewer: str,
+    decision: str,
+    reason: str,
+    *,
+    prompt_tokens: int = 0,
+    completion_tokens: int = 0,
+    requests: int = 0,
+    seconds: float = 0.0,
+) -> bool:
+    """Keep one review (accept | reject | defer | error) and its cost; an accept or reject also decides the
+    proposal, in the same transaction, if it is still pending (a person may have decided it meanwhile).
+    Returns whether the proposal's status changed."""
+    at = now_iso()
+    with _connect(cfg) as con:
+        con.execute(
+            "INSERT INTO reviews (proposal_id, reviewer, decision, reason, prompt_tokens, completion_tokens, "
+            "requests, seconds, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (int(proposal_id), reviewer, decision, reason, prompt_tokens, completion_tokens, requests, seconds, at),
+        )
+        if decision not in ("accept", "reject"):
+            return False
+        status = "accepted" if decision == "accept" else "rejected"
+        note = f"{reviewer}: {reason}"
+        cur = con.execute(
+            "UPDATE proposals SET status = ?, note = ?, reviewed_at = ? WHERE id = ? AND status = 'pending'",
+            (status, note, at, int(proposal_id)),
+        )
+        if cur.rowcount:
+            con.execute(
+                "INSERT INTO decisions (proposal_id, status, note, decided_at, decided_by) VALUES (?, ?, ?, ?, ?)",
+                (int(proposal_id), status, note, at, reviewer),
+            )
+        return bool(cur.rowcount)
+
+
+def awaiting_merge(cfg) -> list[dict[str, Any]]:
+    """Accepted wiki proposals not merged yet (nor found stale or refused), oldest first."""
+    if not queue_path(cfg).exists():
+        return []
+    kinds = ", ".join(f"'{k}'" for k in WIKI_KINDS)
+    with _connect(cfg) as con:
+        rows = con.execute(
+            f"SELECT * FROM proposals WHERE status = 'accepted' AND kind IN ({kinds}) AND merge_state = '' ORDER BY id"
+        )
+        return [_row(r) for r in rows]
+
+
+def set_merge_state(cfg, proposal_id: int, state: str, note: str = "", commit: str = "") -> None:
+    """merged | stale | refused | reverted | '' (back to waiting), with when and why."""
+    with _connect(cfg) as con:
+        con.execute(
+            "UPDATE proposals SET merge_state = ?, merge_note = ?, merge_commit = ?, merged_at = ? WHERE id = ?",
+            (state, note, commit, now_iso(), int(proposal_id)),
+        )
+
+
+def review_totals(cfg, since: str | None = None) -> dict[str, dict[str, Any]]:
+    """Per reviewer: reviews by decision, requests, tokens and seconds (since an ISO time, or ever)."""
+    if not queue_path(cfg).exists():
+        return {}
+    sql = (
+        "SELECT reviewer, decision, COUNT(*), SUM(requests), SUM(prompt_tokens), SUM(completion_tokens), "
+        "SUM(seconds) FROM reviews" + (" WHERE at >= ?" if since else "") + " GROUP BY reviewer, decision"
+    )
+    out: dict[str, dict[str, Any]] = {}
+    with _connect(cfg) as con:
+        for reviewer, decision, n, req, pt, ct, sec in con.execute(sql, (since,) if since else ()):
+            t = out.setdefault(
+                reviewer, {"decisions": {}, "requests": 0, "prompt_tokens": 0, "completion_tokens": 0, "seconds": 0.0}
+            )
+            t["decisions"][decision] = n
+            t["requests"] += req or 0
+            t["prompt_tokens"] += pt or 0
+            t["completion_tokens"] += ct or 0
+            t["seconds"] += sec or 0.0
+    return out
+
+
+def wiki_activity(cfg, since: str) -> dict[str, dict[str, int]]:
+    """Since an ISO time, per wiki kind: proposals staged, accepted, rejected, merged, stale, refused."""
+    if not queue_path(cfg).exists():
+        return {}
+    kinds = ", ".join(f"'{k}'" for k in WIKI_KINDS)
+    out: dict[str, dict[str, int]] = {}
+    with _connect(cfg) as con:
+        for sql in (
+            "SELECT kind, 'staged', COUNT(*) FROM proposals WHERE created_at >= ?",
+            "SELECT kind, status, COUNT(*) FROM proposals WHERE reviewed_at >= ? AND status != 'pending'",
+            "SELECT kind, merge_state, COUNT(*) FROM proposals WHERE merged_at >= ? AND merge_state != ''",
+        ):
+            for kind, what, n in con.execute(f"{sql} AND kind IN ({kinds}) GROUP BY kind, 2", (since,)):
+                out.setdefault(kind, {})[what] = n
+    return out

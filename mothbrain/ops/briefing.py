@@ -22,7 +22,6 @@ import shutil
 import smtplib
 import socket
 import ssl
-import stat
 import subprocess
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -35,6 +34,7 @@ from mothbrain.core import paths
 from mothbrain.core.atomic import write_atomically
 from mothbrain.core.clock import parse_time
 from mothbrain.core.ledger import open_ledger
+from mothbrain.core.secrets import check_secret_file
 from mothbrain.errors import MothError
 from mothbrain.ops.runs import headline, settled_runs
 from mothbrain.ops.schedule import CHAINS, chain_config, cron_installed_at
@@ -150,6 +150,36 @@ def pending_proposals(cfg: Config) -> tuple[list[Any] | None, str]:
         return list(list_proposals(cfg, status="pending")), ""
     except MothError as exc:
         return None, f"n/a ({exc})"
+
+
+def wiki_section(cfg: Config, now: _dt.datetime) -> Section | None:
+    """Wiki proposals of the last day by kind (staged, accepted, merged, stale, ...) and the reviewer's API
+    spend; None when the wiki-worker has never run."""
+    from mothbrain.dream.proposals import review_totals, wiki_activity
+
+    since = (now - _dt.timedelta(days=1)).isoformat(timespec="seconds")
+    try:
+        activity, spend = wiki_activity(cfg, since), review_totals(cfg, since)
+    except MothError as exc:
+        return Section("Wiki-worker", [f"n/a ({exc})"], alert=True)
+    if not activity and not spend and not cfg.schedule.wiki.stages:
+        return None
+    columns = ("staged", "accepted", "rejected", "merged", "stale", "refused", "reverted")
+    sec = Section("Wiki-worker, last 24 h", headers=["kind", *columns])
+    for kind in ("crosslink", "split", "frame", "staleness"):
+        counts = activity.get(kind, {})
+        sec.table.append([kind, *(str(counts.get(c, 0)) for c in columns)])
+    for reviewer, t in spend.items():
+        decided = ", ".join(f"{n} {d}" for d, n in sorted(t["decisions"].items()))
+        sec.lines.append(
+            f"reviewer {reviewer}: {decided}; {t['requests']} request(s), {t['prompt_tokens']:,} prompt + "
+            f"{t['completion_tokens']:,} completion tokens, {t['seconds']:.0f} s"
+        )
+    if not spend:
+        sec.lines.append("no reviews (and no API spend) in the last 24 h")
+    stale = sum(c.get("stale", 0) + c.get("refused", 0) for c in activity.values())
+    sec.alert = bool(stale) or any(t["decisions"].get("error") for t in spend.values())
+    return sec
 
 
 def _proposal_excerpt(p: Any) -> str:
@@ -467,6 +497,11 @@ def build_briefing(cfg: Config, now: _dt.datetime | None = None) -> Briefing:
             sec.lines.append("review with `mothbrain proposals list`")
         sections.append(sec)
 
+    # ---- the wiki-worker
+    wiki = wiki_section(cfg, now)
+    if wiki is not None:
+        sections.append(wiki)
+
     # ---- health
     disk, low = disk_health(cfg)
     sections.append(Section("Health", [f"disk: {disk}" + (" — LOW" if low else ""), f"GPU: {gpu_health()}"], alert=low))
@@ -576,19 +611,6 @@ def smtp_password(cfg: Config) -> str | None:
         f"briefing.smtp_user is set but there is no password: export ${b.smtp_password_env} or set "
         "briefing.smtp_password_file to a file of mode 0600"
     )
-
-
-def check_secret_file(p: Path, key: str) -> None:
-    """Refuse a password file others can read (or that is missing), naming the fix."""
-    try:
-        st = p.stat()
-    except OSError as exc:
-        raise MothError(f"{key}: cannot read {p} ({exc.strerror or exc}); create it with mode 0600") from None
-    if st.st_mode & 0o077:
-        raise MothError(
-            f"{key}: {p} has mode {stat.S_IMODE(st.st_mode):04o}, readable by others; run "
-            f"`chmod 600 {p}` (the password was not used)"
-        )
 
 
 def send_message(cfg: Config, msg: EmailMessage) -> None:

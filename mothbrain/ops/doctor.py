@@ -413,7 +413,8 @@ def _cron_env() -> Check:
 
 
 def _smtp(cfg: Config, smtp_test: bool) -> Check:
-    from mothbrain.ops.briefing import check_secret_file, smtp_configured, smtp_password
+    from mothbrain.core.secrets import check_secret_file
+    from mothbrain.ops.briefing import smtp_configured, smtp_password
 
     b = cfg.briefing
     if not b.smtp_host and not b.to:

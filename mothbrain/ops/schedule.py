@@ -54,7 +54,7 @@ from mothbrain.ops.runs import RECORD_SCHEMA, RunRecord, StageResult, load_runs,
 
 log = logging.getLogger(__name__)
 
-CHAINS = ("nightly", "weekly")
+CHAINS = ("nightly", "weekly", "wiki")
 # Where each stage's plain function lives; imported only when the stage runs.
 STAGE_FUNCTIONS = {
     "ingest": ("mothbrain.ingest.stage", "run_ingest"),
@@ -63,6 +63,9 @@ STAGE_FUNCTIONS = {
     "dream": ("mothbrain.dream.stage", "run_dream"),
     "eval": ("mothbrain.evaluate.stage", "run_eval"),
     "promote": ("mothbrain.promote", "run_promote"),
+    "wiki_scan": ("mothbrain.wiki.scan", "run_scan"),
+    "wiki_review": ("mothbrain.wiki.review", "run_review"),
+    "wiki_merge": ("mothbrain.wiki.merge", "run_merge"),
 }
 # Stages that only make sense on a freshly trained adapter: skipped when train found no new material.
 NEEDS_NEW_VERSION = ("dream",)

@@ -137,7 +137,7 @@ def test_failed_night_is_mailed_with_the_error_the_missed_run_and_plots(state_ho
         "briefing.to=operator@example.org",
         "briefing.sender=moth@example.org",
     ]
-    cfg = load_config(DEMO_CONFIG, smtp)
+    cfg = load_config(DEMO_CONFIG, [*smtp, "schedule.wiki.stages=[]"])  # the nightly's misses, not the wiki's
     now = dt.datetime.now(UTC)
     _mark_installed(cfg, now - dt.timedelta(days=10))
     missing = _week_of_runs_except(cfg, now, skip_days_ago=3)
@@ -184,7 +184,7 @@ def test_failed_night_is_mailed_with_the_error_the_missed_run_and_plots(state_ho
 
 
 def test_missed_runs_count_only_since_the_schedule_was_installed(state_home):
-    cfg = load_config(DEMO_CONFIG)
+    cfg = load_config(DEMO_CONFIG, ["schedule.wiki.stages=[]"])  # the nightly's misses, not the wiki's
     now = dt.datetime(2026, 3, 12, 9, 0).astimezone()  # a Thursday morning, machine local time
     assert missed_runs(cfg, [], now) == []  # nothing installed, nothing ran: nothing can be missed
     _mark_installed(cfg, now - dt.timedelta(days=2, hours=12))  # Monday 21:00

@@ -1,0 +1,414 @@
+"""The wiki-worker on a generated wiki with planted defects: scan finds them, review decides, merge applies."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from mothbrain.cli import main
+from mothbrain.config import REPO_ROOT, load_config
+from mothbrain.dream import proposals as queue
+from mothbrain.wiki import merge, review, scan
+from mothbrain.wiki.pages import masked_prose, parse_page, read_wiki
+from mothbrain.wiki.patches import PatchConflict, apply_edits, edit
+
+sys.path.insert(0, str(REPO_ROOT / "bench"))
+from wikigen import FakeOpenAI, generate_wiki, stand_in_reviewer  # noqa: E402
+
+DEMO = REPO_ROOT / "configs" / "demo.yaml"
+
+
+def _cfg(home: Path, wiki: Path, *more: str):
+    return load_config(DEMO, [f"state_dir={home}", f"wiki.path={wiki}", "wiki.openings=extract", *more])
+
+
+def _changes(truth, when: float | None = None):
+    when = when or time.time()
+    out = []
+    for s in truth.statements:
+        old, new = s.split("from ")[1].split(" and")[0].split(" to ")
+        out.append(scan.Change(old=old, new=new, quote=s, when=when, source="chats/recent.jsonl"))
+    return out
+
+
+@pytest.fixture(scope="module")
+def scanned(tmp_path_factory):
+    """One 200-page generated wiki (20% of links hidden, 5% of pages planted each way), scanned once."""
+    root = tmp_path_factory.mktemp("gen")
+    truth = generate_wiki(root / "wiki", pages=200, seed=3, hide=0.2, planted=0.05)
+    cfg = _cfg(root / "state", root / "wiki", "wiki.max_frames=1000")
+    wiki = read_wiki(root / "wiki")
+    found, info = scan.scan(cfg, wiki, changes=_changes(truth))
+    return truth, found, info
+
+
+def _flagged(found, kind):
+    return {p["target"] for p in found if p["kind"] == kind}
+
+
+# --------------------------------------------------------------------------- reading pages
+
+
+def test_pages_keep_exact_offsets_and_prose_hides_links_code_and_headings():
+    text = (
+        "---\ntitle: Garden\naliases: [Plot]\n---\n# Garden\n\nThe [[Compost|compost heap]] feeds the figs.\n\n"
+        "```\nfigs = 1  # Figs in code\n```\n\n## Figs\n\nFigs want patience.\n"
+    )
+    page = parse_page("Garden.md", text)
+    assert page.title == "Garden" and page.aliases == ["Plot"]
+    (link,) = page.links
+    assert text[link.start : link.end] == "[[Compost|compost heap]]" and link.visible == "compost heap"
+    assert [s.heading for s in page.sections] == ["", "Figs"]
+    masked = masked_prose(page)
+    assert len(masked) == len(text)
+    assert "Compost" not in masked and "figs = 1" not in masked and "## Figs" not in masked
+    assert "feeds the figs" in masked and "Figs want patience" in masked
+
+
+def test_edits_apply_only_to_the_text_they_were_made_against():
+    text = "The compost feeds the figs."
+    e = edit(4, 11, "compost", "[[Compost|compost]]")
+    assert apply_edits(text, [e]) == "The [[Compost|compost]] feeds the figs."
+    with pytest.raises(PatchConflict):
+        apply_edits("The mulch feeds the figs.", [e])
+
+
+# --------------------------------------------------------------------------- what a scan finds
+
+
+def test_crosslink_backtest_finds_hidden_links_and_leaves_other_senses_alone(scanned):
+    truth, found, info = scanned
+    staged = {(p["target"], p["patch"]["files"][0]["edits"][0]["new"]) for p in found if p["kind"] == "crosslink"}
+    pairs = {(p["target"], p["detail"]["to"]) for p in found if p["kind"] == "crosslink"}
+    hit = pairs & truth.hidden
+    precision, recall = len(hit) / max(1, len(pairs)), len(hit) / len(truth.hidden)
+    assert precision >= 0.8 and recall >= 0.5, (precision, recall, len(pairs), len(truth.hidden))
+    # Better than the null that links every unlinked mention of a title.
+    candidates = {tuple(p) for p in info["crosslink"]["candidate_pairs"]}
+    null_precision = len(candidates & truth.hidden) / len(candidates)
+    assert precision > null_precision + 0.1, (precision, null_precision)
+    # A common word used in another sense is not linked.
+    assert not pairs & truth.decoys
+    assert all(new.startswith("[[") and new.endswith("]]") for _, new in staged)
+    assert info["crosslink"]["link_model"].endswith("plain mentions")  # learnt from the wiki's own links
+
+
+def test_splits_frames_and_stale_statements_are_found_with_few_false_alarms(scanned):
+    truth, found, _ = scanned
+    pages = len(truth.pages)
+    for kind, planted in (("split", truth.splits), ("frame", truth.frames), ("staleness", set(truth.stale))):
+        flagged = _flagged(found, kind)
+        recall = len(flagged & planted) / len(planted)
+        false_alarm = len(flagged - planted) / (pages - len(planted))
+        assert recall >= 0.6 and false_alarm <= 0.05, (kind, recall, false_alarm)
+    # A page that already records the new tool is not called stale.
+    assert not _flagged(found, "staleness") & truth.fresh
+
+
+def test_every_proposal_carries_a_patch_against_its_page_hash_a_rationale_and_a_score(scanned):
+    _, found, _ = scanned
+    assert {p["kind"] for p in found} == {"crosslink", "split", "frame", "staleness"}
+    for p in found:
+        assert p["rationale"] and 0 <= p["score"] <= 1 and p["fingerprint"].startswith(p["kind"])
+        files = p["patch"]["files"]
+        assert files[0]["path"] == p["target"] and len(files[0]["sha256"]) == 64
+        assert p["patch"]["diff"].startswith("--- a/")
+
+
+def test_a_wiki_without_defects_gets_no_split_frame_or_staleness(tmp_path):
+    truth = generate_wiki(tmp_path / "wiki", pages=60, seed=5, hide=0.0, planted=0.0)
+    cfg = _cfg(tmp_path / "state", tmp_path / "wiki")
+    found, _ = scan.scan(cfg, read_wiki(tmp_path / "wiki"), changes=[])
+    planted = truth.splits | truth.frames | set(truth.stale)  # the generator plants at least one of each
+    wrong = [p for p in found if p["kind"] != "crosslink" and p["target"] not in planted]
+    assert len(wrong) <= 1, [(p["kind"], p["target"]) for p in wrong]
+    assert not [p for p in found if p["kind"] == "crosslink"]  # nothing hidden, nothing to find
+
+
+# --------------------------------------------------------------------------- the stages end to end
+
+
+def _stage_all(cfg, truth):
+    found, info = scan.scan(cfg, read_wiki(cfg.resolve_path(cfg.wiki.path)), changes=_changes(truth))
+    for p in found:
+        p["patch"]["detail"] = p.pop("detail")
+    ids = queue.add_proposals(cfg, found)
+    one: dict[str, int] = {}  # one proposal of each kind, on pages no other chosen one touches
+    touched: set[str] = set()
+    for p, i in zip(found, ids):
+        paths = {f["path"] for f in p["patch"]["files"]}
+        if p["kind"] not in one and not paths & touched:
+            one[p["kind"]] = i
+            touched |= paths
+    return one, found
+
+
+@pytest.fixture(scope="module")
+def small_wiki_vectors(tmp_path_factory):
+    """The small wiki's embedding cache, computed once for the module (each test copies it in)."""
+    root = tmp_path_factory.mktemp("small")
+    generate_wiki(root / "wiki", pages=80, seed=1, hide=0.3, planted=0.05)
+    cfg = _cfg(root / "state", root / "wiki")
+    scan.embed_wiki(cfg, read_wiki(root / "wiki"))
+    return root / "state" / "data" / "wiki" / "embeddings.npz"
+
+
+@pytest.fixture
+def small_wiki(small_wiki_vectors):
+    def make(tmp_path, git=False):
+        cache = tmp_path / "state" / "data" / "wiki" / "embeddings.npz"
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(small_wiki_vectors, cache)
+        return _make_small_wiki(tmp_path, git)
+
+    return make
+
+
+def _make_small_wiki(tmp_path, git=False):
+    truth = generate_wiki(tmp_path / "wiki", pages=80, seed=1, hide=0.3, planted=0.05)
+    if git:
+        subprocess.run(["git", "init", "-q", str(tmp_path / "wiki")], check=True)
+        _git(tmp_path / "wiki", "add", "-A")
+        _git(tmp_path / "wiki", "commit", "-q", "-m", "the wiki")
+    return truth, _cfg(tmp_path / "state", tmp_path / "wiki")
+
+
+def _git(root: Path, *args: str) -> str:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t"}
+    env["GIT_COMMITTER_EMAIL"] = "t@t"
+    return subprocess.run(["git", "-C", str(root), *args], check=True, capture_output=True, text=True, env=env).stdout
+
+
+def _snapshot(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and ".git" not in p.parts
+    }
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="no git binary")
+def test_each_kind_merges_as_one_git_commit_and_revert_restores_it_byte_for_byte(tmp_path, small_wiki):
+    truth, cfg = small_wiki(tmp_path, git=True)
+    root = tmp_path / "wiki"
+    first, _ = _stage_all(cfg, truth)
+    assert set(first) == {"crosslink", "split", "frame", "staleness"}
+    before = _snapshot(root)
+    for pid in first.values():
+        queue.set_status(cfg, pid, "accepted")
+    report = merge.run_merge(cfg)
+    assert sorted(report.merged) == sorted(first.values()) and report.git
+    log = _git(root, "log", "--format=%B%x00").split("\x00")
+    for kind, pid in first.items():
+        p = queue.get(cfg, pid)
+        assert p["merge_state"] == "merged" and len(p["merge_commit"]) == 40
+        assert f"MothBrain-Proposal: {pid}" in _git(root, "show", "-s", "--format=%B", p["merge_commit"])
+        for f in p["patch"]["files"]:  # the page now reads as the patch said
+            assert (root / f["path"]).exists()
+    assert sum(1 for m in log if "MothBrain-Proposal:" in m) == len(first)  # one commit per merge
+    split = queue.get(cfg, first["split"])
+    new_page = split["patch"]["detail"]["new_page"]
+    assert (root / new_page).read_text().startswith("# ") and new_page not in before
+    # Reverting every merge, newest first, gives back the wiki byte for byte.
+    for pid in sorted(first.values(), reverse=True):
+        merge.revert(cfg, pid)
+        assert queue.get(cfg, pid)["merge_state"] == "reverted"
+    assert _snapshot(root) == before
+
+
+def test_without_git_revert_puts_back_the_kept_bytes_and_refuses_after_a_later_edit(tmp_path, small_wiki):
+    truth, cfg = small_wiki(tmp_path)
+    root = tmp_path / "wiki"
+    ids, _ = _stage_all(cfg, truth)
+    before = _snapshot(root)
+    for kind in ("crosslink", "split"):
+        queue.set_status(cfg, ids[kind], "accepted")
+    assert sorted(merge.run_merge(cfg).merged) == sorted([ids["crosslink"], ids["split"]])
+    merge.revert(cfg, ids["split"])
+    page = queue.get(cfg, ids["crosslink"])["target"]
+    (root / page).write_text((root / page).read_text() + "\nA later edit.\n")
+    with pytest.raises(Exception, match="changed since proposal"):
+        merge.revert(cfg, ids["crosslink"])
+    assert (root / page).read_text().endswith("A later edit.\n")  # nothing was touched
+    assert queue.get(cfg, ids["crosslink"])["merge_state"] == "merged"
+    split_files = {f["path"] for f in queue.get(cfg, ids["split"])["patch"]["files"]}
+    assert all(_snapshot(root)[f] == before[f] for f in split_files if f in before)
+
+
+def test_a_page_edited_since_the_scan_is_marked_stale_never_forced_and_proposed_afresh(tmp_path, small_wiki):
+    truth, cfg = small_wiki(tmp_path)
+    root = tmp_path / "wiki"
+    ids, found = _stage_all(cfg, truth)
+    p = queue.get(cfg, ids["crosslink"])
+    page = root / p["target"]
+    edited = page.read_text(encoding="utf-8").replace("\n", "\n\nSomeone wrote here.\n", 1)
+    page.write_text(edited, encoding="utf-8")
+    queue.set_status(cfg, p["id"], "accepted")
+    report = merge.run_merge(cfg)
+    assert report.stale == [p["id"]] and page.read_text(encoding="utf-8") == edited
+    assert queue.get(cfg, p["id"])["merge_state"] == "stale"
+    # The stale one no longer blocks its fingerprint: the next scan proposes it against the page as it is.
+    assert p["fingerprint"] not in queue.live_fingerprints(cfg)
+    again, _ = scan.scan(cfg, read_wiki(root), changes=_changes(truth))
+    fresh = [q for q in again if q["fingerprint"] == p["fingerprint"]]
+    assert fresh and fresh[0]["patch"]["files"][0]["sha256"] != p["patch"]["files"][0]["sha256"]
+
+
+@pytest.mark.parametrize(
+    "bad", ["../outside.md", "/tmp/abs.md", "sub/../../outside.md", ".git/config.md", "escape/x.md", "notes.txt"]
+)
+def test_a_patch_that_escapes_the_wiki_is_refused_and_writes_nothing(tmp_path, bad, small_wiki):
+    truth, cfg = small_wiki(tmp_path)
+    root = tmp_path / "wiki"
+    (root / "escape").symlink_to(tmp_path)  # a folder link out of the wiki
+    before_outside = sorted(p.name for p in tmp_path.iterdir())
+    (pid,) = queue.add_proposals(
+        cfg,
+        [
+            {
+                "kind": "frame",
+                "target": bad,
+                "text": "x",
+                "patch": {"files": [{"path": bad, "sha256": None, "content": "pwned"}]},
+            }
+        ],
+    )
+    queue.set_status(cfg, pid, "accepted")
+    report = merge.run_merge(cfg)
+    assert report.refused == [pid], report.notes
+    assert queue.get(cfg, pid)["merge_state"] == "refused"
+    assert sorted(p.name for p in tmp_path.iterdir()) == before_outside
+    assert not Path("/tmp/abs.md").exists() and not (tmp_path / "x.md").exists()
+
+
+# --------------------------------------------------------------------------- review
+
+
+@pytest.fixture
+def reviewer_url():
+    with stand_in_reviewer() as url:
+        yield url
+
+
+def _with_reviewer(cfg, url, **more):
+    cfg.wiki.reviewer_url, cfg.wiki.reviewer_model, cfg.wiki.reviews_per_hour = url, "judge", 0
+    cfg.wiki.reviewer_max_retries = more.get("retries", 2)
+    cfg.wiki.reviewer_timeout_s = more.get("timeout", 5.0)
+    return cfg
+
+
+def test_an_openai_compatible_reviewer_decides_and_its_spend_is_recorded(tmp_path, reviewer_url, small_wiki):
+    truth, cfg = small_wiki(tmp_path)
+    ids, _ = _stage_all(cfg, truth)
+    n = len(queue.awaiting_review(cfg, "any", 10_000))
+    FakeOpenAI.script = [("429", None), ("json", {"decision": "reject", "reason": "other sense"})]
+    report = review.run_review(_with_reviewer(cfg, reviewer_url))
+    assert report.decisions == {"reject": 1, "accept": n - 1} and report.left_pending == 0
+    assert report.requests == n + 1  # the 429 was retried (Retry-After honoured) and counted
+    assert report.prompt_tokens == 100 * n and report.completion_tokens == 10 * n
+    assert FakeOpenAI.seen[0]["response_format"]["type"] == "json_schema"  # structured output asked for
+    assert "Rubric:" in FakeOpenAI.seen[0]["messages"][0]["content"]
+    spend = queue.review_totals(cfg)["judge@" + reviewer_url.split("/")[2]]
+    assert spend["requests"] == n + 1 and spend["prompt_tokens"] == 100 * n
+    assert not queue.list_proposals(cfg, status="pending")
+    merge.run_merge(cfg)
+    from mothbrain.ops.briefing import build_briefing
+
+    text = build_briefing(cfg).text
+    assert "Wiki-worker, last 24 h" in text and f"{n + 1} request(s), {100 * n:,} prompt" in text
+    assert "merged" in text and "stale" in text
+
+
+def test_a_reviewer_that_times_out_or_answers_garbage_loses_nothing(tmp_path, reviewer_url, small_wiki):
+    truth, cfg = small_wiki(tmp_path)
+    _stage_all(cfg, truth)
+    n = len(queue.list_proposals(cfg, status="pending"))
+    FakeOpenAI.script = [("raw", "I think it's fine!"), ("raw", "{not json"), ("sleep", 3.0)]
+    report = review.run_review(_with_reviewer(cfg, reviewer_url, retries=0, timeout=1.0))
+    assert report.decisions == {"error": 3} and "unreachable" in report.stopped
+    assert len(queue.list_proposals(cfg, status="pending")) == n  # every one still waits
+    # Once it is back, the next run decides them all.
+    FakeOpenAI.script = []
+    again = review.run_review(cfg)
+    assert again.decisions == {"accept": n} and not queue.list_proposals(cfg, status="pending")
+
+
+def test_a_reviewer_that_is_down_stops_the_run_and_decides_nothing(tmp_path, small_wiki):
+    truth, cfg = small_wiki(tmp_path)
+    _stage_all(cfg, truth)
+    n = len(queue.list_proposals(cfg, status="pending"))
+    report = review.run_review(_with_reviewer(cfg, "http://127.0.0.1:9/v1", retries=0))
+    assert report.decisions == {"error": 1} and report.left_pending == n
+    assert len(queue.list_proposals(cfg, status="pending")) == n
+
+
+def test_the_local_reviewer_accepts_only_high_scoring_crosslinks_and_leaves_the_rest(tmp_path, small_wiki):
+    truth, cfg = small_wiki(tmp_path)
+    _, found = _stage_all(cfg, truth)
+    report = review.run_review(cfg)
+    accepted = queue.list_proposals(cfg, status="accepted")
+    assert accepted and all(p["kind"] == "crosslink" and p["score"] >= cfg.wiki.local_accept_score for p in accepted)
+    assert report.decisions.get("defer", 0) == len(found) - len(accepted)
+    # What it left for a person is not re-examined on every run.
+    with pytest.raises(Exception, match="no wiki proposals waiting"):
+        review.run_review(cfg)
+
+
+# --------------------------------------------------------------------------- CLI and the chain
+
+
+def test_the_wiki_chain_scans_reviews_and_merges_from_the_cli(tmp_path, state_home):
+    generate_wiki(tmp_path / "wiki", pages=80, seed=1, hide=0.3, planted=0.05)
+    args = ["--set", f"wiki.path={tmp_path / 'wiki'}", "--set", "wiki.openings=extract"]
+    args += [
+        "--set",
+        "schedule.wiki.stages=[wiki_scan, wiki_review, wiki_merge]",
+        "--set",
+        "schedule.send_briefing=false",
+    ]
+    r = CliRunner().invoke(main, ["run", "wiki", "--json", *args])
+    assert r.exit_code == 0, r.output
+    record = json.loads(r.output[: r.output.rindex("}") + 1])
+    assert [s["status"] for s in record["stages"]] == ["ok", "ok", "ok"], record["stages"]
+    cfg = load_config(DEMO, [f"wiki.path={tmp_path / 'wiki'}"])
+    merged = [p for p in queue.list_proposals(cfg, kind="crosslink") if p["merge_state"] == "merged"]
+    assert merged
+    r = CliRunner().invoke(main, ["proposals", "show", str(merged[0]["id"]), *args])
+    assert r.exit_code == 0 and "--- patch" in r.output and "merge: merged" in r.output
+    r = CliRunner().invoke(main, ["wiki", "revert", str(merged[0]["id"]), *args])
+    assert r.exit_code == 0 and "reverted" in r.output, r.output
+    r = CliRunner().invoke(main, ["wiki", "scan", *args])  # nothing new: everything is already in the queue
+    assert r.exit_code == 0, r.output
+
+
+def test_no_wiki_configured_is_a_skip_and_a_missing_folder_names_the_key(tmp_path, state_home):
+    cfg = load_config(DEMO, ["sources=[]", "wiki.path="])
+    with pytest.raises(Exception, match="no wiki to maintain"):
+        scan.run_scan(cfg)
+    cfg = load_config(DEMO, [f"wiki.path={tmp_path / 'nope'}"])
+    with pytest.raises(Exception, match="wiki.path"):
+        scan.run_scan(cfg)
+
+
+def test_frame_openings_are_written_by_the_local_model(tmp_path, demo_cfg):
+    truth = generate_wiki(tmp_path / "wiki", pages=40, seed=2, planted=0.1)
+    cfg = demo_cfg(f"wiki.path={tmp_path / 'wiki'}", "wiki.openings=model", "neighbour.nice=0")
+    cfg.neighbour.ionice_idle = False  # keep the test process's own priority
+    wiki = read_wiki(tmp_path / "wiki")
+    from mothbrain.ask.embeddings import load_embedder
+
+    embedder = load_embedder(cfg)
+    frames = scan.frame_proposals(cfg, wiki, scan.embed_wiki(cfg, wiki, embedder), embedder)
+    assert {p["target"] for p in frames} & truth.frames
+    for p in frames:
+        assert p["detail"]["written_by"].startswith("the local model"), p["detail"]
+        new = p["patch"]["files"][0]["edits"][0]["new"]
+        assert new.startswith(f"**{read_wiki(tmp_path / 'wiki').page(p['target']).title}**: ") and len(new) > 20
