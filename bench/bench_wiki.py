@@ -49,9 +49,12 @@ def _changes(truth):
     return out
 
 
+CALLER_HOME = os.environ.get("MOTHBRAIN_HOME")
+
+
 def _tiny_model(home: Path) -> str:
     """'model' when the demo's tiny model can be used for openings (copied into `home`), else 'extract'."""
-    for where in (os.environ.get("MOTHBRAIN_HOME"), str(REPO)):
+    for where in (CALLER_HOME, str(REPO)):
         src = Path(where or "/nonexistent") / "data" / "models" / "tiny-qwen2"
         if (src / "config.json").is_file():
             shutil.copytree(src, home / "data" / "models" / "tiny-qwen2", dirs_exist_ok=True)
@@ -60,6 +63,7 @@ def _tiny_model(home: Path) -> str:
 
 
 def _config(work: Path, openings: str, *more: str):
+    os.environ["MOTHBRAIN_HOME"] = str(work / "state")  # it wins over state_dir: each run its own state
     return load_config(
         REPO / "configs" / "demo.yaml",
         [f"state_dir={work / 'state'}", f"wiki.path={work / 'wiki'}", f"wiki.openings={openings}", *more],

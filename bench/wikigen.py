@@ -190,7 +190,8 @@ def recent_chats(path: Path, truth: Truth, when: float) -> Path:
 class FakeOpenAI(BaseHTTPRequestHandler):
     """A stand-in reviewer: a real HTTP server on loopback speaking the chat completions API. Each request
     takes the next step of `script` — ("json", {...}) the answer, ("raw", text) any text, ("429", None) a
-    rate limit with Retry-After 0, ("sleep", s) no answer for s seconds — then accepts everything."""
+    rate limit with Retry-After 0, ("400", None) a refusal, ("sleep", s) no answer for s seconds — then it
+    accepts everything."""
 
     script: list = []
     seen: list = []
@@ -203,8 +204,8 @@ class FakeOpenAI(BaseHTTPRequestHandler):
         if kind == "sleep":
             time.sleep(value)
             return
-        if kind == "429":
-            self.send_response(429)
+        if kind in ("429", "400"):
+            self.send_response(int(kind))
             self.send_header("Retry-After", "0")
             self.send_header("Content-Type", "application/json")
             self.end_headers()

@@ -393,16 +393,18 @@ def live_fingerprints(cfg) -> set[str]:
         return {r[0] for r in rows}
 
 
-def awaiting_review(cfg, reviewer: str, limit: int) -> list[dict[str, Any]]:
-    """Pending wiki proposals, oldest first, that `reviewer` has not already left for a person."""
+def awaiting_review(cfg, reviewer: str, limit: int, max_errors: int = 3) -> list[dict[str, Any]]:
+    """Pending wiki proposals, oldest first, that `reviewer` has not already left for a person (deferred,
+    or failed on `max_errors` times: one proposal the reviewer cannot take must not block the rest)."""
     if not queue_path(cfg).exists() or limit <= 0:
         return []
     kinds = ", ".join(f"'{k}'" for k in WIKI_KINDS)
     with _connect(cfg) as con:
         rows = con.execute(
             f"SELECT * FROM proposals WHERE status = 'pending' AND kind IN ({kinds}) AND id NOT IN "
-            "(SELECT proposal_id FROM reviews WHERE reviewer = ? AND decision = 'defer') ORDER BY id LIMIT ?",
-            (reviewer, int(limit)),
+            "(SELECT proposal_id FROM reviews WHERE reviewer = ? GROUP BY proposal_id "
+            " HAVING SUM(decision = 'defer') > 0 OR SUM(decision = 'error') >= ?) ORDER BY id LIMIT ?",
+            (reviewer, int(max_errors), int(limit)),
         )
         return [_row(r) for r in rows]
 
@@ -419,7 +421,7 @@ def record_review(
     requests: int = 0,
     seconds: float = 0.0,
 ) -> bool:
-    """Keep one review (accept | reject | defer | error) and its cost; an accept or reject also decides the
+    """Keep one review (accept | reject | defer | error | down) and its cost; an accept or reject also decides the
     proposal, in the same transaction, if it is still pending (a person may have decided it meanwhile).
     Returns whether the proposal's status changed."""
     at = now_iso()

@@ -178,7 +178,7 @@ def wiki_section(cfg: Config, now: _dt.datetime) -> Section | None:
     if not spend:
         sec.lines.append("no reviews (and no API spend) in the last 24 h")
     stale = sum(c.get("stale", 0) + c.get("refused", 0) for c in activity.values())
-    sec.alert = bool(stale) or any(t["decisions"].get("error") for t in spend.values())
+    sec.alert = bool(stale) or any(t["decisions"].get("error") or t["decisions"].get("down") for t in spend.values())
     return sec
 
 

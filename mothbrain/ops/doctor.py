@@ -76,6 +76,7 @@ def run_doctor(cfg: Config, smtp_test: bool = False) -> DoctorReport:
         ("shell", _shell),
         ("cron environment", _cron_env),
         ("smtp", lambda: _smtp(cfg, smtp_test)),
+        ("wiki-worker", lambda: _wiki(cfg)),
     ]
     for name, fn in checks:
         try:
@@ -410,6 +411,33 @@ def _cron_env() -> Check:
     if there != here:
         return Check("cron environment", "warn", f"cron would import mothbrain from {there}, not {here}", fix)
     return Check("cron environment", "ok", f"{sys.executable} imports mothbrain with a bare environment from /")
+
+
+def _wiki(cfg: Config) -> Check:
+    """The wiki folder is there and writable, and a configured reviewer has its model and key."""
+    from mothbrain.core.secrets import read_secret
+    from mothbrain.errors import NothingToDo
+    from mothbrain.wiki.scan import wiki_root
+
+    w = cfg.wiki
+    try:
+        root = wiki_root(cfg)
+    except NothingToDo:
+        return Check("wiki-worker", "ok", "no wiki configured (wiki.path or a source of kind wiki)")
+    except MothError as exc:
+        return Check("wiki-worker", "fail" if cfg.schedule.wiki.stages else "warn", str(exc), "fix wiki.path")
+    if not os.access(root, os.W_OK):
+        return Check("wiki-worker", "fail", f"{root} is not writable: merges would fail", f"chmod u+w {root}")
+    if not w.reviewer_url:
+        return Check("wiki-worker", "ok", f"{root}; local reviewer (crosslinks scoring >= {w.local_accept_score:g})")
+    if not w.reviewer_model:
+        return Check("wiki-worker", "fail", "wiki.reviewer_url is set but wiki.reviewer_model is empty", "set it")
+    try:
+        key = read_secret(cfg, w.reviewer_api_key_env, w.reviewer_api_key_file, "wiki.reviewer_api_key_file")
+    except MothError as exc:
+        return Check("wiki-worker", "fail", str(exc), "fix wiki.reviewer_api_key_file")
+    note = "with a key" if key else f"without a key (${w.reviewer_api_key_env} unset: fine for a local server)"
+    return Check("wiki-worker", "ok", f"{root}; reviewer {w.reviewer_model} at {w.reviewer_url} {note}")
 
 
 def _smtp(cfg: Config, smtp_test: bool) -> Check:

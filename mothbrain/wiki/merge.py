@@ -121,8 +121,9 @@ def run_merge(cfg: Config) -> MergeReport:
         raise NothingToDo("no accepted wiki proposals to merge")
     top = git_toplevel(root) if cfg.wiki.git_commit else None
     report = MergeReport(wiki=str(root), git=top is not None)
+    chain = load_chain(cfg)
     for p in todo:
-        state, note, commit = merge_one(cfg, root, p, top)
+        state, note, commit = merge_one(cfg, root, p, top, chain)
         report.notes[p["id"]] = note
         getattr(report, state if state else "waiting").append(p["id"])
         if state:
@@ -130,8 +131,13 @@ def run_merge(cfg: Config) -> MergeReport:
     return report
 
 
-def merge_one(cfg: Config, root: Path, proposal: dict[str, Any], top: Path | None) -> tuple[str, str, str]:
-    """(state, note, commit): state '' leaves the proposal accepted, to try again next run."""
+def merge_one(
+    cfg: Config, root: Path, proposal: dict[str, Any], top: Path | None, chain: dict | None = None
+) -> tuple[str, str, str]:
+    """(state, note, commit): state '' leaves the proposal accepted, to try again next run. `chain` (from
+    load_chain) lets a proposal made against a page that only MothBrain's own merges changed since be
+    moved onto the page as it is now, instead of going stale."""
+    chain = {} if chain is None else chain
     files = (proposal.get("patch") or {}).get("files") or []
     if not files:
         return "refused", "the proposal carries no patch", ""
@@ -143,9 +149,12 @@ def merge_one(cfg: Config, root: Path, proposal: dict[str, Any], top: Path | Non
                 raise Refused(f"{f['path']!r} is a symbolic link")
             before = target.read_bytes() if target.exists() else None
             if f.get("sha256") is not None and (before is None or sha256(before) != f["sha256"]):
-                return "stale", f"{f['path']} changed since the scan; the next scan looks at it afresh", ""
+                moved = rebase(f, sha256(before), chain) if before is not None else None
+                if moved is None:
+                    return "stale", f"{f['path']} changed since the scan; the next scan looks at it afresh", ""
+                f = {**f, "edits": moved}
             current = None if before is None else before.decode("utf-8")
-            plan.append((f["path"], target, before, new_text(f, current).encode("utf-8")))
+            plan.append((f["path"], target, before, new_text(f, current).encode("utf-8"), f.get("edits")))
     except Refused as exc:
         return "refused", f"refused: {exc}; nothing was written", ""
     except PatchConflict as exc:
@@ -153,32 +162,35 @@ def merge_one(cfg: Config, root: Path, proposal: dict[str, Any], top: Path | Non
     except (OSError, UnicodeDecodeError, KeyError, TypeError) as exc:
         return "", f"cannot read the pages: {exc}", ""
     if top is not None:
-        dirty = _git(top, "status", "--porcelain", "--", *[str(t) for _, t, _, _ in plan]).strip()
+        dirty = _git(top, "status", "--porcelain", "--", *[str(t) for _, t, *_ in plan]).strip()
         if dirty:
             return "", f"uncommitted changes in the wiki ({dirty.splitlines()[0].strip()}); commit them first", ""
     keep = _keep_before(cfg, proposal["id"], plan)
     written: list[tuple[Path, bytes | None]] = []
     try:
-        for _rel, target, before, after in plan:
+        for _rel, target, before, after, _edits in plan:
             mode = target.stat().st_mode & 0o7777 if before is not None else 0o666 & ~_umask()
             write_atomically(target, after)
             written.append((target, before))
             os.chmod(target, mode)
     except OSError as exc:
-        _put_back(written)
+        failed = _put_back(written)
+        if failed:
+            return "", f"writing the wiki failed ({describe_write_error(exc, keep)}) and {'; '.join(failed)}", ""
         return "", f"writing the wiki failed ({describe_write_error(exc, keep)}); it was put back as it was", ""
     commit = ""
     if top is not None:
-        rels = [str(t) for _, t, _, _ in plan]
+        rels = [str(t) for _, t, *_ in plan]
         try:
             _git(top, "add", "--", *rels)
             message = f"mothbrain wiki: proposal {proposal['id']} ({proposal['kind']}): {proposal['text'][:60]}"
             _git(top, "commit", "-q", "-m", message, "-m", f"MothBrain-Proposal: {proposal['id']}", "--", *rels)
             commit = _git(top, "rev-parse", "HEAD").strip()
         except MothError as exc:
-            _put_back(written)
-            with_note = f"{exc}; the pages were put back"
-            return "", with_note, ""
+            _run_git(top, "reset", "-q", "--", *rels)  # unstage: the person's next commit must not sweep it up
+            failed = _put_back(written)
+            return "", f"{exc}; " + ("; ".join(failed) if failed else "the pages were put back"), ""
+    record_chain(cfg, chain, plan)
     return "merged", f"{len(plan)} page(s) written" + (f", commit {commit[:10]}" if commit else ""), commit
 
 
@@ -196,7 +208,7 @@ def _keep_before(cfg: Config, proposal_id: int, plan) -> Path:
     """What the merge replaces, kept before anything is written (revert without git reads it)."""
     folder = _merge_dir(cfg, proposal_id)
     entries = []
-    for n, (rel, _target, before, after) in enumerate(plan):
+    for n, (rel, _target, before, after, _edits) in enumerate(plan):
         if before is not None:
             write_atomically(folder / f"{n}.before", before)
         entries.append({"path": rel, "existed": before is not None, "after_sha256": sha256(after)})
@@ -204,7 +216,9 @@ def _keep_before(cfg: Config, proposal_id: int, plan) -> Path:
     return folder
 
 
-def _put_back(written: list[tuple[Path, bytes | None]]) -> None:
+def _put_back(written: list[tuple[Path, bytes | None]]) -> list[str]:
+    """Restore pages (None: remove a page the merge created); returns what could not be restored."""
+    failed = []
     for target, before in reversed(written):
         try:
             if before is None:
@@ -212,7 +226,70 @@ def _put_back(written: list[tuple[Path, bytes | None]]) -> None:
             else:
                 write_atomically(target, before)
         except OSError as exc:  # said loudly: the kept copy under data/wiki/merges is the way back
-            log.error("could not put %s back (%s); its old bytes are kept under data/wiki/merges", target, exc)
+            failed.append(
+                f"could not put {target} back ({exc.strerror or exc}); its old bytes are under data/wiki/merges"
+            )
+            log.error("%s", failed[-1])
+    return failed
+
+
+# --------------------------------------------------------------------------- moving edits past our own merges
+
+
+def _chain_path(cfg: Config) -> Path:
+    return paths.wiki_state_dir(cfg) / "applied.jsonl"
+
+
+def load_chain(cfg: Config) -> dict[tuple[str, str], tuple[str, list[dict[str, Any]]]]:
+    """(page, sha before) → (sha after, the edits applied): every edit merge has made, so a proposal
+    scanned before one of them can be moved past it (five crosslinks on one page all merge)."""
+    chain: dict[tuple[str, str], tuple[str, list[dict[str, Any]]]] = {}
+    try:
+        with _chain_path(cfg).open(encoding="utf-8") as f:
+            for line in f:
+                try:
+                    r = json.loads(line)
+                    chain[(r["path"], r["before"])] = (r["after"], r["edits"])
+                except (ValueError, KeyError, TypeError):
+                    continue  # a torn last line after a crash: that step is just not movable past
+    except OSError:
+        pass
+    return chain
+
+
+def record_chain(cfg: Config, chain: dict, plan) -> None:
+    lines = []
+    for rel, _target, before, after, edits in plan:
+        if before is not None and edits is not None:
+            step = {"path": rel, "before": sha256(before), "after": sha256(after), "edits": edits}
+            chain[(rel, step["before"])] = (step["after"], edits)
+            lines.append(json.dumps(step, ensure_ascii=False) + "\n")
+    try:
+        with _chain_path(cfg).open("a", encoding="utf-8") as f:
+            f.writelines(lines)
+    except OSError as exc:  # only lost: later proposals on these pages go stale and are proposed afresh
+        log.warning("cannot record merged edits in %s (%s)", _chain_path(cfg), exc)
+
+
+def rebase(entry: dict[str, Any], current_sha: str, chain: dict) -> list[dict[str, Any]] | None:
+    """The entry's edits moved onto the page as it is now, through the merges made since its scan; None
+    when one of those merges touched the same words, or the page changed in some other way."""
+    edits, sha = [dict(e) for e in entry.get("edits") or []], entry["sha256"]
+    for _ in range(10_000):  # a chain, never a cycle; the bound only guards a hand-edited file
+        if sha == current_sha:
+            return edits
+        step = chain.get((entry["path"], sha))
+        if step is None:
+            return None
+        sha, applied = step
+        moved = []
+        for e in edits:
+            if any(a["start"] <= e["end"] and e["start"] <= a["end"] for a in applied):
+                return None  # the same words (or words touching them) were already changed
+            shift = sum(len(a["new"]) - (a["end"] - a["start"]) for a in applied if a["end"] < e["start"])
+            moved.append({**e, "start": e["start"] + shift, "end": e["end"] + shift})
+        edits = moved
+    return None
 
 
 def revert(cfg: Config, proposal_id: int) -> dict[str, Any]:
@@ -254,7 +331,9 @@ def revert(cfg: Config, proposal_id: int) -> dict[str, Any]:
                     "— undo it by hand"
                 )
             restore.append((target, (folder / f"{n}.before").read_bytes() if e["existed"] else None))
-        _put_back(restore)
+        failed = _put_back(restore)
+        if failed:
+            raise MothError(f"reverting proposal {proposal_id} failed: {'; '.join(failed)}")
         how = f"{len(restore)} page(s) restored from {folder}"
     queue.set_merge_state(cfg, proposal_id, "reverted", how, p["merge_commit"])
     return {"proposal": proposal_id, "reverted": how}

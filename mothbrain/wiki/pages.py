@@ -22,7 +22,9 @@ SUFFIXES = (".md", ".markdown")
 FENCE = re.compile(r"^(```|~~~).*?^\1[^\n]*$", re.M | re.S)
 INLINE_CODE = re.compile(r"`[^`\n]+`")
 MD_LINK = re.compile(r"!?\[[^\]\n]*\]\([^)\n]*\)|<https?://[^>\s]+>|https?://\S+")
-HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t#]*$", re.M)
+HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t#]*\r?$", re.M)
+PARAGRAPH = re.compile(r"[^\r\n]+(?:\r?\n(?![ \t]*\r?\n)[^\r\n]+)*")  # lines up to a blank line
+TABLE_ROW = re.compile(r"^[ \t]*\|.*$", re.M)  # a link's `|` would split a table cell
 WORD = re.compile(r"\w[\w'’-]*\w|\w", re.U)
 
 
@@ -73,15 +75,22 @@ class Page:
         return out
 
     def opening(self) -> tuple[int, int]:
-        """(start, end) of the first paragraph of prose after the title (0-length when there is none)."""
+        """(start, end) of the first paragraph of prose after the title (0-length at the end of the text
+        when there is none). Heading lines at the top of a paragraph are not part of it."""
         i = self.body_start
         text = self.text
-        for m in re.finditer(r"[^\n]+(?:\n(?!\s*\n)[^\n]+)*", text[i:]):
-            para = m.group(0).strip()
-            if not para or para.startswith("#") or para.startswith("---"):
-                continue
-            return i + m.start(), i + m.end()
+        for m in PARAGRAPH.finditer(text, i):
+            start = m.start()
+            while start < m.end() and (HEADING.match(text, start) or text.startswith("---", start)):
+                nl = text.find("\n", start, m.end())
+                start = m.end() if nl < 0 else nl + 1
+            if text[start : m.end()].strip():
+                return start, m.end()
         return len(text), len(text)
+
+    @property
+    def newline(self) -> str:
+        return "\r\n" if "\r\n" in self.text else "\n"
 
     def prose(self) -> str:
         """The visible words: front matter, code and link syntax gone (what embeddings read)."""
@@ -105,8 +114,8 @@ class Wiki:
                 self._by_name.setdefault(norm(n), p)
 
     def resolve(self, target: str) -> Page | None:
-        t = norm(target)
-        return self._by_name.get(t) or self._by_name.get(norm(t.rsplit("/", 1)[-1]))
+        """The page `[[target]]` names: by path, stem, title or alias ([[plants/Fig]] by its last part too)."""
+        return self._by_name.get(norm(target)) or self._by_name.get(norm(str(target).rsplit("/", 1)[-1]))
 
     def page(self, rel: str) -> Page | None:
         return next((p for p in self.pages if p.rel == rel), None)
@@ -162,7 +171,8 @@ def parse_page(rel: str, text: str, digest: str = "", mtime: float = 0.0) -> Pag
         h1 = next((h for h in headings if h[1] == 1), None)
         title = WIKILINK.sub(lambda m: m[4] or m[2] or "", h1[2]) if h1 else Path(rel).stem
     aliases = meta.get("aliases") or meta.get("alias") or []
-    aliases = [aliases] if isinstance(aliases, str) else [str(a) for a in aliases if isinstance(a, (str, int))]
+    aliases = aliases if isinstance(aliases, list) else [aliases]
+    aliases = [str(a) for a in aliases if isinstance(a, (str, int)) and not isinstance(a, bool)]
     # Sections: the text before the first ## heading, then one per heading of level 2 (deeper ones stay inside).
     cuts = [(s, lvl, h) for s, lvl, h in headings if lvl == 2]
     sections = []
@@ -185,15 +195,18 @@ def parse_page(rel: str, text: str, digest: str = "", mtime: float = 0.0) -> Pag
     )
 
 
+FRONT_MATTER = re.compile(r"\ufeff?---[ \t]*\r?\n(.*?\r?\n)?(?:---|\.\.\.)[ \t]*(?:\r?\n|$)", re.S)
+
+
 def _front_matter(text: str) -> tuple[dict, int]:
-    if not text.startswith("---"):
-        return {}, 0
-    m = re.match(r"---[ \t]*\n(.*?\n)?(---|\.\.\.)[ \t]*(\n|$)", text, re.S)
+    """(front matter, offset of the body); a BOM and CRLF line ends are fine, bad YAML is no front matter
+    worth reading but still not body (a patch must never edit it)."""
+    m = FRONT_MATTER.match(text)
     if not m:
-        return {}, 0
+        return {}, 1 if text.startswith("\ufeff") else 0
     try:
         meta = yaml.safe_load(m[1] or "") or {}
-    except yaml.YAMLError:
+    except Exception:  # YAMLError, and ValueError for an impossible date such as 2024-02-30
         meta = {}
     return (meta if isinstance(meta, dict) else {}), m.end()
 
@@ -223,7 +236,7 @@ def masked_prose(page: Page) -> str:
     """The page's text with everything that is not plain prose blanked, offsets kept: front matter,
     code, headings, wikilinks and markdown links. An unlinked mention is looked for only here."""
     text = " " * page.body_start + page.text[page.body_start :]
-    for pattern in (FENCE, INLINE_CODE, WIKILINK, MD_LINK, HEADING):
+    for pattern in (FENCE, INLINE_CODE, WIKILINK, MD_LINK, HEADING, TABLE_ROW):
         text = pattern.sub(_blank, text)
     return text
 

@@ -62,6 +62,7 @@ SCHEMA = {
 RESPONSE_FORMAT = {"type": "json_schema", "json_schema": {"name": "review", "strict": True, "schema": SCHEMA}}
 MAX_DIFF_CHARS = 4000
 MAX_GARBAGE_IN_A_ROW = 5  # answers that are not the JSON asked for before the run stops
+MAX_ERRORS = 3  # errors one reviewer may have on a proposal before it is left to a person
 
 
 class ReviewerDown(Exception):
@@ -141,6 +142,13 @@ class OpenAIReviewer:
             raise ReviewerDown(f"rate limited past {self.client.max_retries} retries ({_short(exc)})") from None
         except (openai.APITimeoutError, openai.APIConnectionError) as exc:
             raise ReviewerDown(f"unreachable ({type(exc).__name__}: {_short(exc)})") from None
+        except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:  # this proposal, not the reviewer
+            return Verdict(
+                "error",
+                f"the reviewer refused this proposal: HTTP {exc.status_code} ({_short(exc)})",
+                requests=self.requests - before,
+                seconds=round(time.perf_counter() - t0, 3),
+            )
         except openai.APIStatusError as exc:
             raise ReviewerDown(f"answered HTTP {exc.status_code} ({_short(exc)})") from None
         usage = getattr(resp, "usage", None)
@@ -167,8 +175,14 @@ class OpenAIReviewer:
             try:
                 return self.client.chat.completions.create(**kwargs, response_format=RESPONSE_FORMAT)
             except openai.BadRequestError as exc:
-                log.warning("the reviewer refused structured output (%s); asking for JSON in words", _short(exc))
-                self.structured = False
+                first = exc
+            try:  # is it response_format the server refuses, or this proposal?
+                resp = self.client.chat.completions.create(**kwargs)
+            except openai.BadRequestError:
+                raise first from None  # refused either way: the proposal (too long, filtered)
+            log.warning("the reviewer refused structured output (%s); asking for JSON in words", _short(first))
+            self.structured = False
+            return resp
         return self.client.chat.completions.create(**kwargs)
 
 
@@ -231,7 +245,7 @@ class ReviewReport:
 
 def run_review(cfg: Config, reviewer=None, sleep=time.sleep) -> ReviewReport:
     reviewer = reviewer or make_reviewer(cfg)
-    todo = queue.awaiting_review(cfg, reviewer.name, cfg.wiki.max_reviews)
+    todo = queue.awaiting_review(cfg, reviewer.name, cfg.wiki.max_reviews, max_errors=MAX_ERRORS)
     if not todo:
         raise NothingToDo("no wiki proposals waiting for review")
     report = ReviewReport(reviewer=reviewer.name)
@@ -248,7 +262,8 @@ def run_review(cfg: Config, reviewer=None, sleep=time.sleep) -> ReviewReport:
         try:
             v = reviewer.review(p)
         except ReviewerDown as exc:
-            v = Verdict("error", f"reviewer {exc}", requests=getattr(reviewer, "requests", 0) - spent)
+            # "down", not "error": an outage is no fault of this proposal's and never counts against it
+            v = Verdict("down", f"reviewer {exc}", requests=getattr(reviewer, "requests", 0) - spent)
             report.stopped = f"the reviewer {reviewer.name} is {exc}; the rest stay pending for the next run"
             log.warning("wiki review stopped: %s", report.stopped)
         v.seconds = v.seconds or round(time.perf_counter() - t0, 3)

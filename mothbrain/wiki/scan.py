@@ -418,10 +418,11 @@ def _split(page: Page, moving: list, gap: float, taken: set[str]) -> dict[str, A
     folder = page.rel.rsplit("/", 1)[0] + "/" if "/" in page.rel else ""
     new_rel = f"{folder}{_file_name(title)}.md"
     old_name = page.rel.rsplit(".", 1)[0]
-    moved_text = "".join(page.text[s.start : s.end].rstrip("\n") + "\n\n" for s in moving)
-    content = f"# {title}\n\nSplit from [[{old_name}]].\n\n{moved_text.rstrip()}\n"
+    nl = page.newline  # a CRLF page stays CRLF
+    moved_text = "".join(page.text[s.start : s.end].rstrip("\r\n") + nl + nl for s in moving)
+    content = f"# {title}{nl}{nl}Split from [[{old_name}]].{nl}{nl}{moved_text.rstrip()}{nl}"
     edits = [edit(s.start, s.end, page.text[s.start : s.end], "") for s in moving]
-    see_also = ("\n" if page.text.endswith("\n") else "\n\n") + f"See also [[{new_rel.rsplit('.', 1)[0]}]].\n"
+    see_also = (nl if page.text.endswith("\n") else nl + nl) + f"See also [[{new_rel.rsplit('.', 1)[0]}]].{nl}"
     edits.append(edit(len(page.text), len(page.text), "", see_also))
     files = [file_edit(page.rel, page.sha256, edits), file_create(new_rel, content)]
     headings = ", ".join(f"'{s.heading}'" for s in moving)
@@ -450,6 +451,7 @@ def _file_name(title: str) -> str:
 # --------------------------------------------------------------------------- frames
 
 SENTENCE = re.compile(r"[^.!?\n]+[.!?]?")
+BLANK_LINE = re.compile(r"\r?\n[ \t]*\r?\n")
 
 
 def frame_candidates(cfg: Config, wiki: Wiki, vecs: Vectors, embedder) -> list[dict[str, Any]]:
@@ -532,7 +534,10 @@ def frame_proposals(cfg: Config, wiki: Wiki, vecs: Vectors, embedder, writer=Non
     for f, (text, who) in zip(found, openings):
         page: Page = f["page"]
         start, _ = page.opening()
-        new = f"**{page.title}**: {text.strip()}\n\n"
+        nl = page.newline
+        new = f"**{page.title}**: {text.strip()}{nl}{nl}"
+        if start == len(page.text):  # no paragraph to go before: a paragraph of its own at the end
+            new = (nl if page.text.endswith("\n") else nl + nl) + new.rstrip("\r\n") + nl
         files = [file_edit(page.rel, page.sha256, [edit(start, start, "", new)])]
         out.append(
             {
@@ -604,7 +609,9 @@ def _opening_writer(cfg: Config):
 
 # --------------------------------------------------------------------------- staleness
 
-TERM = r"(?:the |our |a |an )?([A-Za-z][\w.+#-]*(?: [A-Z][\w.+#-]*){0,2})"
+# A name: one word, or up to three when the later ones are capitalised ("Google Cloud Run"); case-sensitive
+# inside the otherwise case-blind patterns, so "Ansible last week" is "Ansible".
+TERM = r"(?:the |our |a |an )?([A-Za-z][\w.+#-]*(?: (?-i:[A-Z])[\w.+#-]*){0,2})"
 CHANGES = [
     re.compile(rf"\b(?:switched|moved|migrated|changed|went) (?:over )?from {TERM} to {TERM}", re.I),
     re.compile(rf"\breplaced {TERM} with {TERM}", re.I),
@@ -675,7 +682,8 @@ def staleness_proposals(cfg: Config, wiki: Wiki, changes: list[Change] | None = 
                 start = max(masked.rfind(c, 0, m.start()) for c in ".!?\n") + 1
                 ends = [e for e in (masked.find(c, m.end()) for c in ".!?\n") if e >= 0]
                 end = min(ends) + 1 if ends else len(masked)
-                para_end = page.text.find("\n\n", m.end())
+                blank = BLANK_LINE.search(page.text, m.end())
+                para_end = blank.start() if blank else -1
                 flagged.add(said.lower())
                 out.append(
                     _staleness(page, page.text[start:end].strip(), ch, len(page.text) if para_end < 0 else para_end)
@@ -686,7 +694,8 @@ def staleness_proposals(cfg: Config, wiki: Wiki, changes: list[Change] | None = 
 
 def _staleness(page: Page, statement: str, ch: Change, at: int) -> dict[str, Any]:
     day = _dt.datetime.fromtimestamp(ch.when, _dt.timezone.utc).date().isoformat()
-    note = f'\n\n> [!warning] Possibly outdated: on {day}, {ch.source} said: "{ch.quote}"'
+    nl = page.newline
+    note = f'{nl}{nl}> [!warning] Possibly outdated: on {day}, {ch.source} said: "{ch.quote}"'
     files = [file_edit(page.rel, page.sha256, [edit(at, at, "", note)])]
     return {
         "kind": "staleness",

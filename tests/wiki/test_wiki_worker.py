@@ -15,6 +15,7 @@ from click.testing import CliRunner
 
 from mothbrain.cli import main
 from mothbrain.config import REPO_ROOT, load_config
+from mothbrain.core import paths
 from mothbrain.dream import proposals as queue
 from mothbrain.wiki import merge, review, scan
 from mothbrain.wiki.pages import masked_prose, parse_page, read_wiki
@@ -153,21 +154,20 @@ def _stage_all(cfg, truth):
 
 @pytest.fixture(scope="module")
 def small_wiki_vectors(tmp_path_factory):
-    """The small wiki's embedding cache, computed once for the module (each test copies it in)."""
+    """The small wiki's embedding cache (bytes), computed once for the module; each test copies it in."""
     root = tmp_path_factory.mktemp("small")
     generate_wiki(root / "wiki", pages=80, seed=1, hide=0.3, planted=0.05)
     cfg = _cfg(root / "state", root / "wiki")
     scan.embed_wiki(cfg, read_wiki(root / "wiki"))
-    return root / "state" / "data" / "wiki" / "embeddings.npz"
+    return (paths.wiki_state_dir(cfg) / "embeddings.npz").read_bytes()
 
 
 @pytest.fixture
 def small_wiki(small_wiki_vectors):
     def make(tmp_path, git=False):
-        cache = tmp_path / "state" / "data" / "wiki" / "embeddings.npz"
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(small_wiki_vectors, cache)
-        return _make_small_wiki(tmp_path, git)
+        truth, cfg = _make_small_wiki(tmp_path, git)
+        (paths.wiki_state_dir(cfg) / "embeddings.npz").write_bytes(small_wiki_vectors)
+        return truth, cfg
 
     return make
 
@@ -333,7 +333,7 @@ def test_a_reviewer_that_times_out_or_answers_garbage_loses_nothing(tmp_path, re
     n = len(queue.list_proposals(cfg, status="pending"))
     FakeOpenAI.script = [("raw", "I think it's fine!"), ("raw", "{not json"), ("sleep", 3.0)]
     report = review.run_review(_with_reviewer(cfg, reviewer_url, retries=0, timeout=1.0))
-    assert report.decisions == {"error": 3} and "unreachable" in report.stopped
+    assert report.decisions == {"error": 2, "down": 1} and "unreachable" in report.stopped
     assert len(queue.list_proposals(cfg, status="pending")) == n  # every one still waits
     # Once it is back, the next run decides them all.
     FakeOpenAI.script = []
@@ -346,7 +346,7 @@ def test_a_reviewer_that_is_down_stops_the_run_and_decides_nothing(tmp_path, sma
     _stage_all(cfg, truth)
     n = len(queue.list_proposals(cfg, status="pending"))
     report = review.run_review(_with_reviewer(cfg, "http://127.0.0.1:9/v1", retries=0))
-    assert report.decisions == {"error": 1} and report.left_pending == n
+    assert report.decisions == {"down": 1} and report.left_pending == n
     assert len(queue.list_proposals(cfg, status="pending")) == n
 
 
@@ -412,3 +412,90 @@ def test_frame_openings_are_written_by_the_local_model(tmp_path, demo_cfg):
         assert p["detail"]["written_by"].startswith("the local model"), p["detail"]
         new = p["patch"]["files"][0]["edits"][0]["new"]
         assert new.startswith(f"**{read_wiki(tmp_path / 'wiki').page(p['target']).title}**: ") and len(new) > 20
+
+
+# --------------------------------------------------------------------------- real pages are messier
+
+
+def test_crlf_bom_and_broken_front_matter_pages_are_read_and_patched_in_their_own_style(tmp_path):
+    root = tmp_path / "wiki"
+    root.mkdir()
+    crlf = "\ufeff---\r\ntitle: Garden\r\ntags: compost\r\n---\r\n# Garden\r\n\r\nWe feed compost to the beds.\r\n"
+    crlf += "We water the beds with Hosepipe daily.\r\n\r\n| item | compost |\r\n|---|---|\r\n\r\nThe end.\r\n"
+    (root / "Garden.md").write_bytes(crlf.encode())
+    (root / "Compost.md").write_text("---\ndate: 2024-02-30\nalias: yes\n---\n# Compost\nCompost is rot.\n")
+    (root / "Fig.md").write_text("# Fig\nFigs are trees with [[Compost]] at their feet.\n\n## Care\nWater them.\n")
+    wiki = read_wiki(root)
+    garden, compost = wiki.page("Garden.md"), wiki.page("Compost.md")
+    assert garden.title == "Garden" and garden.text[garden.body_start :].startswith("# Garden")
+    assert compost.title == "Compost" and compost.aliases == []  # bad YAML: no crash, no aliases
+    assert wiki.page("Fig.md").opening()[0] == wiki.page("Fig.md").text.index("Figs are trees")
+    masked = masked_prose(garden)
+    assert "tags: compost" not in masked and "| item | compost |" not in masked  # YAML and tables: never linked
+    cfg = _cfg(tmp_path / "state", root, "wiki.crosslink_threshold=0")  # offsets, not scores, are tested here
+    old = scan.Change(
+        old="Hosepipe", new="Drip", quote="we switched from Hosepipe to Drip", when=time.time(), source="c"
+    )
+    (stale,) = scan.staleness_proposals(cfg, wiki, [old])
+    (link,) = [
+        p for p in scan.crosslink_proposals(cfg, wiki, scan.embed_wiki(cfg, wiki))[0] if p["target"] == "Garden.md"
+    ]
+    e = link["patch"]["files"][0]["edits"][0]
+    assert crlf[e["start"] : e["end"]] == "compost" and e["start"] > crlf.index("# Garden")
+    patched = apply_edits(garden.text, stale["patch"]["files"][0]["edits"])
+    assert "daily.\r\n\r\n> [!warning] Possibly outdated" in patched and "\n\n" not in patched.replace("\r\n", "")
+
+
+def test_five_crosslinks_on_one_page_all_merge_one_after_another(tmp_path):
+    root = tmp_path / "wiki"
+    root.mkdir()
+    names = ["Alder", "Birch", "Cedar", "Damson", "Elm"]
+    for n in names:
+        (root / f"{n}.md").write_text(f"# {n}\n\n{n} is a tree of the grove.\n")
+    (root / "Grove.md").write_text("# Grove\n\n" + " ".join(f"The {n.lower()} grows here." for n in names) + "\n")
+    cfg = _cfg(tmp_path / "state", root, "wiki.crosslink_threshold=0")
+    found, _ = scan.scan(cfg, read_wiki(root), changes=[])
+    links = [p for p in found if p["kind"] == "crosslink" and p["target"] == "Grove.md"]
+    assert len(links) == 5
+    ids = queue.add_proposals(cfg, links)
+    for pid in ids[:2]:
+        queue.set_status(cfg, pid, "accepted")
+    assert merge.run_merge(cfg).merged == ids[:2]
+    for pid in ids[2:]:  # accepted on a later day: still moved onto the page as the first merges left it
+        queue.set_status(cfg, pid, "accepted")
+    assert merge.run_merge(cfg).merged == ids[2:]
+    text = (root / "Grove.md").read_text()
+    assert all(f"[[{n}|{n.lower()}]] grows here" in text for n in names), text
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="no git binary")
+def test_a_refused_git_commit_leaves_the_wiki_and_its_index_as_they_were(tmp_path, small_wiki):
+    truth, cfg = small_wiki(tmp_path, git=True)
+    root = tmp_path / "wiki"
+    hook = root / ".git" / "hooks" / "pre-commit"
+    hook.write_text("#!/bin/sh\necho 'no commits today' >&2\nexit 1\n")
+    hook.chmod(0o755)
+    ids, _ = _stage_all(cfg, truth)
+    before = _snapshot(root)
+    queue.set_status(cfg, ids["split"], "accepted")
+    report = merge.run_merge(cfg)
+    assert report.waiting == [ids["split"]] and "no commits today" in report.notes[ids["split"]]
+    assert _snapshot(root) == before and _git(root, "status", "--porcelain") == ""
+    assert queue.get(cfg, ids["split"])["status"] == "accepted"  # tried again next run
+
+
+def test_a_proposal_the_reviewer_refuses_is_skipped_after_three_tries_and_blocks_nothing(
+    tmp_path, reviewer_url, small_wiki
+):
+    truth, cfg = small_wiki(tmp_path)
+    _stage_all(cfg, truth)
+    n = len(queue.list_proposals(cfg, status="pending"))
+    first = queue.list_proposals(cfg, status="pending")[0]["id"]
+    _with_reviewer(cfg, reviewer_url, retries=0)
+    for _ in range(3):  # the oldest is refused (HTTP 400, e.g. too long): the rest are still decided
+        FakeOpenAI.script = [("400", None), ("400", None)]
+        review.run_review(cfg)
+    assert [p["id"] for p in queue.list_proposals(cfg, status="pending")] == [first]
+    assert len(queue.list_proposals(cfg, status="accepted")) == n - 1
+    with pytest.raises(Exception, match="no wiki proposals waiting"):  # left to a person now
+        review.run_review(cfg)
