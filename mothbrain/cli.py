@@ -651,7 +651,8 @@ def serve(
 @main.command()
 @config_options
 @click.argument("question")
-def ask(cfg: Config, as_json: bool, question: str) -> None:
+@click.option("--verbose", is_flag=True, help="Show the libraries' warnings (hidden by default).")
+def ask(cfg: Config, as_json: bool, question: str, verbose: bool) -> None:
     """Ask System 2, System 1 and the wiki at once; System 2 weighs the lizard brain's words.
 
     \b
@@ -661,6 +662,8 @@ def ask(cfg: Config, as_json: bool, question: str) -> None:
                                   --set coordinator.system2_model=qwen2.5-72b-instruct
     """
     import json
+    import logging
+    import warnings
 
     from rich.console import Console
     from rich.panel import Panel
@@ -669,12 +672,19 @@ def ask(cfg: Config, as_json: bool, question: str) -> None:
     from mothbrain.ask.coordinator import ask as run_ask
     from mothbrain.report import render_table
 
-    result = run_ask(cfg, question)
+    with warnings.catch_warnings():
+        if not verbose:  # the libraries' deprecation chatter is not the answer; --verbose shows it
+            warnings.simplefilter("ignore")
+            for name in ("transformers", "torch", "httpx", "bitsandbytes", "peft"):
+                logging.getLogger(name).setLevel(logging.ERROR)
+        result = run_ask(cfg, question)
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2, ensure_ascii=False, default=str))
     else:
         console = Console()
         for layer in result.layers.values():
+            if result.degraded and layer.status == "ok" and layer.text and layer.text in result.answer:
+                continue  # printed once, in the answer it makes up
             # Text(), not markup: wiki notes are full of [[links]] that rich would read as tags
             body = (
                 Text(layer.text or "(empty)")

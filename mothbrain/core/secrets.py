@@ -14,6 +14,8 @@ def check_secret_file(p: Path, key: str) -> None:
     """Refuse a secret file others can read (or that is missing), naming the fix."""
     try:
         st = p.stat()
+    except FileNotFoundError:
+        raise MothError(f"{key}: {p} does not exist; create it with mode 0600 (umask 077 first)") from None
     except OSError as exc:
         raise MothError(f"{key}: cannot read {p} ({exc.strerror or exc}); create it with mode 0600") from None
     if st.st_mode & 0o077:

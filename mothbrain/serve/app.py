@@ -28,7 +28,6 @@ import logging
 import math
 import os
 import socket
-import stat
 import threading
 import time
 import uuid
@@ -39,6 +38,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import Request as HTTPRequest  # at module level: FastAPI resolves route annotations here
 
 from mothbrain.config import Config
 from mothbrain.core import paths
@@ -52,6 +52,7 @@ ADAPTER_HEADER = "X-MothBrain-Adapter"
 GEN_MS_HEADER = "X-MothBrain-Generation-Ms"  # time in the model, without queueing and HTTP
 MIN_TOKEN_CHARS = 16
 MAX_STOPS = 4  # as OpenAI
+DISCONNECT_POLL_S = 0.25  # how often a non-streaming request checks that its client is still there
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 TOKEN_HINT = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'
 
@@ -61,23 +62,13 @@ TOKEN_HINT = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'
 
 def load_token(cfg: Config) -> str:
     """The bearer token every /v1 request must carry; refuses a missing, short or exposed one."""
+    from mothbrain.core.secrets import read_secret
+
     s = cfg.serve
-    file_token = ""
-    if s.token_file:
-        p = cfg.resolve_path(s.token_file)
-        try:
-            st = p.stat()
-        except OSError:
-            raise MothError(
-                f"serve.token_file {p} does not exist; create it with `umask 077; {TOKEN_HINT} > {p}`"
-            ) from None
-        if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise MothError(
-                f"serve.token_file {p} is readable by others (mode {stat.S_IMODE(st.st_mode):04o}); run `chmod 600 {p}`"
-            )
-        file_token = p.read_text(encoding="utf-8", errors="replace").strip()
-    token = os.environ.get(s.token_env, "").strip() if s.token_env else ""
-    token = token or file_token
+    try:
+        token = read_secret(cfg, s.token_env, s.token_file, "serve.token_file")
+    except MothError as exc:
+        raise MothError(f"{exc}; make a token with: {TOKEN_HINT}") from None
     if not token:
         where = f"${s.token_env}" + (f" or serve.token_file ({s.token_file})" if s.token_file else "")
         raise MothError(f"no API token: set {where} before `mothbrain serve` (make one with: {TOKEN_HINT})")
@@ -129,7 +120,13 @@ class Engine(Protocol):
     max_parallel: int | None  # generations the hardware runs at once (None = no limit of its own)
 
     def generate(
-        self, prompts: list[str], max_tokens: int, temperature: float, top_p: float, stop: list[str]
+        self,
+        prompts: list[str],
+        max_tokens: int,
+        temperature: float,
+        top_p: float,
+        stop: list[str],
+        cancel: threading.Event | None = None,
     ) -> list[str]: ...
 
     def stream(
@@ -329,12 +326,18 @@ class TransformersEngine:
         return kwargs
 
     def generate(
-        self, prompts: list[str], max_tokens: int, temperature: float, top_p: float, stop: list[str]
+        self,
+        prompts: list[str],
+        max_tokens: int,
+        temperature: float,
+        top_p: float,
+        stop: list[str],
+        cancel: threading.Event | None = None,
     ) -> list[str]:
         import torch
 
         with self._swap.read():
-            kwargs = self._kwargs(prompts, max_tokens, temperature, top_p, stop, None)
+            kwargs = self._kwargs(prompts, max_tokens, temperature, top_p, stop, cancel)
             with torch.inference_mode():
                 out = self.model.generate(**kwargs)
         new = out[:, kwargs["input_ids"].shape[1] :]
@@ -464,31 +467,57 @@ class Overloaded(Exception):
         self.retry_after = retry_after
 
 
+def expected_wait(mean_s: float, running_for: list[float], waiting: int, limit: int) -> float:
+    """Seconds until a request arriving now would start: each slot frees when its generation ends (a
+    generation takes `mean_s`, and those running have run `running_for`), and the `waiting` requests
+    ahead take the first slots that free."""
+    ends = sorted(max(0.0, mean_s - r) for r in running_for)
+    ends += [0.0] * max(0, limit - len(ends))  # a free slot
+    ends = ends[:limit]
+    for _ in range(waiting):  # each queued request takes the earliest slot and holds it for mean_s
+        ends.sort()
+        ends[0] += mean_s
+    return min(ends)
+
+
 class Admission:
-    """At most `limit` generations at once, at most `queue` waiting; beyond that, Overloaded."""
+    """At most `limit` generations at once, at most `queue` waiting; beyond that, Overloaded, with a
+    Retry-After from the real expected wait (expected_wait), not a guess."""
 
     def __init__(self, limit: int, queue: int):
         self.limit, self.queue = max(1, limit), max(0, queue)
-        self.active = 0
         self.waiting = 0
         self.mean_s = 1.0  # moving average of a generation's seconds, for Retry-After
+        self._started: dict[int, float] = {}  # running generations: token → start time
+        self._next = 0
         self._sem: asyncio.Semaphore | None = None
+
+    @property
+    def active(self) -> int:
+        return len(self._started)
+
+    def retry_after(self) -> int:
+        now = time.monotonic()
+        running = [now - t for t in self._started.values()]
+        return max(1, math.ceil(expected_wait(self.mean_s, running, self.waiting, self.limit)))
 
     async def acquire(self) -> float:
         if self._sem is None:
             self._sem = asyncio.Semaphore(self.limit)
         if self.active >= self.limit and self.waiting >= self.queue:
-            raise Overloaded(max(1, math.ceil(self.mean_s * (self.waiting + 1) / self.limit)))
+            raise Overloaded(self.retry_after())
         self.waiting += 1
         try:
             await self._sem.acquire()
         finally:
             self.waiting -= 1
-        self.active += 1
-        return time.monotonic()
+        started = time.monotonic()
+        self._next += 1
+        self._started[self._next] = started
+        return self._next
 
-    def release(self, started: float) -> None:
-        self.active -= 1
+    def release(self, slot: int) -> None:
+        started = self._started.pop(slot)
         self.mean_s = 0.8 * self.mean_s + 0.2 * (time.monotonic() - started)
         assert self._sem is not None
         self._sem.release()
@@ -679,7 +708,7 @@ def create_app(cfg: Config, engine: Engine | None = None, token: str | None = No
             raise ApiError(400, f"at most {MAX_STOPS} stop sequences", param="stop")
         return asked, [x for x in stops if x]
 
-    async def admit() -> float:
+    async def admit() -> int:
         try:
             return await gate.acquire()
         except Overloaded as exc:
@@ -718,7 +747,7 @@ def create_app(cfg: Config, engine: Engine | None = None, token: str | None = No
     def headers(version: str | None) -> dict[str, str]:
         return {ADAPTER_HEADER: version or "base"}
 
-    async def complete(req: _Req, prompts: list[str], chat: bool, extra_stops: list[str]):
+    async def complete(req: _Req, prompts: list[str], chat: bool, extra_stops: list[str], request=None):
         max_tokens, stops = check(req)
         stops = stops + [x for x in extra_stops if x not in stops]
         if req.stream and len(prompts) != 1:
@@ -746,7 +775,18 @@ def create_app(cfg: Config, engine: Engine | None = None, token: str | None = No
                 started = None  # the response releases the slot when it ends
                 return resp
             t_gen = time.monotonic()
-            raw = await in_pool(engine.generate, prompts, max_tokens, req.temperature, req.top_p, stops)
+            cancel = threading.Event()
+            job = asyncio.ensure_future(
+                in_pool(engine.generate, prompts, max_tokens, req.temperature, req.top_p, stops, cancel)
+            )
+            while not job.done():  # a client that went away stops the generation, as a closed stream does
+                await asyncio.wait({job}, timeout=DISCONNECT_POLL_S)
+                if not job.done() and request is not None and await request.is_disconnected():
+                    cancel.set()
+                    await job  # ends at the next token; then the slot is free
+                    log.info("request %s: the client went away; generation stopped", rid)
+                    raise ApiError(499, "client closed the request", "client_closed")
+            raw = job.result()
             gen_ms = round((time.monotonic() - t_gen) * 1000)
         finally:
             if started is not None:
@@ -849,16 +889,16 @@ def create_app(cfg: Config, engine: Engine | None = None, token: str | None = No
         return JSONResponse({"object": "list", "data": [entry]}, headers=headers(version))
 
     @app.post("/v1/chat/completions")
-    async def chat_completions(req: ChatRequest):
+    async def chat_completions(req: ChatRequest, request: HTTPRequest):
         prompt, speaker_stops = render_chat(req.messages, voice)
-        return await complete(req, [prompt], True, speaker_stops)
+        return await complete(req, [prompt], True, speaker_stops, request)
 
     @app.post("/v1/completions")
-    async def completions(req: CompletionRequest):
+    async def completions(req: CompletionRequest, request: HTTPRequest):
         prompts = [req.prompt] if isinstance(req.prompt, str) else list(req.prompt)
         if not prompts or len(prompts) > 8:
             raise ApiError(400, "prompt must be a string or a list of 1 to 8 strings", param="prompt")
-        return await complete(req, prompts, False, [])
+        return await complete(req, prompts, False, [], request)
 
     return app
 

@@ -135,3 +135,22 @@ def test_a_missing_token_is_named_in_asks_own_settings(state_home, monkeypatch):
     msg = str(err.value)
     assert msg.startswith("ask: coordinator.system1_url (http://127.0.0.1:9/v1) needs the token"), msg
     assert "$MOTHBRAIN_API_TOKEN" in msg and "before `mothbrain serve`" not in msg
+
+
+def test_the_cli_prints_each_layer_once_and_keeps_library_warnings_out_of_stderr(cfg_for, module_home):
+    """A fresh process (warnings fire once per process): a degraded answer is made of System 1's and the
+    wiki's words, so they are printed in it and not again in panels of their own; stderr stays clean."""
+    import os
+    import subprocess
+    import sys
+
+    cfg_for()
+    cmd = [sys.executable, "-m", "mothbrain.cli", "ask", "how is the harbour?", "--config", str(DEMO)]
+    cmd += ["--set", f"coordinator.system2_url={closed_port_url()}", "--set", "coordinator.system2_model=fake"]
+    env = {**os.environ, "MOTHBRAIN_HOME": str(module_home), "COLUMNS": "200", "PYTHONWARNINGS": "default"}
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "System 1 (the adapter" in r.stdout and "From the wiki" in r.stdout
+    assert "─ system1 ·" not in r.stdout and "─ wiki ·" not in r.stdout  # no second copy in a panel
+    assert "─ system2 ·" in r.stdout and "unreachable" in r.stdout  # the failed layer is still shown
+    assert "Warning" not in r.stderr, r.stderr[-2000:]

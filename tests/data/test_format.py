@@ -25,7 +25,7 @@ class RecordingEngine:
     def __init__(self):
         self.prompts: list[str] = []
 
-    def generate(self, prompts, max_tokens, temperature, top_p, stop):
+    def generate(self, prompts, max_tokens, temperature, top_p, stop, cancel=None):
         self.prompts.extend(prompts)
         return [" Lanterns."] * len(prompts)
 

@@ -104,3 +104,15 @@ def test_cron_environment_without_mothbrain_fails(monkeypatch):
     check = doctor._cron_env()
     assert check.status == "fail" and "No module named 'mothbrain'" in check.detail
     assert check.fix == f"{other} -m pip install -e {REPO_ROOT}"
+
+
+def test_doctor_checks_the_wiki_folder_and_the_reviewer(state_home, tmp_path):
+    _, checks = _doctor("--set", f"wiki.path={tmp_path / 'nowhere'}")
+    assert checks["wiki-worker"]["status"] == "warn" and "nowhere" in checks["wiki-worker"]["detail"]
+    wiki = tmp_path / "wiki"
+    wiki.mkdir()
+    code, checks = _doctor("--set", f"wiki.path={wiki}", "--set", "wiki.reviewer_url=http://127.0.0.1:9/v1")
+    assert checks["wiki-worker"]["status"] == "fail" and "reviewer_model" in checks["wiki-worker"]["detail"]
+    assert code != 0
+    _, checks = _doctor("--set", f"wiki.path={wiki}")
+    assert checks["wiki-worker"]["status"] == "ok" and "local reviewer" in checks["wiki-worker"]["detail"]
