@@ -72,7 +72,8 @@ def _prepare(home: Path, overrides: list[str]):
     """The demo config over a state dir holding the tiny model and a preprocessed data set."""
     os.environ["MOTHBRAIN_HOME"] = str(home)
     from mothbrain.config import load_config
-    from mothbrain.data.stage import load_latest_dataset, run_preprocess
+    from mothbrain.data.dataset import load_latest_dataset
+    from mothbrain.data.stage import run_preprocess
     from mothbrain.ingest.stage import run_ingest
     from mothbrain.models.loading import quiet_libraries
 

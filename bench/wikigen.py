@@ -24,11 +24,10 @@ from __future__ import annotations
 import contextlib
 import json
 import random
-import threading
-import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+from openai_standin import ChatStandIn
 
 GLUE = (
     "the a of and to in is it that for on with as was at by this from or be are which when then "
@@ -187,58 +186,29 @@ def recent_chats(path: Path, truth: Truth, when: float) -> Path:
     return path
 
 
-class FakeOpenAI(BaseHTTPRequestHandler):
-    """A stand-in reviewer: a real HTTP server on loopback speaking the chat completions API. Each request
-    takes the next step of `script` — ("json", {...}) the answer, ("raw", text) any text, ("429", None) a
-    rate limit with Retry-After 0, ("400", None) a refusal, ("sleep", s) no answer for s seconds — then it
-    accepts everything."""
+class FakeOpenAI:
+    """A scripted stand-in reviewer (served by `stand_in_reviewer`). Each request takes the next step of
+    `script` — ("json", {...}) the answer, ("raw", text) any text, ("429", None) a rate limit with
+    Retry-After 0, ("400", None) a refusal, ("sleep", s) no answer for s seconds — then it accepts
+    everything. `seen`: the request bodies."""
 
     script: list = []
     seen: list = []
 
-    def do_POST(self):  # noqa: N802
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+    @staticmethod
+    def reply(body: dict):
         FakeOpenAI.seen.append(body)
-        step = FakeOpenAI.script.pop(0) if FakeOpenAI.script else ("json", {"decision": "accept", "reason": "fine"})
-        kind, value = step
-        if kind == "sleep":
-            time.sleep(value)
-            return
+        kind, value = (
+            FakeOpenAI.script.pop(0) if FakeOpenAI.script else ("json", {"decision": "accept", "reason": "ok"})
+        )
         if kind in ("429", "400"):
-            self.send_response(int(kind))
-            self.send_header("Retry-After", "0")
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            self.wfile.write(b'{"error": {"message": "slow down"}}')
-            return
-        content = value if kind == "raw" else json.dumps(value)
-        out = {
-            "id": "x",
-            "object": "chat.completion",
-            "created": 0,
-            "model": body["model"],
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 100, "completion_tokens": 10, "total_tokens": 110},
-        }
-        data = json.dumps(out).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
+            return ("status", int(kind))
+        return value if kind == "raw" else (kind, value)
 
 
 @contextlib.contextmanager
 def stand_in_reviewer():
-    """Serve FakeOpenAI on a free loopback port; yields its base URL (…/v1)."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeOpenAI)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    """FakeOpenAI on a free loopback port; yields its base URL (…/v1)."""
     FakeOpenAI.script, FakeOpenAI.seen = [], []
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with ChatStandIn(FakeOpenAI.reply) as server:
+        yield server.url

@@ -27,9 +27,16 @@ class ConfigError(Exception):
     """A config problem a person must fix: the message names file, key and expectation."""
 
 
-def _f(default: Any, help: str, key: str = "") -> Any:
-    """A dataclass field with a default (copied if mutable), a help text and its YAML key if not its name."""
-    meta = {"help": help, **({"metadata_key": key} if key else {})}
+# What a preprocess setting affects, which decides the cache keys (`settings_affecting`): "documents"
+# (per-document results: the document cache and the data set), "dataset" (assembly only: the data set,
+# the cache is kept) or "nothing" (how, not what: a new value rebuilds nothing).
+AFFECTS = ("documents", "dataset", "nothing")
+
+
+def _f(default: Any, help: str, key: str = "", affects: str = "") -> Any:
+    """A dataclass field with a default (copied if mutable), a help text, its YAML key if not its name, and
+    for preprocess settings what a change to it affects (AFFECTS)."""
+    meta = {"help": help, **({"metadata_key": key} if key else {}), **({"affects": affects} if affects else {})}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda d=default: type(d)(d), metadata=meta)
     return field(default=default, metadata=meta)
@@ -122,33 +129,50 @@ class FilterConfig:
 
 @dataclass
 class PreprocessConfig:
-    voice_roles: list[str] = _f(["assistant"], "whose turns are the voice (the AI system's own by default)")
-    context_turns: int = _f(4, "preceding turns kept as (unlearned) context for each voice turn")
-    max_chars: int = _f(2000, "longest completion kept, in characters; longer text is split at paragraphs")
-    heldout_fraction: float = _f(0.1, "share of documents held out for eval (document-level, stable)")
-    dedup_threshold: float = _f(0.85, "MinHash Jaccard above which two samples are near-duplicates")
+    voice_roles: list[str] = _f(
+        ["assistant"], "whose turns are the voice (the AI system's own by default)", affects="documents"
+    )
+    context_turns: int = _f(4, "preceding turns kept as (unlearned) context for each voice turn", affects="documents")
+    max_chars: int = _f(
+        2000, "longest completion kept, in characters; longer text is split at paragraphs", affects="documents"
+    )
+    heldout_fraction: float = _f(
+        0.1, "share of documents held out for eval (document-level, stable)", affects="dataset"
+    )
+    dedup_threshold: float = _f(0.85, "MinHash Jaccard above which two samples are near-duplicates", affects="dataset")
     dedup_window: int = _f(
         500_000,
         "near duplicates are looked for among the last N kept samples (~1.2 KB of "
         "memory each, ~1.5 KB once full and turning over), exact ones across all; "
         "0 = no limit",
+        affects="dataset",
     )
     association_templates: list[str] = _f(
         ["{a} reminds me of", "When I think about {a}, I also think about", "{a} and"],
         "prompts whose completion is the partner concept",
+        affects="dataset",
     )
-    association_pairs: int = _f(200, "most concept pairs mined for association samples")
-    association_min_docs: int = _f(3, "documents two concepts must share before they count as a pair")
+    association_pairs: int = _f(200, "most concept pairs mined for association samples", affects="dataset")
+    association_min_docs: int = _f(
+        3, "documents two concepts must share before they count as a pair", affects="dataset"
+    )
     heldout_pairs: int = _f(
         30,
         "concept pairs given no templated association rows (at most half the pairs): eval measures what "
         "the adapter absorbed of them from the lived text alone",
+        affects="dataset",
     )
-    workers: int = _f(0, "processes for large corpora (beyond the first 0.5 MB); 0 = one per available core")
-    priority_concepts: list[PriorityConcept] = _f([], "concepts that must be represented (the FIGS lesson)")
-    filters: FilterConfig = _f(None, "what counts as factual recall and is de-emphasised")
-    redaction: RedactionConfig = _f(None, "secret and personal-data redaction")
-    seed: int = _f(0, "sampling seed")
+    workers: int = _f(
+        0,
+        "processes for large corpora in ingest and preprocess; 0 = one per available core (at most 8)",
+        affects="nothing",
+    )
+    priority_concepts: list[PriorityConcept] = _f(
+        [], "concepts that must be represented (the FIGS lesson)", affects="documents"
+    )
+    filters: FilterConfig = _f(None, "what counts as factual recall and is de-emphasised", affects="documents")
+    redaction: RedactionConfig = _f(None, "secret and personal-data redaction", affects="documents")
+    seed: int = _f(0, "sampling seed", affects="dataset")
 
 
 # --------------------------------------------------------------------------- training
@@ -497,6 +521,16 @@ def to_dict(obj: Any) -> Any:
     if isinstance(obj, list):
         return [to_dict(v) for v in obj]
     return obj
+
+
+def settings_affecting(obj: Any, *levels: str) -> dict[str, Any]:
+    """The settings of `obj` (a preprocess config) whose `affects` is one of `levels`, as plain data:
+    what a cache key is made of, so a field says once what a change to it invalidates."""
+    return {
+        _yaml_key(f): to_dict(getattr(obj, f.name))
+        for f in dataclasses.fields(obj)
+        if f.metadata.get("affects") in levels
+    }
 
 
 def _apply_override(data: dict, override: str) -> None:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
 
 from mothbrain.config import REPO_ROOT, load_config
+
+sys.path.insert(0, str(REPO_ROOT / "bench"))  # stand-ins and generators the benches and tests share
 
 pytest_plugins = ["planted_corpus"]  # the planted state eval and promote tests share
 

@@ -142,3 +142,13 @@ def test_help_and_readme_document_the_exit_codes():
     for code, meaning in (("0", "ok"), ("1", "error"), ("3", "nothing to do"), ("130", "interrupted")):
         assert f"{code} " in help_text.split("Exit codes:")[1] and meaning in help_text
         assert f"| {code} | {meaning}" in readme
+
+
+def test_every_preprocess_setting_says_what_it_affects():
+    """The cache and data set keys are derived from this: a new setting without it would be in neither."""
+    import dataclasses
+
+    from mothbrain.config import AFFECTS, PreprocessConfig
+
+    missing = [f.name for f in dataclasses.fields(PreprocessConfig) if f.metadata.get("affects") not in AFFECTS]
+    assert not missing, f"declare affects= on {missing}"

@@ -41,6 +41,7 @@ HARNESS = textwrap.dedent("""
 
     import transformers
 
+    import mothbrain.data.dataset as data_dataset
     import mothbrain.data.stage as data_stage
     import mothbrain.dream.proposals as proposals
     import mothbrain.ingest.stage as ingest_stage
@@ -79,7 +80,7 @@ HARNESS = textwrap.dedent("""
         return out
     transformers.Trainer._save_checkpoint = checkpoint
     proposals.add_proposals = inside("dream", proposals.add_proposals)  # staged, not recorded
-    data_stage.load_latest_dataset = inside("eval", data_stage.load_latest_dataset, before=True)  # eval under way
+    data_dataset.load_latest_dataset = inside("eval", data_dataset.load_latest_dataset, before=True)  # eval under way
     promote._point_current = inside("promote", promote._point_current)  # link swapped, ledger not confirmed
 
     stages = schedule.default_stages()

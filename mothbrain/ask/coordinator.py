@@ -31,6 +31,7 @@ from typing import Any
 
 from mothbrain.config import REPO_ROOT, Config
 from mothbrain.core import paths
+from mothbrain.core.openai_client import chat
 from mothbrain.errors import MothError
 
 log = logging.getLogger(__name__)
@@ -141,45 +142,6 @@ def fill_template(template: str, values: dict[str, str]) -> str:
 
 
 # --------------------------------------------------------------------------- talking to endpoints
-
-
-def chat(
-    url: str,
-    model: str,
-    messages: list[dict[str, str]],
-    *,
-    api_key: str = "",
-    timeout: float,
-    max_tokens: int | None = None,
-    temperature: float | None = None,
-) -> tuple[str, dict[str, str]]:
-    """One OpenAI-style chat completion; returns the text and the response headers."""
-    import httpx
-
-    body: dict[str, Any] = {"model": model, "messages": messages}
-    if max_tokens is not None:
-        body["max_tokens"] = max_tokens
-    if temperature is not None:
-        body["temperature"] = temperature
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    endpoint = url.rstrip("/") + "/chat/completions"
-    try:
-        r = httpx.post(endpoint, json=body, headers=headers, timeout=timeout)
-    except httpx.TimeoutException:
-        raise TimeoutError(f"no answer from {endpoint} within {timeout:g}s") from None
-    except httpx.HTTPError as exc:
-        raise ConnectionError(f"{endpoint} unreachable ({type(exc).__name__}: {str(exc)[:120]})") from None
-    if r.status_code >= 400:
-        try:
-            msg = r.json()["error"]["message"]
-        except (ValueError, KeyError, TypeError):
-            msg = r.text[:200]
-        raise ConnectionError(f"{endpoint} answered HTTP {r.status_code}: {msg}")
-    try:
-        text = r.json()["choices"][0]["message"]["content"] or ""
-    except (ValueError, KeyError, IndexError, TypeError):
-        raise ConnectionError(f"{endpoint} did not answer in the OpenAI chat format: {r.text[:200]}") from None
-    return text, dict(r.headers)
 
 
 _ENGINES: dict[str, Any] = {}
@@ -299,7 +261,7 @@ class _Running:
 def _import_once() -> None:
     """Import what the layers use here, first: transformers' lazy imports are not thread-safe, and two
     layers importing at once fail with "cannot import name 'AutoModel'"."""
-    import httpx  # noqa: F401
+    import openai  # noqa: F401
     from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer  # noqa: F401
 
     from mothbrain import serve  # noqa: F401

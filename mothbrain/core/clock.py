@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as _dt
 
+DAY = 86400.0  # seconds
+
 
 def now_iso() -> str:
     """Now, as every record writes it ("2026-05-14T21:40:03+00:00")."""

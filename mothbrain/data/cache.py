@@ -38,7 +38,7 @@ from typing import Any
 
 from xxhash import xxh3_64, xxh3_128
 
-from mothbrain.config import Config, to_dict
+from mothbrain.config import Config, settings_affecting
 from mothbrain.core import paths
 
 log = logging.getLogger(__name__)
@@ -48,19 +48,6 @@ CACHE_DIR = "cache"
 MAGIC = b"MothBrain document cache\n"
 ALIGN = 64
 MAP_AT_BYTES = 1 << 20  # files this large are memory-mapped, smaller ones read
-# Settings applied when the data set is assembled, not per document: changing them keeps the cache.
-ASSEMBLY_SETTINGS = (
-    "workers",
-    "heldout_fraction",
-    "association_pairs",
-    "association_min_docs",
-    "association_templates",
-    "seed",
-    "dedup_threshold",
-    "dedup_window",
-)
-# The modules whose code shapes a batch's results: a change to any of them (a redaction fix) makes
-# every cached batch stale.
 # The code whose output the cache holds: every module of these packages (and the stored-line JSON), hashed
 # whole, so moving or adding a module there invalidates the cache and a change elsewhere never does.
 CODE = ("data", "sources", "ingest", "core/jsonfast.py")
@@ -161,7 +148,7 @@ class DocCache:
     def __init__(self, cfg: Config, schema: int, tokenizer: list, enabled: bool = True):
         self.root = cache_dir(cfg) / "shards"
         self.enabled = enabled
-        settings = {k: v for k, v in to_dict(cfg.preprocess).items() if k not in ASSEMBLY_SETTINGS}
+        settings = settings_affecting(cfg.preprocess, "documents")  # assembly settings keep the cache
         sources = sorted([s.name, s.kind, sorted(s.voice_roles or [])] for s in cfg.sources)
         self.settings_key = hashlib.sha256(
             json.dumps(

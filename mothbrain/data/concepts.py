@@ -65,8 +65,6 @@ email phone secret url
 # letters, a number, punctuation, a newline) matches with the group empty, so findall gives ""
 # for it, and whether a token is a candidate concept is then set arithmetic, not a Python loop.
 _TOKENS = re.compile(r"([^\W\d_][\w'\-]+[^\W\d_])|[^\W\d_]{1,2}|\d+|[^\w\s'\-]|\n")
-# The same for lower-case ASCII text, with explicit classes: half again as fast (most chat text is ASCII).
-_ASCII_TOKENS = re.compile(r"([a-z][a-z0-9_'\-]+[a-z])|[a-z]{1,2}|[0-9]+|[^a-z0-9_\s'\-]|\n")
 _POSSESSIVE = re.compile(r"'s\b")
 # Sentence ends (the end mark goes with the split: sentences are compared, then joined by newlines).
 _SENTENCES = re.compile(r"[.!?…]\s+|\n+")
@@ -82,7 +80,7 @@ def term_counts(text: str) -> dict[str, int]:
     if not text.islower():
         text = text.lower()
     text = _POSSESSIVE.sub("", PLACEHOLDER_RE.sub(" . ", text.replace("\u2019", "'")))
-    tokens = (_ASCII_TOKENS if text.isascii() else _TOKENS).findall(text)
+    tokens = _TOKENS.findall(text)
     counts = Counter(tokens)
     for t in STOPWORDS.intersection(counts):  # (dict's own delete: Counter's is Python, 3x slower here)
         dict.__delitem__(counts, t)
@@ -234,8 +232,8 @@ def mine_pairs(
     canon = np.arange(u, dtype=np.int64)
     for drop, keep in _canonical_forms(dict(zip(terms, np.bincount(tid, minlength=u).tolist()))).items():
         canon[index[drop]] = index[keep]
-    # The per-document steps go block by block of documents, so that their arrays (per term
-    # occurrence: ~3M on a 100 MB archive) stay the size of a block whatever the archive's size;
+    # The per-document steps go block by block of documents, so that their arrays (one entry per
+    # term occurrence) stay the size of a block whatever the archive's size;
     # a block's distinct terms are sorted out twice (for the counts, then for the ranks) rather
     # than kept between the two passes.
     ends = np.concatenate(([0], np.cumsum(table.lengths)))
@@ -306,17 +304,9 @@ def mine_pairs(
     merged = {t: count_of[index[t]] for t in vocab}
     df_of = np.array([merged[t] for t in vocab], dtype=np.float64)
     wanted = None if limit is None else 2 * limit + 64
-    # Each share sends back only its best pairs (enough for the whole `wanted` many times over), so
-    # the pairs scored here stay few however large the archive; should the ranking below ever
-    # reach past a share's last one, the shares are counted again, whole.
-    for best in (None,) if wanted is None else (2 * wanted + SHARE_BEST_EXTRA, None):
-        found = list(
-            map_fn(count_pairs, [(matrices, r_count, k, shares, min_docs, df_of, n, best) for k in range(shares)])
-        )
-        scored = _score_pairs(found, vocab, merged, df_of, n, wanted)
-        del found
-        if scored is not None:
-            break
+    found = list(map_fn(count_pairs, [(matrices, r_count, k, shares, min_docs, df_of, n) for k in range(shares)]))
+    scored = _score_pairs(found, vocab, merged, df_of, n, wanted)
+    del found
     recent = _recent_codes(groups, r_count, [x[4] for x in scored])
     out = [Pair(a, b, score, cnt, code in recent, "cooccurrence") for a, b, score, cnt, code in scored]
     out.sort(key=lambda x: (-x.score, -x.docs, x.a, x.b))
@@ -332,16 +322,15 @@ def _rough_scores(codes: np.ndarray, counts: np.ndarray, v: int, df: np.ndarray,
 
 
 def _score_pairs(
-    found: list[tuple[np.ndarray, np.ndarray, bool]],
+    found: list[tuple[np.ndarray, np.ndarray]],
     vocab: list[str],
     merged: dict[str, int],
     df_of: np.ndarray,
     n: int,
     wanted: int | None,
-) -> list[tuple] | None:
+) -> list[tuple]:
     """The shares' pairs ranked: (a, b, score, documents, code) of the first `wanted` that score
-    above 0, their words apart. None when the ranking reached the last pair of a share that sent
-    back only its best (the ones it left out might have come next)."""
+    above 0, their words apart."""
     codes = np.concatenate([f[0] for f in found])
     counts = np.concatenate([f[1] for f in found])
     v = len(vocab)
@@ -350,20 +339,10 @@ def _score_pairs(
     # ranked again, with a margin so that float noise at the cut cannot change which pairs win.
     rough = _rough_scores(codes, counts, v, df_of, n)
     order = np.lexsort((-counts, -rough))
-    # Where each cut-short share's last pair comes in the ranking: the ranking must stop before it.
-    at = np.empty(len(order), dtype=np.int64)
-    at[order] = np.arange(len(order))
-    ends = np.cumsum([len(f[0]) for f in found])
-    stop_at = min(
-        [int(at[ends[k] - len(f[0]) : ends[k]].max()) for k, f in enumerate(found) if f[2] and len(f[0])],
-        default=len(order),
-    )
     scored = []
-    for seen, i in enumerate(order.tolist()):
+    for i in order.tolist():
         if not rough[i] > 0 or (wanted is not None and len(scored) >= wanted):
             break
-        if seen >= stop_at:
-            return None
         a, b = sorted((vocab[first[i]], vocab[second[i]]))
         if set(a.split()) & set(b.split()):
             continue
@@ -379,21 +358,19 @@ def _score_pairs(
 PAIR_BLOCK = 1 << 20  # pair codes made at a time (a document of 24 terms has 276): bounds a count's memory
 MINE_BLOCK_DOCS = 8_192  # documents whose terms are ranked at a time (bounds the memory of mining)
 COUNT_BLOCK = 1 << 20  # pair codes counted at a time, then merged into the running counts
-SHARE_BEST_EXTRA = 1024  # a share sends back its best 2 x wanted + this many pairs (see mine_pairs)
 
 
-def count_pairs(task: tuple) -> tuple[np.ndarray, np.ndarray, bool]:
+def count_pairs(task: tuple) -> tuple[np.ndarray, np.ndarray]:
     """Co-occurrence counts of the term pairs in share `part` of `parts` (by code modulo `parts`).
 
-    `task` = (matrices, V, part, parts, min_docs, df, n, best); a matrix holds documents' ascending
+    `task` = (matrices, V, part, parts, min_docs, df, n); a matrix holds documents' ascending
     term ranks, one row per document, k columns. A pair (a < b) is the code a * V + b; counting is
     a sort of the codes. Returns the codes seen in at least `min_docs` of the `n` documents, and
     more often than chance (`df`: documents per rank; the others score <= 0 and are never chosen:
-    on a large archive that is most of them), with their counts, ascending by code; with `best`,
-    only the `best` first in `mine_pairs`' ranking; and whether some were left out. Pure and
+    on a large archive that is most of them), with their counts, ascending by code. Pure and
     picklable, so each process of a pool counts its own share.
     """
-    matrices, v, part, parts, min_docs, df, n, best = task
+    matrices, v, part, parts, min_docs, df, n = task
     codes = counts = None  # the pairs counted so far (ascending codes) and their counts
     pending: list[np.ndarray] = []
     size = 0
@@ -434,18 +411,13 @@ def count_pairs(task: tuple) -> tuple[np.ndarray, np.ndarray, bool]:
         fold()
     if codes is None:
         empty = np.zeros(0, dtype=np.int64)
-        return empty, empty, False
+        return empty, empty
     frequent = counts >= min_docs
     codes, counts = codes[frequent], counts[frequent]
     # Positive PMI: (count - 0.5) / n > df_a / n * df_b / n; a margin keeps the pairs at exactly
     # chance for the caller's own (float) test.
     above = (counts - 0.5) * n > df[codes // v] * df[codes % v] * (1 - 1e-9)
-    codes, counts = codes[above], counts[above]
-    if best is None or len(codes) <= best:
-        return codes, counts, False
-    # The ranking `_score_pairs` makes (ties in code order, as there), cut, then back in code order.
-    chosen = np.sort(np.lexsort((-counts, -_rough_scores(codes, counts, v, df, n)))[:best])
-    return codes[chosen], counts[chosen], True
+    return codes[above], counts[above]
 
 
 def _recent_codes(groups: list, v: int, wanted: list[int]) -> set[int]:

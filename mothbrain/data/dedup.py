@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
 
 import numpy as np
 
@@ -40,38 +39,24 @@ MIN_WORDS_NEAR = 8  # shorter texts are compared exactly only: a few words canno
 _key_hash = xxh3_128_digest  # exact-duplicate keys: a fast 128-bit hash of the normalised text
 
 _WORDS = re.compile(r"\w+")
-# ASCII text, byte by byte: upper-case letters lowered, lower-case letters, digits and "_" kept,
-# anything else a space. One C-level translate and split then gives the words `\w+` finds in the
-# lower-cased text, at twice the regex's speed (rensa hashes a bytes token as it hashes the str).
-_ASCII_WORD_BYTES = bytes(
-    c + 32 if 65 <= c <= 90 else c if 48 <= c <= 57 or 97 <= c <= 122 or c == 95 else 32 for c in range(256)
-)
 
 
-def normalise(text: str) -> list[str] | list[bytes]:
-    """The words of `text`, lower case: bytes for ASCII text, str otherwise (same keys either way)."""
-    if text.isascii():
-        return text.encode("ascii").translate(_ASCII_WORD_BYTES).split()
+def normalise(text: str) -> list[str]:
+    """The words of `text`, lower case."""
     return _WORDS.findall(text.lower())
 
 
-def _space(words: list) -> str | bytes:
-    return b" " if words and type(words[0]) is bytes else " "
+def exact_key(words: list[str]) -> bytes:
+    return _key_hash(" ".join(words).encode("utf-8"))
 
 
-def exact_key(words: list[str] | list[bytes]) -> bytes:
-    joined = _space(words).join(words)
-    return _key_hash(joined if type(joined) is bytes else joined.encode("utf-8"))
-
-
-def shingles(words: list[str] | list[bytes], k: int = SHINGLE_WORDS) -> list[str] | list[bytes]:
-    space = _space(words)
+def shingles(words: list[str], k: int = SHINGLE_WORDS) -> list[str]:
     if len(words) <= k:
-        return [space.join(words)]
-    return list(map(space.join, zip(*(words[i:] for i in range(k)))))
+        return [" ".join(words)]
+    return list(map(" ".join, zip(*(words[i:] for i in range(k)))))
 
 
-def signature(words: list[str] | list[bytes]) -> RMinHash:
+def signature(words: list[str]) -> RMinHash:
     """MinHash of the word 3-gram shingles of `words` (64 permutations)."""
     m = RMinHash(num_perm=NUM_PERM, seed=SEED)
     m.update(shingles(words))
@@ -87,50 +72,6 @@ def text_key(text: str) -> tuple[bytes, RMinHash | None]:
     return exact_key(words), (signature(words) if len(words) >= MIN_WORDS_NEAR else None)
 
 
-class ExactKeys:
-    """A set of 16-byte keys at ~16 bytes a key (a Python bytes object in a set costs ~90): a sorted
-    numpy array, and a set of the latest keys that joins it once it holds `merge_at`.
-
-    Keys are compared only as "S16" arrays: numpy strips trailing NUL bytes from an element it
-    hands back (so an element is never compared with a Python key), and two distinct 16-byte keys
-    stay distinct under that.
-    """
-
-    def __init__(self, merge_at: int = 1 << 16):
-        self.merge_at = merge_at
-        self._sorted = np.zeros(0, dtype="S16")
-        self.latest: set[bytes] = set()
-
-    def __len__(self) -> int:
-        return len(self._sorted) + len(self.latest)
-
-    def __contains__(self, key: bytes) -> bool:
-        return key in self.latest or bool(self.stored([key])[0])
-
-    def stored(self, keys: list[bytes]) -> np.ndarray:
-        """Which of `keys` are in the sorted array (one vectorised lookup; `latest` not included)."""
-        if not len(self._sorted) or not len(keys):
-            return np.zeros(len(keys), dtype=bool)
-        wanted = np.array(keys, dtype="S16")
-        at = np.minimum(self._sorted.searchsorted(wanted), len(self._sorted) - 1)
-        return self._sorted[at] == wanted
-
-    def add(self, key: bytes) -> None:
-        self.latest.add(key)  # (no merge here: a caller may hold a `stored` answer)
-
-    def update(self, keys) -> None:
-        self.latest.update(keys)
-        self.settle()
-
-    def settle(self) -> None:
-        """The latest keys into the sorted array, once there are `merge_at` of them."""
-        if len(self.latest) >= self.merge_at:
-            new = np.array(list(self.latest), dtype="S16")
-            new = np.sort(new[~self.stored(new)])  # (a key given again is not stored twice)
-            self._sorted = np.insert(self._sorted, self._sorted.searchsorted(new), new)
-            self.latest = set()
-
-
 class Deduper:
     """Feed texts in order; each is new (and remembered), an exact or a near duplicate.
 
@@ -138,7 +79,7 @@ class Deduper:
     texts that have a signature (~1.2 KB of memory each: the signature and its LSH entries; ~1.5 KB
     once it is full and the oldest are being removed, as rensa's tables keep room for them), so on
     an archive beyond that the index stops growing. Exact duplicates are found across all texts
-    (`ExactKeys`: ~16 bytes each). A passage that keeps recurring is then kept at most once per
+    (a 16-byte key each). A passage that keeps recurring is then kept at most once per
     `window`.
     """
 
@@ -146,7 +87,7 @@ class Deduper:
         self.threshold = threshold
         self.window = window
         self.lsh = RMinHashLSH(threshold=threshold, num_perm=NUM_PERM, num_bands=NUM_BANDS) if threshold < 1.0 else None
-        self.exact = ExactKeys()
+        self.exact: set[bytes] = set()  # exact keys of every kept text (16 bytes each, ~90 in the set)
         self.counts = {"exact_duplicates": 0, "near_duplicates": 0}
         self._sigs: list[RMinHash | None] = []  # by LSH key - _first; None once out of the window
         self._first = 0  # LSH key of _sigs[0]
@@ -161,31 +102,14 @@ class Deduper:
         """None when `text` is new, else "exact" or "near"."""
         return self.check_key(*text_key(text))
 
-    def check_batch(
-        self, keys: list[bytes], sigs: list[RMinHash | None], near: Callable[[int], bool] | None = None
-    ) -> np.ndarray:
-        """`check_key` for each of a batch's texts in order (the exact keys looked up for all at
-        once): whether each is new. `near(j)`: text j is already known to be a near duplicate."""
-        self.exact.settle()
-        stored = self.exact.stored(keys).tolist()
-        return np.fromiter(
-            (
-                self.check_key(k, s, near=near(j) if near else False, stored=stored[j]) is None
-                for j, (k, s) in enumerate(zip(keys, sigs))
-            ),
-            dtype=bool,
-            count=len(keys),
-        )
+    def check_batch(self, keys: list[bytes], sigs: list[RMinHash | None]) -> np.ndarray:
+        """`check_key` for each of a batch's texts in order: whether each is new."""
+        return np.fromiter((self.check_key(k, s) is None for k, s in zip(keys, sigs)), dtype=bool, count=len(keys))
 
-    def check_key(self, key: bytes, sig: RMinHash | None, near: bool = False, stored: bool | None = None) -> str | None:
-        """`near`: already known to be a near duplicate of an earlier text (`near_duplicates_of`);
-        `stored`: whether `ExactKeys.stored` has the key (None: look it up)."""
-        if (key in self.exact) if stored is None else (stored or key in self.exact.latest):
+    def check_key(self, key: bytes, sig: RMinHash | None) -> str | None:
+        if key in self.exact:
             self.counts["exact_duplicates"] += 1
             return "exact"
-        if near:
-            self.counts["near_duplicates"] += 1
-            return "near"
         if self.lsh is not None and sig is not None:
             # LSH returns candidates; confirm with the signatures' estimated Jaccard similarity.
             if any(sig.jaccard(self._sigs[c - self._first]) >= self.threshold for c in self.lsh.query(sig)):
@@ -218,27 +142,3 @@ class Deduper:
             del self._sigs[: self._dropped]
             self._first += self._dropped
             self._dropped = 0
-
-
-def near_duplicates_of(earlier: list[RMinHash], later: list[RMinHash | None], threshold: float) -> dict[int, int]:
-    """The texts of `later` that are near duplicates of one of `earlier`: {index into `later`: the
-    latest index into `earlier` it nearly duplicates} (the latest, for a caller with a window).
-
-    For a run that keeps an earlier run's decisions for most of the stream and deduplicates only
-    the rest against them: the few later signatures go into an LSH index, which each earlier one
-    queries (querying is cheaper than indexing the many earlier ones); candidates are confirmed by
-    their estimated Jaccard similarity, as in `Deduper`.
-    """
-    if threshold >= 1.0 or not earlier:
-        return {}
-    at = [i for i, sig in enumerate(later) if sig is not None]
-    if not at:
-        return {}
-    lsh = RMinHashLSH(threshold=threshold, num_perm=NUM_PERM, num_bands=NUM_BANDS)
-    lsh.insert_many([later[i] for i in at], 0)
-    found: dict[int, int] = {}
-    for i, (sig, candidates) in enumerate(zip(earlier, lsh.query_all(earlier))):
-        for c in candidates:
-            if sig.jaccard(later[at[c]]) >= threshold:
-                found[at[c]] = i  # earlier ones are visited in order: the last one stands
-    return found

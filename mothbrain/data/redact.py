@@ -347,7 +347,6 @@ PATTERNS: tuple[Pattern, ...] = (
 # leading "+" or "(" falls inside the 2 characters each window adds on the left). Starting on a
 # plain \d lets re skip ahead fast.
 _PHONE_RUN = re.compile(r"\d[\d ().\-/]{6,}\d")
-_ASCII_PHONE_RUN = re.compile(r"[0-9][0-9 ().\-/]{6,}[0-9]")  # the same in ASCII text, 2x as fast as \d
 
 # user@img@2x.png-style false positives: a "domain" ending in a file extension is not an e-mail.
 _FILE_EXTENSIONS = {
@@ -482,7 +481,7 @@ def find_spans(text: str, cfg: RedactionConfig | None = None) -> list[tuple[int,
         p = PATTERNS[i]
         if p.kind == "phone":
             if phone_windows is None:
-                runs = (_ASCII_PHONE_RUN if text.isascii() else _PHONE_RUN).finditer(text)
+                runs = _PHONE_RUN.finditer(text)
                 phone_windows = _merge([(max(0, m.start() - 2), m.end()) for m in runs])
             windows = phone_windows
         elif p.window is None or (p.lower and not aligned):

@@ -86,6 +86,7 @@ COLUMNS = (
 )
 KINDS = ("dream", "crosslink", "split", "frame", "staleness")
 WIKI_KINDS = KINDS[1:]
+_WIKI_KINDS_SQL = ", ".join(f"'{k}'" for k in WIKI_KINDS)  # constants only: safe to put in a query
 # Ordered, named schema migrations; user_version = how many have been applied.
 MIGRATIONS = [
     (
@@ -398,10 +399,9 @@ def awaiting_review(cfg, reviewer: str, limit: int, max_errors: int = 3) -> list
     or failed on `max_errors` times: one proposal the reviewer cannot take must not block the rest)."""
     if not queue_path(cfg).exists() or limit <= 0:
         return []
-    kinds = ", ".join(f"'{k}'" for k in WIKI_KINDS)
     with _connect(cfg) as con:
         rows = con.execute(
-            f"SELECT * FROM proposals WHERE status = 'pending' AND kind IN ({kinds}) AND id NOT IN "
+            f"SELECT * FROM proposals WHERE status = 'pending' AND kind IN ({_WIKI_KINDS_SQL}) AND id NOT IN "
             "(SELECT proposal_id FROM reviews WHERE reviewer = ? GROUP BY proposal_id "
             " HAVING SUM(decision = 'defer') > 0 OR SUM(decision = 'error') >= ?) ORDER BY id LIMIT ?",
             (reviewer, int(max_errors), int(limit)),
@@ -451,10 +451,10 @@ def awaiting_merge(cfg) -> list[dict[str, Any]]:
     """Accepted wiki proposals not merged yet (nor found stale or refused), oldest first."""
     if not queue_path(cfg).exists():
         return []
-    kinds = ", ".join(f"'{k}'" for k in WIKI_KINDS)
     with _connect(cfg) as con:
         rows = con.execute(
-            f"SELECT * FROM proposals WHERE status = 'accepted' AND kind IN ({kinds}) AND merge_state = '' ORDER BY id"
+            f"SELECT * FROM proposals WHERE status = 'accepted' AND kind IN ({_WIKI_KINDS_SQL}) "
+            "AND merge_state = '' ORDER BY id"
         )
         return [_row(r) for r in rows]
 
@@ -494,7 +494,6 @@ def wiki_activity(cfg, since: str) -> dict[str, dict[str, int]]:
     """Since an ISO time, per wiki kind: proposals staged, accepted, rejected, merged, stale, refused."""
     if not queue_path(cfg).exists():
         return {}
-    kinds = ", ".join(f"'{k}'" for k in WIKI_KINDS)
     out: dict[str, dict[str, int]] = {}
     with _connect(cfg) as con:
         for sql in (
@@ -502,6 +501,6 @@ def wiki_activity(cfg, since: str) -> dict[str, dict[str, int]]:
             "SELECT kind, status, COUNT(*) FROM proposals WHERE reviewed_at >= ? AND status != 'pending'",
             "SELECT kind, merge_state, COUNT(*) FROM proposals WHERE merged_at >= ? AND merge_state != ''",
         ):
-            for kind, what, n in con.execute(f"{sql} AND kind IN ({kinds}) GROUP BY kind, 2", (since,)):
+            for kind, what, n in con.execute(f"{sql} AND kind IN ({_WIKI_KINDS_SQL}) GROUP BY kind, 2", (since,)):
                 out.setdefault(kind, {})[what] = n
     return out

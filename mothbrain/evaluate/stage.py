@@ -152,7 +152,7 @@ class EvalReport:
 
 
 def run_eval(cfg: Config, version: str | None = None) -> EvalReport:
-    from mothbrain.data.stage import load_latest_dataset
+    from mothbrain.data.dataset import load_latest_dataset
     from mothbrain.models.loading import adapter_is_complete, load_model_with_adapters, load_tokenizer
 
     t0 = time.perf_counter()
@@ -646,37 +646,25 @@ def _nll_per_token(model, tokenizer, pairs: list[tuple[str, str]]) -> list[float
     return [-s / n if n else float("inf") for s, n in scores]
 
 
-def _endpoint(cfg: Config) -> tuple[str, dict[str, str]]:
-    url = cfg.eval.reference_url.rstrip("/")
-    if not url.endswith("/chat/completions"):
-        url += "/chat/completions"
-    key = os.environ.get(cfg.eval.reference_api_key_env, "")
-    return url, ({"Authorization": f"Bearer {key}"} if key else {})
-
-
 def _chat(cfg: Config, content: str, max_tokens: int, temperature: float) -> str:
-    import httpx
+    from mothbrain.core.openai_client import chat
 
-    url, headers = _endpoint(cfg)
-    body = {
-        "model": cfg.eval.reference_model,
-        "messages": [{"role": "user", "content": content}],
-        "max_tokens": max_tokens,
-        "temperature": temperature,
-    }
+    e = cfg.eval
     try:
-        r = httpx.post(url, json=body, headers=headers, timeout=120.0)
-        r.raise_for_status()
-        return r.json()["choices"][0]["message"]["content"] or ""
-    except httpx.HTTPStatusError as exc:
+        text, _ = chat(
+            e.reference_url,
+            e.reference_model,
+            [{"role": "user", "content": content}],
+            api_key=os.environ.get(e.reference_api_key_env, ""),
+            timeout=120.0,
+            max_tokens=max_tokens,
+            temperature=temperature,
+        )
+    except (TimeoutError, ConnectionError) as exc:
         raise MothError(
-            f"eval.reference_url {url} answered HTTP {exc.response.status_code} "
-            f"(check eval.reference_model and ${cfg.eval.reference_api_key_env})"
+            f"eval.reference_url: {exc} (check eval.reference_model and ${e.reference_api_key_env})"
         ) from None
-    except httpx.HTTPError as exc:
-        raise MothError(f"eval.reference_url {url} unreachable ({type(exc).__name__}: {str(exc)[:100]})") from None
-    except (ValueError, KeyError, IndexError, TypeError):
-        raise MothError(f"eval.reference_url {url} did not answer like an OpenAI-compatible chat endpoint") from None
+    return text
 
 
 def reference_completion(cfg: Config, prompt: str, max_tokens: int) -> str:

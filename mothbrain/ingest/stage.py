@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import multiprocessing as mp
 import os
 import re
 import time
@@ -37,6 +36,7 @@ from mothbrain.config import Config, SourceConfig
 from mothbrain.core import paths
 from mothbrain.core.atomic import describe_write_error, write_atomically
 from mothbrain.core.jsonfast import dumps_compact, loads
+from mothbrain.core.workers import pool_context, worker_count
 from mothbrain.errors import MothError
 from mothbrain.sources import Problems, Reader, get_reader, list_files
 from mothbrain.sources.records import Document
@@ -607,15 +607,11 @@ def _run_jobs(jobs: list[tuple], cfg: Config) -> Iterator[dict[str, Any]]:
     """`_ingest_job` over the jobs, results in job order: on a process pool (one process per core)
     when there is enough to read, else here."""
     size = sum(job[4].st_size for job in jobs)
-    try:
-        workers = min(8, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - macOS
-        workers = min(8, os.cpu_count() or 1)
+    workers = worker_count(cfg.preprocess.workers)
     if size < PARALLEL_INGEST_BYTES or workers < 2 or len(jobs) < 2:
         yield from map(_ingest_job, jobs)
         return
-    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-    with mp.get_context(method).Pool(workers) as pool:
+    with pool_context().Pool(workers) as pool:
         yield from pool.imap(_ingest_job, jobs)
 
 

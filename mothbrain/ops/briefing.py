@@ -142,10 +142,8 @@ def numeric_metrics(eval_figures: dict[str, Any], prefix: str = "") -> dict[str,
 
 
 def pending_proposals(cfg: Config) -> tuple[list[Any] | None, str]:
-    try:
-        from mothbrain.dream.proposals import list_proposals
-    except ImportError:
-        return None, "n/a (the dream queue is not installed)"
+    from mothbrain.dream.proposals import list_proposals
+
     try:
         return list(list_proposals(cfg, status="pending")), ""
     except MothError as exc:

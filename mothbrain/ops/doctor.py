@@ -202,8 +202,6 @@ def _memory(cfg: Config, ctx: dict[str, Any]) -> Check:
         from mothbrain.models.memory import estimate_memory
 
         est = estimate_memory(cfg, device=device)
-    except ImportError:
-        return Check("memory", "warn", "no memory estimate available (mothbrain.models.memory missing)", "")
     except MothError as exc:
         return Check("memory", "warn", f"cannot estimate the training peak: {exc}", "see `mothbrain train --dry-run`")
     ctx["estimate"] = est  # the disk check sizes checkpoints from it

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request as HTTPRequest  # at module level: FastAPI resolves route annotations here
 
@@ -580,28 +581,16 @@ def _json_error(
     return JSONResponse(error_body(message, type_, code, param), status_code=status, headers=headers)
 
 
-class _Guard:
-    """Pure ASGI middleware: the bearer token on /v1, then the body size (chunked bodies counted too)."""
+class _BodyLimit:
+    """Pure ASGI middleware: refuse a body over the size cap (chunked bodies counted too) before the app reads it."""
 
-    def __init__(self, app, token: str, max_bytes: int):
-        self.app, self.token, self.max_bytes = app, token.encode(), max_bytes
+    def __init__(self, app, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         headers = dict(scope.get("headers") or [])
-        if scope["path"].startswith("/v1"):
-            auth = headers.get(b"authorization", b"")
-            given = auth[7:].strip() if auth[:7].lower() == b"bearer " else b""
-            if not given or not hmac.compare_digest(given, self.token):
-                resp = _json_error(
-                    401,
-                    "missing or wrong bearer token (Authorization: Bearer <token>)",
-                    "authentication_error",
-                    "invalid_api_key",
-                    headers={"WWW-Authenticate": "Bearer"},
-                )
-                return await resp(scope, receive, send)
         too_large = _json_error(
             413,
             f"request body is larger than serve.max_request_bytes ({self.max_bytes} bytes)",
@@ -635,9 +624,10 @@ class _Guard:
 
 def create_app(cfg: Config, engine: Engine | None = None, token: str | None = None):
     """The FastAPI app. Loads the token first (refusing fast), then the engine unless one is given."""
-    from fastapi import FastAPI, Request
+    from fastapi import APIRouter, Depends, FastAPI, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse, StreamingResponse
+    from fastapi.security import HTTPBearer
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
     token = token or load_token(cfg)
@@ -656,7 +646,21 @@ def create_app(cfg: Config, engine: Engine | None = None, token: str | None = No
     app = FastAPI(
         title="MothBrain System 1", version="1", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
     )
-    app.add_middleware(_Guard, token=token, max_bytes=s.max_request_bytes)
+    app.add_middleware(_BodyLimit, max_bytes=s.max_request_bytes)
+    bearer = HTTPBearer(auto_error=False)
+    expected = token.encode()
+
+    def require_token(cred: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:  # noqa: B008
+        if cred is None or not hmac.compare_digest(cred.credentials.strip().encode(), expected):
+            raise ApiError(
+                401,
+                "missing or wrong bearer token (Authorization: Bearer <token>)",
+                "authentication_error",
+                "invalid_api_key",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+
+    v1 = APIRouter(prefix="/v1", dependencies=[Depends(require_token)])
     app.state.engine, app.state.gate = engine, gate
 
     # ------------------------------------------------------------------ errors in OpenAI's shape
@@ -871,7 +875,7 @@ def create_app(cfg: Config, engine: Engine | None = None, token: str | None = No
     async def health():
         return {"status": "ok"}
 
-    @app.get("/v1/models")
+    @v1.get("/models")
     async def models():
         await asyncio.get_running_loop().run_in_executor(None, engine.reload_if_changed)
         version = engine.version
@@ -888,18 +892,19 @@ def create_app(cfg: Config, engine: Engine | None = None, token: str | None = No
         }
         return JSONResponse({"object": "list", "data": [entry]}, headers=headers(version))
 
-    @app.post("/v1/chat/completions")
+    @v1.post("/chat/completions")
     async def chat_completions(req: ChatRequest, request: HTTPRequest):
         prompt, speaker_stops = render_chat(req.messages, voice)
         return await complete(req, [prompt], True, speaker_stops, request)
 
-    @app.post("/v1/completions")
+    @v1.post("/completions")
     async def completions(req: CompletionRequest, request: HTTPRequest):
         prompts = [req.prompt] if isinstance(req.prompt, str) else list(req.prompt)
         if not prompts or len(prompts) > 8:
             raise ApiError(400, "prompt must be a string or a list of 1 to 8 strings", param="prompt")
         return await complete(req, prompts, False, [], request)
 
+    app.include_router(v1)
     return app
 
 

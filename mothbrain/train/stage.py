@@ -224,7 +224,7 @@ def dry_run_report(cfg: Config) -> TrainReport:
 
 
 def _load_dataset(cfg: Config):
-    from mothbrain.data.stage import LATEST_NAME, load_latest_dataset
+    from mothbrain.data.dataset import LATEST_NAME, load_latest_dataset
 
     try:
         dataset, meta = load_latest_dataset(cfg)

@@ -190,6 +190,7 @@ def merge_one(
             _run_git(top, "reset", "-q", "--", *rels)  # unstage: the person's next commit must not sweep it up
             failed = _put_back(written)
             return "", f"{exc}; " + ("; ".join(failed) if failed else "the pages were put back"), ""
+        shutil.rmtree(keep, ignore_errors=True)  # committed: `git revert` is the way back, the copy would only pile up
     record_chain(cfg, chain, plan)
     return "merged", f"{len(plan)} page(s) written" + (f", commit {commit[:10]}" if commit else ""), commit
 
@@ -205,7 +206,8 @@ def _merge_dir(cfg: Config, proposal_id: int) -> Path:
 
 
 def _keep_before(cfg: Config, proposal_id: int, plan) -> Path:
-    """What the merge replaces, kept before anything is written (revert without git reads it)."""
+    """What the merge replaces, kept before anything is written: the way back if putting the pages back
+    fails, and what `revert` restores in a wiki without git (in a git wiki it goes once committed)."""
     folder = _merge_dir(cfg, proposal_id)
     entries = []
     for n, (rel, _target, before, after, _edits) in enumerate(plan):

@@ -104,8 +104,7 @@ class OpenAIReviewer:
     """Any OpenAI-compatible chat endpoint, through the `openai` SDK."""
 
     def __init__(self, cfg: Config):
-        import httpx
-        import openai
+        from mothbrain.core.openai_client import make_client
 
         w = cfg.wiki
         if not w.reviewer_model:
@@ -116,12 +115,8 @@ class OpenAIReviewer:
         def count(_request) -> None:  # every HTTP request, retries included: what the provider bills
             self.requests += 1
 
-        self.client = openai.OpenAI(
-            base_url=w.reviewer_url,
-            api_key=key or "not-needed",  # local servers take none; the SDK insists on a value
-            timeout=w.reviewer_timeout_s,
-            max_retries=w.reviewer_max_retries,
-            http_client=httpx.Client(event_hooks={"request": [count]}),
+        self.client = make_client(
+            w.reviewer_url, key, timeout=w.reviewer_timeout_s, max_retries=w.reviewer_max_retries, on_request=count
         )
         self.model = w.reviewer_model
         self.name = f"{w.reviewer_model}@{urlparse(w.reviewer_url).netloc or w.reviewer_url}"

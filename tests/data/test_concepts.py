@@ -121,31 +121,6 @@ def test_pair_count_shared_between_processes_gives_the_same_pairs():
     assert as_tuples(shared) == reference_pairs(docs, pcfg)[:40]
 
 
-@pytest.mark.parametrize("shares", [1, 3])
-def test_shares_send_back_their_best_pairs_and_recount_when_short(shares, monkeypatch):
-    """Each share returns only its best pairs; the result is the reference's whether that was
-    enough (one count) or the ranking reached a share's last pair (counted again, whole)."""
-    pcfg = PreprocessConfig(association_min_docs=3)
-    docs = random_docs(3, n=500)
-    expected = reference_pairs(docs, pcfg)
-    calls = []
-
-    def recording(task):
-        codes, counts, cut = concepts.count_pairs(task)
-        calls.append((task[-1], cut))
-        return codes, counts, cut
-
-    limit = 10
-    wanted = 2 * limit + 64
-    for best, counts_again in ((1, True), (wanted // shares + 40, False)):
-        monkeypatch.setattr(concepts, "SHARE_BEST_EXTRA", best - 2 * wanted)
-        calls.clear()
-        got = mine_pairs(docs, pcfg, limit=limit, map_fn=lambda f, tasks: list(map(recording, tasks)), shares=shares)
-        assert as_tuples(got) == expected[:limit]
-        assert all(cut for b, cut in calls if b is not None)  # every share had more than `best`
-        assert [b for b, _ in calls] == [best] * shares + ([None] * shares if counts_again else [])
-
-
 def test_small_inputs():
     pcfg = PreprocessConfig()
     assert mine_pairs([], pcfg) == [] and mine_pairs([(["a"], True)], pcfg) == []

@@ -14,10 +14,11 @@ import pytest
 import yaml
 
 from mothbrain.config import load_config
-from mothbrain.data import stage as pp
+from mothbrain.data import corpus, mining, process, stage
 from mothbrain.data.cache import cache_dir
-from mothbrain.data.dedup import Deduper, near_duplicates_of, text_key
-from mothbrain.data.stage import load_latest_dataset, run_preprocess
+from mothbrain.data.dataset import load_latest_dataset
+from mothbrain.data.dedup import Deduper, text_key
+from mothbrain.data.stage import PreprocessReport, run_preprocess
 from mothbrain.ingest.stage import run_ingest
 
 NOW = time.time()
@@ -79,27 +80,15 @@ def archive(tmp_path):
     return tmp_path
 
 
-def rebuilt_from_scratch(cfg) -> pp.PreprocessReport:
+def rebuilt_from_scratch(cfg) -> PreprocessReport:
     return run_preprocess(cfg, progress=False, full=True)
 
 
-@pytest.mark.parametrize("held_back,workers", [(50_000, 1), (0, 1), (50_000, 2)])
-def test_cached_run_is_the_full_rebuild(archive, monkeypatch, held_back, workers):
-    """held_back 0: the new batches after the reused prefix are not held back to be checked against
-    it at once; the prefix goes into the dedup index and they stream (what a large change does).
-    workers 2: the changed shards at the end are read ahead and handed to the pool first."""
-    monkeypatch.setattr(pp, "REMINE_SHARE", 0.0)  # mine every time, so the two runs are comparable whole
-    monkeypatch.setattr(pp, "DEFER_MAX_SAMPLES", held_back)
-    monkeypatch.setattr(pp, "PARALLEL_AFTER_CHARS", 0)
-    read_ahead = []
-    real_read_ahead = pp._read_ahead
-
-    def recording_read_ahead(*args):
-        ahead = real_read_ahead(*args)
-        read_ahead.append(sorted(ahead))  # (units read ahead: the run then takes them out)
-        return ahead
-
-    monkeypatch.setattr(pp, "_read_ahead", recording_read_ahead)
+@pytest.mark.parametrize("workers", [1, 2])
+def test_cached_run_is_the_full_rebuild(archive, monkeypatch, workers):
+    """workers 2: the changed batches are processed on the pool."""
+    monkeypatch.setattr(mining, "REMINE_SHARE", 0.0)  # mine every time, so the two runs are comparable whole
+    monkeypatch.setattr(process, "PARALLEL_AFTER_CHARS", 0)
     cfg = load_config(archive / "cfg.yaml")
     cfg.preprocess.workers = workers
     run_ingest(cfg)
@@ -119,7 +108,6 @@ def test_cached_run_is_the_full_rebuild(archive, monkeypatch, held_back, workers
     nightly = run_preprocess(cfg, progress=False)
     monkeypatch.setattr(Deduper, "check_key", check_key)
     assert nightly.documents == 135 and nightly.documents_processed == 45  # day-04 (35) and day-05 (10)
-    assert read_ahead == ([[], [3, 4]] if workers > 1 else [])  # day-04 and day-05 (the cold run: none)
     # Only the changed shards' samples were deduplicated again; the prefix's decisions were reused.
     assert 45 <= len(checked) <= 2 * 45 < nightly.samples["train"]
     assert nightly.filtered["exact_duplicates"] == cold.filtered["exact_duplicates"] + 1
@@ -138,12 +126,10 @@ def test_cached_run_is_the_full_rebuild(archive, monkeypatch, held_back, workers
     assert changed.fingerprint == rebuilt_from_scratch(cfg).fingerprint
 
 
-@pytest.mark.parametrize("held_back", [50_000, 0])
 @pytest.mark.parametrize("window,nightly_near", [(40, 1), (200, 2)])
-def test_windowed_dedup_nightly_is_the_full_rebuild(archive, monkeypatch, held_back, window, nightly_near):
+def test_windowed_dedup_nightly_is_the_full_rebuild(archive, window, nightly_near):
     """With a dedup window the nightly run still makes the rebuild's decisions: the new near copy
     of the passage (~125 samples after its first copy) is kept with a window of 40, dropped with 200."""
-    monkeypatch.setattr(pp, "DEFER_MAX_SAMPLES", held_back)
     cfg = load_config(archive / "cfg.yaml")
     cfg.preprocess.dedup_window = window
     run_ingest(cfg)
@@ -167,7 +153,7 @@ def test_pairs_are_reused_until_the_corpus_drifts(archive):
     assert not small.concept_mining["mined"] and small.concept_mining["documents_changed_since"] == 2
     _, meta = load_latest_dataset(cfg)
     assert [p[:2] for p in meta["concept_pairs"]] == [
-        p[:2] for p in json.loads((cache_dir(cfg) / pp.MINING_STATE).read_text())["pairs"]
+        p[:2] for p in json.loads((cache_dir(cfg) / mining.MINING_STATE).read_text())["pairs"]
     ][: len(meta["concept_pairs"])]
     assert any("concept pairs as mined" in str(r.get("note", "")) for r in small.rows())
     write_log(archive / "chats" / "day-06.jsonl", 6, 10, 0.2)  # 2 + 10 of 132 since the mining: over 5%
@@ -182,7 +168,7 @@ def test_reused_pairs_are_recent_when_one_recent_document_has_both():
 
     from mothbrain.data.concepts import Pair
 
-    corpus = pp._Corpus(
+    seen = corpus.Corpus(
         terms=[pa.array(["lantern\ntide", "bridge\nrepair", None]), pa.array(["lanterns\nheron", "tide\nheron"])]
     )
     recent = np.array([False, True, True, True, False])
@@ -190,7 +176,7 @@ def test_reused_pairs_are_recent_when_one_recent_document_has_both():
         Pair(a, b, 0.5, 3, False, "cooccurrence")
         for a, b in (("lantern", "tide"), ("bridge", "repair"), ("heron", "lantern"), ("heron", "tide"))
     ]
-    got = {(p.a, p.b): p.recent for p in pp._recent_again(pairs, corpus, recent)}
+    got = {(p.a, p.b): p.recent for p in mining.recent_again(pairs, seen, recent)}
     # document 0 is not recent; 3 has "lanterns" (a plural: one concept with "lantern"); 4 is not recent
     assert got == {
         ("lantern", "tide"): False,
@@ -210,11 +196,11 @@ def test_removed_documents_count_as_drift_and_a_failed_run_hides_nothing(archive
 
     write_log(archive / "chats" / "day-07.jsonl", 7, 30, 0.1)  # 30 new of 120, and the run fails at the save
     run_ingest(cfg)
-    save = pp._save
-    monkeypatch.setattr(pp, "_save", lambda *a, **k: (_ for _ in ()).throw(OSError(28, "No space left on device")))
+    save = stage._save
+    monkeypatch.setattr(stage, "_save", lambda *a, **k: (_ for _ in ()).throw(OSError(28, "No space left on device")))
     with pytest.raises(OSError):
         run_preprocess(cfg, progress=False)
-    monkeypatch.setattr(pp, "_save", save)
+    monkeypatch.setattr(stage, "_save", save)
     again = run_preprocess(cfg, progress=False)
     assert again.documents_processed == 0  # the failed run cached the new batch...
     assert again.concept_mining["mined"]  # ...and the drift still counts it
@@ -238,7 +224,7 @@ def test_a_cache_that_will_not_unpickle_is_dropped(archive, monkeypatch):
     cfg = load_config(archive / "cfg.yaml")
     run_ingest(cfg)
     first = run_preprocess(cfg, progress=False)
-    real = pp.unpack
+    real = process.unpack
     calls = []
 
     def flaky(packed):
@@ -247,7 +233,7 @@ def test_a_cache_that_will_not_unpickle_is_dropped(archive, monkeypatch):
             raise pickle.UnpicklingError("invalid load key")
         return real(packed)
 
-    monkeypatch.setattr(pp, "unpack", flaky)
+    monkeypatch.setattr(process, "unpack", flaky)
     again = run_preprocess(cfg, progress=False, force=True)
     assert again.fingerprint == first.fingerprint and again.documents_processed == again.documents
 
@@ -265,7 +251,7 @@ def test_a_damaged_cache_file_is_processed_again(archive):
     files[2].write_bytes(bytes(data))
     again = run_preprocess(cfg, progress=False, force=True)
     assert again.fingerprint == first.fingerprint and 0 < again.documents_processed < again.documents
-    (cache_dir(cfg) / pp.DEDUP_STATE).write_bytes(b"garbage")
+    (cache_dir(cfg) / corpus.DEDUP_STATE).write_bytes(b"garbage")
     assert run_preprocess(cfg, progress=False, force=True).fingerprint == first.fingerprint
 
 
@@ -280,32 +266,43 @@ def test_removed_files_leave_the_cache(archive):
     assert len(list((cache_dir(cfg) / "shards").glob("*.bin"))) == 3
 
 
-def test_a_changed_setting_processes_everything_again(archive):
+def test_what_a_changed_setting_rebuilds_is_what_its_field_says(archive):
+    """The keys come from the schema (`affects`): a per-document setting processes everything again, an
+    assembly setting re-assembles from the cache, `workers` rebuilds nothing."""
     cfg = load_config(archive / "cfg.yaml")
     run_ingest(cfg)
-    run_preprocess(cfg, progress=False)
-    cfg.preprocess.max_chars = 200
-    assert run_preprocess(cfg, progress=False).documents_processed == 120
+    first = run_preprocess(cfg, progress=False)
+    cfg.preprocess.max_chars = 200  # affects="documents"
+    shorter = run_preprocess(cfg, progress=False)
+    assert shorter.documents_processed == 120 and shorter.fingerprint != first.fingerprint
+    cfg.preprocess.heldout_pairs = 3  # affects="dataset"
+    cfg.preprocess.dedup_threshold = 0.9
+    assembled = run_preprocess(cfg, progress=False)
+    assert not assembled.reused and assembled.documents_processed == 0
+    assert assembled.fingerprint != shorter.fingerprint
+    cfg.preprocess.workers = 2  # affects="nothing"
+    same = run_preprocess(cfg, progress=False)
+    assert same.reused and same.fingerprint == assembled.fingerprint
 
 
-def test_near_duplicates_of_matches_sequential_dedup():
-    """Deduplicating a tail against an earlier run's kept samples gives the sequential decisions."""
+def test_remembering_an_earlier_runs_kept_samples_decides_as_one_pass():
+    """The nightly path: the prefix's kept samples remembered (not checked again), then the tail checked,
+    gives the decisions of one sequential pass, with a window too."""
     rng = random.Random(7)
     texts = [" ".join(rng.choice(WORDS) for _ in range(80)) for _ in range(300)]
     texts += [t + " oak" for t in texts[:40]]  # near duplicates of early texts
     texts += texts[10:20]  # exact ones
     rng.shuffle(texts)
     keys = [text_key(t) for t in texts]
-    whole = Deduper(0.85)
-    expected = [whole.check_key(k, s) is None for k, s in keys]
-
-    cut = 250
-    head = Deduper(0.85)
-    kept_head = [head.check_key(k, s) is None for k, s in keys[:cut]]
-    earlier = [s for (_, s), kept in zip(keys[:cut], kept_head) if kept and s is not None]
-    near = near_duplicates_of(earlier, [s for _, s in keys[cut:]], 0.85)
-    tail = Deduper(0.85)
-    tail.exact.update(k for (k, _), kept in zip(keys[:cut], kept_head) if kept)
-    kept_tail = [tail.check_key(k, s, near=i in near) is None for i, (k, s) in enumerate(keys[cut:])]
-    assert kept_head + kept_tail == expected
-    assert whole.counts["near_duplicates"] + whole.counts["exact_duplicates"] >= 45 and near
+    for window in (0, 120):
+        whole = Deduper(0.85, window)
+        expected = [whole.check_key(k, s) is None for k, s in keys]
+        cut = 250
+        head = Deduper(0.85, window)
+        kept_head = [head.check_key(k, s) is None for k, s in keys[:cut]]
+        tail = Deduper(0.85, window)
+        kept = [(k, s) for (k, s), new in zip(keys[:cut], kept_head) if new]
+        tail.remember([k for k, _ in kept], [s for _, s in kept if s is not None])
+        kept_tail = [tail.check_key(k, s) is None for k, s in keys[cut:]]
+        assert kept_head + kept_tail == expected
+        assert whole.counts["exact_duplicates"] >= 5 and whole.counts["near_duplicates"] >= (40 if not window else 5)

@@ -55,7 +55,7 @@ def conversation(voice_role: str, voice_speaker: str = "") -> Document:
 
 
 def preprocess_prompt(cfg, doc: Document) -> str:
-    from mothbrain.data.stage import process_document
+    from mothbrain.data.samples import process_document
 
     source = next(s for s in cfg.sources if s.name == doc.source)
     result = process_document(doc, cfg, source)

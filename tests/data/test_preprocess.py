@@ -10,10 +10,13 @@ import pytest
 import yaml
 
 from mothbrain.config import REPO_ROOT, FilterConfig, load_config
-from mothbrain.data import stage as pp
+from mothbrain.data import assemble, process
+from mothbrain.data.dataset import fingerprint, load_latest_dataset
 from mothbrain.data.dedup import Deduper
 from mothbrain.data.filters import apply_filters, drop_long_code_blocks, drop_tables, replace_urls
-from mothbrain.data.stage import load_latest_dataset, run_preprocess, split_to_chunks
+from mothbrain.data.samples import split_to_chunks
+from mothbrain.data.stage import run_preprocess
+from mothbrain.data.writer import features
 from mothbrain.errors import MothError, NothingToDo
 from mothbrain.sources.records import Document, Turn
 
@@ -298,11 +301,11 @@ def test_heldout_split_is_document_level_and_stable(tmp_path, state_home):
 
 def test_heldout_guarantee_and_function():
     keys = [("s", "a"), ("s", "b")]
-    assert len(pp.heldout_docs(keys, 0.01)) == 1  # at least one held out with >= 2 documents
-    assert len(pp.heldout_docs(keys, 0.99)) == 1  # and at least one left to train on
-    assert pp.heldout_docs([("s", "a")], 0.5) <= {("s", "a")} and pp.heldout_docs(keys, 0.0) == set()
+    assert len(assemble.heldout_docs(keys, 0.01)) == 1  # at least one held out with >= 2 documents
+    assert len(assemble.heldout_docs(keys, 0.99)) == 1  # and at least one left to train on
+    assert assemble.heldout_docs([("s", "a")], 0.5) <= {("s", "a")} and assemble.heldout_docs(keys, 0.0) == set()
     many = [("s", str(i)) for i in range(2000)]
-    share = len(pp.heldout_docs(many, 0.1)) / 2000
+    share = len(assemble.heldout_docs(many, 0.1)) / 2000
     assert 0.07 < share < 0.13
 
 
@@ -340,8 +343,8 @@ def test_source_weight_upsamples_train(built):
 
 
 def test_repeats_follow_fractional_weights():
-    n = sum(pp.repeats(1.5, f"k{i}") for i in range(4000))
-    assert 5700 < n < 6300 and pp.repeats(0.0, "x") == 0 and pp.repeats(3.0, "x") == 3
+    n = sum(assemble.repeats(1.5, f"k{i}") for i in range(4000))
+    assert 5700 < n < 6300 and assemble.repeats(0.0, "x") == 0 and assemble.repeats(3.0, "x") == 3
 
 
 def test_recent_column(built):
@@ -368,7 +371,7 @@ def test_fingerprint_stable_and_reused(tmp_path, state_home):
 def test_parallel_path_gives_the_same_dataset(tmp_path, state_home, monkeypatch):
     docs = corpus()
     one = run_preprocess(make_cfg(tmp_path), documents=docs, progress=False)
-    monkeypatch.setattr(pp, "PARALLEL_AFTER_CHARS", 0)  # every batch to the worker pool
+    monkeypatch.setattr(process, "PARALLEL_AFTER_CHARS", 0)  # every batch to the worker pool
     two = run_preprocess(make_cfg(tmp_path, workers=2), documents=docs, progress=False)
     assert one.fingerprint == two.fingerprint
 
@@ -468,21 +471,19 @@ def test_deduper_exact_and_near():
     assert d.check(" ".join(f"fresh{i}" for i in range(80))) is None
 
 
-def test_ascii_and_unicode_texts_get_the_same_keys():
-    """ASCII text is split as bytes (the fast path), other text by the regex: the same words, so
-    the same exact key and MinHash; one non-ASCII character does not change how a text compares."""
-    import re
-
+def test_dedup_keys_are_the_lower_case_words():
+    """The exact key hashes the text's lower-case words joined by spaces; the MinHash is over their 3-grams.
+    One non-ASCII character changes the exact key only by its own word."""
     from xxhash import xxh3_128_digest
 
     from mothbrain.data.dedup import normalise, signature, text_key
 
     text = "The Harbour_Lantern, 2 bridges & 40 gulls: " + " ".join(f"Word{i}" for i in range(20)) + "!\n\tEnd."
-    assert normalise(text)[:6] == [b"the", b"harbour_lantern", b"2", b"bridges", b"40", b"gulls"]
-    as_str = [w.decode() for w in normalise(text)]
-    assert as_str == normalise(text + " \u00e9")[:-1] and as_str == re.findall(r"\w+", text.lower(), re.ASCII)
+    words = normalise(text)
+    assert words[:6] == ["the", "harbour_lantern", "2", "bridges", "40", "gulls"] and words[-1] == "end"
+    assert normalise("Café ÉTÉ") == ["café", "été"]
     (key, sig), (ukey, usig) = text_key(text), text_key(text.replace("End", "\u00c9nd"))
-    assert key == xxh3_128_digest(" ".join(as_str).encode()) and sig.digest() == signature(as_str).digest()
+    assert key == xxh3_128_digest(" ".join(words).encode()) and sig.digest() == signature(words).digest()
     assert usig.jaccard(sig) >= 0.85 and ukey != key
     assert text_key("") == text_key("!!") and text_key("")[1] is None
 
@@ -509,41 +510,15 @@ def test_deduper_window_bounds_the_index_not_exact_matches():
     assert decisions[40].count("near") == 0 and decisions[40].count(None) == len(texts) - 5
 
 
-def test_exact_keys_are_a_set_of_16_byte_keys():
-    """Keys that end in NUL bytes (numpy's "S16" strips them when it hands an element back) or
-    differ only there stay distinct; membership holds across merges into the sorted array."""
-    import random
-
-    from mothbrain.data.dedup import ExactKeys
-
-    rng = random.Random(3)
-    keys = [rng.randbytes(16) for _ in range(3000)]
-    keys += [b"k" * 14 + b"\0\0", b"k" * 14 + b"\0\1", b"k" * 15 + b"\0", b"\0" * 16]
-    inside = set(keys[:-4:2] + keys[-4:-2])
-    store = ExactKeys(merge_at=100)
-    for i, k in enumerate(sorted(inside, key=lambda _: rng.random())):
-        store.add(k)
-        if i % 7 == 0:
-            store.settle()
-    assert [k in store for k in keys] == [k in inside for k in keys] and len(store) == len(inside)
-    assert 0 < len(store.latest) < 100 and len(store._sorted) > 1400  # most went through merges
-    assert store.stored(keys).tolist() == [k in inside and k not in store.latest for k in keys]
-    store.update(keys[:400] + keys[:10])  # many at once, some already there, some twice
-    inside.update(keys[:400])
-    assert [k in store for k in keys] == [k in inside for k in keys] and len(store) == len(inside)
-
-
-def test_batched_dedup_with_merges_decides_as_one_by_one():
-    """`check_batch` (exact keys looked up a batch at a time, merged into the sorted array between
-    batches) decides every text as `check` one at a time does."""
-    from mothbrain.data.dedup import ExactKeys, text_key
+def test_batched_dedup_decides_as_one_by_one():
+    """`check_batch` decides every text as `check` one at a time does, across batch boundaries."""
+    from mothbrain.data.dedup import text_key
 
     texts = [" ".join(f"w{i % 97}x{j}" for j in range(12)) + (" tail" if i % 5 else "") for i in range(600)]
     texts += texts[::3]  # exact repeats, some in the same batch as their first copy
     one = Deduper(0.85, 50)
     expected = [one.check(t) is None for t in texts]
     batched = Deduper(0.85, 50)
-    batched.exact = ExactKeys(merge_at=16)
     keys, sigs = zip(*map(text_key, texts))
     got = [
         bool(x)
@@ -704,7 +679,7 @@ def test_fingerprint_does_not_depend_on_chunking(tmp_path):
     import pyarrow as pa
 
     cfg = make_cfg(tmp_path)
-    schema = pp._features().arrow_schema
+    schema = features().arrow_schema
     cols = {
         "prompt": ["p1", "p22", "", "p4"],
         "completion": [" a", " bb", " c", ""],
@@ -718,12 +693,10 @@ def test_fingerprint_does_not_depend_on_chunking(tmp_path):
     chunked = pa.concat_tables([whole.slice(0, 1), whole.slice(1, 2), whole.slice(3)])
     empty = whole.slice(0, 0)
     assert chunked.column("prompt").num_chunks == 3
-    assert pp.fingerprint({"train": whole, "heldout": empty}, cfg) == pp.fingerprint(
+    assert fingerprint({"train": whole, "heldout": empty}, cfg) == fingerprint(
         {"train": chunked, "heldout": empty}, cfg
     )
-    assert pp.fingerprint({"train": whole, "heldout": empty}, cfg) != pp.fingerprint(
-        {"train": empty, "heldout": whole}, cfg
-    )
+    assert fingerprint({"train": whole, "heldout": empty}, cfg) != fingerprint({"train": empty, "heldout": whole}, cfg)
 
 
 def test_fingerprint_covers_every_column(tmp_path):
@@ -739,7 +712,7 @@ def test_fingerprint_covers_every_column(tmp_path):
         "concepts": [["figs"], []],
         "recent": [True, False],
     }
-    schema = pp._features().arrow_schema
+    schema = features().arrow_schema
 
     def fp(**change):
         cols = {k: list(v) for k, v in base.items()}
@@ -749,7 +722,7 @@ def test_fingerprint_covers_every_column(tmp_path):
             "train": pa.Table.from_pydict(cols, schema=schema),
             "heldout": pa.Table.from_pydict({k: [] for k in base}, schema=schema),
         }
-        return pp.fingerprint(tables, cfg)
+        return fingerprint(tables, cfg)
 
     same = fp()
     assert fp() == same

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import json
 import math
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
+from openai_standin import ChatStandIn
 from planted_corpus import DEMO
 
 from mothbrain.config import load_config
@@ -79,23 +78,13 @@ def test_trained_adapter_beats_base_on_planted_voice_and_associations(planted_cf
     assert report.rows() and json.dumps(report.to_json())
 
 
-class _FakeOpenAI(BaseHTTPRequestHandler):
-    calls: list[dict] = []
-
-    def do_POST(self):  # noqa: N802
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        type(self).calls.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
-        judge = "Answer YES or NO" in body["messages"][0]["content"]
-        text = "YES" if judge else "Tax forms are due in April and the printer needs toner."
-        data = json.dumps({"choices": [{"message": {"role": "assistant", "content": text}}]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
+def _reference(body: dict) -> str:
+    """The reference model talks about tax forms; the judge says YES."""
+    return (
+        "YES"
+        if "Answer YES or NO" in body["messages"][0]["content"]
+        else ("Tax forms are due in April and the printer needs toner.")
+    )
 
 
 def test_surprise_against_an_openai_compatible_reference_and_judge(planted_cfg, monkeypatch):
@@ -103,11 +92,9 @@ def test_surprise_against_an_openai_compatible_reference_and_judge(planted_cfg, 
     from mothbrain.evaluate.stage import surprise
     from mothbrain.models.loading import load_model_with_adapters, load_tokenizer
 
-    server = HTTPServer(("127.0.0.1", 0), _FakeOpenAI)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with ChatStandIn(_reference) as server:
         monkeypatch.setenv("REF_KEY", "sk-test")
-        url = f"http://127.0.0.1:{server.server_port}/v1"
+        url = server.url
         cfg = planted_cfg(
             f"eval.reference_url={url}",
             "eval.reference_model=ref",
@@ -119,10 +106,8 @@ def test_surprise_against_an_openai_compatible_reference_and_judge(planted_cfg, 
         model = load_model_with_adapters(cfg, {"adapter": adapter_dir(cfg, "v0001")})
         warnings: list[str] = []
         out = surprise(cfg, model, load_tokenizer(cfg), ["adapter", "base"], warnings)
-    finally:
-        server.shutdown()
     assert out["surprise"]["reference"] == url and out["surprise"]["prompts"] == 3
-    calls = _FakeOpenAI.calls
+    calls = server.seen
     assert calls[0]["path"] == "/v1/chat/completions" and calls[0]["auth"] == "Bearer sk-test"
     assert calls[0]["body"]["model"] == "ref"
     # 3 prompts x 3 reference samples, then one judge call per surprise

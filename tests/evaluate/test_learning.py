@@ -5,13 +5,7 @@ the lift). bench/bench_learning.py runs the full-size version and prints the tab
 
 from __future__ import annotations
 
-import sys
-
 import pytest
-
-from mothbrain.config import REPO_ROOT
-
-sys.path.insert(0, str(REPO_ROOT / "bench"))
 
 
 @pytest.fixture(scope="module")

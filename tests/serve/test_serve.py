@@ -169,6 +169,10 @@ def test_auth_limits_and_error_shape(served):
     r = httpx.get(f"{url}/v1/models")
     assert r.status_code == 401 and r.json()["error"]["type"] == "authentication_error"
     r = httpx.get(f"{url}/v1/models", headers={"Authorization": "Bearer wrong-token-wrong-token"})
+    assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+    r = httpx.get(f"{url}/v1/models", headers={"Authorization": AUTH["Authorization"].replace("Bearer", "Basic")})
+    assert r.status_code == 401
+    r = httpx.post(f"{url}/v1/completions", json={"prompt": 3})  # checked before the body is: no token, no details
     assert r.status_code == 401
     r = httpx.post(f"{url}/v1/completions", json={"model": "mothbrain", "prompt": "x" * 5000}, headers=AUTH)
     assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large"

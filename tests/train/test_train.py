@@ -18,7 +18,8 @@ from click.testing import CliRunner
 from mothbrain.cli import main
 from mothbrain.config import REPO_ROOT
 from mothbrain.core.ledger import open_ledger
-from mothbrain.data.stage import load_latest_dataset, run_preprocess
+from mothbrain.data.dataset import load_latest_dataset
+from mothbrain.data.stage import run_preprocess
 from mothbrain.errors import MothError, NothingToDo
 from mothbrain.ingest.stage import run_ingest
 from mothbrain.train.stage import run_train, select_rows

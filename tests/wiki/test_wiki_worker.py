@@ -6,12 +6,12 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from wikigen import FakeOpenAI, generate_wiki, stand_in_reviewer
 
 from mothbrain.cli import main
 from mothbrain.config import REPO_ROOT, load_config
@@ -20,9 +20,6 @@ from mothbrain.dream import proposals as queue
 from mothbrain.wiki import merge, review, scan
 from mothbrain.wiki.pages import masked_prose, parse_page, read_wiki
 from mothbrain.wiki.patches import PatchConflict, apply_edits, edit
-
-sys.path.insert(0, str(REPO_ROOT / "bench"))
-from wikigen import FakeOpenAI, generate_wiki, stand_in_reviewer  # noqa: E402
 
 DEMO = REPO_ROOT / "configs" / "demo.yaml"
 
@@ -214,6 +211,7 @@ def test_each_kind_merges_as_one_git_commit_and_revert_restores_it_byte_for_byte
         for f in p["patch"]["files"]:  # the page now reads as the patch said
             assert (root / f["path"]).exists()
     assert sum(1 for m in log if "MothBrain-Proposal:" in m) == len(first)  # one commit per merge
+    assert not list((paths.wiki_state_dir(cfg) / "merges").iterdir())  # git keeps the old bytes: no copies pile up
     split = queue.get(cfg, first["split"])
     new_page = split["patch"]["detail"]["new_page"]
     assert (root / new_page).read_text().startswith("# ") and new_page not in before
