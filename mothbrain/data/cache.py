@@ -10,17 +10,15 @@ identity) is served whole without reading it; a changed one (an appended chat lo
 hashed, and only its new or changed batches are processed. Everything that shapes the results is
 in the file's settings key: the per-document preprocess settings, the sources' kinds and voice
 roles, the tokenizer, the code of the modules that build samples and the versions of the
-libraries whose objects are pickled; a different key: nothing in the file is used. The global
+libraries it depends on; a different key: nothing in the file is used. The global
 steps (dedup, split, weights, composition) always run over all documents, so a data set built
 from the cache is the one a full rebuild makes. Files of shards no longer stored are removed.
 
-The format keeps the bulk zero-copy: a batch is pickled with protocol 5 and its Arrow (and numpy)
-buffers out of band (`pack`), and a file is each batch's pickle and buffers at 64-byte-aligned
-offsets, then a JSON footer (keys, offsets, a checksum per batch, checked on loading) and its
-length. Large files are memory-mapped, so the samples' text is not copied into the process until
-the data set is written (fresh memory costs ~2 ms per MB on a small VM, and a large archive's cache
-is hundreds of MB); small ones, and any beyond MAX_MAPPED, are read (a mapping holds a file
-descriptor open).
+Each file is an Arrow IPC file (`pyarrow.ipc`): one record batch of one row per batch, its
+columns the batch's columns as lists (see SCHEMA), with the batch's hash, its document count, its
+small counts (JSON) and a checksum of the serialized batch in the batch's custom metadata, and the
+settings key and the shard's identity in the schema's. Files are memory-mapped, so the samples'
+text is not copied into the process until the data set is written.
 """
 
 from __future__ import annotations
@@ -28,42 +26,50 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import mmap
 import os
-import pickle
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 from xxhash import xxh3_64, xxh3_128
 
 from mothbrain.config import Config, settings_affecting
 from mothbrain.core import paths
+from mothbrain.data.dedup import signature_from_bytes
+from mothbrain.data.samples import BatchResult
 
 log = logging.getLogger(__name__)
 
-CACHE_SCHEMA = 3  # bump when what a batch's results hold changes
+CACHE_SCHEMA = 4  # bump when what a batch's results hold changes
 CACHE_DIR = "cache"
-MAGIC = b"MothBrain document cache\n"
-ALIGN = 64
-MAP_AT_BYTES = 1 << 20  # files this large are memory-mapped, smaller ones read
+SUFFIX = ".arrow"
 # The code whose output the cache holds: every module of these packages (and the stored-line JSON), hashed
 # whole, so moving or adding a module there invalidates the cache and a change elsewhere never does.
 CODE = ("data", "sources", "ingest", "core/jsonfast.py")
-MAX_MAPPED = 256  # memory-mapped files per run (each holds a descriptor); more are read
-UNPICKLING_ERRORS = (
-    pickle.UnpicklingError,
-    EOFError,
-    ValueError,
-    TypeError,
-    AttributeError,
-    ImportError,
-    IndexError,
-    KeyError,
-)
 
-Packed = tuple[Any, list[Any]]  # (in-band pickle, out-of-band buffers): bytes or memoryviews
+# A BatchResult's columns, as (part, name, Arrow type of one value, how it comes back): "arrow" stays an
+# Arrow array (no copy out of the mapping), "numpy" a numpy array, "list" a Python list, "sig" MinHashes.
+COLUMNS = (
+    ("docs", "source", pa.string(), "list"),
+    ("docs", "doc_id", pa.string(), "list"),
+    ("docs", "when", pa.float64(), "list"),
+    ("docs", "unit", pa.float64(), "list"),
+    ("docs", "chars", pa.int64(), "list"),
+    ("docs", "terms", pa.string(), "arrow"),
+    ("samples", "doc", pa.int32(), "numpy"),
+    ("samples", "n", pa.int32(), "numpy"),
+    ("samples", "sample_type", pa.string(), "list"),
+    ("samples", "tokens", pa.int64(), "numpy"),
+    ("samples", "key", pa.binary(), "list"),
+    ("samples", "sig", pa.binary(), "sig"),
+    ("samples", "prompt", pa.string(), "arrow"),
+    ("samples", "completion", pa.string(), "arrow"),
+    ("samples", "doc_id", pa.string(), "arrow"),
+    ("samples", "concepts", pa.list_(pa.string()), "arrow"),
+)
+SCHEMA = pa.schema([pa.field(f"{part}.{name}", pa.list_(kind)) for part, name, kind, _ in COLUMNS])
 
 _hasher64 = xxh3_64
 _batch_hasher = xxh3_128
@@ -73,16 +79,47 @@ def cache_dir(cfg: Config) -> Path:
     return paths.datasets_dir(cfg) / CACHE_DIR
 
 
-def pack(obj: Any) -> tuple[bytes, list[bytes]]:
-    """`obj` pickled (protocol 5) with its large buffers out of band, as bytes (picklable, for the pool)."""
-    buffers: list[pickle.PickleBuffer] = []
-    inband = pickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
-    return inband, [bytes(b.raw()) for b in buffers]
+def to_record(batch: BatchResult) -> tuple[pa.RecordBatch, dict]:
+    """A batch's results as one row of SCHEMA (each column the batch's values, as a list), and its
+    small parts (wiki pages, counts) as a JSON-able dict."""
+    arrays = []
+    for part, name, kind, _ in COLUMNS:
+        values = getattr(batch, part)[name]
+        if name == "sig":
+            values = [None if sig is None else sig.__getstate__() for sig in values]
+        if not isinstance(values, (pa.Array, pa.ChunkedArray)):
+            values = pa.array(values, kind)
+        elif isinstance(values, pa.ChunkedArray):
+            values = values.combine_chunks()
+        arrays.append(pa.ListArray.from_arrays(pa.array([0, len(values)], pa.int32()), values))
+    meta = {"wiki": batch.wiki, "redacted": batch.redacted, "filtered": batch.filtered, "voices": batch.voices}
+    return pa.RecordBatch.from_arrays(arrays, schema=SCHEMA), meta
 
 
-def unpack(packed: Packed) -> Any:
-    inband, buffers = packed
-    return pickle.loads(inband, buffers=buffers)
+def from_record(row: pa.RecordBatch, meta: dict) -> BatchResult:
+    """`to_record` undone: the text columns stay views of the (mapped) file."""
+    parts: dict[str, dict[str, Any]] = {"docs": {}, "samples": {}}
+    for i, (part, name, _, back) in enumerate(COLUMNS):
+        values = row.column(i).flatten()
+        if back == "numpy":
+            values = values.to_numpy(zero_copy_only=False)
+        elif back == "list":
+            values = values.to_pylist()
+        elif back == "sig":
+            values = [None if b is None else signature_from_bytes(b) for b in values.to_pylist()]
+        parts[part][name] = values
+    return BatchResult(
+        docs=parts["docs"],
+        samples=parts["samples"],
+        wiki=[(i, title, links) for i, title, links in meta["wiki"]],
+        redacted=meta["redacted"],
+        filtered=meta["filtered"],
+        voices=meta["voices"],
+    )
+
+
+def _checksum_of(row: pa.RecordBatch) -> str:
+    return _hasher64(row.serialize()).hexdigest()
 
 
 def batch_hash(items: list[tuple[str, Any]]) -> str:
@@ -124,22 +161,13 @@ def _dist_version(name: str) -> str:
 
 @dataclass
 class CachedShard:
-    """What the cache holds for a shard: its batches in order, as (hash, documents, packed)."""
+    """What the cache holds for a shard: its batches in order, as (hash, documents, row, meta)."""
 
     current: bool  # the shard is the one cached (same identity): no need to read it
-    batches: list[tuple[str, int, Packed]] = field(default_factory=list)
+    batches: list[tuple[str, int, pa.RecordBatch, dict]] = field(default_factory=list)
 
-    def by_hash(self) -> dict[str, Packed]:
-        return {h: packed for h, _, packed in self.batches}
-
-
-def _checksum_of(packed: Packed) -> str:
-    h = _hasher64()
-    inband, buffers = packed
-    h.update(inband)
-    for b in buffers:
-        h.update(b)
-    return h.hexdigest()
+    def by_hash(self) -> dict[str, tuple[pa.RecordBatch, dict]]:
+        return {h: (row, meta) for h, _, row, meta in self.batches}
 
 
 class DocCache:
@@ -165,33 +193,47 @@ class DocCache:
             ).encode()
         ).hexdigest()
         self._used: set[str] = set()
-        self._mapped = 0
 
     def _file(self, shard) -> Path:
         name = hashlib.sha1(shard.name.encode()).hexdigest()[:24]
         self._used.add(name)
-        return self.root / f"{name}.bin"
+        return self.root / f"{name}{SUFFIX}"
+
+    def _open(self, path: Path):
+        """(reader, identity) of a cache file, memory-mapped; None when it is for other settings.
+        Raises on a file that is not one (damaged, torn)."""
+        source = pa.memory_map(str(path))
+        try:
+            reader = pa.ipc.open_file(source)
+        except BaseException:
+            source.close()
+            raise
+        meta = reader.schema.metadata or {}
+        if meta.get(b"settings", b"").decode() != self.settings_key or reader.schema.remove_metadata() != SCHEMA:
+            source.close()
+            return None
+        return source, reader, meta.get(b"identity", b"").decode()
 
     def load(self, shard) -> CachedShard | None:
-        """The shard's cached batches (views of the file's bytes; None: nothing usable)."""
+        """The shard's cached batches (views of the mapped file; None: nothing usable)."""
         path = self._file(shard)
         if not self.enabled:
             return None
         try:
-            with path.open("rb") as fh:
-                size, footer = self._footer(fh)
-                if footer is None:
-                    return None
-                view = self._bytes(fh, size)
-            found = CachedShard(current=footer.get("identity") == shard.identity)
-            for b in footer["batches"]:
-                (a, m), spots = b["inband"], b["buffers"]
-                packed = (view[a : a + m], [view[o : o + k] for o, k in spots])
-                if _checksum_of(packed) == b["checksum"]:
-                    found.batches.append((b["hash"], b["docs"], packed))
-                else:  # damaged: that batch is processed again, so the shard is read
-                    log.info("document cache %s: a damaged batch; processing it again", path)
-                    found.current = False
+            opened = self._open(path)
+            if opened is None:
+                return None
+            source, reader, identity = opened
+            with source:  # the batches keep the mapping alive once the file is closed
+                found = CachedShard(current=identity == shard.identity)
+                for i in range(reader.num_record_batches):
+                    row, custom = reader.get_batch_with_custom_metadata(i)
+                    custom = {k.decode(): v.decode() for k, v in (custom or {}).items()}
+                    if _checksum_of(row) == custom.get("checksum"):
+                        found.batches.append((custom["hash"], int(custom["docs"]), row, json.loads(custom["meta"])))
+                    else:  # damaged: that batch is processed again, so the shard is read
+                        log.info("document cache %s: a damaged batch; processing it again", path)
+                        found.current = False
             return found
         except FileNotFoundError:
             return None
@@ -200,76 +242,30 @@ class DocCache:
         return None
 
     def is_current(self, shard) -> bool:
-        """Whether the cache holds this very shard (its footer only: nothing else is read)."""
+        """Whether the cache holds this very shard (its schema only: nothing else is read)."""
         if not self.enabled:
             return False
         try:
-            with self._file(shard).open("rb") as fh:
-                _, footer = self._footer(fh)
-            return footer is not None and footer.get("identity") == shard.identity
+            opened = self._open(self._file(shard))
         except Exception:  # noqa: BLE001 - missing or damaged: the shard is read
             return False
+        if opened is None:
+            return False
+        opened[0].close()
+        return opened[2] == shard.identity
 
-    def _footer(self, fh) -> tuple[int, dict | None]:
-        """(file size, footer); None when the file is for other settings. Raises on a damaged file."""
-        size = os.fstat(fh.fileno()).st_size
-        if fh.read(len(MAGIC)) != MAGIC or size < ALIGN + 8:
-            raise ValueError("not a cache file")
-        fh.seek(size - 8)
-        n = int.from_bytes(fh.read(8), "little")
-        if not 0 < n <= size - ALIGN - 8:
-            raise ValueError("torn")
-        fh.seek(size - 8 - n)
-        footer = json.loads(fh.read(n))
-        if footer.get("settings") != self.settings_key:
-            return size, None
-        if footer["end"] != size - 8 - n:
-            raise ValueError("torn")
-        return size, footer
-
-    def _bytes(self, fh, size: int) -> memoryview:
-        if size >= MAP_AT_BYTES and self._mapped < MAX_MAPPED:
-            try:
-                view = memoryview(mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ))
-                self._mapped += 1
-                return view
-            except (OSError, ValueError):  # out of descriptors or address space: read it instead
-                pass
-        fh.seek(0)
-        return memoryview(fh.read())
-
-    def save(self, shard, batches: list[tuple[str, int, Packed]]) -> None:
-        """Write via a temp file and a rename (no fsync: a torn file fails the footer check and the
-        shard is processed again); a failure (a full disk) costs only the next run's time, so it warns."""
+    def save(self, shard, batches: list[tuple[str, int, pa.RecordBatch, dict]]) -> None:
+        """Write via a temp file and a rename (no fsync: a torn file fails to open and the shard is
+        processed again); a failure (a full disk) costs only the next run's time, so it warns."""
         path = self._file(shard)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        schema = SCHEMA.with_metadata({"settings": self.settings_key, "identity": shard.identity})
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            layout = []
-            with tmp.open("wb") as fh:
-                fh.write(MAGIC + bytes(ALIGN - len(MAGIC)))
-                at = ALIGN
-                for h, docs, packed in batches:
-                    spots = []
-                    for piece in (packed[0], *packed[1]):
-                        spots.append((at, len(piece)))
-                        pad = -len(piece) % ALIGN
-                        fh.write(piece)
-                        fh.write(bytes(pad))
-                        at += len(piece) + pad
-                    layout.append(
-                        {
-                            "hash": h,
-                            "docs": docs,
-                            "inband": spots[0],
-                            "buffers": spots[1:],
-                            "checksum": _checksum_of(packed),
-                        }
-                    )
-                footer = json.dumps(
-                    {"settings": self.settings_key, "identity": shard.identity, "batches": layout, "end": at}
-                ).encode()
-                fh.write(footer + len(footer).to_bytes(8, "little"))
+            with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
+                for h, docs, row, meta in batches:
+                    custom = {"hash": h, "docs": str(docs), "meta": json.dumps(meta), "checksum": _checksum_of(row)}
+                    writer.write_batch(row, custom_metadata=custom)
             os.replace(tmp, path)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
@@ -284,7 +280,7 @@ class DocCache:
         """Remove the files of shards this run did not see (sources or files removed)."""
         if not self.root.is_dir():
             return
-        for path in self.root.glob("*.bin"):
+        for path in self.root.glob(f"*{SUFFIX}"):
             if path.stem not in self._used:
                 try:
                     os.unlink(path)

@@ -63,6 +63,13 @@ def signature(words: list[str]) -> RMinHash:
     return m
 
 
+def signature_from_bytes(state: bytes) -> RMinHash:
+    """A signature back from its `__getstate__()` bytes (how the document cache stores it)."""
+    m = RMinHash(num_perm=NUM_PERM, seed=SEED)
+    m.__setstate__(state)
+    return m
+
+
 def text_key(text: str) -> tuple[bytes, RMinHash | None]:
     """(exact key, MinHash or None): what `Deduper.check_key` needs, computable anywhere.
 

@@ -17,7 +17,7 @@ from typing import Any
 from mothbrain.config import Config
 from mothbrain.core import paths
 from mothbrain.core.workers import pool_context, worker_count
-from mothbrain.data.cache import UNPICKLING_ERRORS, CachedShard, DocCache, batch_hash, pack, unpack
+from mothbrain.data.cache import CachedShard, DocCache, batch_hash, from_record, to_record
 from mothbrain.data.concepts import ConceptMatcher
 from mothbrain.data.samples import BatchResult, process_document, to_batch
 from mothbrain.data.tokens import token_counter
@@ -92,14 +92,14 @@ def process_batch(items: list[Document | tuple[str, tuple]]) -> BatchResult:
     )
 
 
-def _work(items: list) -> tuple[bytes, list[bytes]]:
-    """A batch's result packed here, in the worker (doc_cache.pack): the main process unpacks it
-    (the Arrow columns without a copy) and writes the same pieces to the document cache."""
-    return pack(process_batch(items))
+def _work(items: list) -> tuple[Any, dict]:
+    """A batch's results as the document cache's row (`cache.to_record`), made here, in the worker:
+    the main process reads fresh and cached batches alike, and writes the same row to the cache."""
+    return to_record(process_batch(items))
 
 
 class CacheDamaged(Exception):
-    """A cached batch that passed its checksum would not unpickle: the run starts over without the cache."""
+    """A cached batch that passed its checksum would not load: the run starts over without the cache."""
 
 
 def pool_size(cfg: Config) -> int:
@@ -150,7 +150,7 @@ def process_all(
     to_read = sum(u.size for u in units if not u.current)
     parallel = pool_size(cfg) > 1 and to_read >= PARALLEL_AFTER_CHARS
     window = 4 * pool_size(cfg)
-    pending: deque = deque()  # in stream order: (unit, hash, packed or AsyncResult or None at a unit's end, fresh)
+    pending: deque = deque()  # in stream order: (unit, hash, (row, meta) or AsyncResult or None at a unit's end, fresh)
     keep: dict[int, list] = defaultdict(list)  # unit → its batches, for its cache file (rewritten units only)
     rewrite: set[int] = set()
     chars = n = 0
@@ -158,7 +158,7 @@ def process_all(
         pool()  # forked before the progress bar starts its thread
 
     def batches_of(u: Unit, cached: CachedShard | None) -> Iterator[tuple[str, Any, bool]]:
-        """(hash, packed results or their AsyncResult, fresh) of each batch of a unit that is read."""
+        """(hash, (row, meta) or its AsyncResult, fresh) of each batch of a unit that is read."""
         old = cached.by_hash() if cached is not None else {}
         items = iter(u.items())
         k = 0
@@ -185,15 +185,15 @@ def process_all(
                 if cache is not None:
                     cache.save(units[i].shard, keep.pop(i, []))
                 continue
-            packed = item.get() if fresh and parallel else item
+            row, meta = item.get() if fresh and parallel else item
             try:
-                batch = unpack(packed)
-            except UNPICKLING_ERRORS as exc:  # fresh results always unpickle; cached ones may not
+                batch = from_record(row, meta)
+            except Exception as exc:  # fresh results always load; cached ones may not
                 if fresh:
                     raise
                 raise CacheDamaged(f"{type(exc).__name__}: {exc}") from None
             if i in rewrite:
-                keep[i].append((h, len(batch.docs["unit"]), packed))
+                keep[i].append((h, len(batch.docs["unit"]), row, meta))
             chars, n = chars + sum(batch.docs["chars"]), n + len(batch.docs["chars"])
             bar.update(task, info=f"{n:,} documents, {chars / 1e6:,.1f} MB")
             yield h, batch, fresh
@@ -205,8 +205,8 @@ def process_all(
             # batches have been written to the data set.
             cached = cache.load(u.shard) if cache is not None and u.shard is not None else None
             if cached is not None and cached.current:
-                for h, _, packed in cached.batches:
-                    pending.append((i, h, packed, False))
+                for h, _, row, meta in cached.batches:
+                    pending.append((i, h, (row, meta), False))
                     yield from settle(window)
                 continue
             entries = batches_of(u, cached)

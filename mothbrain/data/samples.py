@@ -61,7 +61,7 @@ class DocResult:
     samples: list[Sample]
     redacted: dict[str, int]
     filtered: dict[str, int]
-    terms: str  # its most frequent candidate concepts, for co-occurrence, "\n"-joined (one string pickles fast)
+    terms: str  # its most frequent candidate concepts, for co-occurrence, "\n"-joined (one string per document)
     title: str = ""  # wiki: the page title and link targets (for link pairs)
     links: list[str] = field(default_factory=list)
     chars: int = 0

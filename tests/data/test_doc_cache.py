@@ -5,11 +5,11 @@ rebuild makes."""
 from __future__ import annotations
 
 import json
-import pickle
 import random
 import time
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 import yaml
 
@@ -220,20 +220,20 @@ def test_an_appended_log_reuses_its_old_batches(archive):
     assert nightly.fingerprint == rebuilt_from_scratch(cfg).fingerprint
 
 
-def test_a_cache_that_will_not_unpickle_is_dropped(archive, monkeypatch):
+def test_a_cached_batch_that_will_not_load_drops_the_cache(archive, monkeypatch):
     cfg = load_config(archive / "cfg.yaml")
     run_ingest(cfg)
     first = run_preprocess(cfg, progress=False)
-    real = process.unpack
+    real = process.from_record
     calls = []
 
-    def flaky(packed):
+    def flaky(row, meta):
         calls.append(1)
         if len(calls) == 1:
-            raise pickle.UnpicklingError("invalid load key")
-        return real(packed)
+            raise KeyError("wiki")
+        return real(row, meta)
 
-    monkeypatch.setattr(process, "unpack", flaky)
+    monkeypatch.setattr(process, "from_record", flaky)
     again = run_preprocess(cfg, progress=False, force=True)
     assert again.fingerprint == first.fingerprint and again.documents_processed == again.documents
 
@@ -242,12 +242,15 @@ def test_a_damaged_cache_file_is_processed_again(archive):
     cfg = load_config(archive / "cfg.yaml")
     run_ingest(cfg)
     first = run_preprocess(cfg, progress=False)
-    files = sorted((cache_dir(cfg) / "shards").glob("*.bin"))
+    files = sorted((cache_dir(cfg) / "shards").glob("*.arrow"))
     assert len(files) == 4
-    files[0].write_bytes(b"\x80\x05 not a pickle")
-    files[1].write_bytes(files[1].read_bytes()[:100])  # torn
+    files[0].write_bytes(b"ARROW1 not an Arrow file")
+    files[1].write_bytes(files[1].read_bytes()[: len(files[1].read_bytes()) // 2])  # torn
     data = bytearray(files[2].read_bytes())
-    data[70:110] = bytes(40)  # damage inside a batch's pickle: its checksum no longer matches
+    with pa.memory_map(str(files[2])) as source:
+        text = pa.ipc.open_file(source).get_batch(0).column("samples.completion")[0][0].as_py().encode()
+    at = data.index(text)
+    data[at : at + 4] = bytes(4)  # damage inside a batch's text: its checksum no longer matches
     files[2].write_bytes(bytes(data))
     again = run_preprocess(cfg, progress=False, force=True)
     assert again.fingerprint == first.fingerprint and 0 < again.documents_processed < again.documents
@@ -263,7 +266,7 @@ def test_removed_files_leave_the_cache(archive):
     run_ingest(cfg)
     report = run_preprocess(cfg, progress=False)
     assert report.documents == 90 and report.documents_processed == 0
-    assert len(list((cache_dir(cfg) / "shards").glob("*.bin"))) == 3
+    assert len(list((cache_dir(cfg) / "shards").glob("*.arrow"))) == 3
 
 
 def test_what_a_changed_setting_rebuilds_is_what_its_field_says(archive):
@@ -306,3 +309,43 @@ def test_remembering_an_earlier_runs_kept_samples_decides_as_one_pass():
         kept_tail = [tail.check_key(k, s) is None for k, s in keys[cut:]]
         assert kept_head + kept_tail == expected
         assert whole.counts["exact_duplicates"] >= 5 and whole.counts["near_duplicates"] >= (40 if not window else 5)
+
+
+def test_a_batch_comes_back_from_the_cache_file_as_it_went_in(archive):
+    """The Arrow row a worker makes (`to_record`) gives back every column, type and signature."""
+    import math
+    from itertools import islice
+
+    from mothbrain.data.cache import from_record, to_record
+    from mothbrain.ingest.stage import shard_lines, stored_shards
+
+    cfg = load_config(archive / "cfg.yaml")
+    run_ingest(cfg)
+    process._init_worker(cfg)
+    batch = process.process_batch(list(islice(shard_lines(stored_shards(cfg)[0]), 40)))
+    assert len(batch) >= 20 and all(batch.samples["sig"])
+    batch.samples["sig"][0] = None  # a text too short for a MinHash
+    row, meta = to_record(batch)
+    back = from_record(row, json.loads(json.dumps(meta)))
+    for part in ("docs", "samples"):
+        before, after = getattr(batch, part), getattr(back, part)
+        assert before.keys() == after.keys()
+        for name, value in before.items():
+            got = after[name]
+            if name == "sig":
+                assert [s and s.digest() for s in value] == [s and s.digest() for s in got]
+            elif hasattr(value, "equals"):
+                assert type(got) is type(value) and got.equals(value), name
+            elif hasattr(value, "dtype"):
+                assert got.dtype == value.dtype and (got == value).all(), name
+            else:
+                same = [
+                    a == b or (isinstance(a, float) and math.isnan(a) and math.isnan(b)) for a, b in zip(value, got)
+                ]
+                assert len(value) == len(got) and all(same), name
+    assert (back.wiki, back.redacted, back.filtered, back.voices) == (
+        batch.wiki,
+        batch.redacted,
+        batch.filtered,
+        batch.voices,
+    )
