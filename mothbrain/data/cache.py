@@ -277,11 +277,12 @@ class DocCache:
             )
 
     def prune(self) -> None:
-        """Remove the files of shards this run did not see (sources or files removed)."""
+        """Remove the files of shards this run did not see (sources or files removed), and anything
+        else there: an earlier format's files, a killed run's temp files."""
         if not self.root.is_dir():
             return
-        for path in self.root.glob(f"*{SUFFIX}"):
-            if path.stem not in self._used:
+        for path in self.root.iterdir():
+            if not (path.suffix == SUFFIX and path.stem in self._used) and path.is_file():
                 try:
                     os.unlink(path)
                 except OSError:

@@ -263,10 +263,13 @@ def test_removed_files_leave_the_cache(archive):
     run_ingest(cfg)
     run_preprocess(cfg, progress=False)
     (archive / "chats" / "day-02.jsonl").unlink()
+    shards = cache_dir(cfg) / "shards"
+    (shards / "0123456789abcdef01234567.bin").write_bytes(b"an earlier format's file")
+    (shards / ".0123456789abcdef01234567.arrow.999.tmp").write_bytes(b"a killed run's")
     run_ingest(cfg)
     report = run_preprocess(cfg, progress=False)
     assert report.documents == 90 and report.documents_processed == 0
-    assert len(list((cache_dir(cfg) / "shards").glob("*.arrow"))) == 3
+    assert len(list(shards.iterdir())) == 3 and len(list(shards.glob("*.arrow"))) == 3
 
 
 def test_what_a_changed_setting_rebuilds_is_what_its_field_says(archive):
