@@ -101,6 +101,9 @@ class SourceConfig:
 class IngestConfig:
     since_days: float = _f(7.0, "nightly window: material newer than this counts as recent")
     max_file_mb: float = _f(2048.0, "files larger than this are skipped and reported")
+    max_file_seconds: float = _f(
+        600.0, "a file that takes longer than this to read is skipped and reported (a hung mount); 0: no limit"
+    )
 
 
 @dataclass
@@ -566,6 +569,7 @@ RANGES: tuple[tuple[str, float, float, bool, bool], ...] = (
     ("lora.dropout", 0, 1, True, False),
     ("ingest.since_days", 0, INF, False, True),
     ("ingest.max_file_mb", 0, INF, False, True),
+    ("ingest.max_file_seconds", 0, INF, False, True),
     ("preprocess.context_turns", 0, INF, True, True),
     ("preprocess.max_chars", 1, INF, True, True),
     ("preprocess.dedup_threshold", 0, 1, False, True),

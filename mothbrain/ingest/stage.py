@@ -24,8 +24,11 @@ import json
 import logging
 import os
 import re
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +38,7 @@ from filelock import FileLock, Timeout
 from mothbrain.config import Config, SourceConfig
 from mothbrain.core import paths
 from mothbrain.core.atomic import describe_write_error, write_atomically
+from mothbrain.core.clock import DAY
 from mothbrain.core.jsonfast import dumps_compact, loads
 from mothbrain.core.workers import pool_context, worker_count
 from mothbrain.errors import MothError
@@ -46,7 +50,6 @@ log = logging.getLogger(__name__)
 MANIFEST_VERSION = 1
 READERS_VERSION = 1  # bump when a reader's output changes: every source is then re-read once
 SAVE_EVERY_S = 5.0  # how often the manifest is checkpointed during a long run
-DAY = 86400.0
 SHOW_PROBLEMS = 20  # problems per source kept in the report for display
 
 
@@ -491,9 +494,9 @@ def _ingest_source(
             )
             stats.skipped += 1
             continue
-        jobs.append((root, source, path, rel, st, old, full))
+        jobs.append((root, source, path, rel, st, old, full, cfg.ingest.max_file_seconds))
     last_save = time.monotonic()
-    for (_, _, _, rel, st, old, _), done in zip(jobs, _run_jobs(jobs, cfg)):
+    for (_, _, _, rel, st, old, *_), done in zip(jobs, _run_jobs(jobs, cfg)):
         stats.bytes_read += done.get("scanned", 0)
         count, items = done.get("problems", (0, []))
         problems.count += count
@@ -566,26 +569,59 @@ def _still_bad(stats: SourceStats, rel: str, entry: dict) -> None:
 PARALLEL_INGEST_BYTES = 16_000_000  # changed files beyond this much in all are read by a process pool
 
 
+class FileTimedOut(BaseException):
+    """A file's time budget ran out (a BaseException, so a reader's own error handling lets it through)."""
+
+
+@contextmanager
+def _time_budget(seconds: float):
+    """Raise FileTimedOut in this block after `seconds` (0: no limit). A timer signal, so it needs the
+    main thread (a pool worker's tasks run there); elsewhere there is no limit. It interrupts Python
+    code and waits that signals interrupt, not a read stuck in the kernel on a hard NFS mount."""
+    if not seconds or threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGALRM"):
+        yield
+        return
+
+    def expired(signum, frame):
+        raise FileTimedOut()
+
+    before = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, before)
+
+
 def _ingest_job(job: tuple) -> dict[str, Any]:
-    """Scan one changed file and, unless only its mtime changed, store its documents (`_ingest_file`).
+    """Scan one changed file and, unless only its mtime changed, store its documents (`_ingest_file`),
+    within the file's time budget.
 
     Pure apart from the shard it writes, so a pool can run it: the result is a plain dict, and the
     file's problems travel back in it as (count, first items).
     """
-    root, source, path, rel, st, old, full = job
+    root, source, path, rel, st, old, full, budget = job
     problems = Problems()
     out: dict[str, Any] = {"status": "failed", "scanned": 0}
     try:
-        scan = _scan(path, old.get("resume_at") if old else None)
-        out["scanned"] = scan.size
-        if not full and old and old.get("hash") == scan.digest:
-            out["status"] = "touched"
-        else:
-            # --full reads every file from its start: an appended log is not resumed
-            entry, n_read, parsed = _ingest_file(
-                root, get_reader(source.kind), path, rel, source, problems, scan, st, None if full else old
-            )
-            out.update(status="ingested", entry=entry, read=n_read, parsed=parsed)
+        with _time_budget(budget):
+            scan = _scan(path, old.get("resume_at") if old else None)
+            out["scanned"] = scan.size
+            if not full and old and old.get("hash") == scan.digest:
+                out["status"] = "touched"
+            else:
+                # --full reads every file from its start: an appended log is not resumed
+                entry, n_read, parsed = _ingest_file(
+                    root, get_reader(source.kind), path, rel, source, problems, scan, st, None if full else old
+                )
+                out.update(status="ingested", entry=entry, read=n_read, parsed=parsed)
+    except FileTimedOut:
+        out["status"] = "failed"
+        out["reason"] = (
+            f"not read within ingest.max_file_seconds ({budget:g} s): a hung or very slow mount? "
+            "earlier documents kept (raise the limit if the file is just large)"
+        )
     except StoreFailed as exc:  # the caller stops cleanly, keeping what is stored
         out["status"] = "store_failed"
         out["reason"] = describe_write_error(exc.error, root)

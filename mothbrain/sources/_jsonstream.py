@@ -109,14 +109,22 @@ _SCALAR = r'(?:"(?:[^"\\]|\\.)*"|[^,{}\[\]"]*)'
 
 
 def _opening(keys: list[str]) -> re.Pattern | None:
-    """How an element whose first two keys are `keys` starts: `{"k1": <scalar>, "k2":`, or `{"k1": <scalar>`
-    cut off by damage (not followed by another key: a nested object opening with k1 has a different second key).
+    """How an element whose first two keys are `keys` starts: `{"k1": <scalar>, "k2":`, or `{"k1"` cut off
+    by damage before another key follows (a nested object opening with k1 has a different second key).
     None without two keys."""
     if len(keys) < 2:
         return None
     k1, k2 = (re.escape(json.dumps(k)) for k in keys)
     after = r"(?:,\s*(?:" + k2 + r'\s*:|(?!"(?:[^"\\]|\\.)*"\s*:))|[\]}]|$)'
-    return re.compile(r"\{\s*" + k1 + r"\s*:\s*" + _SCALAR + r"\s*" + after)
+    # ... or `{"k1"` cut before its value ends: anything but a value then another key after it
+    nested = r"\s*:\s*" + _SCALAR + r'\s*,\s*"(?:[^"\\]|\\.)*"\s*:'
+    return re.compile(r"\{\s*" + k1 + r"(?:\s*:\s*" + _SCALAR + r"\s*" + after + r"|(?!" + nested + r"))")
+
+
+def _elements_in(span: str, opening: re.Pattern | None) -> int:
+    """How many elements a damaged span holds: the broken one it starts with (whatever is left of its
+    opening), and one per later opening."""
+    return 1 + (len(opening.findall(span, 1)) if opening is not None else 0)
 
 
 def _next_opening(buf: _Buffer, pos: int, opening: re.Pattern) -> int | None:
@@ -264,7 +272,7 @@ def iter_array(
                 problems.add(rel, where, f"invalid JSON ({reason}); skipped")  # the next element keeps its index
                 index, pos = index + 1, end_abs - buf.base
                 continue
-            hidden = max(1, len(opening.findall(span))) if opening is not None else 1
+            hidden = _elements_in(span, opening)
             _report_hidden(problems, rel, what, index, start, reason, hidden, nxt_abs)
             if nxt_abs is None:
                 return

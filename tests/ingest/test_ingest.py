@@ -429,3 +429,30 @@ def test_a_file_size_limit_is_named_not_called_unreadable(tmp_path, state_home):
     # With the limit lifted the same files ingest whole.
     report = run_ingest(load_config(cfg_file))
     assert stats(report, "chats").documents == 12 * 400 and report.bad_records == 0
+
+
+def test_a_file_that_hangs_is_given_up_after_its_time_budget(corpus, monkeypatch):
+    """A read that does not return (a hung mount) costs that file this run, never the run or its documents."""
+    import signal
+
+    cfg, chats, _ = corpus
+    assert stats(run_ingest(cfg), "chats").documents == 6
+    (chats / "other.jsonl").write_text(chat_line(100) + chat_line(101))  # changed: it must be read again
+    real = ingest._scan
+
+    def hung(path, *args):
+        if path.name == "other.jsonl":
+            time.sleep(120)
+        return real(path, *args)
+
+    monkeypatch.setattr(ingest, "_scan", hung)
+    handler = signal.getsignal(signal.SIGALRM)
+    limited = load_config(cfg.config_path, ["ingest.max_file_seconds=0.5"])
+    t0 = time.monotonic()
+    c = stats(run_ingest(limited), "chats")
+    assert time.monotonic() - t0 < 20
+    assert c.skipped == 1 and c.documents == 6  # the file's earlier document is kept
+    assert "max_file_seconds (0.5 s)" in {p[0]: p[2] for p in c.problems}["other.jsonl"]
+    assert signal.getsignal(signal.SIGALRM) is handler and signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+    monkeypatch.setattr(ingest, "_scan", real)
+    assert stats(run_ingest(limited), "chats").documents == 7  # read in full once it answers

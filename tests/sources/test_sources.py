@@ -591,9 +591,10 @@ def _damaged_export_text(rng: random.Random, records: list, n_bad: int) -> str:
     for rec in records:
         text = json.dumps(rec)
         if rng.random() < n_bad / len(records) and len(text) > 10:
-            # cut after its opening (its first two keys): an element whose opening itself is cut inside a
-            # damaged run is not found, and the numbers after it would run one low (a known limit)
-            text = text[: rng.randrange(45, len(text) - 3)] + rng.choice(["]]", ", , ", "\x00", "}", "{", '"'])
+            # cut anywhere after its first key's name, inside its opening too; a cut inside that name leaves
+            # nothing that says an element was there (a known limit)
+            cut = rng.randrange(text.index(":"), len(text) - 3)
+            text = text[:cut] + rng.choice(["]]", ", , ", "\x00", "}", "{", '"'])
         chunks.append(text)
     return "[" + ",\n".join(chunks) + "]"
 
