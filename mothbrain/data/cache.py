@@ -87,10 +87,8 @@ def to_record(batch: BatchResult) -> tuple[pa.RecordBatch, dict]:
         values = getattr(batch, part)[name]
         if name == "sig":
             values = [None if sig is None else sig.__getstate__() for sig in values]
-        if not isinstance(values, (pa.Array, pa.ChunkedArray)):
+        if not isinstance(values, pa.Array):
             values = pa.array(values, kind)
-        elif isinstance(values, pa.ChunkedArray):
-            values = values.combine_chunks()
         arrays.append(pa.ListArray.from_arrays(pa.array([0, len(values)], pa.int32()), values))
     meta = {"wiki": batch.wiki, "redacted": batch.redacted, "filtered": batch.filtered, "voices": batch.voices}
     return pa.RecordBatch.from_arrays(arrays, schema=SCHEMA), meta
