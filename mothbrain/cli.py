@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from mothbrain.config import Config, ConfigError, load_config
-from mothbrain.errors import MothError, NothingToDo
+from mothbrain.errors import GATE_REFUSED_EXIT, MothError, NothingToDo
 
 
 def config_options(fn: Callable) -> Callable:
@@ -103,6 +103,7 @@ def main() -> None:
       1    error: a config mistake, a failed stage or run, the run lock held past its wait
       2    wrong usage (unknown option or argument)
       3    nothing to do (e.g. no new material to train on, nothing newer to promote)
+      4    `mothbrain promote` alone: the gate refused the version (a chain that ends so is ok, 0)
       130  interrupted (Ctrl-C)
     """
 
@@ -230,6 +231,10 @@ def promote(cfg: Config, as_json: bool, version: str | None, rollback: bool) -> 
     with _locked(cfg, "promote"):
         report = run_rollback(cfg) if rollback else run_promote(cfg, version=version)
     _show(report, as_json)
+    if report.decision == "rejected":  # the gate's refusal: not an error, but a script must see it
+        if not as_json:
+            click.echo(report.title, err=True)
+        sys.exit(GATE_REFUSED_EXIT)
 
 
 @main.command()

@@ -9,6 +9,8 @@ a crontab line that runs from `/` reads the same files as a person in the repo.
 from __future__ import annotations
 
 import dataclasses
+import datetime
+import math
 import os
 import types
 import typing
@@ -17,6 +19,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+
+from mothbrain.core.clock import parse_pinned_time
 
 SCHEMA_VERSION = 1
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -100,6 +104,11 @@ class SourceConfig:
 @dataclass
 class IngestConfig:
     since_days: float = _f(7.0, "nightly window: material newer than this counts as recent")
+    now: str = _f(
+        "",
+        "the time 'recent' is measured from: empty = the clock; an ISO 8601 time pins it, so the same "
+        "material gives the same data set, dreams and eval on any day (the demo)",
+    )
     max_file_mb: float = _f(2048.0, "files larger than this are skipped and reported")
     max_file_seconds: float = _f(
         600.0, "a file that takes longer than this to read is skipped and reported (a hung mount); 0: no limit"
@@ -487,6 +496,8 @@ def _build(tp: Any, value: Any, key: str, src: str) -> Any:
             raise ConfigError(f"{where}: expected a number, got {value!r}")
         return float(value)
     if tp is str:
+        if isinstance(value, datetime.date):  # YAML reads an unquoted 2025-05-20T00:00:00Z as a time
+            return value.isoformat()
         if not isinstance(value, str):
             raise ConfigError(f"{where}: expected a string, got {value!r}")
         return value
@@ -651,7 +662,29 @@ def _range_text(lo: float, hi: float, lo_ok: bool, hi_ok: bool) -> str:
     return f"a number {low} and {'<=' if hi_ok else '<'} {hi:g}"
 
 
+NEGATIVE_OK = {"train.max_steps"}  # -1: run train.num_epochs instead (checked below)
+
+
+def _numbers(obj: Any, prefix: str = "") -> typing.Iterator[tuple[str, int | float]]:
+    """(dotted key, value) of every number in the config, lists of sections included."""
+    for f in dataclasses.fields(obj):
+        if f.metadata.get("internal"):
+            continue
+        v, key = getattr(obj, f.name), f"{prefix}{_yaml_key(f)}"
+        if dataclasses.is_dataclass(v):
+            yield from _numbers(v, key + ".")
+        elif isinstance(v, list):
+            for i, item in enumerate(v):
+                if dataclasses.is_dataclass(item):
+                    yield from _numbers(item, f"{key}[{i}].")
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            yield key, v
+
+
 def _check_ranges(cfg: Config, src: str) -> None:
+    for key, v in _numbers(cfg):  # every number first: no .inf or .nan reaches a run
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ConfigError(f"{src}: {key}: expected a finite number, got {v!r}")
     for key, lo, hi, lo_ok, hi_ok in RANGES:
         v = _get(cfg, key)
         inside = (v >= lo if lo_ok else v > lo) and (v <= hi if hi_ok else v < hi)
@@ -680,6 +713,13 @@ def _validate(cfg: Config, src: str) -> None:
         raise ConfigError(f"{src}: sources: names must be unique, repeated: {', '.join(dupes)}")
     if cfg.lora.r < 1:
         raise ConfigError(f"{src}: lora.r: expected an integer >= 1, got {cfg.lora.r}")
+    try:
+        parse_pinned_time(cfg.ingest.now)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"{src}: ingest.now: expected an ISO 8601 time such as 2025-05-20T00:00:00Z, or empty for the clock, "
+            f"got {cfg.ingest.now!r}"
+        ) from None
     if not 0.0 <= cfg.preprocess.heldout_fraction < 1.0:
         raise ConfigError(f"{src}: preprocess.heldout_fraction: expected 0 <= x < 1")
     if cfg.preprocess.dedup_window < 0:
@@ -705,6 +745,9 @@ def _validate(cfg: Config, src: str) -> None:
                 )
         if len(chain.cron.split()) != 5:
             raise ConfigError(f"{src}: schedule.{chain_name}.cron: expected 5 crontab fields, got {chain.cron!r}")
+    for key, v in _numbers(cfg):  # last, after the rules with their own words: no negative count anywhere
+        if isinstance(v, int) and v < 0 and key not in NEGATIVE_OK:
+            raise ConfigError(f"{src}: {key}: expected a number >= 0, got {v!r}")
 
 
 def load_config(path: str | os.PathLike | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:

@@ -22,3 +22,6 @@ class NoNewMaterial(NothingToDo):
             f"no new material since {version} (fingerprint {fingerprint[:12]}); "
             "`--force` or train.skip_unchanged: false trains anyway"
         )
+
+
+GATE_REFUSED_EXIT = 4  # `mothbrain promote` alone: the gate refused the version (nothing is broken)

@@ -12,8 +12,9 @@ Pass: the ledger records the intended move (`pending_current`), then the symlink
 pointed at `adapters/<version>` by renaming a new temporary symlink over it (os.replace is atomic, so a
 reader sees the old target or the new one, never a half-written directory), then the ledger confirms the
 promotion. A kill between the steps is settled by `reconcile_current` at the start of the next command
-that reads the pointer: the ledger is the truth. Fail: the ledger records
-`rejected` with the reasons and a MothError gives cron a non-zero exit; the pointer does not move.
+that reads the pointer: the ledger is the truth. Refused: the ledger records `rejected` with every check
+and the deciding ones, the pointer does not move, and the report says so (decision "rejected"): a chain
+stays ok, and `mothbrain promote` on its own exits 4 so a script can tell a refusal from an error.
 
 Rollback returns the pointer to the version that was current before the present one (promotion
 history from the ledger's events: promotions push, rollbacks pop).
@@ -273,12 +274,17 @@ def run_promote(cfg: Config, version: str | None = None) -> PromoteReport:
         return PromoteReport(
             title=f"promoted {version} (was {current or 'none'})", version=version, decision="promoted", checks=checks
         )
-    failed = [c["reason"] for c in checks if not c["ok"]]
-    ledger.update(version, status="rejected", promotion={"decision": "rejected", "reasons": reasons, "checks": checks})
-    ledger.add_event("rejected", version, "; ".join(failed))
-    raise MothError(
-        f"{version} not promoted: {'; '.join(failed)} — current stays {current or 'none'} "
-        "(details: `mothbrain status --json`)"
+    # A refusal is the gate doing its job, not a failure: a report (the chain stays ok), never an error.
+    failed = [c for c in checks if not c["ok"]]
+    deciding = "; ".join(f"{c['check']}: {c['reason']}" for c in failed)
+    promotion = {"decision": "rejected", "reasons": reasons, "checks": checks, "deciding": deciding}
+    ledger.update(version, status="rejected", promotion=promotion)
+    ledger.add_event("rejected", version, "; ".join(c["reason"] for c in failed))
+    return PromoteReport(
+        title=f"{version} not promoted ({deciding}); current stays {current or 'none'}",
+        version=version,
+        decision="rejected",
+        checks=checks,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -152,3 +153,26 @@ def test_every_preprocess_setting_says_what_it_affects():
 
     missing = [f.name for f in dataclasses.fields(PreprocessConfig) if f.metadata.get("affects") not in AFFECTS]
     assert not missing, f"declare affects= on {missing}"
+
+
+def test_every_number_refuses_infinity_nan_and_out_of_range():
+    """Walk every numeric setting: .inf, -.inf and .nan are one line at load naming the key (no run starts),
+    and so is a negative count or a value below a declared range."""
+    from mothbrain.config import NEGATIVE_OK, RANGES, _numbers
+
+    demo = REPO_ROOT / "configs" / "demo.yaml"
+    keys = [k for k, _ in _numbers(load_config(demo)) if "[" not in k]  # --set cannot name a list item
+    assert len(keys) > 60 and "train.learning_rate" in keys and "model.tiny_pretrain_steps" in keys
+    for key in keys:
+        for bad in (".inf", "-.inf", ".nan"):
+            with pytest.raises(ConfigError, match=re.escape(key)):
+                load_config(demo, [f"{key}={bad}"])
+    ints = [k for k, v in _numbers(load_config(demo)) if isinstance(v, int) and "[" not in k]
+    for key in ints:
+        with pytest.raises(ConfigError, match=re.escape(key)):
+            load_config(demo, [f"{key}={-2 if key in NEGATIVE_OK else -1}"])
+    for key, lo, _hi, lo_ok, _ in RANGES:
+        with pytest.raises(ConfigError, match=re.escape(key)):
+            load_config(demo, [f"{key}={lo - 1 if lo_ok else lo}"])
+    # A list item's number is walked too (sources[].weight, priority_concepts[].min_samples), from YAML.
+    assert any(k.startswith("sources[0].") for k, _ in _numbers(load_config(demo)))

@@ -53,7 +53,7 @@ import numpy as np
 from mothbrain.config import Config, to_dict
 from mothbrain.core import paths
 from mothbrain.core.atomic import write_atomically, write_json_atomically
-from mothbrain.core.clock import DAY
+from mothbrain.core.clock import DAY, reference_now
 from mothbrain.data.assemble import Assembler, voice_warnings
 from mothbrain.data.cache import DocCache, cache_dir
 from mothbrain.data.concepts import ConceptMatcher
@@ -246,13 +246,15 @@ def _gc_paused():
 
 def _input_key(cfg: Config, since: float, stored: str, now: float) -> str:
     """What the data set is a function of: the stored documents, the settings, and the day (what
-    counts as recent moves with the date, so an unchanged archive is reprocessed once a day)."""
+    counts as recent moves with the date, so an unchanged archive is reprocessed once a day; with
+    ingest.now pinned the day is the pinned one, and the data set stays the same)."""
     settings = data_settings(cfg)
     data = {
         "schema": DATASET_SCHEMA,
         "stored": stored,
         "preprocess": settings,
         "since_days": since,
+        "now": cfg.ingest.now,  # a pinned "now" moves what is recent within a day too
         "day": time.strftime("%Y-%m-%d", time.gmtime(now)),
         "model": str(cfg.model.base),
         "sources": [to_dict(s) for s in cfg.sources],
@@ -302,7 +304,7 @@ def _run_preprocess(
     full: bool = False,
 ) -> PreprocessReport:
     t0 = time.perf_counter()
-    now = time.time()
+    now = reference_now(cfg)  # what "recent" is measured from: ingest.now when pinned, else the clock
     since = cfg.ingest.since_days if since_days is None else since_days
     input_key = ""
     cache = None
@@ -349,7 +351,10 @@ def _build(
         rows.finish_documents()
         lap("documents")
         recent_doc = np.array(corpus.when, dtype=np.float64) >= now - since * DAY  # nan: never recent
-        pairs, mining = concept_pairs(cfg, corpus, recent_doc, now, pool, use_state=cache is not None, full=full)
+        # when mining last ran is the clock's business, not the pinned "now"
+        pairs, mining = concept_pairs(
+            cfg, corpus, recent_doc, time.time(), pool, use_state=cache is not None, full=full
+        )
     lap("concept_pairs")
     held_pairs = heldout_pairs(pairs, cfg.preprocess.heldout_pairs, rows.documents)
     rows.add_associations(association_samples(pairs, cfg.preprocess, ConceptMatcher(cfg.preprocess)), held_pairs)
@@ -370,7 +375,8 @@ def _build(
     meta = {
         "fingerprint": fp,
         "schema": DATASET_SCHEMA,
-        "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(now)),
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime()),
+        "recent_from": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(now)),  # ingest.now, or the clock
         "since_days": since,
         "samples": dict(writer.rows),
         "composition": composition,

@@ -38,7 +38,7 @@ from filelock import FileLock, Timeout
 from mothbrain.config import Config, SourceConfig
 from mothbrain.core import paths
 from mothbrain.core.atomic import describe_write_error, write_atomically
-from mothbrain.core.clock import DAY
+from mothbrain.core.clock import DAY, reference_now
 from mothbrain.core.jsonfast import dumps_compact, loads
 from mothbrain.core.workers import pool_context, worker_count
 from mothbrain.errors import MothError
@@ -698,7 +698,7 @@ class _Progress:
 def iter_documents(cfg: Config, since_days: float | None = None) -> Iterator[Document]:
     """The stored documents of the configured sources, in config order; with `since_days`, only those
     whose timestamp (or file mtime when they have none) falls within the last `since_days` days."""
-    cutoff = None if since_days is None else time.time() - since_days * DAY
+    cutoff = None if since_days is None else reference_now(cfg) - since_days * DAY
     for line, where in iter_stored_lines(cfg, cutoff):
         doc = decode_stored(line, where)
         if doc is None:

@@ -297,6 +297,8 @@ def _stage_summary(run: dict[str, Any]) -> str:
     if failed:
         err = _excerpt(failed[0].get("error"), 160)
         return err if err.startswith(failed[0]["name"]) else f"{failed[0]['name']}: {err}"
+    if run.get("outcome"):  # the run in one line, the gate's decision included
+        return _excerpt(run["outcome"], 160)
     skipped = [s["name"] for s in run.get("stages", []) if s.get("status") == "skipped"]
     parts = [f"version {run['version']}" if run.get("version") else ""]
     if run.get("lock_wait"):
@@ -328,6 +330,8 @@ def build_briefing(cfg: Config, now: _dt.datetime | None = None) -> Briefing:
             f"{_local(parse_time(last.get('finished')), '%H:%M') if last.get('finished') else 'still running'}"
             f" on {last.get('host', '?')}; log: {last.get('log') or '—'}"
         )
+        if last.get("outcome"):
+            sec.lines.append(f"Outcome: {last['outcome']}")
         if last.get("lock_wait"):
             sec.lines.append(
                 last["lock_wait"].get("note") or f"waited {last['lock_wait'].get('seconds')} s for the lock"
@@ -453,7 +457,8 @@ def build_briefing(cfg: Config, now: _dt.datetime | None = None) -> Briefing:
         for v in decisions:
             p = v["promotion"]
             if p.get("checks"):  # the gate's every check: figure, threshold, verdict
-                sec.lines.append(f"{v['id']}: {p['decision']}")
+                deciding = f" — decided by {p['deciding']}" if p.get("deciding") else ""
+                sec.lines.append(f"{v['id']}: {p['decision']}{deciding}")
                 sec.lines += [
                     f"  {'pass' if c.get('ok') else 'FAIL'} · {c.get('check')}: {_excerpt(c.get('value'), 160)} "
                     f"(needs {c.get('threshold')})"

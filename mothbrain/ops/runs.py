@@ -64,10 +64,11 @@ class RunRecord:
     lock_wait: dict[str, Any] | None = None  # {"seconds", "note"} when it waited for another run
     briefing: dict[str, Any] | None = None
     warnings: list[str] = field(default_factory=list)
+    outcome: str | None = None  # the run in one line, set when it ends ("v0001 not promoted (…)")
 
     @property
     def title(self) -> str:
-        return f"run {self.run_id}: {self.status}"
+        return f"run {self.run_id}: {self.status}" + (f" — {self.outcome}" if self.outcome else "")
 
     @property
     def failed(self) -> bool:
@@ -112,6 +113,7 @@ class RunRecord:
             "stages": [s.to_json() for s in self.stages],
             "briefing": self.briefing,
             "warnings": self.warnings,
+            "outcome": self.outcome,
         }
 
     def save(self) -> None:
@@ -183,6 +185,24 @@ def new_run_id(cfg: Config, chain: str) -> str:
         n += 1
         run_id = f"{stamp}-{chain}-{n}"
     return run_id
+
+
+def run_outcome(status: str, stages: list[dict[str, Any]]) -> str:
+    """A finished run in one line: where it failed, or what the gate decided, or what was trained.
+
+    A refusal by the gate is an outcome of an ok run ("v0001 not promoted (…)"), not a failure."""
+    failed = next((s for s in stages if s.get("status") == "failed"), None)
+    if failed is not None:
+        return f"{failed['name']} failed: {failed.get('error') or 'see the log'}"
+    promote = next((s for s in stages if s.get("name") == "promote" and s.get("status") == "ok"), None)
+    figures = (promote or {}).get("figures") or {}
+    if figures.get("decision") in ("promoted", "rejected", "unchanged"):
+        return str(figures.get("title") or figures["decision"])
+    skipped = [s["name"] for s in stages if s.get("status") == "skipped"]
+    trained = next((s for s in stages if s.get("name") == "train" and s.get("status") == "ok"), None)
+    parts = [f"trained {(trained.get('figures') or {}).get('version')}" if trained else ""]
+    parts.append(f"skipped: {', '.join(skipped)}" if skipped else "")
+    return "; ".join(p for p in parts if p) or status
 
 
 # The figures a person wants first from each stage's report (the rest stays in the record).

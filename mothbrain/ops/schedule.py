@@ -50,7 +50,16 @@ from mothbrain.core import paths
 from mothbrain.core.atomic import save_json
 from mothbrain.core.clock import now_iso, parse_time
 from mothbrain.errors import MothError, NoNewMaterial, NothingToDo
-from mothbrain.ops.runs import RECORD_SCHEMA, RunRecord, StageResult, load_runs, mark_killed, new_run_id, trim
+from mothbrain.ops.runs import (
+    RECORD_SCHEMA,
+    RunRecord,
+    StageResult,
+    load_runs,
+    mark_killed,
+    new_run_id,
+    run_outcome,
+    trim,
+)
 
 log = logging.getLogger(__name__)
 
@@ -265,9 +274,10 @@ def run_chain(
             finally:
                 _restore_sigterm(previous)
             record.status = "failed" if any(s.status == "failed" for s in record.stages) else "ok"
+            record.outcome = run_outcome(record.status, [s.to_json() for s in record.stages])
             record.finished = now_iso()
             record.save()
-            log.info("run %s finished: %s", run_id, record.status)
+            log.info("run %s finished: %s — %s", run_id, record.status, record.outcome)
             if on_finish is not None and cfg.schedule.send_briefing:
                 _finish(cfg, record, on_finish)
             handler.flush()

@@ -100,6 +100,8 @@ def status_report(cfg: Config) -> StatusReport:
             if failed
             else (r.get("warnings") or [""])[0]
             if r.get("status") == "refused"
+            else r["outcome"]
+            if r.get("outcome")
             else f"trained {r['version']}"
             if r.get("version")
             else ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mothbrain.config import REPO_ROOT, FilterConfig, load_config
+from mothbrain.config import REPO_ROOT, ConfigError, FilterConfig, load_config
 from mothbrain.data import assemble, process
 from mothbrain.data.dataset import fingerprint, load_latest_dataset
 from mothbrain.data.dedup import Deduper
@@ -735,3 +736,34 @@ def test_fingerprint_covers_every_column(tmp_path):
         {"doc_id": ["d2", "d1"]},
     ):
         assert fp(**change) != same, change
+
+
+def test_demo_data_set_is_the_same_on_any_day(tmp_path, monkeypatch):
+    """With ingest.now pinned (the demo), the bundled sample gives the same data set whatever the clock says;
+    with the clock as "now" (the null case) what counts as recent, and so the data set, moves with the date."""
+    from mothbrain.ingest.stage import run_ingest
+
+    real_time = time.time
+
+    def fingerprint_on(day: str, *overrides: str) -> str:
+        home = tmp_path / f"{day}-{len(overrides)}"
+        monkeypatch.setenv("MOTHBRAIN_HOME", str(home))
+        shift = dt.datetime.fromisoformat(day + "T09:00:00+00:00").timestamp() - real_time()
+        monkeypatch.setattr(time, "time", lambda: real_time() + shift)
+        cfg = load_config(REPO_ROOT / "configs" / "demo.yaml", ["preprocess.workers=1", *overrides])
+        run_ingest(cfg)
+        return run_preprocess(cfg, progress=False).fingerprint
+
+    pinned = {fingerprint_on(day) for day in ("2026-12-07", "2027-06-01")}
+    assert len(pinned) == 1
+    clock = {fingerprint_on(day, "ingest.now=") for day in ("2026-12-07", "2027-06-01")}
+    assert len(clock) == 2  # the sample's undated files are recent on one day and not on the other
+
+
+def test_ingest_now_must_be_a_time(tmp_path):
+    with pytest.raises(ConfigError, match=r"ingest\.now: expected an ISO 8601 time"):
+        load_config(REPO_ROOT / "configs" / "demo.yaml", ["ingest.now=next tuesday"])
+    cfg = load_config(REPO_ROOT / "configs" / "demo.yaml", ["ingest.now=2025-05-15"])  # a date is midnight UTC
+    from mothbrain.core.clock import reference_now
+
+    assert reference_now(cfg) == dt.datetime(2025, 5, 15, tzinfo=dt.timezone.utc).timestamp()

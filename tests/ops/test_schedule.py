@@ -461,3 +461,71 @@ def test_the_briefing_names_what_a_stage_warned_about(state_home):
     stages = {"ingest": ingest, **{s: _ok(s) for s in ("preprocess", "train", "dream")}}
     run_chain(cfg, "nightly", stages=stages)
     assert "ingest: 1 unchanged file(s) still have bad records: chats: broken.jsonl" in build_briefing(cfg).text
+
+
+def _refusable_version(cfg) -> str:
+    """An evaluated version whose voice passes the gate but whose held-out associations do not (CI includes 0)."""
+    from mothbrain.core.ledger import open_ledger
+
+    ev = {
+        "evaluated_at": "2025-05-15T00:00:00+00:00",
+        "current_version": None,
+        "voice_ppl": 30.0,
+        "voice_ppl_base": 60.0,
+        "voice_samples": 120,
+        "voice_gain_vs_base": {"mean": 0.7, "lo": 0.5, "hi": 0.9, "n": 120},
+        "association_heldout": {"top1": 0.3, "chance": 0.2},
+        "association_heldout_vs_base": {"mean": 0.271, "lo": -0.272, "hi": 0.819, "n": 60},
+    }
+    version = open_ledger(cfg).new_version(status="evaluated", eval=ev)["id"]
+    adapter = paths.adapter_dir(cfg, version)
+    adapter.mkdir(parents=True)
+    (adapter / "adapter_config.json").write_text("{}")
+    (adapter / "adapter_model.safetensors").write_bytes(b"")
+    return version
+
+
+def test_a_gate_refusal_ends_the_chain_ok_with_its_deciding_check(state_home, monkeypatch):
+    """The gate refusing a version is the system working: the run is ok (exit 0), and the record, `status`
+    and the briefing say which version was not promoted and which check decided."""
+    from mothbrain.ops import schedule
+    from mothbrain.ops.briefing import build_briefing
+    from mothbrain.ops.status import status_report
+
+    cfg = _cfg("schedule.send_briefing=false")
+    version = _refusable_version(cfg)
+    real = schedule.default_stages()
+    stubs = {name: _ok(name) for name in ("ingest", "preprocess", "train", "dream", "eval")}
+    monkeypatch.setattr(schedule, "default_stages", lambda: {**real, **stubs})
+
+    result = CliRunner().invoke(main, ["run", "weekly", "--set", "schedule.send_briefing=false"])
+    assert result.exit_code == 0, result.output
+    assert f"{version} not promoted" in result.output and "failed" not in result.output
+
+    (saved,) = load_runs(cfg)
+    assert saved["status"] == "ok"
+    promote = next(s for s in saved["stages"] if s["name"] == "promote")
+    assert promote["status"] == "ok" and promote["figures"]["decision"] == "rejected"
+    assert saved["outcome"].startswith(f"{version} not promoted (held-out associations vs base:")
+    assert "CI -0.272 .. +0.819" in saved["outcome"]  # the deciding check's own figure
+    assert "held-out associations" in Path(saved["log"]).read_text()
+
+    run_row = status_report(cfg).runs[0]
+    assert run_row["status"] == "ok" and run_row["note"].startswith(f"{version} not promoted")
+    text = build_briefing(cfg).text
+    assert f"Outcome: {version} not promoted" in text
+    assert f"{version}: rejected — decided by held-out associations vs base" in text
+
+
+def test_promote_alone_exits_4_on_a_refusal(state_home):
+    """`mothbrain promote` on its own tells a refusal (4) from an error (1) and from nothing to do (3)."""
+    cfg = _cfg()
+    version = _refusable_version(cfg)
+    result = CliRunner().invoke(main, ["promote"])
+    assert result.exit_code == 4, result.output
+    assert f"{version} not promoted" in result.output and "Traceback" not in result.output
+    from mothbrain.core.ledger import open_ledger
+
+    entry = open_ledger(cfg).get(version)
+    assert entry["status"] == "rejected" and entry["promotion"]["deciding"].startswith("held-out associations")
+    assert open_ledger(cfg).current() is None
