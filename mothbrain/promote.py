@@ -276,12 +276,12 @@ def run_promote(cfg: Config, version: str | None = None) -> PromoteReport:
         )
     # A refusal is the gate doing its job, not a failure: a report (the chain stays ok), never an error.
     failed = [c for c in checks if not c["ok"]]
-    deciding = "; ".join(f"{c['check']}: {c['reason']}" for c in failed)
+    deciding = ", ".join(c["check"] for c in failed)  # the checks that decided, by name
     promotion = {"decision": "rejected", "reasons": reasons, "checks": checks, "deciding": deciding}
     ledger.update(version, status="rejected", promotion=promotion)
     ledger.add_event("rejected", version, "; ".join(c["reason"] for c in failed))
     return PromoteReport(
-        title=f"{version} not promoted ({deciding}); current stays {current or 'none'}",
+        title=f"{version} not promoted ({'; '.join(c['reason'] for c in failed)}); current stays {current or 'none'}",
         version=version,
         decision="rejected",
         checks=checks,

@@ -506,7 +506,7 @@ def test_a_gate_refusal_ends_the_chain_ok_with_its_deciding_check(state_home, mo
     assert saved["status"] == "ok"
     promote = next(s for s in saved["stages"] if s["name"] == "promote")
     assert promote["status"] == "ok" and promote["figures"]["decision"] == "rejected"
-    assert saved["outcome"].startswith(f"{version} not promoted (held-out associations vs base:")
+    assert saved["outcome"].startswith(f"{version} not promoted (held-out associations not lifted above base")
     assert "CI -0.272 .. +0.819" in saved["outcome"]  # the deciding check's own figure
     assert "held-out associations" in Path(saved["log"]).read_text()
 
@@ -527,5 +527,5 @@ def test_promote_alone_exits_4_on_a_refusal(state_home):
     from mothbrain.core.ledger import open_ledger
 
     entry = open_ledger(cfg).get(version)
-    assert entry["status"] == "rejected" and entry["promotion"]["deciding"].startswith("held-out associations")
+    assert entry["status"] == "rejected" and entry["promotion"]["deciding"] == "held-out associations vs base"
     assert open_ledger(cfg).current() is None
