@@ -759,8 +759,10 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | tu
     try:
         data = yaml.safe_load(chosen.read_text(encoding="utf-8")) or {}
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(f"{src}: not valid YAML ({first})") from None
+        mark = getattr(exc, "problem_mark", None)  # where the parser stopped: 0-based line and column
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+        what = getattr(exc, "problem", None) or (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ConfigError(f"{src}{where}: not valid YAML ({what})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{src}: expected a mapping at the top level, got {type(data).__name__}")
     for ov in overrides:

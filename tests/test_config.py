@@ -59,6 +59,7 @@ def _write(tmp_path: Path, text: str) -> Path:
         ("schedule:\n  nightly: {stages: [ingest, sleep]}\n", "unknown stage 'sleep'"),
         ("train: [1, 2]\n", "train: expected a mapping"),
         ("a: [unclosed\n", "not valid YAML"),
+        ("train:\n  max_steps: 3\n lora: {r: 4}\n", ":3:2: not valid YAML"),  # line and column of the fault
         ("preprocess:\n  dedup_window: -5\n", "preprocess.dedup_window: expected 0 (no limit)"),
     ],
 )

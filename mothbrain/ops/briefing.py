@@ -103,10 +103,10 @@ def missed_runs(cfg: Config, runs: list[dict[str, Any]], now: _dt.datetime) -> l
     """Slots the schedule expected in the last week (since it was installed) with no run near them."""
     from croniter import croniter
 
-    anchors = [t for t in [cron_installed_at(cfg)] + [parse_time(r.get("started")) for r in runs[:1]] if t]
-    if not anchors:
-        return []  # no schedule known yet: nothing can have been missed
-    start = max(now - WEEK, min(anchors))
+    installed = cron_installed_at(cfg)
+    if installed is None:
+        return []  # no schedule installed (`mothbrain cron install`): runs by hand can miss nothing
+    start = max(now - WEEK, installed)
     missed = []
     for chain in CHAINS:
         cc = chain_config(cfg, chain)

@@ -117,8 +117,13 @@ def status_report(cfg: Config) -> StatusReport:
         )
     for v in versions[::-1]:
         tr = v.get("train") or {}
-        metrics = numeric_metrics(v.get("eval") or {})
-        first_metric = next(iter(metrics.items()), None)
+        ev = v.get("eval") or {}
+        # the figure a person reads first: held-out voice perplexity against base (not the first number found)
+        headline = (
+            f"voice ppl {ev['voice_ppl']:.4g} (base {ev['voice_ppl_base']:.4g})"
+            if isinstance(ev.get("voice_ppl"), (int, float)) and isinstance(ev.get("voice_ppl_base"), (int, float))
+            else ""
+        )
         report.versions.append(
             {
                 "version": v["id"] + (" *" if v["id"] == current else ""),
@@ -127,7 +132,7 @@ def status_report(cfg: Config) -> StatusReport:
                 "parent": v.get("parent") or "",
                 "steps": tr.get("steps"),
                 "final loss": tr.get("final_loss"),
-                "eval": f"{first_metric[0]} {first_metric[1]:.4g}" if first_metric else "",
+                "eval": headline,
                 "promotion": (v.get("promotion") or {}).get("decision", ""),
             }
         )

@@ -202,6 +202,15 @@ def test_missed_runs_count_only_since_the_schedule_was_installed(state_home):
     assert "Missed runs: 2" in text
 
 
+def test_runs_by_hand_miss_nothing_without_an_installed_schedule(state_home):
+    """No `cron install`: a run started by hand on Monday does not make Tuesday's 02:30 a missed run."""
+    cfg = load_config(DEMO_CONFIG, ["schedule.wiki.stages=[]"])
+    now = dt.datetime(2026, 3, 12, 9, 0).astimezone()
+    _write_record(cfg, "weekly", _local_slot(dt.date(2026, 3, 9), 14, 0))
+    assert missed_runs(cfg, load_runs(cfg), now) == []
+    assert "missed" not in build_briefing(cfg, now=now).text.lower()
+
+
 def test_without_smtp_it_is_written_to_files(state_home, tmp_path):
     cfg = load_config(DEMO_CONFIG)
     report = run_briefing(cfg, send=True)
