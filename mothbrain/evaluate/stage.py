@@ -294,7 +294,11 @@ def show_eval(cfg: Config, version: str | None = None) -> EvalReport:
     ledger = open_ledger(cfg)
     entry = ledger.get(version) if version else ledger.latest(("evaluated", "promoted", "rejected"))
     if entry is None or not (entry.get("eval") or {}).get("evaluated_at"):
-        raise NothingToDo(f"{version or 'no version'} has no eval results yet; run `mothbrain eval` first")
+        raise NothingToDo(
+            f"{version} has no eval results yet; run `mothbrain eval --version {version}` first"
+            if version
+            else "no version has eval results yet; run `mothbrain eval` first"
+        )
     report = EvalReport(version=entry["id"], figures=entry["eval"])
     current = report.figures.get("current_version")
     report.checks = gate_checks(report.figures, cfg.promote.gate, has_current=bool(current))

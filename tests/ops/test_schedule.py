@@ -531,3 +531,8 @@ def test_promote_alone_exits_4_on_a_refusal(state_home):
     entry = open_ledger(cfg).get(version)
     assert entry["status"] == "rejected" and entry["promotion"]["deciding"] == "held-out associations vs base"
     assert open_ledger(cfg).current() is None
+
+
+def test_eval_show_with_nothing_evaluated_says_so_plainly(state_home):
+    result = CliRunner().invoke(main, ["eval", "--show"])
+    assert result.exit_code == 3 and "no version has eval results yet" in result.output
