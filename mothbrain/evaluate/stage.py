@@ -49,12 +49,12 @@ from mothbrain.core.ledger import open_ledger
 from mothbrain.data.format import user_name, voice_name
 from mothbrain.errors import MothError, NothingToDo
 from mothbrain.evaluate import association, heldout
+from mothbrain.evaluate.scoring import rank_candidates, score_continuations
 from mothbrain.evaluate.stats import bootstrap_mean, bootstrap_ratio
 
 MODES = ("direct", "association", "completion")
 REFERENCE_SAMPLES = 3  # reference continuations per prompt: one far-off sample is not a surprise
 PROBES_PER_MODE = 4  # cues or sentences per concept and mode
-TOKEN_BUDGET = 4096  # tokens per scoring batch (bounds the [batch, len, vocab] logits)
 SURPRISE_TOKENS = 48  # tokens per continuation for the surprise rate
 SURPRISE_CONTEXT = 512  # tokens of prompt + continuation scored for fluency
 WHO = ("adapter", "base", "current")
@@ -382,70 +382,6 @@ def use(model, who: str) -> Iterator[None]:
 
 
 # --------------------------------------------------------------------------- scoring
-
-
-def score_continuations(model, tokenizer, pairs: list[tuple[str, str]], max_len: int) -> list[tuple[float, int]]:
-    """(sum of log-probs, token count) of each completion given its prompt: completion tokens only.
-
-    Prompt and completion are tokenised separately and joined, as in training; a prompt too long for
-    `max_len` loses its beginning. Batches are sorted by length and bounded by TOKEN_BUDGET tokens.
-    """
-    import torch
-
-    if not pairs:
-        return []
-    device = next(model.parameters()).device
-    seqs = []
-    for prompt, completion in pairs:
-        p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        c = tokenizer(completion, add_special_tokens=False)["input_ids"][: max_len - 1]
-        p = p[-(max_len - len(c)) :] if len(p) + len(c) > max_len else p
-        if not p:  # the first token has no prediction; start from EOS as a neutral context
-            p = [tokenizer.eos_token_id]
-        seqs.append((p, c))
-    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i][0]) + len(seqs[i][1]))
-    out: list[tuple[float, int]] = [(0.0, 0)] * len(seqs)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    i = 0
-    while i < len(order):
-        longest = len(seqs[order[i]][0]) + len(seqs[order[i]][1])
-        j = i + 1
-        while j < len(order) and (j - i + 1) * (len(seqs[order[j]][0]) + len(seqs[order[j]][1])) <= TOKEN_BUDGET:
-            longest = len(seqs[order[j]][0]) + len(seqs[order[j]][1])
-            j += 1
-        idx = order[i:j]
-        ids = torch.full((len(idx), longest), pad, dtype=torch.long)
-        mask = torch.zeros((len(idx), longest), dtype=torch.long)
-        for r, k in enumerate(idx):
-            row = seqs[k][0] + seqs[k][1]
-            ids[r, : len(row)] = torch.tensor(row)
-            mask[r, : len(row)] = 1
-        with torch.inference_mode():
-            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
-        for r, k in enumerate(idx):
-            p, c = seqs[k]
-            if not c:
-                out[k] = (0.0, 0)
-                continue
-            lp = torch.log_softmax(logits[r, len(p) - 1 : len(p) + len(c) - 1], dim=-1)
-            out[k] = (float(lp.gather(1, torch.tensor(c, device=lp.device).unsqueeze(1)).sum()), len(c))
-        i = j
-    return out
-
-
-def rank_candidates(model, tokenizer, items: list[tuple[str, str, list[str]]], max_len: int) -> list[dict[str, Any]]:
-    """For (prompt, target, distractors): hit = target's mean log-prob/token beats every distractor's;
-    margin = target score − mean distractor score."""
-    flat = []
-    for prompt, target, distractors in items:
-        flat += [(prompt, " " + target)] + [(prompt, " " + d) for d in distractors]
-    scores = [s / n if n else float("-inf") for s, n in score_continuations(model, tokenizer, flat, max_len)]
-    out, k = [], 0
-    for _, _, distractors in items:
-        t, ds = scores[k], scores[k + 1 : k + 1 + len(distractors)]
-        k += 1 + len(distractors)
-        out.append({"hit": float(all(t > d for d in ds)), "margin": t - sum(ds) / len(ds) if ds else 0.0})
-    return out
 
 
 # --------------------------------------------------------------------------- probes
