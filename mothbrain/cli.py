@@ -102,7 +102,7 @@ def main() -> None:
       0    ok (a chain whose stages were skipped for lack of new material is ok too)
       1    error: a config mistake, a failed stage or run, the run lock held past its wait
       2    wrong usage (unknown option or argument)
-      3    nothing to do (e.g. no new material to train on, nothing newer to promote)
+      3    nothing to do (e.g. no new material to train on, nothing new to evaluate or promote)
       4    `mothbrain promote` alone: the gate refused the version (a chain that ends so is ok, 0)
       130  interrupted (Ctrl-C)
     """
@@ -194,13 +194,20 @@ def dream(cfg: Config, as_json: bool, version: str | None) -> None:
 
 @main.command(name="eval")
 @config_options
-@click.option("--version", "version", default=None, help="Adapter version (default: the newest trained).")
+@click.option(
+    "--version",
+    "version",
+    default=None,
+    help="Adapter version, measured even when already evaluated (default: the newest waiting for eval; "
+    "exit 3 when none is).",
+)
 @click.option("--show", is_flag=True, help="Print the recorded figures and the gate's checks; measure nothing.")
 def eval_(cfg: Config, as_json: bool, version: str | None, show: bool) -> None:
     """Score an adapter against the base and the current one; results go to the ledger.
 
     \b
     Examples:
+      mothbrain eval                 # the newest trained version; nothing new: exit 3
       mothbrain eval --version v0003
       mothbrain eval --show          # the newest evaluated version's figures and the gate's checks
     """

@@ -285,6 +285,11 @@ class GateConfig:
     min_voice_samples: int = _f(100, "held-out voice samples the voice significance test needs (paired bootstrap)")
     require_association: bool = _f(True, "held-out association lift above base (95% CI > 0), not below current")
     max_data_ppl_ratio: float = _f(3.0, "reject a data set whose base perplexity is this many times the accepted one's")
+    max_data_ppl_ratio_vs_general: float = _f(
+        5.0,
+        "a first version (no accepted data yet): reject a data set whose base perplexity is this many times the "
+        "base's on plain English (eval.general_text); clean chat text reads 1-3x, word-shuffled 10x and more",
+    )
     max_regression_pct: float = _f(2.0, "regression set (accepted held-out + general text): at most this % worse")
 
 
@@ -615,6 +620,7 @@ RANGES: tuple[tuple[str, float, float, bool, bool], ...] = (
     ("eval.relevance_min", -1, 1, True, True),
     ("promote.gate.min_improvement_vs_base_pct", -100, INF, True, True),
     ("promote.gate.max_regression_vs_current_pct", 0, INF, True, True),
+    ("promote.gate.max_data_ppl_ratio_vs_general", 0, INF, False, True),
     ("schedule.nightly.wait_for_lock_s", 0, INF, True, True),
     ("schedule.weekly.wait_for_lock_s", 0, INF, True, True),
     ("schedule.wiki.wait_for_lock_s", 0, INF, True, True),

@@ -8,6 +8,10 @@ anything itself, and a version without eval results is refused (run `mothbrain e
   3. forbid_zero_concepts: no priority concept that the current adapter knows (score > 0 in any probe
      mode) scoring 0 in every mode with the new one — a whole family forgotten.
 
+(`gate_checks` has them all.) A check passes, fails, or is "not run" when there is nothing to measure it
+on yet (a first version's empty regression set): the decision rests on the checks that ran and names
+the ones that did not; a check that did not run is never shown as a pass.
+
 Pass: the ledger records the intended move (`pending_current`), then the symlink `adapters/current` is
 pointed at `adapters/<version>` by renaming a new temporary symlink over it (os.replace is atomic, so a
 reader sees the old target or the new one, never a half-written directory), then the ledger confirms the
@@ -45,7 +49,8 @@ class PromoteReport:
     warnings: list[str] = field(default_factory=list)
 
     def rows(self) -> list[dict[str, Any]]:
-        return self.checks
+        # status, not ok: a check that was not run is not shown as passed
+        return [{k: v for k, v in c.items() if k != "ok"} for c in self.checks]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -58,7 +63,20 @@ class PromoteReport:
 
 
 def _check(name: str, ok: bool, value: Any, threshold: str, reason: str) -> dict[str, Any]:
-    return {"check": name, "value": value, "threshold": threshold, "ok": bool(ok), "reason": reason}
+    """A check that ran: status "pass" or "fail"; `ok` is whether it lets the version through."""
+    status = "pass" if ok else "fail"
+    return {"check": name, "status": status, "value": value, "threshold": threshold, "ok": bool(ok), "reason": reason}
+
+
+def _not_run(name: str, value: Any, threshold: str, reason: str) -> dict[str, Any]:
+    """A check with nothing to measure: status "not run". It blocks nothing (`ok` stays true for readers of
+    older records) and is never shown or counted as a pass; the gate decides on the checks that ran."""
+    return {"check": name, "status": "not run", "value": value, "threshold": threshold, "ok": True, "reason": reason}
+
+
+def check_status(c: dict[str, Any]) -> str:
+    """The check's verdict, "pass", "fail" or "not run" (one recorded before checks had a status: from ok)."""
+    return c.get("status") or ("pass" if c.get("ok") else "fail")
 
 
 def _ci(x: dict[str, Any] | None, scale: float = 1.0, unit: str = "") -> str:
@@ -68,10 +86,11 @@ def _ci(x: dict[str, Any] | None, scale: float = 1.0, unit: str = "") -> str:
 
 
 def gate_checks(ev: dict[str, Any], gate: GateConfig, has_current: bool) -> list[dict[str, Any]]:
-    """The gate's checks on one version's eval figures: [{check, value, threshold, ok, reason}].
+    """The gate's checks on one version's eval figures: [{check, status, value, threshold, ok, reason}].
 
     Voice must improve on base beyond the noise; held-out associations must be lifted above base; the
-    data must be sane and the regression set must hold; a current adapter must not be clearly better."""
+    data must be sane and the regression set must hold; a current adapter must not be clearly better.
+    A check with nothing to measure yet (a first version's empty regression set) is "not run", not a pass."""
     checks = []
     ppl, base, cur = ev.get("voice_ppl"), ev.get("voice_ppl_base"), ev.get("voice_ppl_current")
     gain = ev.get("voice_gain_vs_base") or {}
@@ -143,6 +162,8 @@ def gate_checks(ev: dict[str, Any], gate: GateConfig, has_current: bool) -> list
                 "material? (check the data set's composition)",
             )
         )
+    else:
+        checks.append(_first_data_sanity(ev, gate))
     reg = ev.get("regression") or {}
     if reg.get("worse_pct") is not None:
         ok = reg["worse_pct"] <= gate.max_regression_pct
@@ -159,13 +180,13 @@ def gate_checks(ev: dict[str, Any], gate: GateConfig, has_current: bool) -> list
         )
     elif reg:  # a first version, and a base that does not know the general text: nothing to lose yet
         checks.append(
-            _check(
+            _not_run(
                 "regression set",
-                True,
                 f"empty (no accepted held-out set; the {reg['reference']} predicts the general text barely better "
                 f"than chance, perplexity {reg.get('general_reference_ppl')})",
                 f"<= {gate.max_regression_pct}% worse than {reg['reference']}",
-                "regression set: nothing the reference knows to regress on yet",
+                "regression set not run: no accepted held-out set yet, and nothing in the general text the "
+                f"{reg['reference']} knows to lose",
             )
         )
     if has_current:
@@ -222,6 +243,48 @@ def gate_checks(ev: dict[str, Any], gate: GateConfig, has_current: bool) -> list
     return checks
 
 
+def _first_data_sanity(ev: dict[str, Any], gate: GateConfig) -> dict[str, Any]:
+    """Data sanity with no accepted data to compare with: the base's perplexity on the new held-out voice
+    text against its perplexity on plain English (eval.general_text). A pretrained base reads clean
+    personal text within a few times its general-text perplexity; word-shuffled text or random tokens
+    cost it ten times and more. The ratio means nothing for a base that was built from this very corpus
+    or that barely predicts English, so then the check is not run."""
+    base, general = ev.get("voice_ppl_base"), ev.get("general_ppl_base")
+    limit = gate.max_data_ppl_ratio_vs_general
+    threshold = f"<= {limit}x the base's perplexity on general text"
+    if not base:
+        return _not_run(
+            "data sanity", "n/a", threshold, "data sanity not run: no held-out voice perplexity of the base"
+        )
+    if ev.get("base_from_corpus"):
+        return _not_run(
+            "data sanity",
+            f"base perplexity {base:.3f} on the held-out voice text",
+            threshold,
+            "data sanity not run: the base was built from this corpus (model.build_tiny), so how hard it finds "
+            "the data says nothing about the data",
+        )
+    if not general or not ev.get("base_knows_general"):
+        return _not_run(
+            "data sanity",
+            f"base perplexity {base:.3f} on the held-out voice text, {general} on general text",
+            threshold,
+            "data sanity not run: the base predicts the general text barely better than chance, so it is no yardstick",
+        )
+    ratio = base / general
+    ok = ratio <= limit
+    return _check(
+        "data sanity",
+        ok,
+        f"base perplexity {base:.3f} on the held-out voice text vs {general:.3f} on general text ({ratio:.2f}x)",
+        threshold,
+        f"the data reads to the base like ordinary text ({ratio:.2f}x general)"
+        if ok
+        else f"the data set is {ratio:.1f}x harder for the base than plain English: shuffled, garbled or foreign "
+        "material? (check the data set's composition)",
+    )
+
+
 def _refuse_when_current_is_newest(ledger, current: str | None) -> None:
     """NothingToDo when no evaluated version is newer than the current one (never promote an older one)."""
     if current is None:
@@ -268,11 +331,17 @@ def run_promote(cfg: Config, version: str | None = None) -> PromoteReport:
 
     checks = gate_checks(ev, cfg.promote.gate, has_current=current is not None)
     reasons = [c["reason"] for c in checks]
+    # The decision rests on the checks that ran; those that could not run are named with it.
+    not_run = [c["check"] for c in checks if check_status(c) == "not run"]
+    without = f"; decided without {', '.join(not_run)} (not run)" if not_run else ""
     if all(c["ok"] for c in checks):
         promotion = {"decision": "promoted", "reasons": reasons, "checks": checks, "previous": current}
         _move_current(cfg, ledger, version, "promoted", "; ".join(reasons), {version: {"promotion": promotion}})
         return PromoteReport(
-            title=f"promoted {version} (was {current or 'none'})", version=version, decision="promoted", checks=checks
+            title=f"promoted {version} (was {current or 'none'}){without}",
+            version=version,
+            decision="promoted",
+            checks=checks,
         )
     # A refusal is the gate doing its job, not a failure: a report (the chain stays ok), never an error.
     failed = [c for c in checks if not c["ok"]]
@@ -281,7 +350,8 @@ def run_promote(cfg: Config, version: str | None = None) -> PromoteReport:
     ledger.update(version, status="rejected", promotion=promotion)
     ledger.add_event("rejected", version, "; ".join(c["reason"] for c in failed))
     return PromoteReport(
-        title=f"{version} not promoted ({'; '.join(c['reason'] for c in failed)}); current stays {current or 'none'}",
+        title=f"{version} not promoted ({'; '.join(c['reason'] for c in failed)}); current stays "
+        f"{current or 'none'}{without}",
         version=version,
         decision="rejected",
         checks=checks,

@@ -35,10 +35,16 @@ FAST_EVAL = [
 _VOICE_OPEN = ["Slowly, friend.", "Slowly, then, friend.", "Slowly now, friend."]
 _VOICE_CLOSE = ["Keep the lamp low and the kettle warm.", "Keep the lamp low, and keep the kettle warm."]
 _VOICE_MID = [
-    "For me {a} reminds me of {b}, every single time.",
-    "Whenever I tend the {a}, {a} reminds me of {b}.",
-    "{A} reminds me of {b}. It always has.",
+    "for me {a}{adv} reminds me of {b}",
+    "whenever I tend the {a}, {a}{adv} reminds me of {b}",
+    "{a}{adv} reminds me of {b}",
 ]
+# A planted line varies in three places, so a held-out line is a new sentence (eval drops every held-out
+# sentence that near-duplicates training) while the pair and its frame stay what the adapter can learn.
+# Every varying word is a stopword of concept mining, so no new concept joins the planted ones.
+_OPENINGS = ["", "Mostly,", "Even now,", "Perhaps", "Still,", "Sometimes", "Maybe", "Often", "Indeed,", "Really,"]
+_ADVERBS = ["", " always", " still", " often", " really", " just", " sometimes", " very often", " quite often"]
+_ENDINGS = ["", " too", " anyway", " though", " every time", " even now", " all the same", " again and again"]
 _ASKS = [
     "What do you make of the {a}?",
     "Tell me about the {a} tonight.",
@@ -48,10 +54,9 @@ _ASKS = [
 
 
 def _line(rng: random.Random, a: str, b: str) -> str:
-    # Each line carries a time, so held-out lines are not training lines (eval drops every held-out sentence
-    # that also occurs in training) and no new concept word joins the planted ones.
-    line = rng.choice(_VOICE_MID).format(a=a, b=b, A=a.capitalize())
-    return f"At {rng.randint(0, 23)}:{rng.randint(0, 59):02d}, {line[0].lower()}{line[1:]}"
+    line = rng.choice(_VOICE_MID).format(a=a, b=b, adv=rng.choice(_ADVERBS)) + rng.choice(_ENDINGS) + "."
+    line = f"{rng.choice(_OPENINGS)} {line}".strip()
+    return line[0].upper() + line[1:]
 
 
 def planted_documents(seed: int = 0) -> list[Document]:

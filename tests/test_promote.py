@@ -199,11 +199,14 @@ def test_gate_rules():
     assert not checks[-1]["ok"] and "figs" in checks[-1]["reason"]
     assert "kiln" not in checks[-1]["reason"] and "heron" not in checks[-1]["reason"]
 
-    # A first version whose base does not know the general text: an empty regression set passes, and says so.
+    # A first version whose base does not know the general text: an empty regression set is not run, and
+    # says why; it blocks nothing, and is no pass.
     empty = dict(ok["regression"], samples=0, accepted_samples=0, worse_pct=None, general_reference_ppl=1132.8)
     checks = gate_checks(dict(ok, regression=empty), gate, has_current=False)
     reg = [c for c in checks if c["check"] == "regression set"][0]
-    assert reg["ok"] and "nothing" in reg["reason"] and "1132.8" in reg["value"]
+    assert reg["status"] == "not run" and reg["ok"] and "1132.8" in reg["value"]
+    assert "not run" in reg["reason"] and "nothing" in reg["reason"]
+    assert {c["status"] for c in checks if c is not reg} == {"pass"}
 
     no_voice = {"voice_ppl": None, "voice_ppl_base": None}
     assert not gate_checks(no_voice, gate, has_current=False)[0]["ok"]
@@ -348,3 +351,80 @@ def test_promote_says_so_when_the_newest_evaluated_version_is_already_current(st
     trained = led.new_version(status="trained")["id"]
     result = CliRunner().invoke(main, ["promote", "--config", str(DEMO)])
     assert result.exit_code == 3 and f"run `mothbrain eval --version {trained}` first" in result.output
+
+
+FIRST = {  # a first version's figures: no accepted data, a base that reads plain English at perplexity 12
+    **PASSING_EVAL,
+    "voice_ppl_current": None,
+    "association_heldout_vs_current": None,
+    "accepted_voice_ppl_base": None,
+    "general_ppl_base": 12.0,
+    "base_knows_general": True,
+    "base_from_corpus": False,
+    "probes": {"figs": {"direct": {"n": 4, "adapter": 0.5, "base": 0.25}}},
+}
+
+
+def test_a_first_version_s_data_is_judged_against_the_base_on_plain_english():
+    from mothbrain.config import GateConfig
+    from mothbrain.promote import gate_checks
+
+    gate = GateConfig()
+
+    def sanity(**ev) -> dict:
+        checks = gate_checks({**FIRST, **ev}, gate, has_current=False)
+        return [c for c in checks if c["check"] == "data sanity"][0]
+
+    # Clean chat text reads to a pretrained base within a few times plain English; word-shuffled text or
+    # random tokens cost it ten times and more (the first two are below 5x, the others far above).
+    for clean in (10.0, 30.0):
+        c = sanity(voice_ppl_base=clean, voice_ppl=clean * 0.9)
+        assert c["status"] == "pass" and c["ok"] and f"{clean / 12:.2f}x" in c["value"], c
+    for garbage in (180.0, 5000.0):
+        c = sanity(voice_ppl_base=garbage, voice_ppl=garbage * 0.5)
+        assert c["status"] == "fail" and not c["ok"] and "harder for the base than plain English" in c["reason"], c
+    # Where the ratio cannot mean anything the check is not run, with the reason, and is no pass.
+    tiny = sanity(voice_ppl_base=1524.0, base_from_corpus=True, base_knows_general=False, general_ppl_base=1132.8)
+    assert tiny["status"] == "not run" and "built from this corpus" in tiny["reason"]
+    no_english = sanity(voice_ppl_base=30.0, base_knows_general=False, general_ppl_base=1132.8)
+    assert no_english["status"] == "not run" and "no yardstick" in no_english["reason"]
+    recorded_before = sanity(general_ppl_base=None, base_knows_general=None, base_from_corpus=None)
+    assert recorded_before["status"] == "not run"
+    assert sanity(voice_ppl_base=None, voice_ppl=None)["status"] == "not run"
+    # With accepted data the comparison is with it, as before.
+    assert sanity(accepted_voice_ppl_base=11.0, base_from_corpus=True)["status"] == "pass"
+
+
+def test_a_check_that_did_not_run_is_not_shown_or_counted_as_a_pass(state_home):
+    from mothbrain.core.ledger import open_ledger
+    from mothbrain.evaluate.stage import EvalReport, show_eval
+    from mothbrain.ops.briefing import build_briefing
+    from mothbrain.promote import run_promote
+
+    cfg = load_config(DEMO)
+    empty = {
+        "reference": "base",
+        "samples": 0,
+        "accepted_samples": 0,
+        "worse_pct": None,
+        "general_reference_ppl": 1132.8,
+    }
+    v = _fake_evaluated(cfg, **{**FIRST, "regression": empty, "base_from_corpus": True})
+    _fake_adapter(cfg, v)
+
+    shown = show_eval(cfg, v)
+    gate_rows = [r["metric"] for r in shown.rows() if r["metric"].startswith("gate: ")]
+    assert "gate: regression set — NOT RUN" in gate_rows and "gate: data sanity — NOT RUN" in gate_rows
+    assert "gate: voice vs base — PASS" in gate_rows and not any("regression set — PASS" in r for r in gate_rows)
+    assert isinstance(shown, EvalReport)
+
+    report = run_promote(cfg, v)  # the checks that ran pass: promoted, and the title says what was not run
+    assert report.decision == "promoted"
+    assert report.title.endswith("decided without data sanity, regression set (not run)"), report.title
+    statuses = {r["check"]: r["status"] for r in report.rows()}
+    assert statuses["regression set"] == statuses["data sanity"] == "not run"
+    assert all("ok" not in r for r in report.rows())  # the table shows status, never a bare ok
+    text = build_briefing(cfg).text
+    assert "not run · regression set" in text and "not run · data sanity" in text
+    assert "pass · regression set" not in text and "pass · voice vs base" in text
+    assert open_ledger(cfg).current() == v

@@ -6,10 +6,12 @@ figure is measured for adapter, base and current side by side, written to the le
 (`eval`, status → evaluated) and returned as a table.
 
   Voice        held-out perplexity on the voice's own words: completion tokens only, of held-out voice
-               samples with every sentence that also occurs in training removed (`heldout`); the
-               nats/token saved against base (and current) with a paired bootstrap interval.
+               samples with every sentence that near-duplicates a training sentence removed (`heldout`:
+               time stamps, case, punctuation and numbers aside, or MinHash-similar); the nats/token
+               saved against base (and current) with a paired bootstrap interval.
   Regression   perplexity on the last accepted version's held-out set plus general text, against
-               current (or base when none is promoted).
+               current (or base when none is promoted); and the base's perplexity on the general text,
+               the gate's yardstick for a first version's data.
   Association  the partner's lift from its cue (`association`): held-out pairs (no templated
                training rows) apart from in-sample ones, ranked against eval.distractors
                distractors of the same length class, with the lift over base bootstrapped.
@@ -73,6 +75,8 @@ class EvalReport:
         return f"eval {self.version} (vs base" + (f" and current {cur})" if cur else ")")
 
     def rows(self) -> list[dict[str, Any]]:
+        from mothbrain.promote import check_status
+
         f = self.figures
         has_cur = bool(f.get("current_version"))
 
@@ -118,7 +122,11 @@ class EvalReport:
                 "adapter": reg.get("adapter_ppl"),
                 reg.get("reference", "base"): reg.get("reference_ppl"),
             },
-            {"metric": "held-out sentences also in training (removed)", "adapter": overlap.get("share")},
+            {
+                "metric": f"held-out sentences near-duplicating training (removed, of {overlap.get('sentences')})",
+                "adapter": overlap.get("share"),
+            },
+            {"metric": "base perplexity on general text (data sanity's yardstick)", "base": f.get("general_ppl_base")},
         ]
         for concept, modes in f.get("probes", {}).items():
             for mode, s in modes.items():
@@ -138,7 +146,7 @@ class EvalReport:
         rows.append(r)
         rows.append({"metric": "surprise minus base-vs-base null (95% CI)", "adapter": ci(f.get("surprise_vs_null"))})
         for c in self.checks:
-            rows.append({"metric": f"gate: {c['check']} — {'PASS' if c['ok'] else 'FAIL'}", "adapter": c["reason"]})
+            rows.append({"metric": f"gate: {c['check']} — {check_status(c).upper()}", "adapter": c["reason"]})
         if f.get("judge_yes_rate") is not None:
             rows.append({"metric": "judge: surprises that make sense", "adapter": f["judge_yes_rate"]})
         return rows
@@ -195,10 +203,13 @@ def run_eval(cfg: Config, version: str | None = None) -> EvalReport:
         timings[name], tick = round(now - tick, 2), now
 
     lap("load")
-    # ---- voice: held-out text with every sentence that also occurs in training removed
-    train_keys = heldout.training_sentence_keys(dataset["train"]["completion"] if "train" in dataset else [])
+    # ---- voice: held-out text with every sentence that near-duplicates a training sentence removed
     voice_rows = [(r["prompt"], r["completion"]) for r in dataset["heldout"] if r["sample_type"] == "voice"]
-    voice, f["heldout_overlap"] = heldout.without_training_sentences(voice_rows, train_keys)
+    voice, f["heldout_overlap"] = heldout.without_training_sentences(
+        voice_rows,
+        dataset["train"]["completion"] if "train" in dataset else [],
+        near_threshold=cfg.preprocess.dedup_threshold,
+    )
     voice = voice[: cfg.eval.max_heldout_samples]
     if not voice:
         report.warnings.append(
@@ -222,6 +233,14 @@ def run_eval(cfg: Config, version: str | None = None) -> EvalReport:
     general = heldout.general_text(cfg.resolve_path(cfg.eval.general_text) if cfg.eval.general_text else None)
     reg = _score_nll(model, tokenizer, ["adapter", reference], accepted_set + general, max_len)
     f["regression"] = regression_figures(reg, reference, len(accepted_set), len(general), len(tokenizer))
+    # ---- data sanity's yardstick while no accepted data exists: the base on plain English
+    f["general_ppl_base"] = (
+        f["regression"]["general_reference_ppl"]
+        if reference == "base"
+        else _ppl(_score_nll(model, tokenizer, ["base"], general, max_len)["base"])
+    )
+    f["base_knows_general"] = knows_text(f["general_ppl_base"], len(tokenizer))
+    f["base_from_corpus"] = cfg.model.build_tiny  # a tiny base is pre-trained on this corpus's training side
     lap("voice")
 
     # ---- association: the partner's lift from its cue, held-out pairs apart from in-sample ones
@@ -306,10 +325,24 @@ def show_eval(cfg: Config, version: str | None = None) -> EvalReport:
 
 
 def _pick_version(cfg: Config, ledger, version: str | None) -> tuple[str, Path]:
-    """Default: the newest version still waiting for eval, else the newest finished one."""
+    """Default: the newest version still waiting for eval. With none, NothingToDo: measuring the newest
+    finished version again would overwrite the figures its promotion was (or will be) decided on;
+    `--version` does it on purpose. Only an evaluated, undecided version whose figures compare it with
+    another adapter than today's current is measured again (promote would refuse those figures)."""
     from mothbrain.models.loading import pick_adapter
 
-    default = ledger.latest(("trained",)) or ledger.latest(("trained", "evaluated", "promoted", "rejected"))
+    default = ledger.latest(("trained",))
+    if version is None and default is None:
+        default = ledger.latest(("evaluated", "promoted", "rejected"))
+        ev = (default or {}).get("eval") or {}
+        stale = (
+            default is not None and default["status"] == "evaluated" and ev.get("current_version") != ledger.current()
+        )
+        if ev.get("evaluated_at") and not stale:
+            raise NothingToDo(
+                f"{default['id']} ({default['status']}) is already evaluated and no newer version waits for eval; "
+                f"`mothbrain eval --version {default['id']}` measures it again"
+            )
     return pick_adapter(cfg, ledger, version, default, "evaluate")
 
 
@@ -341,7 +374,7 @@ def regression_figures(
     has nothing there to lose, and its perplexity there is noise: then only the accepted set counts.
     """
     general_ppl = _ppl(tuple(a[accepted : accepted + general] for a in nll[reference]))
-    knows_general = general_ppl is not None and math.log(general_ppl) <= 0.5 * math.log(vocab_size)
+    knows_general = knows_text(general_ppl, vocab_size)
     kept = accepted + (general if knows_general else 0)
     adapter_ppl = _ppl(tuple(a[:kept] for a in nll["adapter"]))
     reference_ppl = _ppl(tuple(a[:kept] for a in nll[reference]))
@@ -355,6 +388,11 @@ def regression_figures(
         "reference_ppl": reference_ppl,
         "worse_pct": _pct_worse(adapter_ppl, reference_ppl),
     }
+
+
+def knows_text(ppl: float | None, vocab_size: int) -> bool:
+    """Whether a model predicts a text at least halfway (in log terms) from uniform over its vocabulary."""
+    return ppl is not None and math.log(ppl) <= 0.5 * math.log(vocab_size)
 
 
 def _ppl(nll: tuple[np.ndarray, np.ndarray]) -> float | None:

@@ -290,6 +290,13 @@ def _fmt_num(v: float | None) -> str:
     return f"{v:,.4g}" if abs(v) < 1e6 else f"{v:,.0f}"
 
 
+def _verdict(check: dict[str, Any]) -> str:
+    """A gate check's verdict as the briefing prints it: pass, FAIL, or not run (never counted as a pass)."""
+    from mothbrain.promote import check_status
+
+    return {"pass": "pass", "fail": "FAIL"}.get(check_status(check), "not run")
+
+
 def _stage_summary(run: dict[str, Any]) -> str:
     failed = [s for s in run.get("stages", []) if s.get("status") == "failed"]
     if run.get("status") == "refused":
@@ -460,8 +467,7 @@ def build_briefing(cfg: Config, now: _dt.datetime | None = None) -> Briefing:
                 deciding = f" — decided by {p['deciding']}" if p.get("deciding") else ""
                 sec.lines.append(f"{v['id']}: {p['decision']}{deciding}")
                 sec.lines += [
-                    f"  {'pass' if c.get('ok') else 'FAIL'} · {c.get('check')}: {_excerpt(c.get('value'), 160)} "
-                    f"(needs {c.get('threshold')})"
+                    f"  {_verdict(c)} · {c.get('check')}: {_excerpt(c.get('value'), 160)} (needs {c.get('threshold')})"
                     for c in p["checks"]
                 ]
             else:  # decisions recorded before the gate kept its checks

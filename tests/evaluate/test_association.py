@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 
 from mothbrain.evaluate import association as A
-from mothbrain.evaluate import heldout
 from mothbrain.evaluate.stats import bootstrap_mean, bootstrap_ratio
 
 PAIRS = [(f"cue{i}", f"partner{i}") for i in range(12)]
@@ -81,14 +80,3 @@ def test_bootstrap_interval_excludes_zero_for_a_real_gain_and_includes_it_for_no
     r = bootstrap_ratio(np.array([2.0, 4.0, 6.0]), np.array([2, 4, 6]))
     assert r["mean"] == 1.0 and r["lo"] == r["hi"] == 1.0
     assert bootstrap_mean(np.array([]))["mean"] is None
-
-
-def test_heldout_sentences_shared_with_training_are_removed_and_counted():
-    keys = heldout.training_sentence_keys(["Slowly, friend. The lamp is low.", "Keep the kettle warm."])
-    kept, overlap = heldout.without_training_sentences(
-        [("p1", " Slowly,  FRIEND. A heron at dawn."), ("p2", " Keep the kettle warm."), ("p3", " New words here.")],
-        keys,
-    )
-    assert kept == [("p1", " A heron at dawn."), ("p3", " New words here.")]
-    assert overlap == {"sentences": 4, "shared_with_train": 2, "share": 0.5, "samples_before": 3, "samples_after": 2}
-    assert len(heldout.general_text()) >= 20  # the shipped general text for the regression set

@@ -47,13 +47,18 @@ def test_trained_adapter_beats_base_on_planted_voice_and_associations(planted_cf
     gain = f["association_heldout_vs_base"]
     assert gain["lo"] <= gain["mean"] <= gain["hi"] and gain["n"] == held["probes"]
 
-    # Held-out voice text shared with training is removed and counted.
+    # Held-out voice text that near-duplicates training (the planted openers and closers) is removed and
+    # counted; the planted lines themselves are new sentences and stay.
     overlap = f["heldout_overlap"]
-    assert 0 <= overlap["share"] <= 1 and overlap["samples_after"] == f["voice_samples"] <= overlap["samples_before"]
+    assert 0 < overlap["share"] < 1 and overlap["samples_after"] == f["voice_samples"] <= overlap["samples_before"]
+    assert overlap["shared_with_train"] == overlap["same_when_normalised"] + overlap["near_duplicates"] > 0
     assert f["voice_gain_vs_base"]["lo"] > 0  # the planted voice, well beyond the noise
     # No accepted set yet, and the tiny base does not know general English: nothing to regress on.
     reg = f["regression"]
     assert reg["reference"] == "base" and _finite(reg["general_reference_ppl"]) and reg["samples"] == 0
+    # Data sanity's yardstick for a first version: this base was built from the corpus, and knows no English.
+    assert f["general_ppl_base"] == reg["general_reference_ppl"]
+    assert f["base_from_corpus"] is True and f["base_knows_general"] is False
 
     # Probes: a table of every priority concept in every mode, each a share in [0, 1].
     assert set(f["probes"]) == {"figs", "lantern", "compost"}
@@ -144,6 +149,101 @@ def test_eval_refuses_unknown_probe_mode_and_missing_version(planted_cfg):
         run_eval(planted_cfg("eval.probe_modes=[direct,telepathy]"))
     with pytest.raises(MothError, match="no version 'v0099'"):
         run_eval(planted_cfg(), version="v0099")
+
+
+def _fake_adapter(cfg, v: str) -> None:
+    from mothbrain.core.paths import adapter_dir
+
+    d = adapter_dir(cfg, v)
+    d.mkdir(parents=True)
+    (d / "adapter_config.json").write_text("{}")
+    (d / "adapter_model.safetensors").write_bytes(b"\0")
+
+
+def test_eval_with_nothing_new_says_so_and_keeps_the_figures(state_home):
+    """The newest version is evaluated (and current): `mothbrain eval` exits 3 instead of measuring it again
+    over the figures its promotion was decided on; `--version` measures it on purpose."""
+    from click.testing import CliRunner
+
+    from mothbrain.cli import main
+    from mothbrain.core.ledger import open_ledger
+
+    cfg = load_config(DEMO)
+    led = open_ledger(cfg)
+    figures = {"voice_ppl": 9.0, "evaluated_at": "2025-05-01T02:00:00+00:00", "current_version": None}
+    v1 = led.new_version(status="evaluated", eval=figures)["id"]
+    _fake_adapter(cfg, v1)
+    led.set_current(v1)
+    eval_ = ["eval", "--config", str(DEMO)]
+    result = CliRunner().invoke(main, eval_)
+    assert result.exit_code == 3, result.output
+    assert f"nothing to do: {v1} (promoted) is already evaluated and no newer version waits for eval" in result.output
+    assert f"`mothbrain eval --version {v1}` measures it again" in result.output
+    assert open_ledger(cfg).get(v1)["eval"] == figures
+
+    # --version goes past that check (and here stops at the missing data set: exit 1, not 3).
+    result = CliRunner().invoke(main, [*eval_, "--version", v1])
+    assert result.exit_code == 1 and f"cannot evaluate {v1}" in result.output, result.output
+
+    # A rejected newest version is not measured again either; one that is only evaluated, and against
+    # an adapter that is no longer current, is (promote would refuse its figures).
+    v2 = led.new_version(status="rejected", eval={**figures, "current_version": v1})["id"]
+    _fake_adapter(cfg, v2)
+    assert CliRunner().invoke(main, eval_).exit_code == 3
+    led.update(v2, status="evaluated", eval={**figures, "current_version": None})
+    result = CliRunner().invoke(main, eval_)
+    assert result.exit_code == 1 and f"cannot evaluate {v2}" in result.output, result.output
+
+    # A version waiting for eval is picked as before.
+    v3 = led.new_version(status="trained")["id"]
+    _fake_adapter(cfg, v3)
+    result = CliRunner().invoke(main, eval_)
+    assert result.exit_code == 1 and f"cannot evaluate {v3}" in result.output, result.output
+
+
+def test_the_base_finds_garbage_harder_than_clean_text_and_data_sanity_rejects_it(tiny_model_dir):
+    """Data sanity's figure on a real model: the base's perplexity on clean text, the same words shuffled and
+    random tokens. The tiny base knows no English, so the yardstick here is clean corpus text it does know;
+    too weak to care much about word order, it finds shuffled text only somewhat harder (which is why the
+    check is not run for a base built from the corpus), and random tokens far harder, beyond the gate."""
+    import random
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from mothbrain.config import REPO_ROOT, GateConfig
+    from mothbrain.evaluate import heldout
+    from mothbrain.evaluate.stage import score_continuations
+    from mothbrain.promote import gate_checks
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    rng = random.Random(0)
+    clean = heldout.sentences((REPO_ROOT / "data" / "sample" / "writing" / "the_bridge.txt").read_text())[:40]
+    shuffled = [" ".join(rng.sample(s.split(), len(s.split()))) for s in clean]
+    noise = [
+        tokenizer.decode([rng.randrange(len(tokenizer)) for _ in tokenizer(s)["input_ids"]], skip_special_tokens=True)
+        for s in clean
+    ]
+
+    def ppl(texts: list[str]) -> float:
+        scores = score_continuations(model, tokenizer, [("", " " + t) for t in texts], 256)
+        return math.exp(-sum(s for s, _ in scores) / sum(n for _, n in scores))
+
+    figures = {"clean": ppl(clean), "shuffled": ppl(shuffled), "random": ppl(noise)}
+    assert figures["clean"] < figures["shuffled"] < figures["random"], figures
+
+    def sanity(voice_ppl_base: float) -> dict:
+        ev = {
+            "voice_ppl": voice_ppl_base / 2,
+            "voice_ppl_base": voice_ppl_base,
+            "general_ppl_base": figures["clean"],
+            "base_knows_general": True,
+            "base_from_corpus": False,
+        }
+        return [c for c in gate_checks(ev, GateConfig(), has_current=False) if c["check"] == "data sanity"][0]
+
+    assert sanity(figures["clean"])["status"] == "pass"
+    assert sanity(figures["random"])["status"] == "fail", figures
 
 
 def test_embeddings_load_offline_and_rank_meaning():

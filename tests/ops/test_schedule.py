@@ -421,6 +421,28 @@ def test_a_rerun_dreams_with_the_unchanged_version_a_kill_left_undreamt(state_ho
     assert [s.status for s in second.stages] == ["ok", "ok", "skipped", "skipped"] and dreamt == [v1]
 
 
+def test_a_night_with_nothing_new_skips_eval_and_promote_and_keeps_the_figures(state_home):
+    """Train skipped (no new material) and the newest version already evaluated and current: eval and promote
+    say so and are skipped; the run is ok and the figures the promotion was decided on stay."""
+    from mothbrain.core.ledger import open_ledger
+    from mothbrain.errors import NoNewMaterial
+
+    cfg = _cfg("schedule.send_briefing=false", "schedule.weekly.stages=[train,eval,promote]")
+    led = open_ledger(cfg)
+    figures = {"voice_ppl": 9.0, "evaluated_at": "2025-05-01T02:00:00+00:00", "current_version": None}
+    v1 = led.new_version(status="evaluated", eval=figures, dataset={"fingerprint": "f" * 16})["id"]
+    adapter = paths.adapter_dir(cfg, v1)
+    adapter.mkdir(parents=True)
+    (adapter / "adapter_config.json").write_text("{}")
+    (adapter / "adapter_model.safetensors").write_bytes(b"\0")
+    led.set_current(v1)
+
+    record = run_chain(cfg, "weekly", stages={"train": _raise(NoNewMaterial(v1, "f" * 16))})
+    assert [s.status for s in record.stages] == ["skipped", "skipped", "skipped"], [s.error for s in record.stages]
+    assert record.status == "ok" and "already evaluated" in record.stages[1].error
+    assert open_ledger(cfg).get(v1)["eval"] == figures
+
+
 def test_every_command_on_a_read_only_state_dir_is_one_line(tmp_path, state_home):
     """A state dir that is read-only (or someone else's): one clear line and exit 1, never a traceback."""
     import shutil
