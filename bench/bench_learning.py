@@ -36,9 +36,7 @@ from persona import persona_chats, planted_pairs, write_chats  # noqa: E402
 REPO = Path(__file__).resolve().parent.parent
 
 
-def write_config(
-    home: Path, *, steps: int, lr: float, pretrain_steps: int, min_voice_samples: int, surprise_prompts: int
-) -> Path:
+def write_config(home: Path, *, steps: int, lr: float, pretrain_steps: int, surprise_prompts: int) -> Path:
     cfg = yaml.safe_load((REPO / "configs" / "demo.yaml").read_text())
     cfg["state_dir"] = str(home)
     cfg["sources"] = [{"name": "chats", "kind": "chat_jsonl", "path": str(home / "corpus"), "weight": 1.0}]
@@ -49,7 +47,7 @@ def write_config(
     cfg["preprocess"].update(priority_concepts=[], association_pairs=60, heldout_pairs=30)
     cfg["train"].update(max_steps=steps, learning_rate=lr, save_steps=max(steps, 1))
     cfg["eval"] = {"max_heldout_samples": 256, "association_pairs": 60, "surprise_prompts": surprise_prompts}
-    cfg["promote"] = {"gate": {"min_voice_samples": min_voice_samples}}
+    cfg.pop("promote", None)  # the gate as shipped: no threshold fitted to this corpus
     path = home / "bench.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path
@@ -122,7 +120,6 @@ def run(
     steps: int = 600,
     lr: float = 3e-3,
     pretrain_steps: int = 300,
-    min_voice_samples: int = 100,
     surprise_prompts: int = 64,
     bad_steps: int | None = None,
 ) -> dict:
@@ -142,7 +139,6 @@ def run(
         steps=steps,
         lr=lr,
         pretrain_steps=pretrain_steps,
-        min_voice_samples=min_voice_samples,
         surprise_prompts=surprise_prompts,
     )
     cfg = load_config(cfg_path)

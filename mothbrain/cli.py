@@ -238,7 +238,7 @@ def promote(cfg: Config, as_json: bool, version: str | None, rollback: bool) -> 
     with _locked(cfg, "promote"):
         report = run_rollback(cfg) if rollback else run_promote(cfg, version=version)
     _show(report, as_json)
-    if report.decision == "rejected":  # the gate's refusal: not an error, but a script must see it
+    if report.decision in ("rejected", "undecided"):  # the gate's refusal: not an error, but a script must see it
         if not as_json:
             click.echo(report.title, err=True)
         sys.exit(GATE_REFUSED_EXIT)

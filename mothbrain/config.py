@@ -282,8 +282,17 @@ class GateConfig:
     max_regression_vs_current_pct: float = _f(2.0, "and be no more than this % worse than current")
     forbid_zero_concepts: bool = _f(True, "reject when a priority concept scored >0 before and 0 now")
     min_probes_per_concept: int = _f(3, "probes a priority concept needs (over all modes) before a drop to 0 counts")
-    min_voice_samples: int = _f(100, "held-out voice samples the voice significance test needs (paired bootstrap)")
+    min_voice_samples: int = _f(
+        10,
+        "below this many held-out voice samples a bootstrap interval means nothing: 'not enough held-out "
+        "material' (a floor for any corpus; the decision itself comes from the interval)",
+    )
     require_association: bool = _f(True, "held-out association lift above base (95% CI > 0), not below current")
+    min_association_lift: float = _f(
+        0.1,
+        "the smallest held-out lift over base worth having, nats (0.1: the partner ~10% likelier); an interval "
+        "that reaches it and 0 could not decide ('not enough held-out material'), one below it decides 'no'",
+    )
     max_data_ppl_ratio: float = _f(3.0, "reject a data set whose base perplexity is this many times the accepted one's")
     max_data_ppl_ratio_vs_general: float = _f(
         5.0,
@@ -618,7 +627,8 @@ RANGES: tuple[tuple[str, float, float, bool, bool], ...] = (
     ("eval.surprise_prompts", 0, INF, True, True),
     ("eval.surprise_distance", 0, 2, True, True),
     ("eval.relevance_min", -1, 1, True, True),
-    ("promote.gate.min_improvement_vs_base_pct", -100, INF, True, True),
+    ("promote.gate.min_improvement_vs_base_pct", -100, 100, True, False),
+    ("promote.gate.min_association_lift", 0, INF, True, True),
     ("promote.gate.max_regression_vs_current_pct", 0, INF, True, True),
     ("promote.gate.max_data_ppl_ratio_vs_general", 0, INF, False, True),
     ("schedule.nightly.wait_for_lock_s", 0, INF, True, True),

@@ -10,7 +10,11 @@ anything itself, and a version without eval results is refused (run `mothbrain e
 
 (`gate_checks` has them all.) A check passes, fails, or is "not run" when there is nothing to measure it
 on yet (a first version's empty regression set): the decision rests on the checks that ran and names
-the ones that did not; a check that did not run is never shown as a pass.
+the ones that did not; a check that did not run is never shown as a pass. The statistical checks decide
+from their 95% intervals, never from a count tuned to one corpus: above 0 passes; below the smallest
+effect worth having fails (the material says no); an interval that reaches both is "undecided", and a
+version with an undecided check and no failed one is "not promoted: not enough held-out material"
+(decision "undecided"), which more material, not a better adapter, can change.
 
 Pass: the ledger records the intended move (`pending_current`), then the symlink `adapters/current` is
 pointed at `adapters/<version>` by renaming a new temporary symlink over it (os.replace is atomic, so a
@@ -27,6 +31,7 @@ history from the ledger's events: promotions push, rollbacks pop).
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,7 +49,7 @@ from mothbrain.errors import MothError, NothingToDo
 class PromoteReport:
     title: str
     version: str
-    decision: str  # promoted | rejected | rollback | unchanged
+    decision: str  # promoted | rejected | undecided (not enough held-out material) | rollback | unchanged
     checks: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -68,6 +73,23 @@ def _check(name: str, ok: bool, value: Any, threshold: str, reason: str) -> dict
     return {"check": name, "status": status, "value": value, "threshold": threshold, "ok": bool(ok), "reason": reason}
 
 
+def _undecided(name: str, value: Any, threshold: str, reason: str) -> dict[str, Any]:
+    """A check the held-out material was too small to decide either way: status "undecided". It blocks
+    the promotion (nothing is promoted without evidence), and the decision says "not enough held-out
+    material" rather than "rejected": more material, not a better adapter, is what it needs."""
+    return {"check": name, "status": "undecided", "value": value, "threshold": threshold, "ok": False, "reason": reason}
+
+
+def _interval_verdict(ci: dict[str, Any], smallest: float) -> str:
+    """ "pass" when the 95% interval is above 0; "fail" when it is below the smallest effect worth having
+    (the material decided: no such effect); else "undecided" (it reaches both 0 and that effect)."""
+    if ci.get("lo") is None:
+        return "undecided"
+    if ci["lo"] > 0:
+        return "pass"
+    return "fail" if ci["hi"] < smallest else "undecided"
+
+
 def _not_run(name: str, value: Any, threshold: str, reason: str) -> dict[str, Any]:
     """A check with nothing to measure: status "not run". It blocks nothing (`ok` stays true for readers of
     older records) and is never shown or counted as a pass; the gate decides on the checks that ran."""
@@ -75,7 +97,8 @@ def _not_run(name: str, value: Any, threshold: str, reason: str) -> dict[str, An
 
 
 def check_status(c: dict[str, Any]) -> str:
-    """The check's verdict, "pass", "fail" or "not run" (one recorded before checks had a status: from ok)."""
+    """The check's verdict, "pass", "fail", "undecided" or "not run" (one recorded before checks had a status:
+    from ok)."""
     return c.get("status") or ("pass" if c.get("ok") else "fail")
 
 
@@ -107,45 +130,75 @@ def gate_checks(ev: dict[str, Any], gate: GateConfig, has_current: bool) -> list
         )
     else:
         pct = (base - ppl) / base * 100
-        enough = n >= gate.min_voice_samples
-        significant = gain.get("lo") is not None and gain["lo"] > 0
-        ok = pct >= gate.min_improvement_vs_base_pct and significant and enough
-        if not enough:
-            why = f"only {n} held-out voice samples (the significance test needs {gate.min_voice_samples})"
-        elif not significant:
-            worse = (gain.get("mean") or 0) < 0
-            why = f"voice {'worse than' if worse else 'not significantly better than'} base: " + _ci(
-                gain, unit=" nats/token saved"
+        # The smallest gain that counts, in the interval's unit: min_improvement_vs_base_pct of perplexity.
+        smallest = -math.log1p(-gate.min_improvement_vs_base_pct / 100)
+        verdict = "undecided" if n < gate.min_voice_samples else _interval_verdict(gain, smallest)
+        value = f"{ppl:.3f} vs {base:.3f} ({pct:+.2f}%); saved {_ci(gain, unit=' nats/token')}"
+        threshold = f">= {gate.min_improvement_vs_base_pct}% better, CI above 0"
+        if n < gate.min_voice_samples:
+            checks.append(
+                _undecided(
+                    "voice vs base",
+                    value,
+                    threshold,
+                    f"not enough held-out material: {n} held-out voice samples (an interval needs "
+                    f">= {gate.min_voice_samples})",
+                )
+            )
+        elif verdict == "undecided":
+            checks.append(
+                _undecided(
+                    "voice vs base",
+                    value,
+                    threshold,
+                    f"not enough held-out material: the voice gain's interval reaches both 0 and a "
+                    f"{gate.min_improvement_vs_base_pct}% gain ({_ci(gain, unit=' nats/token')})",
+                )
             )
         else:
-            sign = ">=" if ok else "<"
-            why = f"voice perplexity {pct:.2f}% better than base ({sign} {gate.min_improvement_vs_base_pct}%)"
-        checks.append(
-            _check(
-                "voice vs base",
-                ok,
-                f"{ppl:.3f} vs {base:.3f} ({pct:+.2f}%); saved {_ci(gain, unit=' nats/token')}",
-                f">= {gate.min_improvement_vs_base_pct}% better, CI above 0, n >= {gate.min_voice_samples}",
-                why,
-            )
-        )
+            ok = verdict == "pass" and pct >= gate.min_improvement_vs_base_pct
+            if verdict == "fail":
+                worse = (gain.get("mean") or 0) < 0
+                why = f"voice {'worse than' if worse else 'no better than'} base: " + _ci(
+                    gain, unit=" nats/token saved"
+                )
+            else:
+                sign = ">=" if ok else "<"
+                why = f"voice perplexity {pct:.2f}% better than base ({sign} {gate.min_improvement_vs_base_pct}%)"
+            checks.append(_check("voice vs base", ok, value, threshold, why))
     if gate.require_association:
         lift = ev.get("association_heldout_vs_base") or {}
         held = ev.get("association_heldout") or {}
-        ok = lift.get("lo") is not None and lift["lo"] > 0
-        checks.append(
-            _check(
-                "held-out associations vs base",
-                ok,
-                f"lift {_ci(lift, unit=' nats')}; top-1 {held.get('top1')} (base "
-                f"{(ev.get('association_heldout_base') or {}).get('top1')}, chance {held.get('chance')})",
-                "lift over base, 95% CI above 0",
+        value = (
+            f"lift {_ci(lift, unit=' nats')}; top-1 {held.get('top1')} (base "
+            f"{(ev.get('association_heldout_base') or {}).get('top1')}, chance {held.get('chance')})"
+        )
+        threshold = f"lift over base, 95% CI above 0 (smallest that counts: {gate.min_association_lift} nats)"
+        verdict = _interval_verdict(lift, gate.min_association_lift) if lift.get("n") else "undecided"
+        name = "held-out associations vs base"
+        if verdict == "undecided":
+            checks.append(
+                _undecided(
+                    name,
+                    value,
+                    threshold,
+                    "not enough held-out material: "
+                    + (
+                        f"the lift's interval reaches both 0 and {gate.min_association_lift} nats "
+                        f"({_ci(lift, unit=' nats')})"
+                        if lift.get("n")
+                        else "no held-out pairs probed"
+                    ),
+                )
+            )
+        else:
+            ok = verdict == "pass"
+            why = (
                 "held-out pairs lifted above base"
                 if ok
-                else "held-out associations not lifted above base "
-                f"({_ci(lift, unit=' nats') if lift.get('n') else 'no held-out pairs probed'})",
+                else f"held-out associations not lifted above base ({_ci(lift, unit=' nats')})"
             )
-        )
+            checks.append(_check(name, ok, value, threshold, why))
     accepted = ev.get("accepted_voice_ppl_base")
     if accepted and base:
         ratio = base / accepted
@@ -344,16 +397,22 @@ def run_promote(cfg: Config, version: str | None = None) -> PromoteReport:
             checks=checks,
         )
     # A refusal is the gate doing its job, not a failure: a report (the chain stays ok), never an error.
-    failed = [c for c in checks if not c["ok"]]
+    # A failed check rejects; with none failed, an undecided one means the material could not tell.
+    failed = [c for c in checks if check_status(c) == "fail"] or [c for c in checks if not c["ok"]]
+    decision = "rejected" if any(check_status(c) == "fail" for c in failed) else "undecided"
     deciding = ", ".join(c["check"] for c in failed)  # the checks that decided, by name
-    promotion = {"decision": "rejected", "reasons": reasons, "checks": checks, "deciding": deciding}
-    ledger.update(version, status="rejected", promotion=promotion)
+    promotion = {"decision": decision, "reasons": reasons, "checks": checks, "deciding": deciding}
+    ledger.update(version, status="rejected", promotion=promotion)  # not current: the pointer stays
     ledger.add_event("rejected", version, "; ".join(c["reason"] for c in failed))
+    why = "; ".join(c["reason"] for c in failed)
+    if decision == "undecided":
+        why = "not enough held-out material: " + "; ".join(
+            c["reason"].removeprefix("not enough held-out material: ") for c in failed
+        )
     return PromoteReport(
-        title=f"{version} not promoted ({'; '.join(c['reason'] for c in failed)}); current stays "
-        f"{current or 'none'}{without}",
+        title=f"{version} not promoted ({why}); current stays {current or 'none'}{without}",
         version=version,
-        decision="rejected",
+        decision=decision,
         checks=checks,
     )
 

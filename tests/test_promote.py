@@ -72,7 +72,7 @@ def test_gate_passes_trained_rejects_damaged_and_rollback_restores(planted_cfg, 
     assert ledger.get("v0001")["status"] == "promoted"
 
     # A damaged adapter (LoRA weights drowned in noise) is worse than base: rejected, non-zero exit, link unmoved.
-    bad = _add_copy(cfg, "v0001", noise=0.5)
+    bad = _add_copy(cfg, "v0001", noise=10.0)
     run_eval(cfg, bad)
     ev = ledger.get(bad)["eval"]
     assert ev["voice_ppl"] > ev["voice_ppl_base"] and ev["current_version"] == "v0001"
@@ -174,7 +174,7 @@ def test_gate_rules():
     # A null adapter: perplexity a hair better, but inside the noise.
     assert failed(dict(ok, voice_ppl=9.98, voice_gain_vs_base=ci(0.002, 0.01)), False) == ["voice vs base"]
     assert failed(dict(ok, voice_ppl=9.95), False) == ["voice vs base"]  # only 0.5% better than base
-    assert failed(dict(ok, voice_samples=40), False) == ["voice vs base"]  # too few samples to know
+    assert failed(dict(ok, voice_samples=5), False) == ["voice vs base"]  # too few samples to know
     # Associations not lifted above base (or clearly below current).
     assert failed(dict(ok, association_heldout_vs_base=ci(0.05, 0.2, 60)), False) == ["held-out associations vs base"]
     assert failed(dict(ok, association_heldout_vs_current=ci(-0.5, 0.2, 60))) == ["held-out associations vs current"]
@@ -428,3 +428,58 @@ def test_a_check_that_did_not_run_is_not_shown_or_counted_as_a_pass(state_home):
     assert "not run · regression set" in text and "not run · data sanity" in text
     assert "pass · regression set" not in text and "pass · voice vs base" in text
     assert open_ledger(cfg).current() == v
+
+
+def test_the_gate_decides_from_intervals_and_says_when_the_material_cannot_decide():
+    """No count tuned to a corpus: an interval above 0 passes, one below the smallest effect worth having
+    fails (the material says no), one that reaches both is undecided ("not enough held-out material")."""
+    from mothbrain.config import GateConfig
+    from mothbrain.promote import gate_checks
+
+    gate = GateConfig()
+
+    def voice(gain, n=120) -> dict:
+        return gate_checks(dict(PASSING_EVAL, voice_gain_vs_base=gain, voice_samples=n), gate, False)[0]
+
+    def association(lift) -> dict:
+        return gate_checks(dict(PASSING_EVAL, association_heldout_vs_base=lift), gate, False)[1]
+
+    assert voice(ci(0.1, 0.05))["status"] == "pass"
+    assert voice(ci(0.0, 0.0))["status"] == "fail"  # a null adapter: exactly the base, decided
+    assert voice(ci(-0.3, 0.05))["status"] == "fail"  # garbage or diverged: clearly worse
+    assert voice(ci(0.001, 0.004))["status"] == "fail"  # tight around 0: not even a 1% gain
+    wide = voice(ci(0.05, 0.2, 12))
+    assert wide["status"] == "undecided" and not wide["ok"] and "not enough held-out material" in wide["reason"]
+    few = voice(ci(0.5, 0.1, 6), n=6)  # whatever its interval says, 6 samples are too few for one
+    assert few["status"] == "undecided" and "6 held-out voice samples" in few["reason"]
+
+    assert association(ci(0.7, 0.3, 60))["status"] == "pass"
+    assert association(ci(0.0, 0.05, 60))["status"] == "fail"  # the lift is below 0.1 nats: no association
+    assert association(ci(0.382, 0.55, 60))["status"] == "undecided"  # the demo's: reaches 0 and 0.1 nats
+    assert association({})["status"] == "undecided"  # no held-out pairs probed: nothing to decide on
+
+
+def test_not_enough_held_out_material_is_its_own_decision(state_home):
+    """A version whose only blocking check is undecided is "not promoted: not enough held-out material",
+    exit 4 from `promote`, in the ledger and the briefing; one with a failed check is rejected."""
+    from mothbrain.cli import main
+    from mothbrain.core.ledger import open_ledger
+    from mothbrain.core.paths import adapter_dir
+    from mothbrain.ops.briefing import build_briefing
+
+    cfg = load_config(DEMO)
+    ledger = open_ledger(cfg)
+    ev = dict(PASSING_EVAL, evaluated_at="2025-05-15T00:00:00+00:00", current_version=None, voice_samples=4)
+    ev.pop("accepted_voice_ppl_base")
+    v = ledger.new_version(status="evaluated", eval=ev)["id"]
+    adapter_dir(cfg, v).mkdir(parents=True)
+    (adapter_dir(cfg, v) / "adapter_config.json").write_text("{}")
+    (adapter_dir(cfg, v) / "adapter_model.safetensors").write_bytes(b"")
+    result = CliRunner().invoke(main, ["promote"])
+    assert result.exit_code == 4, result.output
+    assert f"{v} not promoted (not enough held-out material: 4 held-out voice samples" in result.output
+    entry = ledger.get(v)
+    assert entry["promotion"]["decision"] == "undecided" and entry["promotion"]["deciding"] == "voice vs base"
+    assert ledger.current() is None
+    text = build_briefing(cfg).text
+    assert f"{v}: undecided" in text and "UNDECIDED · voice vs base" in text

@@ -244,6 +244,19 @@ def _gc_paused():
             gc.enable()
 
 
+def heldout_warnings(cfg: Config, composition: dict) -> list[str]:
+    """Early word when the held-out side is too small for the gate to decide on (before a night of training)."""
+    held = int((composition.get("by_type", {}).get("voice") or {}).get("heldout", 0))
+    need = cfg.promote.gate.min_voice_samples
+    if held >= need:
+        return []
+    return [
+        f"only {held} held-out voice samples: the gate needs >= {need} (and a few dozen for a narrow interval) "
+        f"to decide, else 'not enough held-out material'; add material, or raise preprocess.heldout_fraction "
+        f"({cfg.preprocess.heldout_fraction})"
+    ]
+
+
 def _input_key(cfg: Config, since: float, stored: str, now: float) -> str:
     """What the data set is a function of: the stored documents, the settings, and the day (what
     counts as recent moves with the date, so an unchanged archive is reprocessed once a day; with
@@ -359,7 +372,7 @@ def _build(
     held_pairs = heldout_pairs(pairs, cfg.preprocess.heldout_pairs, rows.documents)
     rows.add_associations(association_samples(pairs, cfg.preprocess, ConceptMatcher(cfg.preprocess)), held_pairs)
     composition, priority, warnings = rows.summary()
-    warnings = voice_warnings(cfg, corpus.voices) + warnings
+    warnings = voice_warnings(cfg, corpus.voices) + warnings + heldout_warnings(cfg, composition)
     input_chars = corpus.chars
     redacted, filtered, fresh_docs = (
         dict(sorted(corpus.redacted.items())),

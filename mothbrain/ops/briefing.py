@@ -291,10 +291,11 @@ def _fmt_num(v: float | None) -> str:
 
 
 def _verdict(check: dict[str, Any]) -> str:
-    """A gate check's verdict as the briefing prints it: pass, FAIL, or not run (never counted as a pass)."""
+    """A gate check's verdict as the briefing prints it: pass, FAIL, UNDECIDED (not enough held-out material)
+    or not run (never counted as a pass)."""
     from mothbrain.promote import check_status
 
-    return {"pass": "pass", "fail": "FAIL"}.get(check_status(check), "not run")
+    return {"pass": "pass", "fail": "FAIL", "undecided": "UNDECIDED"}.get(check_status(check), "not run")
 
 
 def _stage_summary(run: dict[str, Any]) -> str:

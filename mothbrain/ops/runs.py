@@ -196,7 +196,7 @@ def run_outcome(status: str, stages: list[dict[str, Any]]) -> str:
         return f"{failed['name']} failed: {failed.get('error') or 'see the log'}"
     promote = next((s for s in stages if s.get("name") == "promote" and s.get("status") == "ok"), None)
     figures = (promote or {}).get("figures") or {}
-    if figures.get("decision") in ("promoted", "rejected", "unchanged"):
+    if figures.get("decision") in ("promoted", "rejected", "undecided", "unchanged"):
         return str(figures.get("title") or figures["decision"])
     skipped = [s["name"] for s in stages if s.get("status") == "skipped"]
     trained = next((s for s in stages if s.get("name") == "train" and s.get("status") == "ok"), None)

@@ -767,3 +767,13 @@ def test_ingest_now_must_be_a_time(tmp_path):
     from mothbrain.core.clock import reference_now
 
     assert reference_now(cfg) == dt.datetime(2025, 5, 15, tzinfo=dt.timezone.utc).timestamp()
+
+
+def test_too_little_held_out_material_is_said_at_preprocess(tmp_path, state_home):
+    """6 chats give a held-out side too small for the gate: preprocess says so, with the fix, before training."""
+    cfg = make_cfg(tmp_path)
+    report = run_preprocess(cfg, documents=corpus()[:6], progress=False)
+    held = report.composition["by_type"].get("voice", {}).get("heldout", 0)
+    assert held < cfg.promote.gate.min_voice_samples
+    (warning,) = [w for w in report.warnings if "held-out voice samples" in w]
+    assert f"only {held} held-out voice samples" in warning and "preprocess.heldout_fraction" in warning
