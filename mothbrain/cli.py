@@ -271,6 +271,90 @@ def run(cfg: Config, as_json: bool, chain: str, force: bool) -> None:
         sys.exit(1)
 
 
+# ---- models section: prepared local bases (mothbrain/models/prepare.py)
+
+
+@main.group()
+def models() -> None:
+    """Prepare local base models: a GGUF file or a Hugging Face folder made into a ready base, once.
+
+    \b
+    Examples:
+      mothbrain models prepare SmolLM2-135M-Instruct.Q4_1.gguf --name smollm2-135m
+      mothbrain models prepare /data/hf/Qwen2.5-72B --name qwen2.5-72b --config configs/default.yaml
+      mothbrain models verify smollm2-135m          # every file's sha256 against the manifest
+    Then set model.base to the name (model.build_tiny: false).
+    """
+
+
+@models.command("prepare")
+@config_options
+@click.argument("source", type=click.Path(path_type=str))
+@click.option("--name", default=None, help="Folder under <state>/data/models/ and model.base (default: from SOURCE).")
+@click.option("--gguf-file", default=None, help="Which .gguf when the SOURCE folder holds several.")
+@click.option(
+    "--quantize/--no-quantize",
+    default=None,
+    help="Also save an NF4 copy in <name>/nf4/ (default: when model.quantization.load_in_4bit is on).",
+)
+@click.option(
+    "--dtype",
+    type=click.Choice(["auto", "bfloat16", "float16", "float32"]),
+    default="auto",
+    help="Weights' dtype (auto: a GGUF becomes bfloat16, an HF folder's safetensors are copied as they are).",
+)
+@click.option("--force", is_flag=True, help="Replace a base already prepared under the name.")
+def models_prepare(
+    cfg: Config,
+    as_json: bool,
+    source: str,
+    name: str | None,
+    gguf_file: str | None,
+    quantize: bool | None,
+    dtype: str,
+    force: bool,
+) -> None:
+    """Turn SOURCE (a .gguf, a folder holding one, or an HF folder) into <state>/data/models/<name>/.
+
+    \b
+    Example: mothbrain models prepare ~/models/SmolLM2-135M-Instruct.Q4_1.gguf --name smollm2-135m
+    """
+    from mothbrain.models.prepare import prepare_base
+
+    with _locked(cfg, "models prepare"):  # a night run must not load a base while it is being replaced
+        report = prepare_base(
+            cfg,
+            source,
+            name,
+            gguf_file=gguf_file,
+            quantize=quantize,
+            dtype=dtype,
+            force=force,
+            progress=lambda msg: click.echo(msg, err=True),
+        )
+    _show(report, as_json)
+
+
+@models.command("verify")
+@config_options
+@click.argument("name")
+def models_verify(cfg: Config, as_json: bool, name: str) -> None:
+    """Check a prepared base against its manifest, every file's sha256 included; exit 1 on a mismatch.
+
+    \b
+    Example: mothbrain models verify qwen2.5-72b
+    """
+    from mothbrain.models.prepare import verify_report
+
+    report = verify_report(cfg, name)
+    _show(report, as_json)
+    if report.warnings:
+        sys.exit(1)
+
+
+# ---- end of models section
+
+
 # --------------------------------------------------------------------------- operators
 # (status, briefing, doctor, proposals, cron, serve, ask are added below by their modules' owners)
 

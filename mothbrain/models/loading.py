@@ -61,11 +61,15 @@ def compute_dtype(cfg):
 
 def bnb_config(cfg):
     """BitsAndBytesConfig for QLoRA (NF4 + double quantization), or None when 4-bit is off."""
-    q = cfg.model.quantization
-    if not q.load_in_4bit:
-        return None
+    return nf4_config(cfg) if cfg.model.quantization.load_in_4bit else None
+
+
+def nf4_config(cfg):
+    """The BitsAndBytesConfig of `model.quantization` on this device, whether or not 4-bit loading is on
+    (`models prepare` makes the pre-quantized copy with it)."""
     from transformers import BitsAndBytesConfig
 
+    q = cfg.model.quantization
     extra = {}
     if resolve_device(cfg) == "cuda":
         # Packed 4-bit weights stored in the compute dtype let FSDP shard them like the rest; on CPU
@@ -78,6 +82,43 @@ def bnb_config(cfg):
         bnb_4bit_compute_dtype=compute_dtype(cfg),
         **extra,
     )
+
+
+def nf4_settings(quant) -> dict[str, Any]:
+    """What a pre-quantized copy must share with the BitsAndBytesConfig a run asks for, to stand in for it."""
+
+    def name(dtype) -> str:
+        return str(dtype).removeprefix("torch.")
+
+    return {
+        "quant_type": quant.bnb_4bit_quant_type,
+        "double_quant": bool(quant.bnb_4bit_use_double_quant),
+        "compute_dtype": name(quant.bnb_4bit_compute_dtype),
+        "quant_storage": name(quant.bnb_4bit_quant_storage),
+    }
+
+
+def prepared_nf4(location: str, quant) -> str | None:
+    """The NF4 copy of a prepared base (`models prepare`) when it was made with the settings `quant` asks
+    for; None when there is none or it differs (the base is then quantized while it loads)."""
+    from mothbrain.models.location import MANIFEST, NF4_DIR
+
+    folder = Path(location)
+    if quant is None or not (folder / NF4_DIR / "config.json").is_file():
+        return None
+    try:
+        made = (json.loads((folder / MANIFEST).read_text()).get("nf4") or {}).get("settings")
+    except (OSError, ValueError):
+        return None
+    if made != nf4_settings(quant):
+        log.info(
+            "the NF4 copy in %s was made with %s, this run asks for %s: quantizing on load",
+            folder,
+            made,
+            nf4_settings(quant),
+        )
+        return None
+    return str(folder / NF4_DIR)
 
 
 def base_location(cfg, build: bool = True) -> str:
@@ -123,11 +164,14 @@ def load_base_model(cfg, *, location: str | None = None, for_training: bool = Fa
         **_offline_kwargs(location),
     )
     quant = bnb_config(cfg)
-    if quant is not None:
-        kwargs["quantization_config"] = quant
     sharded = any(
         os.environ.get(k, "false").lower() == "true" for k in ("ACCELERATE_USE_FSDP", "ACCELERATE_USE_DEEPSPEED")
     )
+    nf4 = None if sharded else prepared_nf4(location, quant)
+    if nf4 is not None:
+        location = nf4  # already 4-bit: its own config.json carries the same quantization_config
+    elif quant is not None:
+        kwargs["quantization_config"] = quant
     if device == "cuda" and not sharded:
         # Under `accelerate launch` each process takes its own GPU. FSDP/ZeRO-3 place the weights
         # themselves (rank 0 loads, the others get shards), so no device_map there.

@@ -8,6 +8,7 @@ turned out smaller than the run. Any "fail" makes the command exit non-zero.
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import shutil
@@ -66,6 +67,7 @@ def run_doctor(cfg: Config, smtp_test: bool = False) -> DoctorReport:
     checks: list[tuple[str, Callable[[], Check]]] = [
         ("python", _python),
         ("config", lambda: _config(cfg)),
+        ("base model", lambda: _base_model(cfg)),
         ("state dir", lambda: _state_dir(cfg)),
         ("adapter pointer", lambda: _adapter_pointer(cfg)),
         ("torch", lambda: _torch(ctx)),
@@ -120,6 +122,94 @@ def _config(cfg: Config) -> Check:
             f"add your material under sources: in {cfg.config_path}",
         )
     return Check("config", "ok", f"{cfg.config_path} loads; {len(cfg.sources)} sources found")
+
+
+def _base_model(cfg: Config) -> Check:
+    """model.base is there and whole: the tiny demo base (built on first use), a prepared base that matches
+    its manifest, a local Hugging Face folder with config.json and weights, or a hub id in the local cache.
+
+    A prepared base is checked for every file's size and each safetensors header against its file's length
+    (truncation, a damaged header), with sha256 of every file up to 2 GiB in all (the demo's bases) and of
+    the small files only above that: hashing the 72B's 145 GB takes minutes (`mothbrain models verify`)."""
+    from mothbrain.models.location import base_model_location, in_hub_cache, is_prepared
+    from mothbrain.models.tiny import is_built
+
+    name, base = "base model", cfg.model.base
+    try:
+        loc = base_model_location(cfg)
+    except MothError as exc:
+        detail, _, fix = str(exc).partition("; ")
+        return Check(name, "fail", detail, fix or f"fix model.base in {cfg.config_path}")
+    if cfg.model.build_tiny:
+        if is_built(Path(loc)):
+            return Check(name, "ok", f"tiny demo base {base!r} at {loc}")
+        return Check(name, "ok", f"tiny demo base {base!r}: built on first use at {loc} (a minute or two on CPU)")
+    if isinstance(loc, str):
+        if in_hub_cache(loc):
+            return Check(name, "ok", f"hub model {loc!r} in the local Hugging Face cache")
+        return Check(
+            name,
+            "fail",
+            f"model.base {loc!r}: not in the local Hugging Face cache (nothing is downloaded at run time)",
+            f"download it once (`huggingface-cli download {loc}`), or `mothbrain models prepare <its folder> "
+            "--name NAME` and set model.base: NAME",
+        )
+    if is_prepared(loc):
+        return _prepared_base(cfg, loc)
+    config = loc / "config.json"
+    fix = (
+        "point model.base at a Hugging Face model folder, or "
+        f"`mothbrain models prepare <gguf file or folder> --name {base}`"
+    )
+    if not config.is_file():
+        return Check(name, "fail", f"model.base {base!r}: {loc} has no config.json", fix)
+    if not any(loc.glob("*.safetensors")) and not any(loc.glob("*.bin")):
+        return Check(name, "fail", f"model.base {base!r}: {loc} has config.json but no weights", fix)
+    arch = _architecture(config)
+    if arch is None:
+        return Check(name, "fail", f"model.base {base!r}: {config} names no architecture (unreadable?)", fix)
+    return Check(name, "ok", f"{arch} at {loc}: config.json and weights present (no manifest to check them against)")
+
+
+def _prepared_base(cfg: Config, loc: Path) -> Check:
+    from mothbrain.models.loading import bnb_config, prepared_nf4
+    from mothbrain.models.prepare import verify_prepared
+
+    name, base = "base model", cfg.model.base
+    v = verify_prepared(loc)
+    m = v.manifest
+    again = (
+        f"mothbrain models prepare {(m.get('source') or {}).get('path') or '<gguf file or HF folder>'} --name {base}"
+    )
+    if v.problems:
+        more = f" (and {len(v.problems) - 1} more)" if len(v.problems) > 1 else ""
+        return Check(name, "fail", f"model.base {base!r} at {loc}: {v.problems[0]}{more}", f"run `{again} --force`")
+    detail = (
+        f"{m.get('architecture')}, {m.get('parameters', 0):,} parameters ({m.get('dtype')}) at {loc}; "
+        f"files match the manifest (sizes, safetensors headers, sha256 of {v.hashed})"
+    )
+    if not cfg.model.quantization.load_in_4bit:
+        return Check(name, "ok", detail)
+    try:
+        nf4 = prepared_nf4(str(loc), bnb_config(cfg))
+    except MothError:  # model.device cuda on a machine without one: the memory check says so
+        return Check(name, "ok", detail)
+    if nf4 is None:
+        return Check(
+            name,
+            "warn",
+            detail + "; no NF4 copy made with model.quantization's settings: every run quantizes while loading",
+            f"`{again} --force --quantize` on the machine that trains",
+        )
+    return Check(name, "ok", detail + "; 4-bit runs load its NF4 copy")
+
+
+def _architecture(config: Path) -> str | None:
+    try:
+        data = json.loads(config.read_text())
+        return (data.get("architectures") or [data.get("model_type")])[0]
+    except (OSError, ValueError, AttributeError, IndexError):
+        return None
 
 
 def _state_dir(cfg: Config) -> Check:
