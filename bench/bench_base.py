@@ -152,7 +152,7 @@ def main() -> None:
     from mothbrain.models.loading import quiet_libraries
 
     quiet_libraries()
-    cfg = load_config(ROOT / "configs" / "demo.yaml", ["model.build_tiny=false", "model.base=bench"])
+    cfg = load_config(ROOT / "configs" / "demo-tiny.yaml", ["model.build_tiny=false", "model.base=bench"])
     try:
         out = run(cfg, gguf, args)
     finally:

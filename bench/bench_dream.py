@@ -1,6 +1,6 @@
 """Dreaming speed: batched, length-sorted, left-padded generation vs one prompt at a time, same prompts.
 
-Run:   .venv/bin/python bench/bench_dream.py [--prompts 32] [--batch 16] [--tokens 48] [--config configs/demo.yaml]
+Run:   .venv/bin/python bench/bench_dream.py [--prompts 32] [--batch 16] [--tokens 48] [--config configs/demo-tiny.yaml]
        (on a GPU: --set model.device=cuda --set model.quantization.compute_dtype=bfloat16)
 
 Builds (once) the demo's tiny model in a temp state dir unless $MOTHBRAIN_HOME already has it,

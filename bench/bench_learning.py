@@ -37,7 +37,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def write_config(home: Path, *, steps: int, lr: float, pretrain_steps: int, surprise_prompts: int) -> Path:
-    cfg = yaml.safe_load((REPO / "configs" / "demo.yaml").read_text())
+    cfg = yaml.safe_load((REPO / "configs" / "demo-tiny.yaml").read_text())
     cfg["state_dir"] = str(home)
     cfg["sources"] = [{"name": "chats", "kind": "chat_jsonl", "path": str(home / "corpus"), "weight": 1.0}]
     cfg["model"]["tiny_pretrain_steps"] = pretrain_steps

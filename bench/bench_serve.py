@@ -63,7 +63,7 @@ def prepare(home: Path, steps: int):
     from mothbrain.models.tiny import build_tiny_model, is_built
 
     quiet_libraries()
-    cfg = load_config(ROOT / "configs" / "demo.yaml")
+    cfg = load_config(ROOT / "configs" / "demo-tiny.yaml")
     model_dir = home / "data" / "models" / "tiny-qwen2"
     if not is_built(model_dir):
         print(f"building the tiny model ({steps} pre-training steps) …", file=sys.stderr)
@@ -175,7 +175,7 @@ def ask_phase(cfg_overrides: list[str], repeats: int) -> dict:
     from mothbrain.config import load_config
 
     def timed(extra: list[str]) -> tuple[float, dict]:
-        cfg = load_config(ROOT / "configs" / "demo.yaml", cfg_overrides + extra)
+        cfg = load_config(ROOT / "configs" / "demo-tiny.yaml", cfg_overrides + extra)
         secs, last = [], None
         for _ in range(repeats):
             t0 = time.monotonic()

@@ -78,7 +78,7 @@ def _prepare(home: Path, overrides: list[str]):
     from mothbrain.models.loading import quiet_libraries
 
     quiet_libraries()
-    cfg = load_config(ROOT / "configs" / "demo.yaml", overrides)
+    cfg = load_config(ROOT / "configs" / "demo-tiny.yaml", overrides)
     run_ingest(cfg)
     run_preprocess(cfg)
     return cfg, load_latest_dataset(cfg)[0]["train"]

@@ -65,7 +65,7 @@ def _tiny_model(home: Path) -> str:
 def _config(work: Path, openings: str, *more: str):
     os.environ["MOTHBRAIN_HOME"] = str(work / "state")  # it wins over state_dir: each run its own state
     return load_config(
-        REPO / "configs" / "demo.yaml",
+        REPO / "configs" / "demo-tiny.yaml",
         [f"state_dir={work / 'state'}", f"wiki.path={work / 'wiki'}", f"wiki.openings={openings}", *more],
     )
 

@@ -3,8 +3,8 @@
 Run it on a preprocessed data set (the demo's, with its state kept out of the repo):
 
     export MOTHBRAIN_HOME=/tmp/mb-eval-home
-    mothbrain ingest --config configs/demo.yaml && mothbrain preprocess --config configs/demo.yaml
-    python bench/heldout_overlap.py --config configs/demo.yaml
+    mothbrain ingest --config configs/demo-tiny.yaml && mothbrain preprocess --config configs/demo-tiny.yaml
+    python bench/heldout_overlap.py --config configs/demo-tiny.yaml
 
 Prints JSON. For the held-out voice sentences eval would score, under two filters:
 
@@ -63,7 +63,7 @@ def measure(samples: list[tuple[str, str]], train: list[str]) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--config", default="configs/demo.yaml")
+    ap.add_argument("--config", default="configs/demo-tiny.yaml")
     ap.add_argument("--max-share", type=float, default=None, help="exit 1 above this share after the filter")
     args = ap.parse_args()
     cfg = load_config(args.config)

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/sample_repeats.py                      # corpus repeats in data/sample
     .venv/bin/python bench/sample_repeats.py --corpus DIR         # ... in another generated copy
-    .venv/bin/python bench/sample_repeats.py --dataset configs/demo.yaml   # + held-out vs training (after preprocess)
+    .venv/bin/python bench/sample_repeats.py --dataset configs/demo-tiny.yaml   # + held-out vs training
 
 Sentences are normalised the same way throughout: lower case, a leading short time or date phrase dropped
 ("At 5:32, ", "On the 2nd, "), then digits and punctuation dropped and spaces collapsed.

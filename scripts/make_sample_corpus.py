@@ -1200,7 +1200,7 @@ def make_transcripts(out: Path) -> int:
 
 README = """# Sample corpus: the lived material of "Moth"
 
-A small, made-up corpus bundled so the whole pipeline runs on a laptop (`configs/demo.yaml`) and
+A small, made-up corpus bundled so the whole pipeline runs on a laptop (`configs/demo.yaml`, `configs/demo-tiny.yaml`) and
 so tests and evaluation have something with a known shape. Everything here was written for this
 project by `scripts/make_sample_corpus.py` (fixed seed {seed}, fixed dates in March–May 2025);
 rerun it to regenerate byte-for-byte the same files.

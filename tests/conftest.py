@@ -14,7 +14,7 @@ sys.path.insert(0, str(REPO_ROOT / "bench"))  # stand-ins and generators the ben
 
 pytest_plugins = ["planted_corpus"]  # the planted state eval and promote tests share
 
-DEMO_CONFIG = REPO_ROOT / "configs" / "demo.yaml"
+DEMO_CONFIG = REPO_ROOT / "configs" / "demo-tiny.yaml"
 
 
 @pytest.fixture(autouse=True)
@@ -23,7 +23,8 @@ def state_home(tmp_path, monkeypatch) -> Path:
     home = tmp_path / "state"
     home.mkdir()
     monkeypatch.setenv("MOTHBRAIN_HOME", str(home))
-    monkeypatch.delenv("MOTHBRAIN_CONFIG", raising=False)
+    # Commands without --config get the tiny demo (the default, configs/demo.yaml, needs SmolLM2 prepared).
+    monkeypatch.setenv("MOTHBRAIN_CONFIG", str(DEMO_CONFIG))
     return home
 
 

@@ -13,7 +13,7 @@ import pytest
 from mothbrain.config import REPO_ROOT, load_config
 from mothbrain.sources.records import Document, Turn
 
-DEMO = REPO_ROOT / "configs" / "demo.yaml"
+DEMO = REPO_ROOT / "configs" / "demo-tiny.yaml"
 # Partners the sample corpus never puts together: what the adapter knows about them it learnt here.
 PLANTED_PAIRS = [
     ("kiln", "tide"),

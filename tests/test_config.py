@@ -17,7 +17,7 @@ MOTHBRAIN_CONFIGS = [p for p in SHIPPED if not p.name.startswith("accelerate")]
 
 def test_shipped_configs_exist():
     names = {p.name for p in SHIPPED}
-    assert {"demo.yaml", "default.yaml"} <= names
+    assert {"demo.yaml", "demo-tiny.yaml", "default.yaml"} <= names
 
 
 @pytest.mark.parametrize("path", MOTHBRAIN_CONFIGS, ids=lambda p: p.name)
@@ -161,7 +161,7 @@ def test_every_number_refuses_infinity_nan_and_out_of_range():
     and so is a negative count or a value below a declared range."""
     from mothbrain.config import NEGATIVE_OK, RANGES, _numbers
 
-    demo = REPO_ROOT / "configs" / "demo.yaml"
+    demo = REPO_ROOT / "configs" / "demo-tiny.yaml"
     keys = [k for k, _ in _numbers(load_config(demo)) if "[" not in k]  # --set cannot name a list item
     assert len(keys) > 60 and "train.learning_rate" in keys and "model.tiny_pretrain_steps" in keys
     for key in keys:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from mothbrain.config import REPO_ROOT, load_config
 
-DEMO = REPO_ROOT / "configs" / "demo.yaml"
+DEMO = REPO_ROOT / "configs" / "demo-tiny.yaml"
 SETTINGS = [
     "schedule.send_briefing=false",
     "schedule.weekly.wait_for_lock_s=0",

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from mothbrain.cli import main
 from mothbrain.config import REPO_ROOT
 
-DEMO = str(REPO_ROOT / "configs" / "demo.yaml")
+DEMO = str(REPO_ROOT / "configs" / "demo-tiny.yaml")
 
 
 def test_weekly_chain_runs_the_whole_cycle(demo_cfg, state_home):

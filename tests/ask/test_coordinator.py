@@ -15,7 +15,7 @@ from mothbrain.config import REPO_ROOT, ConfigError, load_config
 from mothbrain.core import paths
 from mothbrain.errors import MothError
 
-DEMO = REPO_ROOT / "configs" / "demo.yaml"
+DEMO = REPO_ROOT / "configs" / "demo-tiny.yaml"
 
 
 def closed_port_url() -> str:
@@ -129,7 +129,7 @@ def test_a_missing_token_is_named_in_asks_own_settings(state_home, monkeypatch):
     from mothbrain.ask.coordinator import ask_system1
 
     monkeypatch.delenv("MOTHBRAIN_API_TOKEN", raising=False)
-    cfg = load_config(REPO_ROOT / "configs" / "demo.yaml", ["coordinator.system1_url=http://127.0.0.1:9/v1"])
+    cfg = load_config(REPO_ROOT / "configs" / "demo-tiny.yaml", ["coordinator.system1_url=http://127.0.0.1:9/v1"])
     with pytest.raises(MothError) as err:
         ask_system1(cfg, "what do the figs say?")
     msg = str(err.value)

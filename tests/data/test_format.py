@@ -10,7 +10,7 @@ from mothbrain.config import REPO_ROOT, load_config
 from mothbrain.data import format as fmt
 from mothbrain.sources.records import Document, Turn
 
-DEMO = REPO_ROOT / "configs" / "demo.yaml"
+DEMO = REPO_ROOT / "configs" / "demo-tiny.yaml"
 TOKEN = "test-token-0123456789abcdef"
 QUESTION = "What do the figs remind you of?"
 

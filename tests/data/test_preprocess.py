@@ -428,7 +428,7 @@ def test_missing_voice_role_warns(tmp_path, state_home):
 def test_demo_config_on_the_bundled_sample(state_home):
     from mothbrain.ingest.stage import run_ingest
 
-    cfg = load_config(REPO_ROOT / "configs" / "demo.yaml", ["preprocess.workers=1"])
+    cfg = load_config(REPO_ROOT / "configs" / "demo-tiny.yaml", ["preprocess.workers=1"])
     run_ingest(cfg)
     report = run_preprocess(cfg, progress=False)
     dd, meta = load_latest_dataset(cfg)
@@ -750,7 +750,7 @@ def test_demo_data_set_is_the_same_on_any_day(tmp_path, monkeypatch):
         monkeypatch.setenv("MOTHBRAIN_HOME", str(home))
         shift = dt.datetime.fromisoformat(day + "T09:00:00+00:00").timestamp() - real_time()
         monkeypatch.setattr(time, "time", lambda: real_time() + shift)
-        cfg = load_config(REPO_ROOT / "configs" / "demo.yaml", ["preprocess.workers=1", *overrides])
+        cfg = load_config(REPO_ROOT / "configs" / "demo-tiny.yaml", ["preprocess.workers=1", *overrides])
         run_ingest(cfg)
         return run_preprocess(cfg, progress=False).fingerprint
 
@@ -762,8 +762,8 @@ def test_demo_data_set_is_the_same_on_any_day(tmp_path, monkeypatch):
 
 def test_ingest_now_must_be_a_time(tmp_path):
     with pytest.raises(ConfigError, match=r"ingest\.now: expected an ISO 8601 time"):
-        load_config(REPO_ROOT / "configs" / "demo.yaml", ["ingest.now=next tuesday"])
-    cfg = load_config(REPO_ROOT / "configs" / "demo.yaml", ["ingest.now=2025-05-15"])  # a date is midnight UTC
+        load_config(REPO_ROOT / "configs" / "demo-tiny.yaml", ["ingest.now=next tuesday"])
+    cfg = load_config(REPO_ROOT / "configs" / "demo-tiny.yaml", ["ingest.now=2025-05-15"])  # a date is midnight UTC
     from mothbrain.core.clock import reference_now
 
     assert reference_now(cfg) == dt.datetime(2025, 5, 15, tzinfo=dt.timezone.utc).timestamp()

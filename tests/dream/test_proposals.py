@@ -12,7 +12,7 @@ from mothbrain.cli import main
 from mothbrain.config import REPO_ROOT, load_config
 from mothbrain.errors import MothError
 
-DEMO = str(REPO_ROOT / "configs" / "demo.yaml")
+DEMO = str(REPO_ROOT / "configs" / "demo-tiny.yaml")
 
 
 def _stage(cfg, n=3):
@@ -104,7 +104,7 @@ def test_damaged_or_newer_queue_is_a_clean_error_and_left_untouched(state_home):
 
 
 def test_list_limit_shows_the_newest_first_and_an_empty_list_says_so(state_home):
-    cfg = load_config(REPO_ROOT / "configs" / "demo.yaml")
+    cfg = load_config(REPO_ROOT / "configs" / "demo-tiny.yaml")
     ids = _stage(cfg, n=4)
     out = CliRunner().invoke(main, ["proposals", "list", "--limit", "2", "--json"]).output
     assert [p["id"] for p in json.loads(out)] == [ids[3], ids[2]]

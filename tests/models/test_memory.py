@@ -163,7 +163,7 @@ def test_unknown_target_module_is_a_clean_error(make_cfg):
 
 
 def test_demo_config_is_sized_before_the_tiny_model_exists():
-    cfg = load_config(REPO_ROOT / "configs" / "demo.yaml")
+    cfg = load_config(REPO_ROOT / "configs" / "demo-tiny.yaml")
     est = check_fits(cfg)
     assert est.settings["device"] == "cpu" and est.counts.model_type == "qwen2"
     assert 0 < est.counts.trainable < est.counts.total

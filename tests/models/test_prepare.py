@@ -23,7 +23,7 @@ from mothbrain.models.location import base_model_location, is_prepared
 from mothbrain.models.prepare import prepare_base, sha256_file, verify_prepared
 from mothbrain.ops import doctor
 
-DEMO_CONFIG = REPO_ROOT / "configs" / "demo.yaml"
+DEMO_CONFIG = REPO_ROOT / "configs" / "demo-tiny.yaml"
 TEXTS = ["The moth flies to the lantern at night. Compost and memory go together; figs teach patience."] * 20
 PROBE = "The moth flies to the compost lantern."
 CHAT_TEMPLATE = "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}{% endfor %}"

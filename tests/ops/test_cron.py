@@ -18,7 +18,7 @@ from mothbrain.core import paths
 from mothbrain.errors import MothError
 from mothbrain.ops.schedule import BLOCK_END, BLOCK_START, cron_block, cron_lines, merge_block
 
-DEMO_CONFIG = REPO_ROOT / "configs" / "demo.yaml"
+DEMO_CONFIG = REPO_ROOT / "configs" / "demo-tiny.yaml"
 # Someone's own crontab (harmless commands: the real round trip installs it for a moment).
 USER_TAB = 'MAILTO=""\n# my backups\n15 4 * * * true --backup-all\n@reboot true'
 

@@ -16,7 +16,7 @@ from mothbrain.cli import main
 from mothbrain.config import REPO_ROOT, load_config
 from mothbrain.ops import doctor
 
-DEMO_CONFIG = REPO_ROOT / "configs" / "demo.yaml"
+DEMO_CONFIG = REPO_ROOT / "configs" / "demo-tiny.yaml"
 
 
 def _doctor(*args: str):

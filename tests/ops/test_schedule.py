@@ -22,7 +22,7 @@ from mothbrain.ops.runs import load_runs
 from mothbrain.ops.schedule import run_chain
 from mothbrain.report import SimpleReport
 
-DEMO_CONFIG = REPO_ROOT / "configs" / "demo.yaml"
+DEMO_CONFIG = REPO_ROOT / "configs" / "demo-tiny.yaml"
 
 
 def _cfg(*overrides: str):

@@ -15,7 +15,7 @@ from mothbrain.config import REPO_ROOT, load_config
 from mothbrain.serve.app import Admission, Overloaded, create_app, expected_wait
 
 TOKEN = "test-token-0123456789abcdef"
-DEMO = REPO_ROOT / "configs" / "demo.yaml"
+DEMO = REPO_ROOT / "configs" / "demo-tiny.yaml"
 
 
 def test_expected_wait_counts_what_runs_and_what_waits():

@@ -22,7 +22,7 @@ from mothbrain.config import REPO_ROOT, load_config
 from mothbrain.core import paths
 from mothbrain.errors import MothError
 
-DEMO = REPO_ROOT / "configs" / "demo.yaml"
+DEMO = REPO_ROOT / "configs" / "demo-tiny.yaml"
 TOKEN = "test-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 OVERRIDES = ["serve.max_queue=2", "serve.max_tokens=64", "serve.max_request_bytes=4096"]

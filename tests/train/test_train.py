@@ -24,7 +24,7 @@ from mothbrain.errors import MothError, NothingToDo
 from mothbrain.ingest.stage import run_ingest
 from mothbrain.train.stage import run_train, select_rows
 
-DEMO = str(REPO_ROOT / "configs" / "demo.yaml")
+DEMO = str(REPO_ROOT / "configs" / "demo-tiny.yaml")
 DEFAULT = str(REPO_ROOT / "configs" / "default.yaml")
 
 

@@ -21,7 +21,7 @@ from mothbrain.wiki import merge, review, scan
 from mothbrain.wiki.pages import masked_prose, parse_page, read_wiki
 from mothbrain.wiki.patches import PatchConflict, apply_edits, edit
 
-DEMO = REPO_ROOT / "configs" / "demo.yaml"
+DEMO = REPO_ROOT / "configs" / "demo-tiny.yaml"
 
 
 def _cfg(home: Path, wiki: Path, *more: str):
