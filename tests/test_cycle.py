@@ -23,14 +23,14 @@ def test_weekly_chain_runs_the_whole_cycle(demo_cfg, state_home):
             "--config",
             DEMO,
             "--set",
-            "train.max_steps=30",
+            "train.max_steps=60",
             "--set",
             "dream.num_prompts=4",
             "--set",
             "eval.surprise_prompts=4",
             "--set",
             "promote.gate.min_improvement_vs_base_pct=0",
-            # 30 steps make a plumbing test, not a learner: the gate's statistics are tested in tests/evaluate
+            # 60 steps make a plumbing test, not a learner: the gate's statistics are tested in tests/evaluate
             "--set",
             "promote.gate.require_association=false",
             "--set",
