@@ -177,3 +177,16 @@ def test_every_number_refuses_infinity_nan_and_out_of_range():
             load_config(demo, [f"{key}={lo - 1 if lo_ok else lo}"])
     # A list item's number is walked too (sources[].weight, priority_concepts[].min_samples), from YAML.
     assert any(k.startswith("sources[0].") for k, _ in _numbers(load_config(demo)))
+
+
+def test_each_shipped_profile_has_its_own_state_dir(monkeypatch):
+    """The demo, the tiny demo and production never share a ledger or a data set."""
+    from mothbrain.core import paths
+
+    monkeypatch.delenv("MOTHBRAIN_HOME", raising=False)
+    dirs = {name: paths.state_dir(load_config(REPO_ROOT / "configs" / name)) for name in SHIPPED_PROFILES}
+    assert len(set(dirs.values())) == len(dirs), dirs
+    assert all(REPO_ROOT / "state" in d.parents for d in dirs.values())  # git-ignored, beside the code
+
+
+SHIPPED_PROFILES = ("demo.yaml", "demo-tiny.yaml", "default.yaml")
