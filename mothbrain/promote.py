@@ -172,6 +172,9 @@ def gate_checks(ev: dict[str, Any], gate: GateConfig, has_current: bool) -> list
         value = (
             f"lift {_ci(lift, unit=' nats')}; top-1 {held.get('top1')} (base "
             f"{(ev.get('association_heldout_base') or {}).get('top1')}, chance {held.get('chance')})"
+            + (
+                f"; {held['pairs']} pairs" if held.get("pairs") is not None else ""
+            )  # those that passed the strength test
         )
         threshold = f"lift over base, 95% CI above 0 (smallest that counts: {gate.min_association_lift} nats)"
         verdict = _interval_verdict(lift, gate.min_association_lift) if lift.get("n") else "undecided"
@@ -187,7 +190,7 @@ def gate_checks(ev: dict[str, Any], gate: GateConfig, has_current: bool) -> list
                         f"the lift's interval reaches both 0 and {gate.min_association_lift} nats "
                         f"({_ci(lift, unit=' nats')})"
                         if lift.get("n")
-                        else "no held-out pairs probed"
+                        else "no held-out pairs probed (none that passed preprocess's strength test)"
                     ),
                 )
             )

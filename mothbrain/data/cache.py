@@ -42,7 +42,7 @@ from mothbrain.data.samples import BatchResult
 
 log = logging.getLogger(__name__)
 
-CACHE_SCHEMA = 4  # bump when what a batch's results hold changes
+CACHE_SCHEMA = 5  # bump when what a batch's results hold changes
 CACHE_DIR = "cache"
 SUFFIX = ".arrow"
 # The code whose output the cache holds: every module of these packages (and the stored-line JSON), hashed
@@ -58,6 +58,7 @@ COLUMNS = (
     ("docs", "unit", pa.float64(), "list"),
     ("docs", "chars", pa.int64(), "list"),
     ("docs", "terms", pa.string(), "arrow"),
+    ("docs", "term_sentences", pa.list_(pa.uint64()), "arrow"),
     ("samples", "doc", pa.int32(), "numpy"),
     ("samples", "n", pa.int32(), "numpy"),
     ("samples", "sample_type", pa.string(), "list"),

@@ -18,7 +18,7 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from itertools import chain, compress
+from itertools import chain, compress, cycle
 from operator import and_
 from pathlib import Path
 from typing import Any
@@ -70,17 +70,23 @@ _POSSESSIVE = re.compile(r"'s\b")
 _SENTENCES = re.compile(r"[.!?…]\s+|\n+")
 
 
-def term_counts(text: str) -> dict[str, int]:
+def _normalised(text: str) -> str:
+    """`text` lower-cased, placeholders made breaks and possessives dropped, as terms are counted."""
+    if not text.islower():
+        text = text.lower()
+    return _POSSESSIVE.sub("", PLACEHOLDER_RE.sub(" . ", text.replace("\u2019", "'")))
+
+
+def term_counts(text: str, tokens: list[str] | None = None) -> dict[str, int]:
     """Candidate concepts in `text` with their counts: content words (not stopwords, short words,
     numbers or punctuation) and pairs of adjacent content words ("bridge repair"), lower-cased.
 
     A non-content token between two words breaks the pair. Unigrams come first, then bigrams,
-    each in order of first appearance (which `frequent_terms` uses to break ties).
+    each in order of first appearance (which `frequent_terms` uses to break ties). `tokens`: the
+    text's tokens (`_TOKENS` over `_normalised(text)`), when the caller has them.
     """
-    if not text.islower():
-        text = text.lower()
-    text = _POSSESSIVE.sub("", PLACEHOLDER_RE.sub(" . ", text.replace("\u2019", "'")))
-    tokens = _TOKENS.findall(text)
+    if tokens is None:
+        tokens = _TOKENS.findall(_normalised(text))
     counts = Counter(tokens)
     for t in STOPWORDS.intersection(counts):  # (dict's own delete: Counter's is Python, 3x slower here)
         dict.__delitem__(counts, t)
@@ -96,6 +102,42 @@ def frequent_terms(text: str, limit: int = MAX_TERMS_PER_DOC * 2) -> list[str]:
     """A document's `limit` most frequent candidate concepts (ties: first seen first)."""
     counts = term_counts(text)
     return sorted(counts, key=counts.__getitem__, reverse=True)[:limit]  # stable: a third of nlargest's time here
+
+
+SENTENCE_BITS = 64  # a term's sentences in a document, as one unsigned 64-bit mask (sentence i sets bit i % 64)
+_BITS = [1 << i for i in range(SENTENCE_BITS)]
+
+
+def frequent_terms_and_sentences(text: str, limit: int = MAX_TERMS_PER_DOC * 2) -> tuple[list[str], list[int]]:
+    """`frequent_terms(text)`, and for each of them the sentences of `text` it occurs in, as a mask;
+    a sentence is a line (`novel_sentences` with a set of seen sentences gives one sentence a line).
+
+    The masks are what the strength test of the chosen pairs (mothbrain.data.strength) reads: which
+    words share a sentence with both words of a pair. Sentence i sets bit i % SENTENCE_BITS: exact up
+    to 64 sentences; in a longer document two terms may seem to share a sentence they do not (the
+    test asks for the same third word across many documents, which such a coincidence rarely gives).
+    A bigram's mask is its two words' common sentences (both words are among the terms: each is at
+    least as frequent, and a unigram ranks before a bigram of the same count).
+
+    The text is tokenized a line at a time, with a break ("") after each line, which is what
+    tokenizing it whole gives (a newline is a break): the same tokens, so the same terms, as
+    `frequent_terms`, and about as fast. The masks then cost a set intersection per line.
+    """
+    per = list(map(_TOKENS.findall, _normalised(text).split("\n")))
+    for toks in per:
+        toks.append("")
+    counts = term_counts(text, list(chain.from_iterable(per)))
+    terms = sorted(counts, key=counts.__getitem__, reverse=True)[:limit]
+    masks = dict.fromkeys(terms, 0)
+    present = masks.keys()
+    for bit, toks in zip(cycle(_BITS), per):
+        for t in present & toks:
+            masks[t] |= bit
+    for t in terms:
+        if " " in t:
+            x, y = t.split(" ", 1)
+            masks[t] = masks.get(x, 0) & masks.get(y, 0)
+    return terms, [masks[t] for t in terms]
 
 
 def novel_sentences(text: str, seen: set[str] | None) -> str:
@@ -169,20 +211,15 @@ class TermTable:
         term (a large archive has millions), a chunk at a time (Arrow's temporaries stay the size
         of a chunk)."""
         import pyarrow as pa
-        import pyarrow.compute as pc
 
         if isinstance(joined, (pa.Array, pa.ChunkedArray)):
             joined = joined.chunks if isinstance(joined, pa.ChunkedArray) else [joined]
         lengths, values = [np.zeros(0, dtype=np.int64)], []
         for chunk in joined:
-            lists = pc.split_pattern(chunk, "\n")
-            n = np.asarray(pc.list_value_length(lists).fill_null(0), dtype=np.int64)
-            none = np.asarray(pc.equal(chunk, "").fill_null(True), dtype=bool)  # "" splits into [""]: no terms
-            n[none] = 0
-            flat = pc.list_flatten(lists)
+            n, flat = split_terms(chunk)
             lengths.append(n)
-            values.append(flat.filter(pc.not_equal(flat, "")) if none.any() else flat)  # (a term is never "")
-            del lists, flat
+            values.append(flat)
+            del flat
         encoded = pa.chunked_array(values, pa.string()).dictionary_encode()
         del values
         if len({len(c.dictionary) for c in encoded.chunks}) > 1:  # Arrow gives each chunk the final one; else:
@@ -197,6 +234,23 @@ class TermTable:
         # Arrow's allocator keeps what it freed for its own reuse; mining then allocates through numpy.
         pa.default_memory_pool().release_unused()
         return table
+
+
+def split_terms(chunk) -> tuple[np.ndarray, Any]:
+    """An Arrow array of "\\n"-joined terms ("" for none) as (terms per document, all terms in order)."""
+    import pyarrow.compute as pc
+
+    lists = pc.split_pattern(chunk, "\n")
+    n = np.asarray(pc.list_value_length(lists).fill_null(0), dtype=np.int64)
+    none = np.asarray(pc.equal(chunk, "").fill_null(True), dtype=bool)  # "" splits into [""]: no terms
+    n[none] = 0
+    flat = pc.list_flatten(lists)
+    return n, (flat.filter(pc.not_equal(flat, "")) if none.any() else flat)  # (a term is never "")
+
+
+def term_forms(term: str) -> set[str]:
+    """The forms mining counts as one concept: singular and plural ("lantern", "lanterns")."""
+    return {term, term + "s", term[:-1]} if term.endswith("s") and " " not in term else {term, term + "s"}
 
 
 def mine_pairs(

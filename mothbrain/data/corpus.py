@@ -27,6 +27,7 @@ class Corpus:
 
     when: list[float] = field(default_factory=list)  # per document (nan: unknown)
     terms: list = field(default_factory=list)  # Arrow string chunks: each document's "\n"-joined terms
+    term_sentences: list = field(default_factory=list)  # Arrow list<uint64> chunks: per term, its sentences' mask
     pages: list = field(default_factory=list)  # wiki pages: (document index, title, doc_id, links)
     batches: list[tuple[str, int]] = field(default_factory=list)  # (hash of its stored lines, documents)
     fresh_docs: int = 0  # documents processed in this run (not from the cache)
@@ -46,13 +47,16 @@ class Corpus:
         n = len(batch.docs["unit"])
         self.when.extend(batch.docs["when"])
         held = np.asarray(batch.docs["unit"], dtype=np.float64) < self.heldout_fraction
-        terms = batch.docs["terms"]
+        terms, sentences = batch.docs["terms"], batch.docs["term_sentences"]
         if held.any():
             terms = pc.if_else(pa.array(held), pa.scalar("", terms.type), terms)
+            sentences = pc.if_else(pa.array(held), pa.scalar([], sentences.type), sentences)
         self.terms.append(terms)
+        self.term_sentences.append(sentences)
         self._loose_terms += 1
         if self._loose_terms >= 64:  # copied out of the batches (a cached batch's views hold its file), 64 at a time
             self.terms[-64:] = [pa.concat_arrays(self.terms[-64:])]
+            self.term_sentences[-64:] = [pa.concat_arrays(self.term_sentences[-64:])]
             self._loose_terms = 0
         self.pages.extend(
             (start + i, title, batch.docs["doc_id"][i], links) for i, title, links in batch.wiki if not held[i]

@@ -17,7 +17,7 @@ import numpy as np
 from mothbrain.config import Config
 from mothbrain.core.clock import DAY
 from mothbrain.data.cache import cache_dir
-from mothbrain.data.concepts import Pair, TermTable, choose_pairs, link_pairs, mine_pairs
+from mothbrain.data.concepts import Pair, TermTable, choose_pairs, link_pairs, mine_pairs, term_forms
 from mothbrain.data.corpus import Corpus
 from mothbrain.data.dataset import data_settings
 from mothbrain.data.process import pool_size
@@ -118,13 +118,9 @@ def recent_again(pairs: list[Pair], corpus: Corpus, recent_doc: np.ndarray) -> l
     """Reused pairs are recent when both their concepts (or their singular/plural forms, which
     mining merges) are among one recent document's candidate terms: close to, not exactly, what
     mining decides (it also keeps only a document's 24 rarest terms)."""
-
-    def forms(t: str) -> set[str]:
-        return {t, t + "s", t[:-1]} if t.endswith("s") and " " not in t else {t, t + "s"}
-
     import pyarrow as pa
 
-    wanted = {f: t for p in pairs for t in (p.a, p.b) for f in forms(t)}
+    wanted = {f: t for p in pairs for t in (p.a, p.b) for f in term_forms(t)}
     where: dict[str, set[int]] = defaultdict(set)
     recent = np.flatnonzero(recent_doc)
     terms = pa.chunked_array(corpus.terms, pa.string()).take(pa.array(recent)).to_pylist()  # (one conversion)

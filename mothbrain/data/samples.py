@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from mothbrain.config import Config, PreprocessConfig, SourceConfig
-from mothbrain.data.concepts import ConceptMatcher, Pair, frequent_terms, novel_sentences
+from mothbrain.data.concepts import ConceptMatcher, Pair, frequent_terms_and_sentences, novel_sentences
 from mothbrain.data.dedup import text_key
 from mothbrain.data.filters import TOOL_TURNS, apply_filters, is_tool_turn
 from mothbrain.data.format import is_voice, turn_line, turn_speaker, voice_prefix, voice_roles
@@ -62,6 +62,7 @@ class DocResult:
     redacted: dict[str, int]
     filtered: dict[str, int]
     terms: str  # its most frequent candidate concepts, for co-occurrence, "\n"-joined (one string per document)
+    term_sentences: list[int] = field(default_factory=list)  # per term, its sentences as a mask (concepts.py)
     title: str = ""  # wiki: the page title and link targets (for link pairs)
     links: list[str] = field(default_factory=list)
     chars: int = 0
@@ -75,7 +76,8 @@ class BatchResult:
     """A batch of documents' contribution as columns: what workers send back, what the document
     cache stores per shard, and what the main process joins (no Python object per sample)."""
 
-    docs: dict[str, Any]  # per document: source, doc_id (raw), when (nan: unknown), unit, chars (lists), terms (Arrow)
+    docs: dict[str, Any]  # per document: source, doc_id (raw), when (nan: unknown), unit, chars (lists), terms and
+    #                       term_sentences (Arrow)
     samples: dict[str, Any]  # per sample: doc (index into docs), n, tokens (numpy); sample_type, key, sig (lists);
     #                          prompt, completion, doc_id, concepts (Arrow): the bulk, kept out of band (doc_cache.pack)
     wiki: list[tuple[int, str, list[str]]]  # (document index, title, links) of wiki pages
@@ -110,6 +112,7 @@ def to_batch(results: list[DocResult]) -> BatchResult:
             "unit": [r.unit for r in results],
             "chars": [r.chars for r in results],
             "terms": pa.array([r.terms for r in results], pa.string()),
+            "term_sentences": pa.array([r.term_sentences for r in results], pa.list_(pa.uint64())),
         },
         samples={
             "doc": np.array([i for i, r in enumerate(results) for _ in r.samples], dtype=np.int32),
@@ -393,6 +396,7 @@ def process_document(
         s.concepts = matcher.match(s.completion)
         kept.append(s)
     unit = _unit(f"{doc.source}\0{doc.doc_id}")
+    terms, term_sentences = frequent_terms_and_sentences(novel_sentences(mined, seen_sentences))
     if count_tokens is not None and kept:
         for s, n in zip(kept, count_tokens([s.prompt + s.completion for s in kept])):
             s.tokens = n
@@ -404,7 +408,8 @@ def process_document(
         samples=kept,
         redacted=dict(clean.redacted),
         filtered=dict(clean.filtered),
-        terms="\n".join(frequent_terms(novel_sentences(mined, seen_sentences))),
+        terms="\n".join(terms),
+        term_sentences=term_sentences,
         title=title if doc.kind == "wiki" else "",
         links=[clean.redact(x) for x in doc.links] if doc.kind == "wiki" else [],
         chars=len(doc.text) + sum(len(t.text) for t in doc.turns),
@@ -417,16 +422,20 @@ def process_document(
 HELDOUT_PAIR_MAX_DF = 0.1  # a pair found in more of the documents is a stock phrase, not an association to probe
 
 
-def heldout_pairs(pairs: list[Pair], wanted: int, documents: int) -> set[tuple[str, str]]:
+def heldout_pairs(
+    pairs: list[Pair], wanted: int, documents: int, filler: set[tuple[str, str]] = frozenset()
+) -> set[tuple[str, str]]:
     """The pairs whose templated rows go to the held-out side: a stable choice by the pair's hash, at most
     half of them (the rest teach the association format). Only specific pairs qualify: two words of a
     sentence the voice says everywhere ("the X hums, and the Y answers") co-occur in a large share of
     the documents, and are no association the adapter could show it absorbed. Linked pairs come first: a
     link is the author saying two concepts belong together, where a co-occurrence may be one stock
-    sentence ("they agreed on the timber, argued about the railings") repeated in a few documents."""
+    sentence ("they agreed on the timber, argued about the railings") repeated in a few documents. Then
+    the mined pairs that passed the strength test (mothbrain.data.strength), then the `filler` that did
+    not: eval reports those apart, and they are held out only when too few real pairs are left."""
     n = min(wanted, len(pairs) // 2)
     specific = [p for p in pairs if p.docs <= max(3, HELDOUT_PAIR_MAX_DF * documents)]
-    ranked = sorted(specific, key=lambda p: (p.origin != "link", _unit(f"pair:{p.a}|{p.b}")))
+    ranked = sorted(specific, key=lambda p: (p.origin != "link", (p.a, p.b) in filler, _unit(f"pair:{p.a}|{p.b}")))
     return {(p.a, p.b) for p in ranked[:n]}
 
 

@@ -62,6 +62,7 @@ from mothbrain.data.dataset import DATASET_SCHEMA, LATEST_NAME, data_settings, h
 from mothbrain.data.mining import concept_pairs, mining_state_path
 from mothbrain.data.process import CacheDamaged, Unit, lazy_pool, stored_units
 from mothbrain.data.samples import association_samples, heldout_pairs
+from mothbrain.data.strength import pair_strength
 from mothbrain.data.tokens import tokenizer_identity
 from mothbrain.data.writer import META_NAME, DatasetWriter
 from mothbrain.errors import MothError
@@ -89,6 +90,7 @@ class PreprocessReport:
     timings: dict[str, float] = field(default_factory=dict)  # seconds per phase
     documents_processed: int = 0  # documents this run processed (the rest came from the document cache)
     concept_mining: dict[str, Any] = field(default_factory=dict)  # mined this run, or reused from when
+    heldout_pairs: dict[str, int] = field(default_factory=dict)  # held-out pairs: real ones, filler (data.strength)
     title: str = "preprocess"
 
     def rows(self) -> list[dict[str, Any]]:
@@ -121,6 +123,8 @@ class PreprocessReport:
             rows.append({"group": "filtered", "name": name, "count": n})
         for name, n in sorted(self.redacted.items()):
             rows.append({"group": "redacted", "name": name, "count": n})
+        held = self.heldout_pairs
+        held_pairs = f" (held-out pairs: {held.get('real', 0)} real, {held.get('filler', 0)} filler)" if held else ""
         rows.append(
             {
                 "group": "total",
@@ -128,7 +132,7 @@ class PreprocessReport:
                 "train": self.samples["train"],
                 "heldout": self.samples["heldout"],
                 unit: self.composition["total_tokens"],
-                "note": f"{self.heldout_documents} held out, {self.concept_pairs} concept pairs",
+                "note": f"{self.heldout_documents} held out, {self.concept_pairs} concept pairs" + held_pairs,
             }
         )
         cached = "" if self.reused else f", {self.documents - self.documents_processed} documents from the cache"
@@ -165,6 +169,7 @@ class PreprocessReport:
             "timings": self.timings,
             "documents_processed": self.documents_processed,
             "concept_mining": self.concept_mining,
+            "heldout_pairs": self.heldout_pairs,
             "warnings": self.warnings,
         }
 
@@ -305,6 +310,7 @@ def _reuse(cfg: Config, input_key: str, t0: float) -> PreprocessReport | None:
         seconds=time.perf_counter() - t0,
         warnings=meta.get("warnings", []),
         timings={"unchanged_input": 0.0},
+        heldout_pairs=heldout_pair_counts(meta),
     )
 
 
@@ -369,7 +375,10 @@ def _build(
             cfg, corpus, recent_doc, time.time(), pool, use_state=cache is not None, full=full
         )
     lap("concept_pairs")
-    held_pairs = heldout_pairs(pairs, cfg.preprocess.heldout_pairs, rows.documents)
+    strength = pair_strength(corpus.terms, corpus.term_sentences, pairs, cfg.preprocess)
+    filler = {pair for pair, s in strength.items() if not s.real}
+    held_pairs = heldout_pairs(pairs, cfg.preprocess.heldout_pairs, rows.documents, filler)
+    lap("pair_strength")
     rows.add_associations(association_samples(pairs, cfg.preprocess, ConceptMatcher(cfg.preprocess)), held_pairs)
     composition, priority, warnings = rows.summary()
     warnings = voice_warnings(cfg, corpus.voices) + warnings + heldout_warnings(cfg, composition)
@@ -399,14 +408,23 @@ def _build(
         "source_weights": {s.name: s.weight for s in cfg.sources},
         "documents": rows.documents,
         "heldout_documents": rows.heldout_documents,
-        "heldout_pairs": sorted([a, b] for a, b in held_pairs),
+        # [a, b, "real" | "filler"]: eval's headline association figure is on the real ones
+        "heldout_pairs": sorted([a, b, "filler" if (a, b) in filler else "real"] for a, b in held_pairs),
         "input_chars": input_chars,
         "documents_processed": fresh_docs,  # the rest came from the document cache
         "redacted": redacted,
         "filtered": filtered,
         "concept_pairs": [[p.a, p.b, p.score] for p in pairs],
         "concept_pair_details": [
-            {"a": p.a, "b": p.b, "score": p.score, "documents": p.docs, "origin": p.origin, "recent": p.recent}
+            {
+                "a": p.a,
+                "b": p.b,
+                "score": p.score,
+                "documents": p.docs,
+                "origin": p.origin,
+                "recent": p.recent,
+                "strength": strength[(p.a, p.b)].to_json(),
+            }
             for p in pairs
         ],
         "concept_mining": mining["info"],
@@ -461,4 +479,12 @@ def _build(
         timings=dict(lap.seconds),
         documents_processed=fresh_docs,
         concept_mining=mining["info"],
+        heldout_pairs=heldout_pair_counts(meta),
     )
+
+
+def heldout_pair_counts(meta: dict[str, Any]) -> dict[str, int]:
+    """Held-out pairs that count for the association figure ("real") and those that do not ("filler");
+    a data set from before the strength test (no verdict) counts them all."""
+    kinds = [p[2] if len(p) > 2 else "real" for p in meta.get("heldout_pairs", [])]
+    return {"real": kinds.count("real"), "filler": kinds.count("filler")}

@@ -15,7 +15,10 @@ Templates: a user asks about the cue and the voice begins to answer, in the trai
 adapter is a voice, and what it associates shows when it speaks (measured bare, "{a} reminds me of",
 the tiny demo model shows nothing even for pairs it has learnt). Pairs are split into held-out (no
 templated training rows: whatever the adapter knows of them it absorbed from the lived text) and
-in-sample.
+in-sample. The held-out figure that counts is on the held-out pairs that passed preprocess's strength
+test (mothbrain.data.strength: a wiki link, or mined, above chance and not the words of one stock
+phrase), with their count; held-out filler (the words of a repeated sentence frame, "answer" and
+"hums") is reported apart, so the headline does not depend on how many of them got in.
 """
 
 from __future__ import annotations
@@ -24,8 +27,11 @@ import hashlib
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+
+from mothbrain.evaluate.stats import bootstrap_mean
 
 # (what the user asks, how the voice begins): never used for training rows
 EVAL_TEMPLATES = (
@@ -46,6 +52,7 @@ class Probe:
     partner: str
     distractors: list[str]
     heldout: bool  # no templated training rows for this pair
+    real: bool = True  # passed preprocess's strength test (False: the words of a stock phrase)
 
     @property
     def candidates(self) -> list[str]:
@@ -69,9 +76,11 @@ def build_probes(
     heldout: set[tuple[str, str]],
     token_length: Callable[[str], int],
     distractors: int,
+    filler: set[tuple[str, str]] = frozenset(),
 ) -> list[Probe]:
     """Both directions of every pair; distractors are other probed concepts of the partner's length class
-    (the nearest token lengths first), never the cue, the partner or either's own partners."""
+    (the nearest token lengths first), never the cue, the partner or either's own partners. Pairs in
+    `filler` failed the strength test: their probes are marked not real."""
     pairs = [(a, b) for a, b in pairs if a != b]
     partners: dict[str, set[str]] = {}
     for a, b in pairs:
@@ -82,6 +91,7 @@ def build_probes(
     probes = []
     for a, b in pairs:
         held = (a, b) in heldout or (b, a) in heldout
+        real = (a, b) not in filler and (b, a) not in filler
         for cue, partner in ((a, b), (b, a)):
             exclude = {cue, partner} | partners[cue] | partners[partner]
             others = [c for c in pool if c not in exclude and not _overlaps(c, exclude)]
@@ -89,7 +99,7 @@ def build_probes(
             rng.shuffle(others)  # ties in length are broken at random, the same way every run
             others.sort(key=lambda c: abs(length[c] - length[partner]))
             if others:
-                probes.append(Probe(cue, partner, others[:distractors], held))
+                probes.append(Probe(cue, partner, others[:distractors], held, real))
     return probes
 
 
@@ -133,9 +143,10 @@ def _fill(template: str, cue: str) -> str:
 
 
 def summarize(lifts: np.ndarray, probes: list[Probe]) -> dict[str, float | int | None]:
-    """Mean partner lift (nats), top-1 (partner's lift above every distractor's) and the chance level."""
+    """Mean partner lift (nats), top-1 (partner's lift above every distractor's) and the chance level,
+    over `probes` (and how many probes, of how many pairs)."""
     if not probes:
-        return {"lift": None, "top1": None, "chance": None, "probes": 0}
+        return {"lift": None, "top1": None, "chance": None, "probes": 0, "pairs": 0}
     partner = lifts[:, 0]
     rivals = np.nan_to_num(lifts[:, 1:], nan=-np.inf)
     top1 = (partner[:, None] > rivals).all(axis=1) if rivals.shape[1] else np.ones(len(probes), bool)
@@ -145,7 +156,44 @@ def summarize(lifts: np.ndarray, probes: list[Probe]) -> dict[str, float | int |
         "top1": round(float(top1.mean()), 4),
         "chance": round(float(np.mean(1.0 / n_cands)), 4),
         "probes": len(probes),
+        "pairs": len({frozenset((p.cue, p.partner)) for p in probes}),
     }
+
+
+def figures(lifts: dict[str, np.ndarray], probes: list[Probe]) -> dict[str, Any]:
+    """The association figures from each model's lifts over `probes` (keys "adapter", "base" and maybe
+    "current"; a model's figures carry its name as a suffix, the adapter's none):
+
+      association_heldout          the held-out pairs that count (real), with their count in `pairs`
+      association_heldout_filler   the held-out pairs that failed the strength test, apart (0 probes: none)
+      association_insample         the in-sample pairs
+      association_heldout_vs_base  the adapter's partner lift over base on the real held-out probes,
+                                   with a bootstrap interval: what the gate decides on (and _vs_current)
+      association_heldout_filler_vs_base   the same on the filler, when there is any
+    """
+    groups = {
+        "association_heldout": [p.heldout and p.real for p in probes],
+        "association_heldout_filler": [p.heldout and not p.real for p in probes],
+        "association_insample": [not p.heldout for p in probes],
+    }
+    out: dict[str, Any] = {}
+    for name, mask in groups.items():
+        mask = np.array(mask, dtype=bool)
+        for who, lift in lifts.items():
+            key = name if who == "adapter" else f"{name}_{who}"
+            out[key] = summarize(lift[mask], [p for p, m in zip(probes, mask) if m])
+    for name, mask in (
+        ("association_heldout", groups["association_heldout"]),
+        ("association_heldout_filler", groups["association_heldout_filler"]),
+    ):
+        mask = np.array(mask, dtype=bool)
+        if name.endswith("filler") and not mask.any():
+            continue
+        partner = {who: partner_lifts(lift[mask]) for who, lift in lifts.items()}
+        for who in partner:
+            if who != "adapter":
+                out[f"{name}_vs_{who}"] = bootstrap_mean(partner["adapter"] - partner[who])
+    return out
 
 
 def partner_lifts(lifts: np.ndarray) -> np.ndarray:

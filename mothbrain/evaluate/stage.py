@@ -100,12 +100,18 @@ class EvalReport:
             return f"{x['mean']:+.3f} [{x['lo']:+.3f}, {x['hi']:+.3f}]" if x and x.get("mean") is not None else None
 
         held, ins = f.get("association_heldout") or {}, f.get("association_insample") or {}
+        filler = f.get("association_heldout_filler") or {}
         reg = f.get("regression") or {}
         overlap = f.get("heldout_overlap") or {}
         rows = [
             row(f"voice perplexity (held-out, n={f.get('voice_samples')}, lower is better)", "voice_ppl"),
             {"metric": "voice: nats/token saved vs base (95% CI)", "adapter": ci(f.get("voice_gain_vs_base"))},
-            sub(f"held-out associations: partner lift, nats (n={held.get('probes')})", "association_heldout", "lift"),
+            sub(
+                f"held-out associations: partner lift, nats (n={held.get('probes')} probes of {held.get('pairs')} "
+                "pairs that passed the strength test)",
+                "association_heldout",
+                "lift",
+            ),
             sub(f"held-out associations: top-1 (chance {held.get('chance')})", "association_heldout", "top1"),
             {
                 "metric": "held-out associations: lift vs base (95% CI)",
@@ -115,6 +121,22 @@ class EvalReport:
                 "metric": "held-out associations with the cue removed: lift",
                 "adapter": (f.get("association_heldout_cue_removed") or {}).get("lift"),
             },
+        ]
+        if filler.get("probes"):  # held-out pairs that failed the strength test: apart, never in the headline
+            rows += [
+                sub(
+                    f"held-out filler (stock phrases, not counted): partner lift, nats (n={filler['probes']} "
+                    f"probes of {filler.get('pairs')} pairs)",
+                    "association_heldout_filler",
+                    "lift",
+                ),
+                sub(f"held-out filler: top-1 (chance {filler.get('chance')})", "association_heldout_filler", "top1"),
+                {
+                    "metric": "held-out filler: lift vs base (95% CI)",
+                    "adapter": ci(f.get("association_heldout_filler_vs_base")),
+                },
+            ]
+        rows += [
             sub(f"in-sample associations: partner lift, nats (n={ins.get('probes')})", "association_insample", "lift"),
             sub(f"in-sample associations: top-1 (chance {ins.get('chance')})", "association_insample", "top1"),
             {
@@ -248,22 +270,23 @@ def run_eval(cfg: Config, version: str | None = None) -> EvalReport:
     if not probes:
         report.warnings.append("no concept pairs in the data set: association not measured")
     templates = association.voice_templates(user_name(), voice_name(cfg))
-    held = np.array([p.heldout for p in probes], dtype=bool)
     lifts = {}
     for w in who:
         with use(model, w):
             lifts[w] = association.candidate_lifts(probes, _scorer(model, tokenizer, max_len), templates)
-        for name, mask in (("association_heldout", held), ("association_insample", ~held)):
-            f[_key(name, w)] = association.summarize(lifts[w][mask], [p for p, m in zip(probes, mask) if m])
+    # the held-out figure counts the pairs that passed preprocess's strength test; filler apart
+    f.update(association.figures(lifts, probes))
+    counted = [p for p in probes if p.heldout and p.real]
+    if not counted and any(p.heldout for p in probes):
+        report.warnings.append(
+            "no held-out concept pair passed the strength test (all are the words of stock phrases): "
+            "the held-out association figure is not measured"
+        )
     with use(model, "adapter"):
         ablated = association.candidate_lifts(
-            [p for p in probes if p.heldout], _scorer(model, tokenizer, max_len), templates, association.ABLATION_CUE
+            counted, _scorer(model, tokenizer, max_len), templates, association.ABLATION_CUE
         )
-    f["association_heldout_cue_removed"] = association.summarize(ablated, [p for p in probes if p.heldout])
-    partner = {w: association.partner_lifts(lifts[w][held]) for w in who}
-    f["association_heldout_vs_base"] = bootstrap_mean(partner["adapter"] - partner["base"])
-    if current_dir:
-        f["association_heldout_vs_current"] = bootstrap_mean(partner["adapter"] - partner["current"])
+    f["association_heldout_cue_removed"] = association.summarize(ablated, counted)
     f["association_templates"] = templates
     lap("association")
     # ---- knowledge probes across modes
@@ -452,15 +475,18 @@ def _probed_pairs(meta: dict[str, Any], cfg: Config) -> list[list[Any]]:
 
 
 def association_probes(meta: dict[str, Any], cfg: Config, tokenizer) -> list[association.Probe]:
-    """Both directions of every held-out pair and of the first eval.association_pairs in-sample pairs."""
+    """Both directions of every held-out pair and of the first eval.association_pairs in-sample pairs;
+    held-out pairs that preprocess marked "filler" (mothbrain.data.strength) are probed, marked not real.
+    A data set from before the strength test has no marks: its pairs all count, as they did."""
     held = {tuple(p[:2]) for p in meta.get("heldout_pairs", [])}
+    filler = {tuple(p[:2]) for p in meta.get("heldout_pairs", []) if len(p) > 2 and p[2] == "filler"}
     pairs = [tuple(p[:2]) for p in meta.get("concept_pairs", []) if len(p) >= 2]
     chosen = [p for p in pairs if p in held] + [p for p in pairs if p not in held][: cfg.eval.association_pairs]
 
     def token_length(concept: str) -> int:
         return len(tokenizer(" " + concept, add_special_tokens=False)["input_ids"])
 
-    return association.build_probes(chosen, held, token_length, cfg.eval.distractors)
+    return association.build_probes(chosen, held, token_length, cfg.eval.distractors, filler)
 
 
 def _concept_sentences(dataset, names: list[str], limit: int) -> list[tuple[str, str]]:

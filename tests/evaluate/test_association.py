@@ -80,3 +80,45 @@ def test_bootstrap_interval_excludes_zero_for_a_real_gain_and_includes_it_for_no
     r = bootstrap_ratio(np.array([2.0, 4.0, 6.0]), np.array([2, 4, 6]))
     assert r["mean"] == 1.0 and r["lo"] == r["hi"] == 1.0
     assert bootstrap_mean(np.array([]))["mean"] is None
+
+
+def test_filler_is_reported_apart_and_the_headline_counts_the_real_pairs():
+    """Held-out pairs that failed preprocess's strength test (the words of a stock phrase) are measured
+    and shown apart; the headline figure, its lift over base and its count are the real pairs'."""
+    from mothbrain.evaluate.stage import EvalReport
+
+    held, filler = set(PAIRS[:8]), set(PAIRS[5:8])  # 5 real held-out pairs, 3 filler, 4 in-sample
+    probes = A.build_probes(PAIRS, held, lambda c: 1, distractors=10, filler=filler)
+    assert sum(p.heldout and not p.real for p in probes) == 6 and all(p.real for p in probes if not p.heldout)
+    real_partners = {x for a, b in PAIRS if (a, b) not in filler for x in (a, b)}
+
+    def adapter(items):  # tied on the real pairs only: a phrase's words lift nothing
+        out = _scorer(tied=True)(items)
+        return [s if cont.strip() in real_partners else -5.0 for s, (_, cont) in zip(out, items)]
+
+    lifts = {
+        "adapter": A.candidate_lifts(probes, adapter, TEMPLATES),
+        "base": A.candidate_lifts(probes, _scorer(tied=False), TEMPLATES),
+    }
+    f = A.figures(lifts, probes)
+    real, junk = f["association_heldout"], f["association_heldout_filler"]
+    assert (real["pairs"], real["probes"], junk["pairs"], junk["probes"]) == (5, 10, 3, 6)
+    assert real["lift"] > 1.9 and real["top1"] == 1.0
+    assert abs(junk["lift"]) < 1e-9 and junk["top1"] == 0.0
+    assert f["association_heldout_vs_base"]["n"] == 10 and f["association_heldout_vs_base"]["lo"] > 1.9
+    assert f["association_heldout_filler_vs_base"]["n"] == 6 and f["association_heldout_filler_vs_base"]["mean"] == 0
+    assert f["association_insample"]["pairs"] == 4 and f["association_heldout_base"]["pairs"] == 5
+    # Mixed together, the filler would have diluted the figure by however many got in.
+    both = A.summarize(lifts["adapter"][[p.heldout for p in probes]], [p for p in probes if p.heldout])
+    assert both["lift"] < 0.7 * real["lift"]
+
+    rows = {r["metric"]: r for r in EvalReport("v0001", figures=f).rows()}
+    headline = next(m for m in rows if m.startswith("held-out associations: partner lift"))
+    assert "n=10 probes of 5 pairs" in headline
+    apart = next(m for m in rows if m.startswith("held-out filler") and "partner lift" in m)
+    assert "n=6 probes of 3 pairs" in apart and rows[apart]["adapter"] == 0.0
+
+    # No filler (or a data set from before the test): no filler rows, no filler interval.
+    f = A.figures(lifts, A.build_probes(PAIRS, held, lambda c: 1, distractors=10))
+    assert f["association_heldout"]["pairs"] == 8 and "association_heldout_filler_vs_base" not in f
+    assert not any(r["metric"].startswith("held-out filler") for r in EvalReport("v0001", figures=f).rows())
