@@ -486,7 +486,7 @@ def test_the_briefing_names_what_a_stage_warned_about(state_home):
 
 
 def _refusable_version(cfg) -> str:
-    """An evaluated version whose voice passes the gate but whose held-out associations do not (CI includes 0)."""
+    """An evaluated version whose voice passes the gate and whose held-out associations clearly do not."""
     from mothbrain.core.ledger import open_ledger
 
     ev = {
@@ -497,7 +497,7 @@ def _refusable_version(cfg) -> str:
         "voice_samples": 120,
         "voice_gain_vs_base": {"mean": 0.7, "lo": 0.5, "hi": 0.9, "n": 120},
         "association_heldout": {"top1": 0.3, "chance": 0.2},
-        "association_heldout_vs_base": {"mean": 0.271, "lo": -0.272, "hi": 0.819, "n": 60},
+        "association_heldout_vs_base": {"mean": 0.02, "lo": -0.03, "hi": 0.07, "n": 60},  # decided: no lift
     }
     version = open_ledger(cfg).new_version(status="evaluated", eval=ev)["id"]
     adapter = paths.adapter_dir(cfg, version)
@@ -529,7 +529,7 @@ def test_a_gate_refusal_ends_the_chain_ok_with_its_deciding_check(state_home, mo
     promote = next(s for s in saved["stages"] if s["name"] == "promote")
     assert promote["status"] == "ok" and promote["figures"]["decision"] == "rejected"
     assert saved["outcome"].startswith(f"{version} not promoted (held-out associations not lifted above base")
-    assert "CI -0.272 .. +0.819" in saved["outcome"]  # the deciding check's own figure
+    assert "CI -0.030 .. +0.070" in saved["outcome"]  # the deciding check's own figure
     assert "held-out associations" in Path(saved["log"]).read_text()
 
     run_row = status_report(cfg).runs[0]
