@@ -159,7 +159,7 @@ def gate_checks(ev: dict[str, Any], gate: GateConfig, has_current: bool) -> list
             ok = verdict == "pass" and pct >= gate.min_improvement_vs_base_pct
             if verdict == "fail":
                 worse = (gain.get("mean") or 0) < 0
-                why = f"voice {'worse than' if worse else 'no better than'} base: " + _ci(
+                why = f"voice {'worse than' if worse else 'not significantly better than'} base: " + _ci(
                     gain, unit=" nats/token saved"
                 )
             else:
