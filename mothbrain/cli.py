@@ -10,6 +10,7 @@ import contextlib
 import functools
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -418,6 +419,49 @@ def briefing(cfg: Config, as_json: bool, send: bool, out: str | None) -> None:
         click.echo(f"sent to {report.sent_to}")
     for w in report.warnings:
         click.echo(f"warning: {w}", err=True)
+
+
+@main.command()
+@click.argument("folders", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Config to write (mothbrain-<profile>.yaml).",
+)
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where its data, adapters and ledger go (default ~/.local/share/mothbrain/<config name>).",
+)
+@click.option(
+    "--profile",
+    type=click.Choice(["cpu", "gpu"]),
+    default="cpu",
+    help="cpu: SmolLM2-135M on a laptop (as configs/demo.yaml); gpu: Qwen2.5-72B (as configs/default.yaml).",
+)
+@click.option("--force", is_flag=True, help="Replace the config file if it exists.")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of a table.")
+def init(folders: tuple[Path, ...], out: Path | None, state_dir: Path | None, profile: str, force: bool, as_json: bool):
+    """Write a starter config for your own material found in FOLDERS (exports, vaults, chat logs, writing).
+
+    \b
+    Examples:
+      mothbrain init ~/Downloads/exports ~/Notes
+      mothbrain init ~/archive --profile gpu --out ~/mothbrain.yaml
+    """
+    from mothbrain.ops.init import run_init
+
+    try:
+        report = run_init(list(folders), out=out, state_dir=state_dir, profile=profile, force=force)
+    except MothError as exc:
+        raise click.ClickException(str(exc)) from None
+    _show(report, as_json)
+    if not as_json:
+        click.echo("next:")
+        for line in report.next_steps:
+            click.echo(f"  {line}")
 
 
 @main.command()

@@ -16,6 +16,7 @@ from mothbrain.sources._jsonstream import export_reader
 from mothbrain.sources.records import Document, Turn
 
 TEXT_TYPES = ("text", "multimodal_text")
+MARKER = "mapping"  # the key every ChatGPT conversation has (and a Claude one lacks): tells the exports apart
 
 
 def _parts_text(parts: list) -> str:
@@ -119,4 +120,4 @@ def conversation(conv: Any, index: int, rel: str, source: SourceConfig, problems
     )
 
 
-READER = export_reader("chatgpt_export", "mapping", conversation)
+READER = export_reader("chatgpt_export", MARKER, conversation)

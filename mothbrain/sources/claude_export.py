@@ -14,6 +14,7 @@ from mothbrain.sources._jsonstream import export_reader
 from mothbrain.sources.records import Document, Turn
 
 ROLES = {"human": "user", "user": "user", "assistant": "assistant"}
+MARKER = "chat_messages"  # the key every Claude conversation has (and a ChatGPT one lacks)
 
 
 def _message_text(msg: dict) -> str:
@@ -67,4 +68,4 @@ def conversation(conv: Any, index: int, rel: str, source: SourceConfig, problems
     )
 
 
-READER = export_reader("claude_export", "chat_messages", conversation)
+READER = export_reader("claude_export", MARKER, conversation)
