@@ -25,7 +25,7 @@ from mothbrain.data.concepts import ConceptMatcher, Pair, frequent_terms_and_sen
 from mothbrain.data.dedup import text_key
 from mothbrain.data.filters import TOOL_TURNS, apply_filters, is_tool_turn
 from mothbrain.data.format import is_voice, turn_line, turn_speaker, voice_prefix, voice_roles
-from mothbrain.data.redact import redact, redact_many
+from mothbrain.data.redact import INGEST_COUNTS, redact, redact_many
 from mothbrain.data.split import hash_int as _hash_int
 from mothbrain.data.split import unit as _unit
 from mothbrain.sources.records import Document, Turn
@@ -307,6 +307,14 @@ def _text_samples(
     return samples, body
 
 
+def _ingest_counts(meta: dict) -> dict[str, int]:
+    """The redaction counts ingest left on a stored document (nothing from a damaged value)."""
+    counts = meta.get(INGEST_COUNTS)
+    if not isinstance(counts, dict):
+        return {}
+    return {k: v for k, v in counts.items() if isinstance(k, str) and type(v) is int and v > 0}
+
+
 def _tidy_document(doc: Document) -> Document:
     """Null fields from a damaged store become empty strings (a document is never a traceback)."""
     if (
@@ -380,6 +388,7 @@ def process_document(
     )
     title = clean.redact(raw_title)
     shown_id = clean.redact(doc.doc_id)
+    clean.redacted.update(_ingest_counts(doc.meta))  # what ingest redacted before storing it
     roles = voice_roles(cfg, source)
     voice_turns = sum(is_voice(t, roles) for t in doc.turns)
     if doc.turns:

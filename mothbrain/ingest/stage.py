@@ -13,12 +13,15 @@ new shard (temp file + fsync + rename), so a crash mid-run leaves every earlier 
 manifest is saved the same way every few seconds and at the end, and a file the manifest does not
 yet record is simply read again next time. An append-only chat log is resumed where it ended.
 A file gone from the source drops its shard; a change of a source's kind or path re-reads it.
+What is stored is redacted first (secrets and personal data, `preprocess.redaction`; the counts go to
+the manifest and the report), and the store is private: folders 0700, shards 0600.
 
 `iter_documents(cfg, since_days)` streams the stored documents back for preprocess.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -27,6 +30,7 @@ import re
 import signal
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -35,12 +39,13 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from mothbrain.config import Config, SourceConfig
+from mothbrain.config import Config, RedactionConfig, SourceConfig, to_dict
 from mothbrain.core import paths
 from mothbrain.core.atomic import describe_write_error, write_atomically
 from mothbrain.core.clock import DAY, reference_now
 from mothbrain.core.jsonfast import dumps_compact, loads
 from mothbrain.core.workers import pool_context, worker_count
+from mothbrain.data.redact import redact_document
 from mothbrain.errors import MothError
 from mothbrain.sources import Problems, Reader, get_reader, list_files
 from mothbrain.sources.records import Document
@@ -73,6 +78,7 @@ class SourceStats:
     bad_records: int = 0
     problems: list[tuple[str, str, str]] = field(default_factory=list)  # (file, where, reason), capped
     bytes_read: int = 0
+    redacted: dict[str, int] = field(default_factory=dict)  # secrets and personal data redacted, by type, stored
     # files not read this run (unchanged) whose bad records are still on record: "file: N bad, first …"
     still_bad: list[str] = field(default_factory=list)
 
@@ -126,6 +132,7 @@ class IngestReport:
                 "kind": s.kind,
                 **{c: getattr(s, c) for c in cols},
                 "MB_read": round(s.bytes_read / 1e6, 2),
+                "redacted": sum(s.redacted.values()),
             }
             for s in self.sources
         ]
@@ -134,6 +141,7 @@ class IngestReport:
             "kind": "",
             **{c: sum(r[c] for r in rows) for c in cols},
             "MB_read": round(self.bytes_read / 1e6, 2),
+            "redacted": sum(r["redacted"] for r in rows),
         }
         return rows + [total]
 
@@ -202,7 +210,13 @@ def _shard_name(source: SourceConfig, rel: str) -> str:
 
 
 def _signature(cfg: Config, source: SourceConfig) -> dict[str, Any]:
-    return {"kind": source.kind, "path": str(cfg.resolve_path(source.path)), "readers": READERS_VERSION}
+    # The redaction settings too: the store holds redacted text, so new settings (an `allow` entry) re-read it.
+    return {
+        "kind": source.kind,
+        "path": str(cfg.resolve_path(source.path)),
+        "readers": READERS_VERSION,
+        "redaction": to_dict(cfg.preprocess.redaction),
+    }
 
 
 def _doc_line(doc: Document, rel: str, problems: Problems) -> bytes:
@@ -285,10 +299,11 @@ def _ingest_file(
     scan: _Scan,
     st: os.stat_result,
     old: dict | None,
+    redaction: RedactionConfig,
 ) -> tuple[dict, int, int]:
     """Read one file into its shard. Returns (manifest entry, documents read, bytes parsed)."""
     shard = ingest_dir / _shard_name(source, rel)
-    shard.parent.mkdir(parents=True, exist_ok=True)
+    shard.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     tmp = shard.with_name(shard.name + ".tmp")
     append = (
         reader.read_from is not None
@@ -313,8 +328,9 @@ def _ingest_file(
     n_docs = old["docs"] - old.get("tail_docs", 0) if append else 0
     n_read, tail_docs, tail_days, written = 0, 0, {}, 0
     shard_keep = None
+    redacted: Counter = Counter(old.get("redacted", {})) if append else Counter()
     try:
-        with _storing(tmp.open, "wb") as out:
+        with _storing(_open_private, tmp) as out:
             if append:
                 with (ingest_dir / old["shard"]).open("rb") as prev:
                     remaining = old["shard_keep"]
@@ -323,6 +339,7 @@ def _ingest_file(
                         remaining -= len(buf)
                         written += len(buf)
             for doc in docs:
+                redacted.update(redact_document(doc, redaction))  # nothing unredacted is stored
                 if doc.timestamp is None:  # "recent" then means the file's mtime when it was read
                     doc.meta["file_mtime"] = st.st_mtime
                 line = _doc_line(doc, rel, problems)
@@ -353,6 +370,7 @@ def _ingest_file(
         "shard": _shard_name(source, rel),
         "docs": n_docs + n_read,
         "days": {d: n for d, n in days.items() if n > 0},
+        **({"redacted": dict(redacted)} if redacted else {}),
     }
     if reader.read_from is not None:
         # shard_size guards the append path: a shard rewritten by a run that crashed before saving
@@ -398,6 +416,8 @@ def run_ingest(cfg: Config, since: float | None = None, full: bool = False, prog
     report = IngestReport(full=full, since_days=since_days)
     checked = _check_sources(cfg)
     root = paths.ingest_dir(cfg)
+    with contextlib.suppress(OSError):  # the store is the owner's alone (an existing one is closed too)
+        root.chmod(0o700)
     lock = FileLock(str(root / "ingest.lock"))
     try:
         lock.acquire(timeout=0)
@@ -494,7 +514,7 @@ def _ingest_source(
             )
             stats.skipped += 1
             continue
-        jobs.append((root, source, path, rel, st, old, full, cfg.ingest.max_file_seconds))
+        jobs.append((root, source, path, rel, st, old, full, cfg.ingest.max_file_seconds, cfg.preprocess.redaction))
     last_save = time.monotonic()
     for (_, _, _, rel, st, old, *_), done in zip(jobs, _run_jobs(jobs, cfg)):
         stats.bytes_read += done.get("scanned", 0)
@@ -538,11 +558,19 @@ def _ingest_source(
             (root / shard).unlink(missing_ok=True)
         stats.removed += 1
     cutoff = int((time.time() - since_days * DAY) // DAY)
+    redacted: Counter = Counter()
     for e in files.values():
         stats.documents += e.get("docs", 0)
+        redacted.update(e.get("redacted", {}))
         stats.recent += sum(n for d, n in e.get("days", {}).items() if int(d) >= cutoff)
+    stats.redacted = dict(redacted)
     stats.bad_records, stats.problems = problems.count, problems.items
     return stats
+
+
+def _open_private(path: Path):
+    """`path` opened for writing with mode 0600 (only its owner reads the stored documents)."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb")
 
 
 class StoreFailed(Exception):
@@ -601,7 +629,7 @@ def _ingest_job(job: tuple) -> dict[str, Any]:
     Pure apart from the shard it writes, so a pool can run it: the result is a plain dict, and the
     file's problems travel back in it as (count, first items).
     """
-    root, source, path, rel, st, old, full, budget = job
+    root, source, path, rel, st, old, full, budget, redaction = job
     problems = Problems()
     out: dict[str, Any] = {"status": "failed", "scanned": 0}
     try:
@@ -613,7 +641,16 @@ def _ingest_job(job: tuple) -> dict[str, Any]:
             else:
                 # --full reads every file from its start: an appended log is not resumed
                 entry, n_read, parsed = _ingest_file(
-                    root, get_reader(source.kind), path, rel, source, problems, scan, st, None if full else old
+                    root,
+                    get_reader(source.kind),
+                    path,
+                    rel,
+                    source,
+                    problems,
+                    scan,
+                    st,
+                    None if full else old,
+                    redaction,
                 )
                 out.update(status="ingested", entry=entry, read=n_read, parsed=parsed)
     except FileTimedOut:
@@ -740,7 +777,8 @@ def stored_shards(cfg: Config) -> list[StoredShard]:
             continue
         if entry.get("signature") != _signature(cfg, source):
             raise MothError(
-                f"source '{source.name}' changed (kind or path) since the last ingest; run `mothbrain ingest` first"
+                f"source '{source.name}' changed (kind, path or redaction settings) since the last ingest; "
+                "run `mothbrain ingest` first"
             )
         for rel, f in sorted(entry["files"].items()):
             shard = root / f["shard"]
