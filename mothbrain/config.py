@@ -109,7 +109,9 @@ class IngestConfig:
         "the time 'recent' is measured from: empty = the clock; an ISO 8601 time pins it, so the same "
         "material gives the same data set, dreams and eval on any day (the demo)",
     )
-    max_file_mb: float = _f(2048.0, "files larger than this are skipped and reported")
+    max_file_mb: float = _f(
+        2048.0, "files larger than this (a zip member: once unpacked) are skipped and reported, earlier documents kept"
+    )
     max_file_seconds: float = _f(
         600.0, "a file that takes longer than this to read is skipped and reported (a hung mount); 0: no limit"
     )
