@@ -65,10 +65,18 @@ class _Buffer:
             return pos - cut
         return pos
 
-    def skip_ws(self, pos: int) -> int:
+    def skip_ws(self, pos: int, drop: bool = False) -> int:
+        """The first non-whitespace position from `pos`, reading on as needed. With `drop` (the caller holds no
+        other position) what is read up to it goes as it is read: an export padded with hundreds of MB of
+        whitespace between elements is read in constant memory, not accumulated."""
         while True:
             pos = _WS.match(self.text, pos).end()
-            if pos < len(self.text) or not self.more():
+            if pos < len(self.text):
+                return pos
+            if drop and self.pin is None:  # all whitespace (or already consumed) to the end: let it go
+                self.base += len(self.text)
+                self.text, pos = "", 0
+            if not self.more():
                 return pos
 
 
@@ -216,7 +224,7 @@ def iter_array(
 ) -> Iterator[tuple[int, Any]]:
     """(index, element) for each element of the top-level list; problems are reported, never raised."""
     buf, dec = _Buffer(stream, chunk, rel, problems), json.JSONDecoder()
-    pos = buf.skip_ws(0)
+    pos = buf.skip_ws(0, drop=True)
     if buf.text[pos : pos + 1] == "\ufeff":
         pos = buf.skip_ws(pos + 1)
     if pos >= len(buf.text):
@@ -232,7 +240,7 @@ def iter_array(
     pos, index = pos + 1, 0
     last_keys: list[str] = []
     while True:
-        pos = buf.skip_ws(buf.compact(pos))
+        pos = buf.skip_ws(buf.compact(pos), drop=True)
         if pos >= len(buf.text):
             if buf.failed:  # the failed read was reported where it happened
                 return
@@ -293,7 +301,7 @@ def iter_array(
             last_keys = list(obj)[:2]
         yield index, obj
         index += 1
-        pos = buf.skip_ws(end)
+        pos = buf.skip_ws(end, drop=True)
         if pos < len(buf.text) and buf.text[pos] not in ",]":
             problems.add(
                 rel,

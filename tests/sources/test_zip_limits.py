@@ -7,6 +7,7 @@ import io
 import json
 import struct
 import time
+import tracemalloc
 import zipfile
 from pathlib import Path
 
@@ -128,3 +129,27 @@ def test_bytes_inflated_past_the_limit_stop_the_read_and_keep_what_came_before()
 def test_a_stream_within_the_limit_is_read_whole():
     capped = CappedReader(io.BytesIO(b"x" * 1000), 1000, "m")
     assert capped.read() == b"x" * 1000 and capped.read() == b"" and capped.error is None
+
+
+def test_whitespace_padding_between_conversations_is_not_kept_in_memory(tmp_path):
+    padding = 50 * MB
+    path = tmp_path / "conversations.json"
+    path.write_text(padded_export(padding))
+    problems = Problems()
+    tracemalloc.start()
+    try:
+        with path.open(encoding="utf-8") as stream:
+            got = [obj["title"] for _, obj in iter_array(stream, "c.json", problems, lambda o: "mapping" in o)]
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert got == ["Lanterns and the tide", "Figs", GOOD[2]["title"]] and problems.count == 0
+    assert peak < padding / 5, f"peak {peak / MB:.1f} MB for {padding / MB:.0f} MB of padding"
+
+
+def test_offsets_stay_true_after_padding_is_dropped():
+    text = "[1," + " " * 5000 + "x, 2" + ", 3" * 10 + "]"
+    problems = Problems()
+    got = [obj for _, obj in iter_array(io.StringIO(text), "f", problems, lambda o: True, chunk=64)]
+    assert got == [1, 2] + [3] * 10
+    assert problems.items[0][1] == f"conversation 1 (char {text.index('x')})"
