@@ -962,7 +962,31 @@ def run_server(
         f"serving {what} as model '{MODEL_ID}' on http://{host}:{port}/v1 — {limit} generation(s) at once"
         f"{' (CPU)' if engine.max_parallel == 1 else ''}, queue {cfg.serve.max_queue}; Ctrl-C stops"
     )
-    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
+    from mothbrain.serve.connections import install_log_filter, raise_open_files_limit
+
+    raise_open_files_limit()  # each connection is a descriptor; the cap below keeps them bounded anyway
+    config = server_config(cfg, app, host, port)
+    install_log_filter(cfg.serve.max_connections)  # after uvicorn's Config, which sets up its loggers
+    uvicorn.Server(config).run()
+
+
+def server_config(cfg: Config, app: Any, host: str, port: int, log_level: str = "warning") -> Any:
+    """Uvicorn's settings: our guarded h11 protocol (a deadline for each request, a cap on open connections:
+    see connections.py) and, beyond the cap with every connection busy, uvicorn's own 503 (`limit_concurrency`
+    counts open connections, and the protocol keeps them at the cap by closing idle ones first)."""
+    import uvicorn
+
+    from mothbrain.serve.connections import guarded_protocol
+
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        timeout_graceful_shutdown=5,
+        http=guarded_protocol(cfg.serve.header_timeout_s, cfg.serve.max_connections),
+        limit_concurrency=cfg.serve.max_connections + 1,
+    )
 
 
 # --------------------------------------------------------------------------- vLLM
