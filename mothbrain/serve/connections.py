@@ -24,6 +24,7 @@ import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 log = logging.getLogger("mothbrain.serve")
+RESERVED_FDS = 128  # descriptors kept for everything but client connections (model files, logs, threads)
 REPORT_EVERY_S = 10.0  # a burst of refused or closed connections is one line per this many seconds
 
 
@@ -46,10 +47,10 @@ class Throttled:
 def guarded_protocol(header_timeout_s: float, max_connections: int) -> type[H11Protocol]:
     """Uvicorn's h11 protocol with a request deadline (0: none) and a cap on open connections."""
 
-    closed = Throttled()
+    closed = {"late": Throttled(), "room": Throttled()}  # one count per reason, so each line says why
 
-    def report(why: str) -> None:
-        if n := closed.tick():
+    def report(reason: str, why: str) -> None:
+        if n := closed[reason].tick():
             log.warning(
                 "serve: closed %d connection(s) %s (serve.header_timeout_s %g, serve.max_connections %d)",
                 n,
@@ -91,7 +92,7 @@ def guarded_protocol(header_timeout_s: float, max_connections: int) -> type[H11P
         def _request_timed_out(self) -> None:
             self.request_timer = None
             self._close()
-            report("that sent no complete request in time")
+            report("late", "that sent no complete request in time")
 
         def _waiting(self) -> bool:
             """Only waiting: a request still arriving, or an idle keep-alive between requests."""
@@ -102,7 +103,7 @@ def guarded_protocol(header_timeout_s: float, max_connections: int) -> type[H11P
             idle = [c for c in self.connections if c is not self and isinstance(c, GuardedH11Protocol) and c._waiting()]
             if idle:
                 min(idle, key=lambda c: c.waiting_since)._close()
-                report("waiting for a request, to make room for new ones")
+                report("room", "waiting for a request, to make room for new ones")
 
         def _close(self) -> None:
             self._cancel_timer()
@@ -124,8 +125,12 @@ class CollapseRefusals(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        if "out of system resource" in str(record.msg) or (
-            isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE)
+        msg = str(record.msg)
+        # asyncio retries a failed accept once per pending connection; at shutdown each retry fails again
+        if (
+            "out of system resource" in msg
+            or ("Exception in callback" in msg and "_start_serving" in msg)
+            or (isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE))
         ):
             return self._collapse(
                 record,
@@ -172,3 +177,11 @@ def raise_open_files_limit() -> int:
         except (ValueError, OSError):  # a container may refuse it; the cap still bounds what we open
             pass
     return soft
+
+
+def connection_cap(wanted: int, open_files: int) -> int:
+    """serve.max_connections, lowered to what the open-files limit allows: a cap above it would let accepts fail
+    (and slow clients hold every descriptor) before idle connections are closed to make room."""
+    if open_files == resource.RLIM_INFINITY:
+        return wanted
+    return max(1, min(wanted, open_files - RESERVED_FDS))

@@ -15,7 +15,13 @@ import httpx
 
 from mothbrain.config import REPO_ROOT, load_config
 from mothbrain.serve.app import create_app, server_config
-from mothbrain.serve.connections import CollapseRefusals, Throttled, raise_open_files_limit
+from mothbrain.serve.connections import (
+    RESERVED_FDS,
+    CollapseRefusals,
+    Throttled,
+    connection_cap,
+    raise_open_files_limit,
+)
 
 TOKEN = "test-token-0123456789abcdef"
 DEMO = REPO_ROOT / "configs" / "demo-tiny.yaml"
@@ -167,3 +173,9 @@ def test_the_open_files_limit_is_raised_to_the_hard_limit():
     soft = raise_open_files_limit()
     assert soft == resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     assert hard == resource.RLIM_INFINITY or soft == hard
+
+
+def test_the_cap_stays_below_the_open_files_limit():
+    assert connection_cap(256, 20000) == 256
+    assert connection_cap(5000, 1024) == 1024 - RESERVED_FDS  # else accepts fail before idle ones make room
+    assert connection_cap(256, 100) == 1
