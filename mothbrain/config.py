@@ -109,7 +109,9 @@ class IngestConfig:
         "the time 'recent' is measured from: empty = the clock; an ISO 8601 time pins it, so the same "
         "material gives the same data set, dreams and eval on any day (the demo)",
     )
-    max_file_mb: float = _f(2048.0, "files larger than this are skipped and reported")
+    max_file_mb: float = _f(
+        2048.0, "files larger than this (a zip member: once unpacked) are skipped and reported, earlier documents kept"
+    )
     max_file_seconds: float = _f(
         600.0, "a file that takes longer than this to read is skipped and reported (a hung mount); 0: no limit"
     )
@@ -353,6 +355,12 @@ class ServeConfig:
     max_tokens: int = _f(256, "largest max_tokens a request may ask for")
     max_concurrent: int = _f(4, "requests generated at once; more wait in the queue")
     max_queue: int = _f(16, "waiting requests beyond which the server answers 503")
+    header_timeout_s: float = _f(
+        10.0, "seconds a connection has to send a complete request before it is closed (slow clients); 0: no limit"
+    )
+    max_connections: int = _f(
+        256, "open connections at most: beyond it the longest-waiting idle one is closed, or a 503 if all are busy"
+    )
 
 
 @dataclass
@@ -652,6 +660,8 @@ RANGES: tuple[tuple[str, float, float, bool, bool], ...] = (
     ("serve.max_tokens", 1, INF, True, True),
     ("serve.max_concurrent", 1, INF, True, True),
     ("serve.max_queue", 0, INF, True, True),
+    ("serve.header_timeout_s", 0, INF, True, True),
+    ("serve.max_connections", 1, INF, True, True),
     ("coordinator.system1_timeout_s", 0, INF, False, True),
     ("coordinator.system2_timeout_s", 0, INF, False, True),
     ("coordinator.wiki_timeout_s", 0, INF, False, True),

@@ -48,6 +48,7 @@ from mothbrain.core.workers import pool_context, worker_count
 from mothbrain.data.redact import redact_document
 from mothbrain.errors import MothError
 from mothbrain.sources import Problems, Reader, get_reader, list_files
+from mothbrain.sources.limits import FileRefused, file_limit
 from mothbrain.sources.records import Document
 
 log = logging.getLogger(__name__)
@@ -514,7 +515,20 @@ def _ingest_source(
             )
             stats.skipped += 1
             continue
-        jobs.append((root, source, path, rel, st, old, full, cfg.ingest.max_file_seconds, cfg.preprocess.redaction))
+        jobs.append(
+            (
+                root,
+                source,
+                path,
+                rel,
+                st,
+                old,
+                full,
+                cfg.ingest.max_file_seconds,
+                cfg.ingest.max_file_mb,
+                cfg.preprocess.redaction,
+            )
+        )
     last_save = time.monotonic()
     for (_, _, _, rel, st, old, *_), done in zip(jobs, _run_jobs(jobs, cfg)):
         stats.bytes_read += done.get("scanned", 0)
@@ -528,7 +542,7 @@ def _ingest_source(
                 "fix that and run ingest again (nothing stored was lost)"
             )
         if done["status"] == "failed":
-            problems.add(rel, "file", done["reason"])
+            problems.add(rel, done.get("where", "file"), done["reason"])
             stats.skipped += 1
             continue
         if done["status"] == "touched":
@@ -629,11 +643,11 @@ def _ingest_job(job: tuple) -> dict[str, Any]:
     Pure apart from the shard it writes, so a pool can run it: the result is a plain dict, and the
     file's problems travel back in it as (count, first items).
     """
-    root, source, path, rel, st, old, full, budget, redaction = job
+    root, source, path, rel, st, old, full, budget, max_file_mb, redaction = job
     problems = Problems()
     out: dict[str, Any] = {"status": "failed", "scanned": 0}
     try:
-        with _time_budget(budget):
+        with _time_budget(budget), file_limit(max_file_mb):
             scan = _scan(path, old.get("resume_at") if old else None)
             out["scanned"] = scan.size
             if not full and old and old.get("hash") == scan.digest:
@@ -659,6 +673,8 @@ def _ingest_job(job: tuple) -> dict[str, Any]:
             f"not read within ingest.max_file_seconds ({budget:g} s): a hung or very slow mount? "
             "earlier documents kept (raise the limit if the file is just large)"
         )
+    except FileRefused as exc:  # over a limit once unpacked: like a file over it on disk, skipped and kept
+        out.update(status="failed", where=exc.where, reason=exc.reason)
     except StoreFailed as exc:  # the caller stops cleanly, keeping what is stored
         out["status"] = "store_failed"
         out["reason"] = describe_write_error(exc.error, root)

@@ -962,7 +962,40 @@ def run_server(
         f"serving {what} as model '{MODEL_ID}' on http://{host}:{port}/v1 — {limit} generation(s) at once"
         f"{' (CPU)' if engine.max_parallel == 1 else ''}, queue {cfg.serve.max_queue}; Ctrl-C stops"
     )
-    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
+    from mothbrain.serve.connections import connection_cap, install_log_filter, raise_open_files_limit
+
+    open_files = raise_open_files_limit()  # each connection is a descriptor
+    cap = connection_cap(cfg.serve.max_connections, open_files)
+    if cap < cfg.serve.max_connections:
+        echo(
+            f"warning: serve.max_connections {cfg.serve.max_connections} is more than `ulimit -n` ({open_files}) "
+            f"allows; holding {cap} (raise the hard limit to allow more)"
+        )
+    config = server_config(cfg, app, host, port, max_connections=cap)
+    install_log_filter(cap)  # after uvicorn's Config, which sets up its loggers
+    uvicorn.Server(config).run()
+
+
+def server_config(
+    cfg: Config, app: Any, host: str, port: int, log_level: str = "warning", max_connections: int | None = None
+) -> Any:
+    """Uvicorn's settings: our guarded h11 protocol (a deadline for each request, a cap on open connections:
+    see connections.py) and, beyond the cap with every connection busy, uvicorn's own 503 (`limit_concurrency`
+    counts open connections, and the protocol keeps them at the cap by closing idle ones first)."""
+    import uvicorn
+
+    from mothbrain.serve.connections import guarded_protocol
+
+    cap = max_connections or cfg.serve.max_connections
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        timeout_graceful_shutdown=5,
+        http=guarded_protocol(cfg.serve.header_timeout_s, cap),
+        limit_concurrency=cap + 1,
+    )
 
 
 # --------------------------------------------------------------------------- vLLM

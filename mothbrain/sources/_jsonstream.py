@@ -20,6 +20,7 @@ from typing import Any, TextIO
 
 from mothbrain.config import SourceConfig
 from mothbrain.sources import Problems, Reader
+from mothbrain.sources.limits import CappedReader, CappedText, FileRefused, limit_mb
 
 CHUNK = 1 << 20  # characters read at a time
 _WS = re.compile(r"[ \t\r\n]*")
@@ -31,6 +32,7 @@ class _Buffer:
         self.text = ""
         self.base = 0  # characters dropped from the front (for offsets in messages)
         self.eof = False
+        self.failed = False  # a read failed (reported): the cut it leaves is not a truncated export
         self.pin: int | None = None  # an absolute position compact must keep (a look-ahead may come back to it)
 
     def more(self, at_least: int = 0) -> bool:
@@ -40,15 +42,20 @@ class _Buffer:
         try:
             data = self.stream.read(max(self.chunk, at_least))
         except (OSError, zipfile.BadZipFile, EOFError) as exc:  # a bad disk block, a corrupt zip member
-            self.problems.add(
-                self.rel, f"char {self.base + len(self.text)}", f"read failed ({exc}); rest of file skipped"
-            )
+            self._failed(f"read failed ({exc})")
             data = ""
         if not data:
+            why = getattr(self.stream, "read_error", None)  # a zip member ended early (CappedText)
+            if why and not self.failed:
+                self._failed(why)
             self.eof = True
             return False
         self.text += data
         return True
+
+    def _failed(self, why: str) -> None:
+        self.problems.add(self.rel, f"char {self.base + len(self.text)}", f"{why}; rest of file skipped")
+        self.failed = True
 
     def compact(self, pos: int) -> int:
         cut = pos if self.pin is None else min(pos, self.pin - self.base)
@@ -58,10 +65,18 @@ class _Buffer:
             return pos - cut
         return pos
 
-    def skip_ws(self, pos: int) -> int:
+    def skip_ws(self, pos: int, drop: bool = False) -> int:
+        """The first non-whitespace position from `pos`, reading on as needed. With `drop` (the caller holds no
+        other position) what is read up to it goes as it is read: an export padded with hundreds of MB of
+        whitespace between elements is read in constant memory, not accumulated."""
         while True:
             pos = _WS.match(self.text, pos).end()
-            if pos < len(self.text) or not self.more():
+            if pos < len(self.text):
+                return pos
+            if drop and self.pin is None:  # all whitespace (or already consumed) to the end: let it go
+                self.base += len(self.text)
+                self.text, pos = "", 0
+            if not self.more():
                 return pos
 
 
@@ -209,7 +224,7 @@ def iter_array(
 ) -> Iterator[tuple[int, Any]]:
     """(index, element) for each element of the top-level list; problems are reported, never raised."""
     buf, dec = _Buffer(stream, chunk, rel, problems), json.JSONDecoder()
-    pos = buf.skip_ws(0)
+    pos = buf.skip_ws(0, drop=True)
     if buf.text[pos : pos + 1] == "\ufeff":
         pos = buf.skip_ws(pos + 1)
     if pos >= len(buf.text):
@@ -225,8 +240,10 @@ def iter_array(
     pos, index = pos + 1, 0
     last_keys: list[str] = []
     while True:
-        pos = buf.skip_ws(buf.compact(pos))
+        pos = buf.skip_ws(buf.compact(pos), drop=True)
         if pos >= len(buf.text):
+            if buf.failed:  # the failed read was reported where it happened
+                return
             problems.add(
                 rel,
                 f"after {what} {index - 1}",
@@ -246,6 +263,8 @@ def iter_array(
             opening = _opening(last_keys)
             truncated = isinstance(exc, json.JSONDecodeError) and buf.eof and _incomplete(exc, buf.text)
             if truncated and (opening is None or opening.search(buf.text, pos + 1) is None):
+                if buf.failed:
+                    return
                 problems.add(
                     rel, where, f"file ends inside this {what} (truncated export?); everything before was read"
                 )
@@ -282,7 +301,7 @@ def iter_array(
             last_keys = list(obj)[:2]
         yield index, obj
         index += 1
-        pos = buf.skip_ws(end)
+        pos = buf.skip_ws(end, drop=True)
         if pos < len(buf.text) and buf.text[pos] not in ",]":
             problems.add(
                 rel,
@@ -299,23 +318,35 @@ def open_export(path: Path, rel: str, problems: Problems, member: str = "convers
     """A text stream of an export: the JSON file itself or `member` inside a .zip; None (reported) if unreadable.
 
     Invalid UTF-8 is replaced (U+FFFD), not fatal: one bad byte must not cost a 500 MB export.
+    A zip member is held to ingest.max_file_mb (see `limits`): one that declares more raises FileRefused.
     The caller closes the stream.
     """
     try:
         if path.suffix.lower() == ".zip":
-            zf = zipfile.ZipFile(path)
-            names = [n for n in zf.namelist() if n.rsplit("/", 1)[-1] == member]
-            if not names:
-                zf.close()
-                problems.add(rel, "file", f"zip archive has no {member}; is this the right export?")
-                return None
-            raw = zf.open(min(names, key=len))
-            zf.close()  # the member stream keeps its own reference to the archive file
-            return io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="")
+            with zipfile.ZipFile(path) as zf:  # the member stream keeps its own reference to the archive file
+                names = [n for n in zf.namelist() if n.rsplit("/", 1)[-1] == member]
+                if not names:
+                    problems.add(rel, "file", f"zip archive has no {member}; is this the right export?")
+                    return None
+                info = zf.getinfo(min(names, key=len))
+                _check_declared_size(info)
+                raw = CappedReader(zf.open(info), limit_mb() * 1e6, f"member {info.filename}")
+            return CappedText(io.BufferedReader(raw), encoding="utf-8", errors="replace", newline="")
         return path.open("r", encoding="utf-8", errors="replace", newline="")
     except (OSError, zipfile.BadZipFile, EOFError, RuntimeError) as exc:
         problems.add(rel, "file", f"unreadable ({getattr(exc, 'strerror', None) or exc})")
         return None
+
+
+def _check_declared_size(info: zipfile.ZipInfo) -> None:
+    """Refuse a member whose header says it inflates past the limit, before a byte of it is inflated."""
+    limit = limit_mb()
+    if info.file_size > limit * 1e6:
+        raise FileRefused(
+            f"member {info.filename}",
+            f"inflates to {info.file_size / 1e6:.0f} MB, over ingest.max_file_mb ({limit:g} MB); not read, "
+            "earlier documents kept (raise ingest.max_file_mb to read it)",
+        )
 
 
 def export_reader(kind: str, marker: str, conversation: Callable[..., Any]) -> Reader:
