@@ -88,7 +88,7 @@ class RunRecord:
                     "stage": s.name,
                     "status": s.status,
                     "seconds": round(s.duration_s, 1) if s.duration_s is not None else None,
-                    "result": note[:160],
+                    "result": note,  # whole: the table wraps it at spaces
                 }
             )
         return rows

@@ -15,6 +15,7 @@ from mothbrain.core.ledger import open_ledger
 from mothbrain.errors import MothError
 from mothbrain.ops.briefing import numeric_metrics, pending_proposals
 from mothbrain.ops.runs import settled_runs
+from mothbrain.report import cut_at_word
 
 LAST_RUNS = 5
 
@@ -112,7 +113,7 @@ def status_report(cfg: Config) -> StatusReport:
                 "chain": r.get("chain"),
                 "status": r.get("status"),
                 "started": _when(r.get("started")),
-                "note": note[:100],
+                "note": cut_at_word(note, 100),  # cut between words, not inside one
             }
         )
     for v in versions[::-1]:
@@ -133,7 +134,7 @@ def status_report(cfg: Config) -> StatusReport:
                 "steps": tr.get("steps"),
                 "final loss": tr.get("final_loss"),
                 "eval": headline,
-                "promotion": (v.get("promotion") or {}).get("decision", ""),
+                "gate": (v.get("promotion") or {}).get("decision", ""),  # "promotion" would not fit 80 columns
             }
         )
     props, why = pending_proposals(cfg)
