@@ -111,6 +111,14 @@ def _records(title: str, cols: list[str], rows: list[dict[str, Any]]) -> Table:
     return table
 
 
+def train_loss_text(first: float | None, final: float | None) -> str:
+    """THE loss figure, named "train loss" wherever it is shown: the mean of the last 10% of the logged
+    losses, after the same mean over the first 10% (mothbrain.train.stage.loss_summary; README)."""
+    if final is None:
+        return "n/a"
+    return f"{first:.3f} → {final:.3f}" if first is not None else f"{final:.3f}"
+
+
 def cut_at_word(text: str, width: int) -> str:
     """`text` on one line, cut at a word boundary to at most `width` characters (with "…")."""
     text = " ".join(text.split())

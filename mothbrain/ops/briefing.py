@@ -38,6 +38,7 @@ from mothbrain.core.secrets import check_secret_file
 from mothbrain.errors import MothError
 from mothbrain.ops.runs import headline, settled_runs
 from mothbrain.ops.schedule import CHAINS, chain_config, cron_installed_at
+from mothbrain.report import train_loss_text
 
 WEEK = _dt.timedelta(days=7)
 EARLY = _dt.timedelta(minutes=2)  # a run may start a little before its slot (clock skew)
@@ -236,8 +237,8 @@ def _plot_losses(losses: list[list[float]], version: str) -> bytes | None:
     fig, ax = plt.subplots(figsize=(6, 2.6), dpi=100)
     ax.plot([p[0] for p in pts], [p[1] for p in pts], color="#6b4fbb", linewidth=1.6)
     ax.set_xlabel("step")
-    ax.set_ylabel("training loss")
-    ax.set_title(f"{version}: training loss", fontsize=10)
+    ax.set_ylabel("loss (each logged step)")
+    ax.set_title(f"{version}: logged loss per step", fontsize=10)
     ax.grid(alpha=0.3)
     return _png(fig)
 
@@ -410,10 +411,11 @@ def build_briefing(cfg: Config, now: _dt.datetime | None = None) -> Briefing:
             f"New version {v['id']} ({v.get('status')}{', parent ' + v['parent'] if v.get('parent') else ''})",
             alert=v.get("status") == "failed",
         )
-        if tr.get("first_loss") is not None:
+        if tr.get("final_loss") is not None:
             speed = f", {tr['tokens_per_s']:,.0f} tokens/s" if tr.get("tokens_per_s") else ""
             sec.lines.append(
-                f"loss {tr['first_loss']:.3f} → {tr.get('final_loss', 0):.3f} over {tr.get('steps', '?')} steps{speed}"
+                f"train loss {train_loss_text(tr.get('first_loss'), tr['final_loss'])} over "
+                f"{tr.get('steps', '?')} steps{speed}"
             )
         if v.get("error"):
             sec.lines.append(f"error: {_excerpt((v['error'] or {}).get('reason'))}")

@@ -15,7 +15,7 @@ from mothbrain.core.ledger import open_ledger
 from mothbrain.errors import MothError
 from mothbrain.ops.briefing import numeric_metrics, pending_proposals
 from mothbrain.ops.runs import settled_runs
-from mothbrain.report import cut_at_word
+from mothbrain.report import cut_at_word, train_loss_text
 
 LAST_RUNS = 5
 
@@ -132,7 +132,7 @@ def status_report(cfg: Config) -> StatusReport:
                 "created": _when(v.get("created_at")),
                 "parent": v.get("parent") or "",
                 "steps": tr.get("steps"),
-                "final loss": tr.get("final_loss"),
+                "train loss": train_loss_text(tr.get("first_loss"), tr.get("final_loss")) if tr else "",
                 "eval": headline,
                 "gate": (v.get("promotion") or {}).get("decision", ""),  # "promotion" would not fit 80 columns
             }

@@ -43,10 +43,14 @@ from mothbrain.core.atomic import describe_write_error, replace_folder
 from mothbrain.core.clock import now_iso
 from mothbrain.core.ledger import Ledger, open_ledger
 from mothbrain.errors import MothError, NoNewMaterial, NothingToDo
+from mothbrain.report import train_loss_text
 
 # Optimizers that need CUDA (bitsandbytes paged / 8-bit states); on CPU plain AdamW is used.
 CUDA_ONLY_OPTIMIZERS = ("paged_", "8bit")
-LOSS_WINDOW = 3  # first_loss / final_loss are means of this many logged losses (one is noisy)
+# The one loss figure people read ("train loss", README): the mean of the last 10% of the logged losses (at
+# least 3: one logged value is noisy), shown after the same mean over the first 10% — first_loss → final_loss.
+LOSS_SHARE = 0.1
+LOSS_MIN_LOGGED = 3
 
 
 class Interrupted(Exception):
@@ -142,8 +146,8 @@ def run_train(cfg: Config, dry_run: bool = False, fresh: bool = False, force: bo
     train_fig = {
         "steps": result["steps"],
         "losses": result["losses"],
-        "first_loss": first,  # mean of the first LOSS_WINDOW logged losses
-        "final_loss": final,  # mean of the last LOSS_WINDOW
+        "first_loss": first,  # mean of the first 10% of the logged losses (loss_summary)
+        "final_loss": final,  # mean of the last 10%: the "train loss"
         "tokens": result["tokens"],  # non-pad tokens seen over the whole version (resumes included)
         "tokens_per_s": result["tokens_per_s"],
         "pad_share": result["pad_share"],
@@ -180,10 +184,7 @@ def run_train(cfg: Config, dry_run: bool = False, fresh: bool = False, force: bo
     report.figures = {
         "version": run.version,
         "steps": result["steps"],
-        # the first and the last logged loss, as the log shows them (the ledger also keeps window means)
-        "loss (first → final)": (
-            f"{result['losses'][0][1]:.3f} → {result['losses'][-1][1]:.3f}" if result["losses"] else "n/a"
-        ),
+        "train loss": train_loss_text(first, final),  # the figure status and the briefing show too
         "tokens": result["tokens"],
         "tokens/s": result["tokens_per_s"],
         "pad share": f"{result['pad_share']:.1%}",
@@ -678,11 +679,13 @@ def _show_loss_on_progress_bar(trainer) -> None:
         trainer.add_callback(_LossOnBar())
 
 
-def loss_summary(losses: list[list[float]], k: int = LOSS_WINDOW) -> tuple[float | None, float | None]:
-    """Mean of the first and of the last k logged losses (single logged values are noisy)."""
+def loss_summary(losses: list[list[float]]) -> tuple[float | None, float | None]:
+    """The train loss: means of the first and of the last 10% of the logged losses (at least 3 of them,
+    at most half each)."""
     if not losses:
         return None, None
     values = [v for _, v in losses]
+    k = max(LOSS_MIN_LOGGED, math.ceil(LOSS_SHARE * len(values)))
     k = max(1, min(k, len(values) // 2 or 1))
     return round(sum(values[:k]) / k, 5), round(sum(values[-k:]) / k, 5)
 
