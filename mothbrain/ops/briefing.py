@@ -291,6 +291,43 @@ def _fmt_num(v: float | None) -> str:
     return f"{v:,.4g}" if abs(v) < 1e6 else f"{v:,.0f}"
 
 
+# The checks decided from an interval, and the eval figure holding it: shown as "mean [lo, hi] unit".
+INTERVAL_FIGURES = {
+    "voice vs base": ("voice_gain_vs_base", "nats/token saved"),
+    "held-out associations vs base": ("association_heldout_vs_base", "nats"),
+    "held-out associations vs current": ("association_heldout_vs_current", "nats"),
+}
+
+
+def gate_lines(versions: list[dict[str, Any]]) -> list[str]:
+    """The newest decided version's decision and the checks that decided it, each with its figure:
+    "held-out associations vs base: -0.680 [-1.113, -0.265] nats → fail". A refusal names its deciding checks;
+    a promotion was decided by every check that ran (those not run are named, never counted as passes)."""
+    from mothbrain.promote import check_status
+
+    v = next((v for v in reversed(versions) if (v.get("promotion") or {}).get("checks")), None)
+    if v is None:
+        return []
+    p, ev = v["promotion"], v.get("eval") or {}
+    names = [n.strip() for n in (p.get("deciding") or "").split(",") if n.strip()]
+    checks = [c for c in p["checks"] if c.get("check") in names] or [
+        c for c in p["checks"] if check_status(c) != "not run"
+    ]
+    lines = [f"gate on {v['id']}: {p['decision']}, decided by:"]
+    for c in checks:
+        key, unit = INTERVAL_FIGURES.get(c.get("check"), (None, ""))
+        ci = ev.get(key) if key else None
+        if isinstance(ci, dict) and ci.get("lo") is not None:
+            figure = f"{ci['mean']:+.3f} [{ci['lo']:+.3f}, {ci['hi']:+.3f}] {unit}"
+        else:
+            figure = _excerpt(c.get("value"), 160)
+        lines.append(f"  {c.get('check')}: {figure} → {check_status(c)}")
+    not_run = [c["check"] for c in p["checks"] if check_status(c) == "not run"]
+    if not_run:
+        lines.append(f"  not run: {', '.join(not_run)}")
+    return lines
+
+
 def _verdict(check: dict[str, Any]) -> str:
     """A gate check's verdict as the briefing prints it: pass, FAIL, UNDECIDED (not enough held-out material)
     or not run (never counted as a pass)."""
@@ -451,6 +488,7 @@ def build_briefing(cfg: Config, now: _dt.datetime | None = None) -> Briefing:
         if png:
             images.append(Image(make_msgid(domain="mothbrain")[1:-1], "eval-metrics.png", png))
             sec.image = images[-1].cid
+        sec.lines += gate_lines(versions)
         sections.append(sec)
 
     # ---- promotion decisions
