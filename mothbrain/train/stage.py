@@ -529,6 +529,8 @@ def _build_trainer(cfg: Config, version: str, train_rows, callbacks: list):
                 p.data = p.data.float()
     _show_loss_on_progress_bar(trainer)
     trainer.add_callback(_FiniteLoss())
+    if _rank() == 0:
+        trainer.add_callback(_StepsForStatus(cfg))
     info = {
         "pad_share": pad_share(trainer),
         "samples": len(rows),
@@ -636,6 +638,28 @@ class _SignalCheckpoint(TrainerCallback):
             control.should_save = True
             control.should_training_stop = True
         return control
+
+
+class _StepsForStatus(TrainerCallback):
+    """The step for `mothbrain status` (progress.json, at most every few seconds) and a log line every 10."""
+
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+        self.tracker = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        from mothbrain.core.progress import StageProgress
+
+        self.tracker = StageProgress(self.cfg, "train", total=state.max_steps)
+        self.tracker.update(state.global_step)  # a resumed run starts where its checkpoint was
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.tracker is not None:
+            self.tracker.update(state.global_step, state.max_steps)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.tracker is not None:
+            self.tracker.done()
 
 
 class _FiniteLoss(TrainerCallback):
