@@ -94,6 +94,7 @@ class _Run:
 
 def run_train(cfg: Config, dry_run: bool = False, fresh: bool = False, force: bool = False) -> TrainReport:
     """Train a version; NoNewMaterial (a skip) when it would repeat one (unless `force` or the config says so)."""
+    check_report_to(cfg)
     if dry_run:
         return dry_run_report(cfg)
 
@@ -531,6 +532,8 @@ def _build_trainer(cfg: Config, version: str, train_rows, callbacks: list):
     trainer.add_callback(_FiniteLoss())
     if _rank() == 0:
         trainer.add_callback(_StepsForStatus(cfg))
+        for cb in _report_to_callbacks(cfg, version):
+            trainer.add_callback(cb)
     info = {
         "pad_share": pad_share(trainer),
         "samples": len(rows),
@@ -638,6 +641,30 @@ class _SignalCheckpoint(TrainerCallback):
             control.should_save = True
             control.should_training_stop = True
         return control
+
+
+def check_report_to(cfg: Config) -> None:
+    """train.report_to asks for what is installed (one line, before anything is loaded)."""
+    import importlib.util
+
+    if "tensorboard" in cfg.train.report_to and importlib.util.find_spec("tensorboard") is None:
+        raise MothError("train.report_to: tensorboard is not installed; pip install tensorboard or remove it")
+
+
+def tensorboard_dir(cfg: Config, version: str) -> Path:
+    """Where a version's TensorBoard events go: `tensorboard --logdir <state>/logs/tensorboard`."""
+    return paths.logs_dir(cfg) / "tensorboard" / version
+
+
+def _report_to_callbacks(cfg: Config, version: str) -> list:
+    """The Trainer's own integrations that train.report_to asks for, writing where we keep logs (the
+    Trainer's default, under output_dir, is the checkpoints folder, removed once the version is saved)."""
+    if "tensorboard" not in cfg.train.report_to:
+        return []
+    from torch.utils.tensorboard import SummaryWriter
+    from transformers.integrations import TensorBoardCallback
+
+    return [TensorBoardCallback(SummaryWriter(log_dir=str(tensorboard_dir(cfg, version))))]
 
 
 class _StepsForStatus(TrainerCallback):
