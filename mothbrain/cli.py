@@ -20,7 +20,7 @@ from mothbrain.errors import GATE_REFUSED_EXIT, MothError, NothingToDo
 
 
 def config_options(fn: Callable) -> Callable:
-    """--config/--set/--json on a command; the command receives a loaded `cfg`."""
+    """--config/--set/--json/--verbose on a command; the command receives a loaded `cfg`."""
 
     @click.option(
         "--config",
@@ -37,11 +37,17 @@ def config_options(fn: Callable) -> Callable:
         help="Override a config value, e.g. --set train.max_steps=20 (repeatable).",
     )
     @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of a table.")
+    @click.option("--verbose", is_flag=True, help="Show the libraries' warnings (torch, transformers, ...; hidden).")
     @functools.wraps(fn)
-    def wrapper(config_path: str | None, overrides: tuple[str, ...], as_json: bool, **kwargs: Any) -> Any:
+    def wrapper(
+        config_path: str | None, overrides: tuple[str, ...], as_json: bool, verbose: bool, **kwargs: Any
+    ) -> Any:
+        from mothbrain.core.noise import library_warnings
+
         try:
-            cfg = load_config(config_path, overrides)
-            return fn(cfg, as_json=as_json, **kwargs)
+            with library_warnings(verbose):  # set up here, when the command starts: not at import
+                cfg = load_config(config_path, overrides)
+                return fn(cfg, as_json=as_json, **kwargs)
         except ConfigError as exc:
             raise click.ClickException(str(exc)) from None
         except NothingToDo as exc:
@@ -791,8 +797,7 @@ def serve(
 @main.command()
 @config_options
 @click.argument("question")
-@click.option("--verbose", is_flag=True, help="Show the libraries' warnings (hidden by default).")
-def ask(cfg: Config, as_json: bool, question: str, verbose: bool) -> None:
+def ask(cfg: Config, as_json: bool, question: str) -> None:
     """Ask System 2, System 1 and the wiki at once; System 2 weighs the lizard brain's words.
 
     \b
@@ -802,8 +807,6 @@ def ask(cfg: Config, as_json: bool, question: str, verbose: bool) -> None:
                                   --set coordinator.system2_model=qwen2.5-72b-instruct
     """
     import json
-    import logging
-    import warnings
 
     from rich.console import Console
     from rich.panel import Panel
@@ -812,12 +815,7 @@ def ask(cfg: Config, as_json: bool, question: str, verbose: bool) -> None:
     from mothbrain.ask.coordinator import ask as run_ask
     from mothbrain.report import render_table
 
-    with warnings.catch_warnings():
-        if not verbose:  # the libraries' deprecation chatter is not the answer; --verbose shows it
-            warnings.simplefilter("ignore")
-            for name in ("transformers", "torch", "httpx", "bitsandbytes", "peft"):
-                logging.getLogger(name).setLevel(logging.ERROR)
-        result = run_ask(cfg, question)
+    result = run_ask(cfg, question)  # the libraries' warnings: hidden unless --verbose (config_options)
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2, ensure_ascii=False, default=str))
     else:
@@ -825,11 +823,13 @@ def ask(cfg: Config, as_json: bool, question: str, verbose: bool) -> None:
         for layer in result.layers.values():
             if result.degraded and layer.status == "ok" and layer.text and layer.text in result.answer:
                 continue  # printed once, in the answer it makes up
-            # Text(), not markup: wiki notes are full of [[links]] that rich would read as tags
-            body = (
-                Text(layer.text or "(empty)")
+            # Text(), not markup: wiki notes are full of [[links]] that rich would read as tags. Who spoke is the
+            # body's first line, not the title: a long source wraps there, where a panel title would be cut.
+            body = Text.assemble(
+                (f"{layer.source or layer.name}\n", "bold"),
+                layer.text or "(empty)"
                 if layer.status == "ok"
-                else Text.assemble((layer.status, "yellow"), f": {layer.error}")
+                else Text.assemble((layer.status, "yellow"), f": {layer.error}"),
             )
             console.print(Panel(body, title=f"{layer.name} · {layer.seconds:.1f}s", title_align="left"))
         title = "answer" + (" (degraded: " + ", ".join(result.failed) + ")" if result.degraded else "")
@@ -841,6 +841,7 @@ def ask(cfg: Config, as_json: bool, question: str, verbose: bool) -> None:
                 border_style="yellow" if result.degraded else "green",
             )
         )
+        console.print(Text(f"answer by {result.answer_by}"))  # a line, not a panel title: it wraps, never cut
         console.print(render_table("layers", result.rows()))
         for w in result.warnings:
             console.print(f"[yellow]warning:[/yellow] {w}")

@@ -221,6 +221,11 @@ class TrainConfig:
     replay_share: float = _f(0.0, "share of older material mixed into a recent-only run")
     use_liger: bool = _f(False, "use Liger kernels when installed (GPU)")
     keep_checkpoints: int = _f(2, "checkpoints kept per version while training")
+    report_to: list[str] = _f(
+        [],
+        "training metrics also to: [tensorboard] (pip install tensorboard) writes <state>/logs/tensorboard/<version>; "
+        "empty = the ledger only",
+    )
 
 
 @dataclass
@@ -723,6 +728,9 @@ def _check_ranges(cfg: Config, src: str) -> None:
         )
 
 
+REPORT_TO = ("tensorboard",)  # train.report_to: the Trainer integrations we support
+
+
 def _validate(cfg: Config, src: str) -> None:
     """Rules that span fields (like trl's __post_init__ checks), and every number's allowed range."""
     _check_ranges(cfg, src)
@@ -755,6 +763,12 @@ def _validate(cfg: Config, src: str) -> None:
         )
     if not 0.0 <= cfg.train.replay_share < 1.0:
         raise ConfigError(f"{src}: train.replay_share: expected 0 <= x < 1")
+    unknown = [r for r in cfg.train.report_to if r not in REPORT_TO]
+    if unknown:
+        raise ConfigError(
+            f"{src}: train.report_to: unknown {', '.join(map(repr, unknown))} (known: {', '.join(REPORT_TO)}; "
+            "empty = off)"
+        )
     for name in ("micro_batch_size", "gradient_accumulation", "max_seq_len", "save_steps"):
         if getattr(cfg.train, name) < 1:
             raise ConfigError(f"{src}: train.{name}: expected an integer >= 1")

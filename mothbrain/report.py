@@ -49,25 +49,39 @@ def format_cell(v: Any) -> str:
 # Columns a person copies into the next command: never cut or wrapped, whatever the terminal's width.
 WHOLE_COLUMNS = ("id", "version", "run", "run_id", "stage", "status", "source", "file", "path", "log")
 WHOLE_MAX = 72  # ... up to this many characters (a longer path wraps rather than pushing out every other column)
+WORD_MAX = 30  # a longer "word" (a URL, a hash) may be folded; every shorter one is kept whole
+
+
+def _longest_word(texts: list[str]) -> int:
+    return max([1, *(len(w) for t in texts for w in t.split())])
 
 
 def render_table(title: str, rows: list[dict[str, Any]], width: int | None = None) -> Table:
-    """Rows as a table; identifier and path columns stay whole, the other columns wrap to the terminal.
+    """Rows as a table; identifier and path columns stay whole, the others wrap at spaces, never inside a word.
 
-    When the whole columns alone do not fit `width` (default: the terminal's), each row becomes a
-    record of `column  value` lines instead, so nothing a person copies is ever cut.
+    Each column gets at least its longest word (rich left alone squeezes columns below that and cuts words
+    in the middle), then the room left goes to the columns with the most text. When that does not fit
+    `width` (default: the terminal's), each row becomes a record of `column  value` lines instead.
     """
     cols: list[str] = []
     for r in rows:
         cols.extend(k for k in r if k not in cols)
-    longest = {c: max([len(c), *(len(format_cell(r.get(c))) for r in rows)]) for c in cols}
-    widest_value = {c: max([1, *(len(format_cell(r.get(c))) for r in rows)]) for c in cols}
+    cells = {c: [format_cell(r.get(c)) for r in rows] for c in cols}
     whole = {c for c in cols if c in WHOLE_COLUMNS or c.endswith(("_id", "_path"))}
-    # the least each column needs: whole ones their longest value, others up to 8 (headers and text wrap)
-    need = sum(min(longest[c], WHOLE_MAX) if c in whole else min(widest_value[c], 8) for c in cols)
-    need += 3 * len(cols) + 1
-    if need > (width or Console().width):
+    longest = {c: max([len(c), *(len(v) for v in cells[c])]) for c in cols}
+    most = {c: min(longest[c], WHOLE_MAX) if c in whole else longest[c] for c in cols}
+    least = {c: most[c] if c in whole else min(_longest_word([c, *cells[c]]), WORD_MAX) for c in cols}
+    room = (width or Console().width) - (3 * len(cols) + 1)  # each column costs 3 for its border and padding
+    if sum(least.values()) > room:
         return _records(title, cols, rows)
+    widths = dict(least)
+    spare = room - sum(widths.values())
+    while spare > 0:  # one character at a time to the column that still misses the most
+        c = max(cols, key=lambda c: most[c] - widths[c])
+        if most[c] <= widths[c]:
+            break
+        widths[c] += 1
+        spare -= 1
     table = Table(title=title, title_justify="left")
     for c in cols:
         numeric = bool(rows) and isinstance(rows[0].get(c), (int, float))
@@ -75,8 +89,8 @@ def render_table(title: str, rows: list[dict[str, Any]], width: int | None = Non
             c,
             justify="right" if numeric else "left",
             no_wrap=c in whole,
-            min_width=min(longest[c], WHOLE_MAX) if c in whole else None,
-            overflow="fold",
+            width=widths[c],
+            overflow="fold",  # reached only by a word longer than WORD_MAX
         )
     for r in rows:
         table.add_row(*[format_cell(r.get(c)) for c in cols])
@@ -95,6 +109,14 @@ def _records(title: str, cols: list[str], rows: list[dict[str, Any]]) -> Table:
             if r.get(c) not in (None, ""):
                 table.add_row(c, format_cell(r.get(c)))
     return table
+
+
+def train_loss_text(first: float | None, final: float | None) -> str:
+    """THE loss figure, named "train loss" wherever it is shown: the mean of the last 10% of the logged
+    losses, after the same mean over the first 10% (mothbrain.train.stage.loss_summary; README)."""
+    if final is None:
+        return "n/a"
+    return f"{first:.3f} → {final:.3f}" if first is not None else f"{final:.3f}"
 
 
 def cut_at_word(text: str, width: int) -> str:

@@ -49,6 +49,7 @@ class Layer:
     seconds: float = 0.0
     error: str = ""
     detail: dict[str, Any] = field(default_factory=dict)  # adapter version, passages, model
+    source: str = ""  # who produced it, for people: "System 1 (adapter v0003 on tiny-qwen2)"
 
 
 @dataclass
@@ -64,14 +65,15 @@ class AskResult:
     log_path: str = ""
     warnings: list[str] = field(default_factory=list)
     title: str = "ask"
+    answer_by: str = ""  # which layers the answer is made of, named as in `source`
 
     def rows(self) -> list[dict[str, Any]]:
         return [
             {
-                "layer": L.name,
+                "layer": L.source or L.name,
                 "status": L.status,
                 "seconds": round(L.seconds, 2),
-                "note": L.error or L.detail.get("adapter") or L.detail.get("model") or "",
+                "note": L.error,
             }
             for L in [*self.layers.values(), self.synthesis]
         ]
@@ -81,6 +83,7 @@ class AskResult:
             "id": self.exchange_id,
             "question": self.question,
             "answer": self.answer,
+            "answer_by": self.answer_by,
             "degraded": self.degraded,
             "failed": self.failed,
             "layers": {k: asdict(v) for k, v in self.layers.items()},
@@ -190,7 +193,10 @@ def ask_system1(cfg: Config, question: str) -> tuple[str, dict[str, Any]]:
     engine.reload_if_changed()
     prompt, stops = render_chat(messages, voice_name(cfg))
     raw = engine.generate([prompt], c.system1_max_tokens, c.system1_temperature, 0.95, stops)[0]
-    return trim_at_stop(raw, stops)[0].strip(), {"adapter": engine.version or "base", "via": "in-process"}
+    detail = {"adapter": engine.version or "base", "via": "in-process"}
+    if engine.last_error and not engine.version:  # a promoted adapter that did not load: say so, not "none"
+        detail["why_base"] = engine.last_error
+    return trim_at_stop(raw, stops)[0].strip(), detail
 
 
 def _system2_key(cfg: Config) -> str:
@@ -218,6 +224,46 @@ def ask_wiki(cfg: Config, question: str) -> tuple[str, dict[str, Any]]:
     hits = search(cfg, question, cfg.coordinator.wiki_top_k)
     text = "\n".join(f"- [{h.title}] {h.text}" for h in hits)
     return text, {"passages": [asdict(h) for h in hits]}
+
+
+# --------------------------------------------------------------------------- naming the layers
+
+
+def system1_source(cfg: Config, detail: dict[str, Any]) -> str:
+    """System 1 as a person should read it: which adapter on which base, or the base alone and why."""
+    base = cfg.model.base
+    adapter = detail.get("adapter")
+    where = f" at {cfg.coordinator.system1_url}" if cfg.coordinator.system1_url else ""
+    if adapter and adapter not in ("base", "?"):
+        return f"System 1 (adapter {adapter} on {base}{where})"
+    if adapter == "base":
+        why = detail.get("why_base") or ("the server loads no adapter" if where else "no promoted adapter")
+        return f"System 1 (base only: {why}; {base}{where})"
+    return f"System 1 ({base}{where or ', in-process'})"  # it did not answer: what was asked
+
+
+def system2_source(cfg: Config) -> str:
+    c = cfg.coordinator
+    return f"System 2 ({c.system2_model} at {c.system2_url})" if c.system2_url else "System 2: not configured"
+
+
+def _name_layers(cfg: Config, layers: dict[str, Layer], synthesis: Layer) -> None:
+    layers["system1"].source = system1_source(cfg, layers["system1"].detail)
+    layers["system2"].source = system2_source(cfg)
+    passages = layers["wiki"].detail.get("passages")
+    layers["wiki"].source = f"wiki ({len(passages)} passages)" if passages is not None else "wiki"
+    synthesis.source = "synthesis by " + system2_source(cfg) if cfg.coordinator.system2_url else "synthesis: skipped"
+
+
+def _answer_by(layers: dict[str, Layer], synthesis: Layer) -> str:
+    s1, s2, wiki = layers["system1"], layers["system2"], layers["wiki"]
+    if synthesis.status == "ok":
+        heard = [L.source for L in (s1, wiki) if L.status == "ok" and L.text]
+        return f"{s2.source}, weighing " + (" and ".join(heard) if heard else "nothing else")
+    if s2.status == "ok":
+        return f"{s2.source}, its own draft (the synthesis {synthesis.status})"
+    made_of = [L.source for L in (s1, wiki) if L.status == "ok" and L.text]
+    return " and ".join(made_of) if made_of else "no layer"
 
 
 # --------------------------------------------------------------------------- running layers with timeouts
@@ -309,6 +355,7 @@ def ask(cfg: Config, question: str, *, log_exchange: bool = True) -> AskResult:
         synthesis.error = "System 2 unavailable"
         failed["synthesis"] = "skipped: System 2 unavailable"
 
+    _name_layers(cfg, layers, synthesis)
     if synthesis.status == "ok":
         answer = synthesis.text
     elif s2.status == "ok":
@@ -316,6 +363,7 @@ def ask(cfg: Config, question: str, *, log_exchange: bool = True) -> AskResult:
     else:
         answer = _fallback_answer(s1, wiki)
     result = AskResult(
+        answer_by=_answer_by(layers, synthesis),
         question=question,
         answer=answer,
         degraded=bool(failed),
@@ -336,7 +384,7 @@ def ask(cfg: Config, question: str, *, log_exchange: bool = True) -> AskResult:
 def _fallback_answer(s1: Layer, wiki: Layer) -> str:
     parts = []
     if s1.status == "ok" and s1.text:
-        parts.append(f"System 1 (the adapter; intuition, not fact) said:\n{s1.text}")
+        parts.append(f"{s1.source} said (intuition, not fact):\n{s1.text}")
     if wiki.status == "ok" and wiki.text:
         parts.append(f"From the wiki:\n{wiki.text}")
     return "\n\n".join(parts)

@@ -405,12 +405,20 @@ def _context_length(model) -> int:
 def _generate_transformers(cfg: Config, adapter: Path, version: str, prompts: list[str]) -> tuple[list[str], int]:
     from rich.progress import Progress
 
+    from mothbrain.core.progress import StageProgress
     from mothbrain.models.loading import load_model_with_adapters, load_tokenizer
 
     tokenizer = load_tokenizer(cfg)
     model = load_model_with_adapters(cfg, {version: adapter})
     d = cfg.dream
-    with Progress(transient=True) as bar:
+    done = [0]
+
+    def advance(k: int) -> None:
+        bar.advance(task, k)
+        done[0] += k
+        tracker.update(done[0])
+
+    with Progress(transient=True) as bar, StageProgress(cfg, "dream", total=len(prompts), unit="prompt") as tracker:
         task = bar.add_task(f"dreaming with {version}", total=len(prompts))
         texts, tokens = generate_batched(
             model,
@@ -421,7 +429,7 @@ def _generate_transformers(cfg: Config, adapter: Path, version: str, prompts: li
             temperature=d.temperature,
             top_p=d.top_p,
             seed=d.seed,
-            progress=lambda k: bar.advance(task, k),
+            progress=advance,
         )
     del model
     _free()

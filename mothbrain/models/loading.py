@@ -21,16 +21,22 @@ log = logging.getLogger(__name__)
 
 
 def quiet_libraries() -> None:
-    """Silence per-weight load bars and known-harmless warnings; our own progress is shown instead."""
+    """Silence per-weight load bars and known-harmless warnings; our own progress is shown instead.
+    With --verbose (mothbrain.core.noise) the warnings stay: that is what it asks for."""
+    from mothbrain.core import noise
+
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     try:
         from transformers.utils import logging as hf_logging
 
-        hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()
+        if not noise.verbose():
+            hf_logging.set_verbosity_error()
     except Exception:  # pragma: no cover - transformers always present
         pass
+    if noise.verbose():
+        return
     for mod in ("bitsandbytes", "peft", "trl", "torch.utils.checkpoint"):
         warnings.filterwarnings("ignore", module=mod)
     # Also bitsandbytes' warning on every import, on CPUs with AVX512-BF16, that an optional

@@ -38,6 +38,7 @@ from mothbrain.core.secrets import check_secret_file
 from mothbrain.errors import MothError
 from mothbrain.ops.runs import headline, settled_runs
 from mothbrain.ops.schedule import CHAINS, chain_config, cron_installed_at
+from mothbrain.report import train_loss_text
 
 WEEK = _dt.timedelta(days=7)
 EARLY = _dt.timedelta(minutes=2)  # a run may start a little before its slot (clock skew)
@@ -236,8 +237,8 @@ def _plot_losses(losses: list[list[float]], version: str) -> bytes | None:
     fig, ax = plt.subplots(figsize=(6, 2.6), dpi=100)
     ax.plot([p[0] for p in pts], [p[1] for p in pts], color="#6b4fbb", linewidth=1.6)
     ax.set_xlabel("step")
-    ax.set_ylabel("training loss")
-    ax.set_title(f"{version}: training loss", fontsize=10)
+    ax.set_ylabel("loss (each logged step)")
+    ax.set_title(f"{version}: logged loss per step", fontsize=10)
     ax.grid(alpha=0.3)
     return _png(fig)
 
@@ -288,6 +289,43 @@ def _fmt_num(v: float | None) -> str:
     if v is None:
         return "—"
     return f"{v:,.4g}" if abs(v) < 1e6 else f"{v:,.0f}"
+
+
+# The checks decided from an interval, and the eval figure holding it: shown as "mean [lo, hi] unit".
+INTERVAL_FIGURES = {
+    "voice vs base": ("voice_gain_vs_base", "nats/token saved"),
+    "held-out associations vs base": ("association_heldout_vs_base", "nats"),
+    "held-out associations vs current": ("association_heldout_vs_current", "nats"),
+}
+
+
+def gate_lines(versions: list[dict[str, Any]]) -> list[str]:
+    """The newest decided version's decision and the checks that decided it, each with its figure:
+    "held-out associations vs base: -0.680 [-1.113, -0.265] nats → fail". A refusal names its deciding checks;
+    a promotion was decided by every check that ran (those not run are named, never counted as passes)."""
+    from mothbrain.promote import check_status
+
+    v = next((v for v in reversed(versions) if (v.get("promotion") or {}).get("checks")), None)
+    if v is None:
+        return []
+    p, ev = v["promotion"], v.get("eval") or {}
+    names = [n.strip() for n in (p.get("deciding") or "").split(",") if n.strip()]
+    checks = [c for c in p["checks"] if c.get("check") in names] or [
+        c for c in p["checks"] if check_status(c) != "not run"
+    ]
+    lines = [f"gate on {v['id']}: {p['decision']}, decided by:"]
+    for c in checks:
+        key, unit = INTERVAL_FIGURES.get(c.get("check"), (None, ""))
+        ci = ev.get(key) if key else None
+        if isinstance(ci, dict) and ci.get("lo") is not None:
+            figure = f"{ci['mean']:+.3f} [{ci['lo']:+.3f}, {ci['hi']:+.3f}] {unit}"
+        else:
+            figure = _excerpt(c.get("value"), 160)
+        lines.append(f"  {c.get('check')}: {figure} → {check_status(c)}")
+    not_run = [c["check"] for c in p["checks"] if check_status(c) == "not run"]
+    if not_run:
+        lines.append(f"  not run: {', '.join(not_run)}")
+    return lines
 
 
 def _verdict(check: dict[str, Any]) -> str:
@@ -410,10 +448,11 @@ def build_briefing(cfg: Config, now: _dt.datetime | None = None) -> Briefing:
             f"New version {v['id']} ({v.get('status')}{', parent ' + v['parent'] if v.get('parent') else ''})",
             alert=v.get("status") == "failed",
         )
-        if tr.get("first_loss") is not None:
+        if tr.get("final_loss") is not None:
             speed = f", {tr['tokens_per_s']:,.0f} tokens/s" if tr.get("tokens_per_s") else ""
             sec.lines.append(
-                f"loss {tr['first_loss']:.3f} → {tr.get('final_loss', 0):.3f} over {tr.get('steps', '?')} steps{speed}"
+                f"train loss {train_loss_text(tr.get('first_loss'), tr['final_loss'])} over "
+                f"{tr.get('steps', '?')} steps{speed}"
             )
         if v.get("error"):
             sec.lines.append(f"error: {_excerpt((v['error'] or {}).get('reason'))}")
@@ -449,6 +488,7 @@ def build_briefing(cfg: Config, now: _dt.datetime | None = None) -> Briefing:
         if png:
             images.append(Image(make_msgid(domain="mothbrain")[1:-1], "eval-metrics.png", png))
             sec.image = images[-1].cid
+        sec.lines += gate_lines(versions)
         sections.append(sec)
 
     # ---- promotion decisions

@@ -88,7 +88,7 @@ class RunRecord:
                     "stage": s.name,
                     "status": s.status,
                     "seconds": round(s.duration_s, 1) if s.duration_s is not None else None,
-                    "result": note[:160],
+                    "result": note,  # whole: the table wraps it at spaces
                 }
             )
         return rows
@@ -209,7 +209,7 @@ def run_outcome(status: str, stages: list[dict[str, Any]]) -> str:
 HEADLINES = {
     "ingest": ("documents", "bad_records", "changed"),
     "preprocess": ("documents", "concept_pairs", "fingerprint"),
-    "train": ("version", "steps", "loss (first → final)", "tokens/s"),
+    "train": ("version", "steps", "train loss", "tokens/s"),
     # surprise is no headline: on SmolLM2 a trained adapter's rate minus the base-vs-base null was below 0
     # (-0.44, 95% CI -0.75 .. -0.06), so it does not tell a learning adapter from the base (README)
     "eval": ("voice_ppl", "voice_ppl_base", "voice_samples"),

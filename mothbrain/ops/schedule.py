@@ -49,6 +49,7 @@ from mothbrain.config import KNOWN_STAGES, ChainConfig, Config
 from mothbrain.core import paths
 from mothbrain.core.atomic import save_json
 from mothbrain.core.clock import now_iso, parse_time
+from mothbrain.core.progress import StageProgress
 from mothbrain.errors import MothError, NoNewMaterial, NothingToDo
 from mothbrain.ops.runs import (
     RECORD_SCHEMA,
@@ -390,7 +391,8 @@ def _run_stages(cfg: Config, record: RunRecord, funcs: dict[str, StageFn]) -> No
                 raise MothError(f"no function for stage {st.name!r}")
             if unchanged is not None and st.name in NEEDS_NEW_VERSION and _stage_done(cfg, unchanged.version, st.name):
                 raise NothingToDo(f"{unchanged} (no new adapter to {st.name} with)")
-            report = fn(cfg)
+            with StageProgress(cfg, st.name):  # status: "running: eval (since 03:12)"; a stage may add steps
+                report = fn(cfg)
             st.status = "ok"
             st.figures = trim(report.to_json()) if hasattr(report, "to_json") else {}
             st.warnings = [str(w) for w in getattr(report, "warnings", [])][:20]

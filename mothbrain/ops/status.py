@@ -12,9 +12,11 @@ from typing import Any
 from mothbrain.config import Config
 from mothbrain.core.clock import parse_time
 from mothbrain.core.ledger import open_ledger
+from mothbrain.core.progress import running_line, running_stage
 from mothbrain.errors import MothError
 from mothbrain.ops.briefing import numeric_metrics, pending_proposals
 from mothbrain.ops.runs import settled_runs
+from mothbrain.report import cut_at_word, train_loss_text
 
 LAST_RUNS = 5
 
@@ -32,6 +34,7 @@ class StatusReport:
     proposals: int | None = None
     proposals_note: str = ""
     versions: list[dict[str, Any]] = field(default_factory=list)
+    running: str = ""  # "running: train step 40/120 (since 03:12)", or empty when nothing runs
     warnings: list[str] = field(default_factory=list)
 
     def rows(self) -> list[dict[str, Any]]:
@@ -45,6 +48,8 @@ class StatusReport:
         ]
         props = self.proposals if self.proposals is not None else self.proposals_note
         head.append({"": "proposals waiting", "value": props})
+        if self.running:
+            head.insert(0, {"": "now", "value": self.running})
         return [
             ("current adapter" if cur.get("version") else "no promoted adapter yet", head),
             (f"last {len(self.runs)} runs" if self.runs else "no runs yet (`mothbrain run nightly`)", self.runs),
@@ -55,6 +60,7 @@ class StatusReport:
         return {
             "title": self.title,
             "current": self.current,
+            "running": self.running,
             "runs": self.runs,
             "proposals_waiting": self.proposals,
             "proposals_note": self.proposals_note,
@@ -112,7 +118,7 @@ def status_report(cfg: Config) -> StatusReport:
                 "chain": r.get("chain"),
                 "status": r.get("status"),
                 "started": _when(r.get("started")),
-                "note": note[:100],
+                "note": cut_at_word(note, 100),  # cut between words, not inside one
             }
         )
     for v in versions[::-1]:
@@ -131,11 +137,13 @@ def status_report(cfg: Config) -> StatusReport:
                 "created": _when(v.get("created_at")),
                 "parent": v.get("parent") or "",
                 "steps": tr.get("steps"),
-                "final loss": tr.get("final_loss"),
+                "train loss": train_loss_text(tr.get("first_loss"), tr.get("final_loss")) if tr else "",
                 "eval": headline,
-                "promotion": (v.get("promotion") or {}).get("decision", ""),
+                "gate": (v.get("promotion") or {}).get("decision", ""),  # "promotion" would not fit 80 columns
             }
         )
+    running = running_stage(cfg)  # None when its process is gone: a killed stage is not running
+    report.running = running_line(running) if running else ""
     props, why = pending_proposals(cfg)
     report.proposals, report.proposals_note = (len(props), "") if props is not None else (None, why)
     return report

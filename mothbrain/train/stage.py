@@ -43,10 +43,14 @@ from mothbrain.core.atomic import describe_write_error, replace_folder
 from mothbrain.core.clock import now_iso
 from mothbrain.core.ledger import Ledger, open_ledger
 from mothbrain.errors import MothError, NoNewMaterial, NothingToDo
+from mothbrain.report import train_loss_text
 
 # Optimizers that need CUDA (bitsandbytes paged / 8-bit states); on CPU plain AdamW is used.
 CUDA_ONLY_OPTIMIZERS = ("paged_", "8bit")
-LOSS_WINDOW = 3  # first_loss / final_loss are means of this many logged losses (one is noisy)
+# The one loss figure people read ("train loss", README): the mean of the last 10% of the logged losses (at
+# least 3: one logged value is noisy), shown after the same mean over the first 10% — first_loss → final_loss.
+LOSS_SHARE = 0.1
+LOSS_MIN_LOGGED = 3
 
 
 class Interrupted(Exception):
@@ -90,6 +94,7 @@ class _Run:
 
 def run_train(cfg: Config, dry_run: bool = False, fresh: bool = False, force: bool = False) -> TrainReport:
     """Train a version; NoNewMaterial (a skip) when it would repeat one (unless `force` or the config says so)."""
+    check_report_to(cfg)
     if dry_run:
         return dry_run_report(cfg)
 
@@ -142,8 +147,8 @@ def run_train(cfg: Config, dry_run: bool = False, fresh: bool = False, force: bo
     train_fig = {
         "steps": result["steps"],
         "losses": result["losses"],
-        "first_loss": first,  # mean of the first LOSS_WINDOW logged losses
-        "final_loss": final,  # mean of the last LOSS_WINDOW
+        "first_loss": first,  # mean of the first 10% of the logged losses (loss_summary)
+        "final_loss": final,  # mean of the last 10%: the "train loss"
         "tokens": result["tokens"],  # non-pad tokens seen over the whole version (resumes included)
         "tokens_per_s": result["tokens_per_s"],
         "pad_share": result["pad_share"],
@@ -180,10 +185,7 @@ def run_train(cfg: Config, dry_run: bool = False, fresh: bool = False, force: bo
     report.figures = {
         "version": run.version,
         "steps": result["steps"],
-        # the first and the last logged loss, as the log shows them (the ledger also keeps window means)
-        "loss (first → final)": (
-            f"{result['losses'][0][1]:.3f} → {result['losses'][-1][1]:.3f}" if result["losses"] else "n/a"
-        ),
+        "train loss": train_loss_text(first, final),  # the figure status and the briefing show too
         "tokens": result["tokens"],
         "tokens/s": result["tokens_per_s"],
         "pad share": f"{result['pad_share']:.1%}",
@@ -528,6 +530,10 @@ def _build_trainer(cfg: Config, version: str, train_rows, callbacks: list):
                 p.data = p.data.float()
     _show_loss_on_progress_bar(trainer)
     trainer.add_callback(_FiniteLoss())
+    if _rank() == 0:
+        trainer.add_callback(_StepsForStatus(cfg))
+        for cb in _report_to_callbacks(cfg, version):
+            trainer.add_callback(cb)
     info = {
         "pad_share": pad_share(trainer),
         "samples": len(rows),
@@ -637,6 +643,52 @@ class _SignalCheckpoint(TrainerCallback):
         return control
 
 
+def check_report_to(cfg: Config) -> None:
+    """train.report_to asks for what is installed (one line, before anything is loaded)."""
+    import importlib.util
+
+    if "tensorboard" in cfg.train.report_to and importlib.util.find_spec("tensorboard") is None:
+        raise MothError("train.report_to: tensorboard is not installed; pip install tensorboard or remove it")
+
+
+def tensorboard_dir(cfg: Config, version: str) -> Path:
+    """Where a version's TensorBoard events go: `tensorboard --logdir <state>/logs/tensorboard`."""
+    return paths.logs_dir(cfg) / "tensorboard" / version
+
+
+def _report_to_callbacks(cfg: Config, version: str) -> list:
+    """The Trainer's own integrations that train.report_to asks for, writing where we keep logs (the
+    Trainer's default, under output_dir, is the checkpoints folder, removed once the version is saved)."""
+    if "tensorboard" not in cfg.train.report_to:
+        return []
+    from torch.utils.tensorboard import SummaryWriter
+    from transformers.integrations import TensorBoardCallback
+
+    return [TensorBoardCallback(SummaryWriter(log_dir=str(tensorboard_dir(cfg, version))))]
+
+
+class _StepsForStatus(TrainerCallback):
+    """The step for `mothbrain status` (progress.json, at most every few seconds) and a log line every 10."""
+
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+        self.tracker = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        from mothbrain.core.progress import StageProgress
+
+        self.tracker = StageProgress(self.cfg, "train", total=state.max_steps)
+        self.tracker.update(state.global_step)  # a resumed run starts where its checkpoint was
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.tracker is not None:
+            self.tracker.update(state.global_step, state.max_steps)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.tracker is not None:
+            self.tracker.done()
+
+
 class _FiniteLoss(TrainerCallback):
     """Stops the run when the loss or the gradient norm is not finite (recorded as failed)."""
 
@@ -678,11 +730,13 @@ def _show_loss_on_progress_bar(trainer) -> None:
         trainer.add_callback(_LossOnBar())
 
 
-def loss_summary(losses: list[list[float]], k: int = LOSS_WINDOW) -> tuple[float | None, float | None]:
-    """Mean of the first and of the last k logged losses (single logged values are noisy)."""
+def loss_summary(losses: list[list[float]]) -> tuple[float | None, float | None]:
+    """The train loss: means of the first and of the last 10% of the logged losses (at least 3 of them,
+    at most half each)."""
     if not losses:
         return None, None
     values = [v for _, v in losses]
+    k = max(LOSS_MIN_LOGGED, math.ceil(LOSS_SHARE * len(values)))
     k = max(1, min(k, len(values) // 2 or 1))
     return round(sum(values[:k]) / k, 5), round(sum(values[-k:]) / k, 5)
 

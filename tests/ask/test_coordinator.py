@@ -56,6 +56,13 @@ def test_ask_synthesises_the_three_layers(cfg_for):
     assert result.answer.startswith("SYNTH")
     s1, wiki = result.layers["system1"], result.layers["wiki"]
     assert s1.status == "ok" and s1.text and s1.detail == {"adapter": "base", "via": "in-process"}
+    # each part names the layer that produced it
+    assert s1.source == "System 1 (base only: no promoted adapter; tiny-qwen2)"
+    assert result.layers["system2"].source == f"System 2 (fake at {s2.url})"
+    assert (
+        result.answer_by
+        == f"System 2 (fake at {s2.url}), weighing {s1.source} and wiki ({cfg.coordinator.wiki_top_k} passages)"
+    )
     assert wiki.status == "ok" and len(wiki.detail["passages"]) == cfg.coordinator.wiki_top_k
     assert any("fig" in p["text"].lower() for p in wiki.detail["passages"])  # found by meaning, nearest first
     assert s2.drafts == ["What do the figs teach {us}?"]  # braces in a question survive the template
@@ -110,6 +117,33 @@ def test_dead_system2_from_the_cli(cfg_for, module_home):
     assert "unreachable" in out["failed"]["system2"] and out["answer"]
 
 
+def test_json_names_each_layer_and_an_unconfigured_system2(cfg_for, module_home):
+    from mothbrain.cli import main
+
+    cfg_for()
+    r = CliRunner().invoke(main, ["ask", "--json", "how is the harbour?", "--set", "coordinator.system2_url="])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output[r.output.index("{") :])
+    assert out["layers"]["system2"]["source"] == "System 2: not configured"
+    s1 = out["layers"]["system1"]["source"]
+    assert s1 == "System 1 (base only: no promoted adapter; tiny-qwen2)"
+    assert out["answer_by"].startswith(s1) and out["answer"].startswith(s1 + " said")
+
+
+def test_system1_names_the_adapter_and_base_it_ran_on(state_home):
+    from mothbrain.ask.coordinator import system1_source
+
+    cfg = load_config(DEMO)
+    assert system1_source(cfg, {"adapter": "v0003"}) == "System 1 (adapter v0003 on tiny-qwen2)"
+    why = "adapter v0003 at /x was not loaded (bad file); still serving the base model"
+    assert system1_source(cfg, {"adapter": "base", "why_base": why}) == f"System 1 (base only: {why}; tiny-qwen2)"
+    served = load_config(DEMO, ["coordinator.system1_url=http://127.0.0.1:8377/v1"])
+    assert (
+        system1_source(served, {"adapter": "v0002"})
+        == "System 1 (adapter v0002 on tiny-qwen2 at http://127.0.0.1:8377/v1)"
+    )
+
+
 def test_template_and_config_mistakes_are_clear(cfg_for, tmp_path):
     from mothbrain.ask.coordinator import ask
 
@@ -150,7 +184,8 @@ def test_the_cli_prints_each_layer_once_and_keeps_library_warnings_out_of_stderr
     env = {**os.environ, "MOTHBRAIN_HOME": str(module_home), "COLUMNS": "200", "PYTHONWARNINGS": "default"}
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr
-    assert "System 1 (the adapter" in r.stdout and "From the wiki" in r.stdout
+    assert "System 1 (base only: no promoted adapter; tiny-qwen2) said" in r.stdout and "From the wiki" in r.stdout
+    assert "answer by System 1 (base only" in r.stdout
     assert "─ system1 ·" not in r.stdout and "─ wiki ·" not in r.stdout  # no second copy in a panel
     assert "─ system2 ·" in r.stdout and "unreachable" in r.stdout  # the failed layer is still shown
     assert "Warning" not in r.stderr, r.stderr[-2000:]

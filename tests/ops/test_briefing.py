@@ -292,3 +292,38 @@ def test_the_gate_s_checks_are_in_the_briefing(state_home):
     led.update(v, promotion={"decision": "rejected", "reasons": [c["reason"] for c in checks], "checks": checks})
     text = build_briefing(cfg).text
     assert f"{v}: rejected" in text and "FAIL · data sanity" in text and "pass · voice vs base" in text
+
+
+def test_the_eval_section_shows_the_checks_that_decided_the_newest_decision(state_home):
+    """The demo's refusal on SmolLM2: the briefing's eval section names the deciding check with its interval."""
+    cfg = load_config(DEMO_CONFIG)
+    led = open_ledger(cfg)
+    ev = {
+        "evaluated_at": "2025-05-15T00:00:00+00:00",
+        "voice_ppl": 15.93,
+        "voice_ppl_base": 107.2,
+        "voice_gain_vs_base": {"mean": 1.907, "lo": 1.781, "hi": 2.042, "n": 47},
+        "association_heldout_vs_base": {"mean": -0.680, "lo": -1.113, "hi": -0.265, "n": 60},
+    }
+    checks = [
+        {"check": "voice vs base", "status": "pass", "value": "15.93 vs 107.2", "threshold": "", "ok": True},
+        {"check": "held-out associations vs base", "status": "fail", "value": "lift -0.680", "ok": False},
+        {"check": "regression set", "status": "pass", "value": "139.6 vs 153.3 (-8.9%)", "ok": True},
+        {"check": "priority concepts kept", "status": "not run", "value": None, "ok": True},
+    ]
+    promotion = {"decision": "rejected", "checks": checks, "deciding": "held-out associations vs base"}
+    led.new_version(status="rejected", eval=ev, promotion=promotion)
+
+    text = build_briefing(cfg).text
+    eval_section = text[text.index("Eval: v0001") :]
+    assert "gate on v0001: rejected, decided by:" in eval_section
+    assert "held-out associations vs base: -0.680 [-1.113, -0.265] nats → fail" in eval_section
+    assert "voice vs base: +1.907" not in eval_section  # a check that passed did not decide the refusal
+    assert "not run: priority concepts kept" in eval_section
+
+    # a promotion is decided by every check that ran: each with its figure
+    led.new_version(status="promoted", eval=ev, promotion={**promotion, "decision": "promoted", "deciding": ""})
+    text = build_briefing(cfg).text
+    assert "gate on v0002: promoted, decided by:" in text
+    assert "voice vs base: +1.907 [+1.781, +2.042] nats/token saved → pass" in text
+    assert "regression set: 139.6 vs 153.3 (-8.9%) → pass" in text

@@ -535,7 +535,7 @@ def test_a_gate_refusal_ends_the_chain_ok_with_its_deciding_check(state_home, mo
     run_row = status_report(cfg).runs[0]
     assert run_row["status"] == "ok" and run_row["note"].startswith(f"{version} not promoted")
     (row,) = status_report(cfg).versions  # the eval column is the voice figure, not the first number found
-    assert row["eval"] == "voice ppl 30 (base 60)" and row["promotion"] == "rejected"
+    assert row["eval"] == "voice ppl 30 (base 60)" and row["gate"] == "rejected"
     text = build_briefing(cfg).text
     assert f"Outcome: {version} not promoted" in text
     assert f"{version}: rejected — decided by held-out associations vs base" in text
