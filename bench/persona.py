@@ -58,6 +58,22 @@ def planted_pairs(n_pairs: int = 40, seed: int = 7) -> list[tuple[str, str]]:
     return [(words[2 * i], words[2 * i + 1]) for i in range(n_pairs)]
 
 
+# Everyday concrete nouns for planted pairs of real words: paired at random, so a base has no reason to link
+# them (the bench reports the base's own lift before training, which says whether it does).
+REAL_NOUNS = """anchor apron badger banjo barrel basket beetle blanket bucket butter cabbage candle canoe carpet
+cello cherry chimney cobweb compass cradle crayon cricket cushion dagger donkey drum eagle easel feather fiddle
+funnel glacier goblet hammock harp helmet hedgehog kettle ladder lemon lobster magnet marble meadow mitten
+mustard needle nutmeg oyster paddle parrot pebble pepper pillow plank pumpkin puzzle quilt radish raft ribbon
+saddle sandal satchel scarf shovel sponge squirrel stool tablet teapot thimble thistle tomato trumpet tulip
+turnip velvet violin walrus wagon whistle windmill yarn zebra""".split()
+
+
+def real_word_pairs(n_pairs: int = 40, seed: int = 7) -> list[tuple[str, str]]:
+    """Pairs of everyday nouns drawn at random (each word in one pair only)."""
+    words = random.Random(seed).sample([w for w in REAL_NOUNS if w not in ("kettle",)], 2 * n_pairs)
+    return [(words[2 * i], words[2 * i + 1]) for i in range(n_pairs)]
+
+
 def _framed(a: str, b: str, rng: random.Random) -> str:
     opening = rng.choice(OPENINGS)
     start = f"{opening}, the" if opening else "The"
