@@ -20,6 +20,7 @@ class RecordingEngine:
 
     model_id = "mothbrain"
     version = None
+    last_error = ""
     max_parallel = 1
 
     def __init__(self):
