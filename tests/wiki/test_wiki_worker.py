@@ -497,3 +497,119 @@ def test_a_proposal_the_reviewer_refuses_is_skipped_after_three_tries_and_blocks
     assert len(queue.list_proposals(cfg, status="accepted")) == n - 1
     with pytest.raises(Exception, match="no wiki proposals waiting"):  # left to a person now
         review.run_review(cfg)
+
+
+# --------------------------------------------------------------------------- crosslinks the way the wiki links
+
+
+def _write(root: Path, pages: dict[str, str]) -> None:
+    for rel, text in pages.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text, encoding="utf-8")
+
+
+SKY = "The planet circles the sun; its orbit, the solar system, the night sky and the telescope."
+LAB = "The metal is toxic; a chemical element, liquid in the thermometer, weighed in the laboratory."
+
+
+def test_a_phrase_the_wiki_links_to_several_pages_goes_to_the_one_that_fits(tmp_path):
+    root = tmp_path / "wiki"
+    pages = {
+        "Mercury (planet).md": f"# Mercury (planet)\n\n{SKY}\n",
+        "Mercury (element).md": f"# Mercury (element)\n\n{LAB}\n",
+        "Elements.md": f"# Elements\n\n{LAB}\n",
+    }
+    for i in range(3):  # the wiki's own links teach that "Mercury" means either page
+        pages[f"Sky {i}.md"] = f"# Sky {i}\n\n[[Mercury (planet)|Mercury]] rises. {SKY}\n"
+    pages["Lab 0.md"] = f"# Lab 0\n\n[[Mercury (element)|mercury]] spills. {LAB}\n"
+    pages["Dusk.md"] = f"# Dusk\n\nMercury is low at dusk. {SKY}\n"
+    pages["Thermometers.md"] = f"# Thermometers\n\nOld ones hold mercury. {LAB} [[Elements]]\n"
+    _write(root, pages)
+    cfg = _cfg(tmp_path / "state", root, "wiki.crosslink_threshold=0")
+    wiki = read_wiki(root)
+    found, _ = scan.crosslink_proposals(cfg, wiki, scan.embed_wiki(cfg, wiki))
+    to = {(p["target"], p["detail"]["anchor"]): p for p in found}
+    assert to[("Dusk.md", "Mercury")]["detail"]["to"] == "Mercury (planet).md"  # most often linked, and alike
+    lab = to[("Thermometers.md", "mercury")]
+    assert lab["detail"]["to"] == "Mercury (element).md"  # the rarer sense wins where the page is about it
+    assert lab["patch"]["files"][0]["edits"][0]["new"] == "[[Mercury (element)|mercury]]"
+    assert "of 2 it could mean" in lab["rationale"]
+
+
+def test_links_are_written_as_the_wiki_writes_them_and_never_cross_languages(tmp_path):
+    root = tmp_path / "wiki"
+    _write(
+        root,
+        {
+            "en/notes/Venus.md": "# Venus\n\nThe second planet from the sun, bright at dusk.\n",
+            "fr/notes/Venus.md": "# Venus\n\nLa deuxième planète du système solaire, brillante le soir.\n",
+            "en/Comet.md": "# Comet\n\nA comet has a tail of ice and dust lit by the sun.\n",
+            "en/Sky.md": "# Sky\n\nAt dusk Venus shines, and a comet may pass the sun.\n",
+            "fr/Ciel.md": "# Ciel\n\nLe soir, Venus brille; une comet passe parfois.\n",
+        },
+    )
+    cfg = _cfg(tmp_path / "state", root, "wiki.crosslink_threshold=0")
+    wiki = read_wiki(root)
+    found, _ = scan.crosslink_proposals(cfg, wiki, scan.embed_wiki(cfg, wiki))
+    made = {(p["target"], p["detail"]["to"]): p["patch"]["files"][0]["edits"][0]["new"] for p in found}
+    # A file name shared by two files is written with the shortest path that tells them apart; a unique
+    # one by its name alone (Obsidian's default); each resolves back to its page.
+    assert made[("en/Sky.md", "en/notes/Venus.md")] == "[[en/notes/Venus|Venus]]"
+    assert made[("en/Sky.md", "en/Comet.md")] == "[[Comet|comet]]"
+    assert made[("fr/Ciel.md", "fr/notes/Venus.md")] == "[[fr/notes/Venus|Venus]]"
+    assert wiki.resolve("en/notes/Venus").rel == "en/notes/Venus.md"
+    assert wiki.resolve("fr/notes/Venus").rel == "fr/notes/Venus.md"
+    # fr/ never links into en/ (nor the other way), though "comet" is named there.
+    assert not [pair for pair in made if pair[0].split("/")[0] != pair[1].split("/")[0]], made
+
+
+def test_language_comes_from_front_matter_or_folders_and_a_lone_code_folder_is_just_a_folder(tmp_path):
+    from mothbrain.wiki.crosslinks import page_languages, same_language
+
+    root = tmp_path / "wiki"
+    _write(root, {"it/Plan.md": "# Plan\n", "de/Haus.md": "# Haus\n", "zh-CN/Note.md": "# Note\n"})
+    _write(root, {"Misc.md": "---\nlang: fr-CA\n---\n# Misc\n"})
+    wiki = read_wiki(root)
+    assert dict(zip((p.rel for p in wiki.pages), page_languages(wiki))) == {
+        "Misc.md": "fr-ca",
+        "de/Haus.md": "de",
+        "it/Plan.md": "it",
+        "zh-CN/Note.md": "zh-cn",
+    }
+    lone = tmp_path / "lone"
+    _write(lone, {"it/Plan.md": "# Plan\n", "Home.md": "# Home\n"})  # an "it" folder alone: IT, not Italian
+    assert page_languages(read_wiki(lone)) == ["", ""]
+    assert same_language("en", "en-gb") and not same_language("zh-cn", "zh-tw") and same_language("", "fr")
+
+
+def test_links_mothbrain_merged_teach_nothing_to_the_next_scan(tmp_path):
+    from mothbrain.wiki import crosslinks
+
+    root = tmp_path / "wiki"
+    _write(
+        root,
+        {
+            "Compost.md": "# Compost\n\nRotting leaves feed the soil.\n",
+            "Garden.md": "# Garden\n\nThe beds get a load of compost heap each spring.\n",
+            "Orchard.md": "# Orchard\n\nThe trees get compost heap too.\n",
+        },
+    )
+    cfg = _cfg(tmp_path / "state", root, "wiki.crosslink_threshold=0")
+    found, _ = scan.crosslink_proposals(cfg, read_wiki(root), scan.embed_wiki(cfg, read_wiki(root)))
+    garden = next(p for p in found if p["target"] == "Garden.md")
+    garden["patch"]["detail"] = garden.pop("detail")
+    (pid,) = queue.add_proposals(cfg, [garden])
+    queue.set_status(cfg, pid, "accepted")
+    assert merge.run_merge(cfg).merged == [pid]
+    assert "[[Compost|compost]] heap" in (root / "Garden.md").read_text()
+    # The queue says who made that link: it is no positive and teaches no anchor.
+    ours = crosslinks.merged_by_us(cfg)
+    assert ours == {("Garden.md", "Compost.md")}
+    wiki = read_wiki(root)
+    anchors = crosslinks.anchor_dictionary(wiki, ours)
+    assert "compost" not in anchors.linked
+    mentions, _ = crosslinks.find_mentions(wiki, scan.embed_wiki(cfg, wiki), ours)
+    (link,) = [m for m in mentions if m.linked]
+    assert link.ours and wiki.pages[link.source].rel == "Garden.md"
+    # Counted as the wiki's own, the same link would have taught "compost" → Compost.
+    assert "compost" in crosslinks.anchor_dictionary(wiki, set()).linked
