@@ -330,7 +330,9 @@ def test_a_reviewer_that_times_out_or_answers_garbage_loses_nothing(tmp_path, re
     _stage_all(cfg, truth)
     n = len(queue.list_proposals(cfg, status="pending"))
     FakeOpenAI.script = [("raw", "I think it's fine!"), ("raw", "{not json"), ("sleep", 3.0)]
-    report = review.run_review(_with_reviewer(cfg, reviewer_url, retries=0, timeout=1.0))
+    with pytest.raises(review.ReviewerUnavailable) as down:
+        review.run_review(_with_reviewer(cfg, reviewer_url, retries=0, timeout=1.0))
+    report = down.value.report
     assert report.decisions == {"error": 2, "down": 1} and "unreachable" in report.stopped
     assert len(queue.list_proposals(cfg, status="pending")) == n  # every one still waits
     # Once it is back, the next run decides them all.
@@ -343,9 +345,47 @@ def test_a_reviewer_that_is_down_stops_the_run_and_decides_nothing(tmp_path, sma
     truth, cfg = small_wiki(tmp_path)
     _stage_all(cfg, truth)
     n = len(queue.list_proposals(cfg, status="pending"))
-    report = review.run_review(_with_reviewer(cfg, "http://127.0.0.1:9/v1", retries=0))
+    with pytest.raises(review.ReviewerUnavailable, match="unreachable") as down:
+        review.run_review(_with_reviewer(cfg, "http://127.0.0.1:9/v1", retries=0))
+    report = down.value.report
     assert report.decisions == {"down": 1} and report.left_pending == n
     assert len(queue.list_proposals(cfg, status="pending")) == n
+
+
+def test_a_cut_off_or_non_json_answer_is_an_error_for_that_proposal_never_a_traceback(
+    tmp_path, reviewer_url, small_wiki
+):
+    truth, cfg = small_wiki(tmp_path)
+    _stage_all(cfg, truth)
+    n = len(queue.list_proposals(cfg, status="pending"))
+    FakeOpenAI.script = [
+        ("body", b'{"id": "chatcmpl-1", "object": "chat.completion", "choices": [{"mess'),  # the body cut off
+        ("body", b"<html><body>502 Bad Gateway</body></html>"),  # a proxy's page, not JSON
+        ("raw", '{"decision": "acc'),  # the answer cut off inside the JSON
+    ]
+    report = review.run_review(_with_reviewer(cfg, reviewer_url, retries=0))
+    assert report.decisions == {"error": 3, "accept": n - 3} and not report.stopped
+    assert len(queue.list_proposals(cfg, status="pending")) == 3  # each waits for the next run
+
+
+def test_a_reviewer_that_is_down_makes_the_wiki_chain_exit_non_zero(tmp_path, state_home):
+    generate_wiki(tmp_path / "wiki", pages=40, seed=1, hide=0.3, planted=0.05)
+    args = ["--set", f"wiki.path={tmp_path / 'wiki'}", "--set", "wiki.openings=extract"]
+    args += [
+        "--set",
+        "schedule.wiki.stages=[wiki_scan, wiki_review, wiki_merge]",
+        "--set",
+        "schedule.send_briefing=false",
+    ]
+    args += ["--set", "wiki.reviewer_url=http://127.0.0.1:9/v1", "--set", "wiki.reviewer_model=judge"]
+    args += ["--set", "wiki.reviewer_max_retries=0"]
+    r = CliRunner().invoke(main, ["run", "wiki", "--json", *args])
+    assert r.exit_code != 0, r.output
+    record = json.loads(r.output[: r.output.rindex("}") + 1])
+    assert [s["status"] for s in record["stages"]][:2] == ["ok", "failed"], record["stages"]
+    assert "unreachable" in record["stages"][1]["error"] and not record["stages"][1].get("traceback")
+    r = CliRunner().invoke(main, ["wiki", "review", *args])  # by hand: a clean message, no traceback
+    assert r.exit_code != 0 and "unreachable" in r.output and "Traceback" not in r.output
 
 
 def test_the_local_reviewer_accepts_only_high_scoring_crosslinks_and_leaves_the_rest(tmp_path, small_wiki):
