@@ -653,3 +653,24 @@ def test_links_mothbrain_merged_teach_nothing_to_the_next_scan(tmp_path):
     assert link.ours and wiki.pages[link.source].rel == "Garden.md"
     # Counted as the wiki's own, the same link would have taught "compost" → Compost.
     assert "compost" in crosslinks.anchor_dictionary(wiki, set()).linked
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="no git binary")
+def test_revert_touches_only_its_own_pages_when_others_are_staged(tmp_path, small_wiki):
+    truth, cfg = small_wiki(tmp_path, git=True)
+    root = tmp_path / "wiki"
+    ids, _ = _stage_all(cfg, truth)
+    before = _snapshot(root)
+    queue.set_status(cfg, ids["crosslink"], "accepted")
+    assert merge.run_merge(cfg).merged == [ids["crosslink"]]
+    page = queue.get(cfg, ids["crosslink"])["target"]
+    other = next(rel for rel in before if rel != page and rel.endswith(".md"))
+    (root / other).write_text(before[other].decode() + "\nA person's edit, staged.\n")
+    (root / "New idea.md").write_text("# New idea\n\nStaged, not committed.\n")
+    _git(root, "add", other, "New idea.md")
+    merge.revert(cfg, ids["crosslink"])
+    assert (root / page).read_bytes() == before[page]  # the merge undone byte for byte
+    assert _git(root, "show", "--name-only", "--format=", "HEAD").splitlines() == [page]  # its page only
+    assert sorted(_git(root, "diff", "--cached", "--name-only").splitlines()) == sorted([other, "New idea.md"])
+    assert (root / other).read_text().endswith("A person's edit, staged.\n")
+    assert queue.get(cfg, ids["crosslink"])["merge_state"] == "reverted"
