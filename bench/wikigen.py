@@ -188,7 +188,8 @@ def recent_chats(path: Path, truth: Truth, when: float) -> Path:
 
 class FakeOpenAI:
     """A scripted stand-in reviewer (served by `stand_in_reviewer`). Each request takes the next step of
-    `script` — ("json", {...}) the answer, ("raw", text) any text, ("429", None) a rate limit with
+    `script` — ("json", {...}) the answer, ("raw", text) any text, ("body", bytes) the whole HTTP body
+    instead of a chat completion, ("429", None) a rate limit with
     Retry-After 0, ("400", None) a refusal, ("sleep", s) no answer for s seconds — then it accepts
     everything. `seen`: the request bodies."""
 
@@ -203,6 +204,8 @@ class FakeOpenAI:
         )
         if kind in ("429", "400"):
             return ("status", int(kind))
+        if kind == "body":  # an HTTP body that is no chat completion (cut off, an HTML error page)
+            return ("raw", value)
         return value if kind == "raw" else (kind, value)
 
 

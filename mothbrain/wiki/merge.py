@@ -15,8 +15,9 @@ Per proposal, all or nothing:
   written, so the wiki is as before and the proposal stays accepted;
 * in a git wiki, the merge is one commit of just those pages, with the proposal id in its message.
 
-`revert` undoes a merge byte for byte: `git revert` of its commit in a git wiki, else the kept old
-bytes are put back — only when the pages are still what the merge wrote.
+`revert` undoes a merge byte for byte — only when the pages are still what the merge wrote: in a git wiki
+its pages go back to their bytes before the merge commit, committed alone (pages a person has staged
+stay staged, out of the commit), else the kept old bytes are put back.
 """
 
 from __future__ import annotations
@@ -190,7 +191,7 @@ def merge_one(
             _run_git(top, "reset", "-q", "--", *rels)  # unstage: the person's next commit must not sweep it up
             failed = _put_back(written)
             return "", f"{exc}; " + ("; ".join(failed) if failed else "the pages were put back"), ""
-        shutil.rmtree(keep, ignore_errors=True)  # committed: `git revert` is the way back, the copy would only pile up
+        shutil.rmtree(keep, ignore_errors=True)  # committed: git holds the way back, the copy would only pile up
     record_chain(cfg, chain, plan)
     return "merged", f"{len(plan)} page(s) written" + (f", commit {commit[:10]}" if commit else ""), commit
 
@@ -294,6 +295,51 @@ def rebase(entry: dict[str, Any], current_sha: str, chain: dict) -> list[dict[st
     return None
 
 
+def _git_revert(top: Path, proposal_id: int, commit: str) -> str:
+    """Undo a merge commit on its own pages only: `git revert` would refuse (or sweep up) pages a person
+    has staged, so each page goes back to its bytes before the commit and just those are committed."""
+    short = commit[:10]
+    try:
+        changed = _git(top, "diff-tree", "--no-commit-id", "--name-status", "-r", "-z", commit).split("\0")
+    except MothError as exc:
+        raise MothError(f"cannot read merge commit {short} (proposal {proposal_id}): {exc}") from None
+    pages = list(zip(changed[0::2], changed[1::2]))  # (status, path from the repository's top)
+    restore = []
+    for status, rel in pages:
+        target = top / rel
+        now = target.read_bytes() if target.is_file() else None
+        merged = None if status == "D" else _git_bytes(top, f"{commit}:{rel}")
+        if now != merged:
+            raise MothError(
+                f"{rel} changed since proposal {proposal_id} was merged (commit {short}); nothing was reverted "
+                "— undo it by hand"
+            )
+        restore.append((target, None if status == "A" else _git_bytes(top, f"{commit}^:{rel}")))
+    failed = _put_back(restore)
+    rels = [rel for _, rel in pages]
+    try:
+        if failed:
+            raise MothError("; ".join(failed))
+        _git(top, "add", "-A", "--", *rels)
+        message = f"mothbrain wiki: revert proposal {proposal_id}"
+        _git(top, "commit", "-q", "-m", message, "-m", f"This reverts commit {commit}.", "--", *rels)
+    except MothError as exc:  # put the merged pages back: the wiki stays as the merge left it
+        _put_back([(top / rel, None if status == "D" else _git_bytes(top, f"{commit}:{rel}")) for status, rel in pages])
+        _run_git(top, "reset", "-q", "--", *rels)
+        raise MothError(
+            f"reverting proposal {proposal_id} (commit {short}) failed ({exc}); nothing was changed"
+        ) from None
+    return f"reverted commit {short} ({len(pages)} page(s))"
+
+
+def _git_bytes(top: Path, spec: str) -> bytes:
+    """The bytes of `rev:path` as checked out (line-end and other filters applied), to compare with the file."""
+    r = subprocess.run(["git", "-C", str(top), "cat-file", "--filters", spec], capture_output=True)
+    if r.returncode != 0:
+        raise MothError(f"git cat-file {spec} failed: {r.stderr.decode('utf-8', 'replace').strip()[:200]}")
+    return r.stdout
+
+
 def revert(cfg: Config, proposal_id: int) -> dict[str, Any]:
     """Undo a merged proposal; returns what was done."""
     p = queue.get(cfg, proposal_id)
@@ -308,15 +354,7 @@ def revert(cfg: Config, proposal_id: int) -> dict[str, Any]:
                 f"proposal {proposal_id} was merged as commit {p['merge_commit'][:10]}, but {root} is "
                 "no longer a git repository; restore it from your backup"
             )
-        r = _run_git(top, "revert", "--no-edit", p["merge_commit"])
-        if r.returncode != 0:
-            _run_git(top, "revert", "--abort")
-            why = ((r.stderr or r.stdout).strip() or "no detail").splitlines()[0][:200]
-            raise MothError(
-                f"git revert of {p['merge_commit'][:10]} (proposal {proposal_id}) failed ({why}); nothing was "
-                "changed — revert it by hand"
-            )
-        how = f"git revert of {p['merge_commit'][:10]}"
+        how = _git_revert(top, proposal_id, p["merge_commit"])
     else:
         folder = _merge_dir(cfg, proposal_id)
         try:

@@ -60,6 +60,7 @@ class Page:
     sections: list[Section]
     mtime: float
     updated: float | None = None  # front matter updated/date, when it says
+    meta: dict = field(default_factory=dict)  # the front matter as read (lang, tags, ...)
 
     @property
     def stem(self) -> str:
@@ -109,6 +110,10 @@ class Wiki:
         for p in self.pages:  # stems first, so a title never shadows another page's file name
             self._by_name.setdefault(norm(p.stem), p)
             self._by_name.setdefault(norm(p.rel.rsplit(".", 1)[0]), p)
+        for p in self.pages:  # then trailing paths ([[b/Fig]] for a/b/Fig.md), as Obsidian writes them
+            parts = p.rel.rsplit(".", 1)[0].split("/")
+            for k in range(2, len(parts)):
+                self._by_name.setdefault(norm("/".join(parts[-k:])), p)
         for p in self.pages:
             for n in p.names():
                 self._by_name.setdefault(norm(n), p)
@@ -192,6 +197,7 @@ def parse_page(rel: str, text: str, digest: str = "", mtime: float = 0.0) -> Pag
         sections=sections,
         mtime=mtime,
         updated=_meta_time(meta),
+        meta=meta,
     )
 
 

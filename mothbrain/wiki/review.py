@@ -10,8 +10,9 @@ to a person (`mothbrain proposals accept|reject ID`).
 Every review is kept (queue table `reviews`) with its requests, tokens and seconds — the project's
 only API spend, shown in the briefing. Nothing is lost to a bad reviewer: a timeout, a refused
 connection or a rate limit that outlasts the SDK's retries (429 honours Retry-After, with back-off)
-ends the run with the proposals still pending; an answer that is not the asked-for JSON is recorded as
-an error and the proposal stays pending for the next run.
+ends the run with the proposals still pending and fails the stage (ReviewerUnavailable: the wiki
+chain exits non-zero); an answer that is not the asked-for JSON — cut off, not JSON, not even a chat
+completion — is recorded as an error and the proposal stays pending for the next run.
 """
 
 from __future__ import annotations
@@ -67,6 +68,15 @@ MAX_ERRORS = 3  # errors one reviewer may have on a proposal before it is left t
 
 class ReviewerDown(Exception):
     """The reviewer cannot be reached (or keeps refusing); the run stops, nothing is decided."""
+
+
+class ReviewerUnavailable(MothError):
+    """The run stopped because the reviewer is down: a failed stage (cron and the chain exit non-zero),
+    with the report of what was reviewed before it stopped."""
+
+    def __init__(self, message: str, report: ReviewReport):
+        super().__init__(message)
+        self.report = report
 
 
 @dataclass
@@ -146,6 +156,13 @@ class OpenAIReviewer:
             )
         except openai.APIStatusError as exc:
             raise ReviewerDown(f"answered HTTP {exc.status_code} ({_short(exc)})") from None
+        except ValueError as exc:  # a body that is no JSON at all (cut off, an HTML error page): this answer
+            return Verdict(
+                "error",
+                f"unreadable answer: not a chat completion ({_short(exc)}); left pending",
+                requests=self.requests - before,
+                seconds=round(time.perf_counter() - t0, 3),
+            )
         usage = getattr(resp, "usage", None)
         verdict = Verdict(
             "error",
@@ -155,11 +172,15 @@ class OpenAIReviewer:
             requests=self.requests - before,
             seconds=round(time.perf_counter() - t0, 3),
         )
+        choice = None
         try:
-            content = resp.choices[0].message.content
-            verdict.decision, verdict.reason = parse_verdict(content)
+            choice = resp.choices[0]
+            verdict.decision, verdict.reason = parse_verdict(choice.message.content)
         except (ValueError, AttributeError, IndexError, TypeError) as exc:
-            verdict.reason = f"unreadable answer ({_short(exc)}); left pending"
+            cut = getattr(choice, "finish_reason", "") == "length"
+            verdict.reason = (
+                f"unreadable answer ({'cut off at max_tokens: ' if cut else ''}{_short(exc)}); left pending"
+            )
         return verdict
 
     def _create(self, messages):
@@ -289,6 +310,9 @@ def run_review(cfg: Config, reviewer=None, sleep=time.sleep) -> ReviewReport:
             )
             break
     report.left_pending = len(todo) - report.decisions.get("accept", 0) - report.decisions.get("reject", 0)
+    if report.decisions.get("down"):
+        decided = report.decisions.get("accept", 0) + report.decisions.get("reject", 0)
+        raise ReviewerUnavailable(f"{report.stopped} ({decided} decided before it stopped)", report)
     return report
 
 

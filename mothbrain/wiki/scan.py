@@ -3,12 +3,10 @@
 Four kinds, each with a patch against the page's content hash (mothbrain.wiki.patches), a rationale, a
 score and its provenance (model, adapter version, embedder, time):
 
-crosslink  page A mentions page B's title or alias in plain prose but does not link it. Candidates are
-           the unlinked mentions only (a word-n-gram lookup in one pass over each page, never all pairs);
-           each is scored by a logistic model fitted on the wiki's own existing links (positives) and
-           unlinked mentions (negatives), on: embedding similarity of A and B, shared link neighbours,
-           whether B links back, how common the name is across pages, its length and case. This is
-           Wikipedia's "add a link" recipe: the wiki teaches what it links.
+crosslink  page A mentions, in plain prose, a phrase the wiki uses for page B (its title, an alias, its
+           file name, or the words of any link to it) but does not link it. Wikipedia's "add a link"
+           recipe, in mothbrain.wiki.crosslinks: the wiki's own links teach which phrases to link, how
+           often (link probability) and to which page when a phrase names several.
 split      a page whose ## sections fall into two groups (at least two sections each) that are far apart:
            sections within a group at least wiki.split_min_gap more alike (mean cosine) than sections
            across. The group without the first section moves to a new page; each page links the other.
@@ -33,7 +31,7 @@ import logging
 import math
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,13 +40,13 @@ import numpy as np
 from mothbrain.config import Config
 from mothbrain.core.clock import now_iso
 from mothbrain.errors import MothError, NothingToDo
-from mothbrain.wiki.pages import WORD, Page, Wiki, masked_prose, norm, read_wiki
+from mothbrain.wiki.crosslinks import crosslink_proposals
+from mothbrain.wiki.pages import Page, Wiki, masked_prose, norm, read_wiki
 from mothbrain.wiki.patches import edit, file_create, file_edit, make_patch
 
 log = logging.getLogger(__name__)
 
 EMBED_CHARS = 400  # of each section's prose embedded (about 100 words: its start says what it is about)
-MAX_NAME_WORDS = 6
 
 
 # --------------------------------------------------------------------------- the wiki and its vectors
@@ -144,203 +142,6 @@ def _prose(text: str) -> str:
     from mothbrain.wiki.pages import _visible
 
     return " ".join(_visible(text)[0].split())
-
-
-# --------------------------------------------------------------------------- crosslinks
-
-FEATURES = ("similarity", "shared_neighbours", "links_back", "name_rarity", "name_words", "capitalised")
-
-
-@dataclass
-class Mention:
-    source: int  # page index
-    target: int
-    start: int
-    end: int
-    anchor: str
-    linked: bool  # an existing link (training positive) or a plain mention (candidate)
-    features: np.ndarray = field(default_factory=lambda: np.zeros(len(FEATURES)))
-
-
-def _name_index(wiki: Wiki) -> dict[str, int]:
-    """Normalised name → page index; a name two pages share is nobody's (ambiguous, never proposed)."""
-    owners: dict[str, set[int]] = {}
-    for i, p in enumerate(wiki.pages):
-        for n in p.names():
-            key = norm(n)
-            if key and len(key) >= 3:
-                owners.setdefault(key, set()).add(i)
-    return {k: next(iter(v)) for k, v in owners.items() if len(v) == 1}
-
-
-def find_mentions(wiki: Wiki) -> tuple[list[Mention], dict[str, int]]:
-    """Every existing link and every first unlinked mention of another page's name, with how many
-    pages use each name (linked or not)."""
-    names = _name_index(wiki)
-    index = {p.rel: i for i, p in enumerate(wiki.pages)}
-    mentions: list[Mention] = []
-    pages_using: dict[str, int] = {}
-    for a, page in enumerate(wiki.pages):
-        used: set[str] = set()
-        linked: set[int] = set()
-        for link in page.links:
-            target = wiki.resolve(link.target)
-            if target is None:
-                continue
-            b = index[target.rel]
-            used.add(norm(link.visible))
-            if b != a and b not in linked:
-                linked.add(b)
-                mentions.append(Mention(a, b, link.start, link.end, link.visible, True))
-        masked = masked_prose(page)
-        words = [(m.start(), m.end(), m.group(0).lower()) for m in WORD.finditer(masked)]
-        proposed: set[int] = set()
-        i = 0
-        while i < len(words):
-            step = 1
-            for n in range(min(MAX_NAME_WORDS, len(words) - i), 0, -1):
-                span = words[i : i + n]
-                if any(masked[x[1] : y[0]] not in (" ", "-") for x, y in zip(span, span[1:])):
-                    continue  # the words must run on, not across a line, a link or punctuation
-                key = " ".join(w for *_, w in span)
-                b = names.get(key)
-                if b is None:
-                    continue
-                used.add(key)
-                step = n
-                if b != a and b not in linked and b not in proposed:
-                    proposed.add(b)
-                    s, e = span[0][0], span[-1][1]
-                    mentions.append(Mention(a, b, s, e, page.text[s:e], False))
-                break
-            i += step
-        for key in used:
-            pages_using[key] = pages_using.get(key, 0) + 1
-    return mentions, pages_using
-
-
-def mention_features(wiki: Wiki, vecs: Vectors, mentions: list[Mention], pages_using: dict[str, int]) -> None:
-    out: dict[int, set[int]] = {}
-    into: dict[int, set[int]] = {}
-    for m in mentions:
-        if m.linked:
-            out.setdefault(m.source, set()).add(m.target)
-            into.setdefault(m.target, set()).add(m.source)
-    n_pages = max(1, len(wiki.pages))
-    for m in mentions:
-        a, b = m.source, m.target
-        near_a = (out.get(a, set()) | into.get(a, set())) - {a, b}
-        near_b = (out.get(b, set()) | into.get(b, set())) - {a, b}
-        shared = len(near_a & near_b) / math.sqrt(max(1, len(near_a)) * max(1, len(near_b)))
-        key = norm(m.anchor)
-        rarity = -math.log((pages_using.get(key, 1)) / n_pages)
-        m.features = np.array(
-            [
-                vecs.sim(a, b),
-                shared,
-                1.0 if a in out.get(b, set()) else 0.0,
-                rarity / math.log(n_pages + 1),
-                min(len(key.split()), 4) / 4,
-                1.0 if m.anchor[:1].isupper() else 0.0,
-            ],
-            dtype=np.float64,
-        )
-
-
-@dataclass
-class LinkModel:
-    """Logistic regression on standardised FEATURES; `fitted_on` says what taught it."""
-
-    weights: np.ndarray
-    bias: float
-    mean: np.ndarray
-    scale: np.ndarray
-    fitted_on: str
-
-    def score(self, x: np.ndarray) -> np.ndarray:
-        z = ((x - self.mean) / self.scale) @ self.weights + self.bias
-        return 1.0 / (1.0 + np.exp(-z))
-
-
-# Used until the wiki has enough links of its own to learn from (weights on standardised features).
-PRIOR = LinkModel(
-    weights=np.array([2.0, 1.5, 0.5, 1.0, 0.3, 0.3]),
-    bias=-0.5,
-    mean=np.array([0.35, 0.1, 0.1, 0.5, 0.4, 0.5]),
-    scale=np.array([0.15, 0.15, 0.3, 0.2, 0.2, 0.5]),
-    fitted_on="built-in prior (fewer than 20 links or 20 plain mentions to learn from)",
-)
-
-
-def fit_link_model(mentions: list[Mention], steps: int = 400, l2: float = 1e-2) -> LinkModel:
-    """Class-balanced logistic regression by gradient descent: existing links vs plain mentions."""
-    pos = [m.features for m in mentions if m.linked]
-    neg = [m.features for m in mentions if not m.linked]
-    if len(pos) < 20 or len(neg) < 20:
-        return PRIOR
-    x = np.array(pos + neg)
-    y = np.array([1.0] * len(pos) + [0.0] * len(neg))
-    w_class = np.where(y == 1, 0.5 / len(pos), 0.5 / len(neg))
-    mean, scale = x.mean(0), np.maximum(x.std(0), 1e-6)
-    z = (x - mean) / scale
-    w, b = np.zeros(z.shape[1]), 0.0
-    for _ in range(steps):
-        p = 1.0 / (1.0 + np.exp(-(z @ w + b)))
-        g = (p - y) * w_class
-        w -= 1.0 * (z.T @ g + l2 * w)
-        b -= 1.0 * g.sum()
-    return LinkModel(w, float(b), mean, scale, f"{len(pos)} existing links and {len(neg)} plain mentions")
-
-
-def crosslink_proposals(cfg: Config, wiki: Wiki, vecs: Vectors) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    mentions, pages_using = find_mentions(wiki)
-    mention_features(wiki, vecs, mentions, pages_using)
-    model = fit_link_model(mentions)
-    candidates = [m for m in mentions if not m.linked]
-    scores = model.score(np.array([m.features for m in candidates])) if candidates else np.zeros(0)
-    per_page: dict[int, list[tuple[float, Mention]]] = {}
-    for s, m in zip(scores, candidates):
-        if s >= cfg.wiki.crosslink_threshold:
-            per_page.setdefault(m.source, []).append((float(s), m))
-    out = []
-    for a, found in per_page.items():
-        found.sort(key=lambda t: -t[0])
-        for s, m in found[: cfg.wiki.max_crosslinks_per_page]:
-            out.append(_crosslink(wiki, m, s))
-    info = {
-        "link_model": model.fitted_on,
-        "candidates": len(candidates),
-        "scores": [round(float(s), 4) for s in scores],
-        "candidate_pairs": [(wiki.pages[m.source].rel, wiki.pages[m.target].rel) for m in candidates],
-    }
-    return out, info
-
-
-def link_markup(target: Page, anchor: str) -> str:
-    name = target.rel.rsplit(".", 1)[0]  # the file name resolves in every wiki tool
-    return f"[[{name}]]" if anchor == name else f"[[{name}|{anchor}]]"
-
-
-def _crosslink(wiki: Wiki, m: Mention, score: float) -> dict[str, Any]:
-    a, b = wiki.pages[m.source], wiki.pages[m.target]
-    f = dict(zip(FEATURES, m.features))
-    reason = (
-        f"'{m.anchor}' names [[{b.title}]] but is not linked; the pages are similar (cosine "
-        f"{f['similarity']:.2f}), share {f['shared_neighbours']:.0%} of their link neighbours"
-        + (", and it links back" if f["links_back"] else "")
-    )
-    files = [file_edit(a.rel, a.sha256, [edit(m.start, m.end, m.anchor, link_markup(b, m.anchor))])]
-    return {
-        "kind": "crosslink",
-        "target": a.rel,
-        "source_title": a.title,
-        "text": f"link '{m.anchor}' in {a.title} to {b.title}",
-        "score": round(score, 4),
-        "rationale": reason,
-        "patch": make_patch(files, {a.rel: a.text}),
-        "fingerprint": f"crosslink:{a.rel}->{b.rel}",
-        "detail": {"anchor": m.anchor, "to": b.rel, "features": {k: round(float(v), 4) for k, v in f.items()}},
-    }
 
 
 # --------------------------------------------------------------------------- splits

@@ -330,7 +330,9 @@ def test_a_reviewer_that_times_out_or_answers_garbage_loses_nothing(tmp_path, re
     _stage_all(cfg, truth)
     n = len(queue.list_proposals(cfg, status="pending"))
     FakeOpenAI.script = [("raw", "I think it's fine!"), ("raw", "{not json"), ("sleep", 3.0)]
-    report = review.run_review(_with_reviewer(cfg, reviewer_url, retries=0, timeout=1.0))
+    with pytest.raises(review.ReviewerUnavailable) as down:
+        review.run_review(_with_reviewer(cfg, reviewer_url, retries=0, timeout=1.0))
+    report = down.value.report
     assert report.decisions == {"error": 2, "down": 1} and "unreachable" in report.stopped
     assert len(queue.list_proposals(cfg, status="pending")) == n  # every one still waits
     # Once it is back, the next run decides them all.
@@ -343,9 +345,47 @@ def test_a_reviewer_that_is_down_stops_the_run_and_decides_nothing(tmp_path, sma
     truth, cfg = small_wiki(tmp_path)
     _stage_all(cfg, truth)
     n = len(queue.list_proposals(cfg, status="pending"))
-    report = review.run_review(_with_reviewer(cfg, "http://127.0.0.1:9/v1", retries=0))
+    with pytest.raises(review.ReviewerUnavailable, match="unreachable") as down:
+        review.run_review(_with_reviewer(cfg, "http://127.0.0.1:9/v1", retries=0))
+    report = down.value.report
     assert report.decisions == {"down": 1} and report.left_pending == n
     assert len(queue.list_proposals(cfg, status="pending")) == n
+
+
+def test_a_cut_off_or_non_json_answer_is_an_error_for_that_proposal_never_a_traceback(
+    tmp_path, reviewer_url, small_wiki
+):
+    truth, cfg = small_wiki(tmp_path)
+    _stage_all(cfg, truth)
+    n = len(queue.list_proposals(cfg, status="pending"))
+    FakeOpenAI.script = [
+        ("body", b'{"id": "chatcmpl-1", "object": "chat.completion", "choices": [{"mess'),  # the body cut off
+        ("body", b"<html><body>502 Bad Gateway</body></html>"),  # a proxy's page, not JSON
+        ("raw", '{"decision": "acc'),  # the answer cut off inside the JSON
+    ]
+    report = review.run_review(_with_reviewer(cfg, reviewer_url, retries=0))
+    assert report.decisions == {"error": 3, "accept": n - 3} and not report.stopped
+    assert len(queue.list_proposals(cfg, status="pending")) == 3  # each waits for the next run
+
+
+def test_a_reviewer_that_is_down_makes_the_wiki_chain_exit_non_zero(tmp_path, state_home):
+    generate_wiki(tmp_path / "wiki", pages=40, seed=1, hide=0.3, planted=0.05)
+    args = ["--set", f"wiki.path={tmp_path / 'wiki'}", "--set", "wiki.openings=extract"]
+    args += [
+        "--set",
+        "schedule.wiki.stages=[wiki_scan, wiki_review, wiki_merge]",
+        "--set",
+        "schedule.send_briefing=false",
+    ]
+    args += ["--set", "wiki.reviewer_url=http://127.0.0.1:9/v1", "--set", "wiki.reviewer_model=judge"]
+    args += ["--set", "wiki.reviewer_max_retries=0"]
+    r = CliRunner().invoke(main, ["run", "wiki", "--json", *args])
+    assert r.exit_code != 0, r.output
+    record = json.loads(r.output[: r.output.rindex("}") + 1])
+    assert [s["status"] for s in record["stages"]][:2] == ["ok", "failed"], record["stages"]
+    assert "unreachable" in record["stages"][1]["error"] and not record["stages"][1].get("traceback")
+    r = CliRunner().invoke(main, ["wiki", "review", *args])  # by hand: a clean message, no traceback
+    assert r.exit_code != 0 and "unreachable" in r.output and "Traceback" not in r.output
 
 
 def test_the_local_reviewer_accepts_only_high_scoring_crosslinks_and_leaves_the_rest(tmp_path, small_wiki):
@@ -497,3 +537,140 @@ def test_a_proposal_the_reviewer_refuses_is_skipped_after_three_tries_and_blocks
     assert len(queue.list_proposals(cfg, status="accepted")) == n - 1
     with pytest.raises(Exception, match="no wiki proposals waiting"):  # left to a person now
         review.run_review(cfg)
+
+
+# --------------------------------------------------------------------------- crosslinks the way the wiki links
+
+
+def _write(root: Path, pages: dict[str, str]) -> None:
+    for rel, text in pages.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text, encoding="utf-8")
+
+
+SKY = "The planet circles the sun; its orbit, the solar system, the night sky and the telescope."
+LAB = "The metal is toxic; a chemical element, liquid in the thermometer, weighed in the laboratory."
+
+
+def test_a_phrase_the_wiki_links_to_several_pages_goes_to_the_one_that_fits(tmp_path):
+    root = tmp_path / "wiki"
+    pages = {
+        "Mercury (planet).md": f"# Mercury (planet)\n\n{SKY}\n",
+        "Mercury (element).md": f"# Mercury (element)\n\n{LAB}\n",
+        "Elements.md": f"# Elements\n\n{LAB}\n",
+    }
+    for i in range(3):  # the wiki's own links teach that "Mercury" means either page
+        pages[f"Sky {i}.md"] = f"# Sky {i}\n\n[[Mercury (planet)|Mercury]] rises. {SKY}\n"
+    pages["Lab 0.md"] = f"# Lab 0\n\n[[Mercury (element)|mercury]] spills. {LAB}\n"
+    pages["Dusk.md"] = f"# Dusk\n\nMercury is low at dusk. {SKY}\n"
+    pages["Thermometers.md"] = f"# Thermometers\n\nOld ones hold mercury. {LAB} [[Elements]]\n"
+    _write(root, pages)
+    cfg = _cfg(tmp_path / "state", root, "wiki.crosslink_threshold=0")
+    wiki = read_wiki(root)
+    found, _ = scan.crosslink_proposals(cfg, wiki, scan.embed_wiki(cfg, wiki))
+    to = {(p["target"], p["detail"]["anchor"]): p for p in found}
+    assert to[("Dusk.md", "Mercury")]["detail"]["to"] == "Mercury (planet).md"  # most often linked, and alike
+    lab = to[("Thermometers.md", "mercury")]
+    assert lab["detail"]["to"] == "Mercury (element).md"  # the rarer sense wins where the page is about it
+    assert lab["patch"]["files"][0]["edits"][0]["new"] == "[[Mercury (element)|mercury]]"
+    assert "of 2 it could mean" in lab["rationale"]
+
+
+def test_links_are_written_as_the_wiki_writes_them_and_never_cross_languages(tmp_path):
+    root = tmp_path / "wiki"
+    _write(
+        root,
+        {
+            "en/notes/Venus.md": "# Venus\n\nThe second planet from the sun, bright at dusk.\n",
+            "fr/notes/Venus.md": "# Venus\n\nLa deuxième planète du système solaire, brillante le soir.\n",
+            "en/Comet.md": "# Comet\n\nA comet has a tail of ice and dust lit by the sun.\n",
+            "en/Sky.md": "# Sky\n\nAt dusk Venus shines, and a comet may pass the sun.\n",
+            "fr/Ciel.md": "# Ciel\n\nLe soir, Venus brille; une comet passe parfois.\n",
+        },
+    )
+    cfg = _cfg(tmp_path / "state", root, "wiki.crosslink_threshold=0")
+    wiki = read_wiki(root)
+    found, _ = scan.crosslink_proposals(cfg, wiki, scan.embed_wiki(cfg, wiki))
+    made = {(p["target"], p["detail"]["to"]): p["patch"]["files"][0]["edits"][0]["new"] for p in found}
+    # A file name shared by two files is written with the shortest path that tells them apart; a unique
+    # one by its name alone (Obsidian's default); each resolves back to its page.
+    assert made[("en/Sky.md", "en/notes/Venus.md")] == "[[en/notes/Venus|Venus]]"
+    assert made[("en/Sky.md", "en/Comet.md")] == "[[Comet|comet]]"
+    assert made[("fr/Ciel.md", "fr/notes/Venus.md")] == "[[fr/notes/Venus|Venus]]"
+    assert wiki.resolve("en/notes/Venus").rel == "en/notes/Venus.md"
+    assert wiki.resolve("fr/notes/Venus").rel == "fr/notes/Venus.md"
+    # fr/ never links into en/ (nor the other way), though "comet" is named there.
+    assert not [pair for pair in made if pair[0].split("/")[0] != pair[1].split("/")[0]], made
+
+
+def test_language_comes_from_front_matter_or_folders_and_a_lone_code_folder_is_just_a_folder(tmp_path):
+    from mothbrain.wiki.crosslinks import page_languages, same_language
+
+    root = tmp_path / "wiki"
+    _write(root, {"it/Plan.md": "# Plan\n", "de/Haus.md": "# Haus\n", "zh-CN/Note.md": "# Note\n"})
+    _write(root, {"Misc.md": "---\nlang: fr-CA\n---\n# Misc\n"})
+    wiki = read_wiki(root)
+    assert dict(zip((p.rel for p in wiki.pages), page_languages(wiki))) == {
+        "Misc.md": "fr-ca",
+        "de/Haus.md": "de",
+        "it/Plan.md": "it",
+        "zh-CN/Note.md": "zh-cn",
+    }
+    lone = tmp_path / "lone"
+    _write(lone, {"it/Plan.md": "# Plan\n", "Home.md": "# Home\n"})  # an "it" folder alone: IT, not Italian
+    assert page_languages(read_wiki(lone)) == ["", ""]
+    assert same_language("en", "en-gb") and not same_language("zh-cn", "zh-tw") and same_language("", "fr")
+
+
+def test_links_mothbrain_merged_teach_nothing_to_the_next_scan(tmp_path):
+    from mothbrain.wiki import crosslinks
+
+    root = tmp_path / "wiki"
+    _write(
+        root,
+        {
+            "Compost.md": "# Compost\n\nRotting leaves feed the soil.\n",
+            "Garden.md": "# Garden\n\nThe beds get a load of compost heap each spring.\n",
+            "Orchard.md": "# Orchard\n\nThe trees get compost heap too.\n",
+        },
+    )
+    cfg = _cfg(tmp_path / "state", root, "wiki.crosslink_threshold=0")
+    found, _ = scan.crosslink_proposals(cfg, read_wiki(root), scan.embed_wiki(cfg, read_wiki(root)))
+    garden = next(p for p in found if p["target"] == "Garden.md")
+    garden["patch"]["detail"] = garden.pop("detail")
+    (pid,) = queue.add_proposals(cfg, [garden])
+    queue.set_status(cfg, pid, "accepted")
+    assert merge.run_merge(cfg).merged == [pid]
+    assert "[[Compost|compost]] heap" in (root / "Garden.md").read_text()
+    # The queue says who made that link: it is no positive and teaches no anchor.
+    ours = crosslinks.merged_by_us(cfg)
+    assert ours == {("Garden.md", "Compost.md")}
+    wiki = read_wiki(root)
+    anchors = crosslinks.anchor_dictionary(wiki, ours)
+    assert "compost" not in anchors.linked
+    mentions, _ = crosslinks.find_mentions(wiki, scan.embed_wiki(cfg, wiki), ours)
+    (link,) = [m for m in mentions if m.linked]
+    assert link.ours and wiki.pages[link.source].rel == "Garden.md"
+    # Counted as the wiki's own, the same link would have taught "compost" → Compost.
+    assert "compost" in crosslinks.anchor_dictionary(wiki, set()).linked
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="no git binary")
+def test_revert_touches_only_its_own_pages_when_others_are_staged(tmp_path, small_wiki):
+    truth, cfg = small_wiki(tmp_path, git=True)
+    root = tmp_path / "wiki"
+    ids, _ = _stage_all(cfg, truth)
+    before = _snapshot(root)
+    queue.set_status(cfg, ids["crosslink"], "accepted")
+    assert merge.run_merge(cfg).merged == [ids["crosslink"]]
+    page = queue.get(cfg, ids["crosslink"])["target"]
+    other = next(rel for rel in before if rel != page and rel.endswith(".md"))
+    (root / other).write_text(before[other].decode() + "\nA person's edit, staged.\n")
+    (root / "New idea.md").write_text("# New idea\n\nStaged, not committed.\n")
+    _git(root, "add", other, "New idea.md")
+    merge.revert(cfg, ids["crosslink"])
+    assert (root / page).read_bytes() == before[page]  # the merge undone byte for byte
+    assert _git(root, "show", "--name-only", "--format=", "HEAD").splitlines() == [page]  # its page only
+    assert sorted(_git(root, "diff", "--cached", "--name-only").splitlines()) == sorted([other, "New idea.md"])
+    assert (root / other).read_text().endswith("A person's edit, staged.\n")
+    assert queue.get(cfg, ids["crosslink"])["merge_state"] == "reverted"
