@@ -95,7 +95,8 @@ def _read(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _alive(pid: Any) -> bool:
+def pid_alive(pid: Any) -> bool:
+    """Whether `pid` is a live process on this host (ops/runs.py reads run records with it too)."""
     if not isinstance(pid, int) or pid <= 0:
         return False
     try:
@@ -112,7 +113,7 @@ def running_stage(cfg) -> dict[str, Any] | None:
     data = _read(progress_path(cfg))
     if not data.get("stage"):
         return None
-    if data.get("host") == socket.gethostname() and not _alive(data.get("pid")):
+    if data.get("host") == socket.gethostname() and not pid_alive(data.get("pid")):
         return None  # killed: its file stayed behind
     return data
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import logging
-import os
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from mothbrain.core import paths
 from mothbrain.core.atomic import save_json
 from mothbrain.core.clock import now_iso, parse_time
+from mothbrain.core.progress import pid_alive
 
 if TYPE_CHECKING:
     from mothbrain.config import Config
@@ -151,7 +151,7 @@ def settled_runs(cfg: Config) -> list[dict[str, Any]]:
     host = socket.gethostname()
     runs = load_runs(cfg)
     for rec in runs:
-        if rec.get("status") == "running" and rec.get("host") == host and not _alive(rec.get("pid")):
+        if rec.get("status") == "running" and rec.get("host") == host and not pid_alive(rec.get("pid")):
             mark_killed(rec, f"process {rec.get('pid')} is gone: the run died without a clean exit")
     return runs
 
@@ -164,18 +164,6 @@ def mark_killed(rec: dict[str, Any], note: str) -> None:
             st["status"] = "failed"
             st["error"] = "the run was killed during this stage (no clean exit; see its log)"
     rec.setdefault("warnings", []).append(note)
-
-
-def _alive(pid: Any) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's live process
-    return True
 
 
 def new_run_id(cfg: Config, chain: str) -> str:
