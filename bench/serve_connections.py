@@ -27,6 +27,9 @@ from pathlib import Path
 
 import httpx
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from older_code import extract_package  # noqa: E402
+
 REPO = Path(__file__).resolve().parent.parent
 TOKEN = "bench-token-0123456789abcdef"
 
@@ -167,12 +170,7 @@ def main() -> None:
         root = Path(tmp)
         trees = [("after", REPO)]
         if args.before:
-            old = root / "before"
-            old.mkdir()
-            archive = subprocess.run(
-                ["git", "-C", str(REPO), "archive", args.before, "mothbrain"], capture_output=True, check=True
-            )
-            subprocess.run(["tar", "-x", "-C", str(old)], input=archive.stdout, check=True)
+            old = extract_package(args.before, root / "before")
             trees.insert(0, (f"before ({args.before})", old))
         print(f"{args.slow} slow-header connections on loopback, server ulimit -n 1024 (soft)")
         for label, code in trees:

@@ -26,6 +26,9 @@ import time
 import zipfile
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from older_code import extract_package  # noqa: E402
+
 REPO = Path(__file__).resolve().parent.parent
 MiB, GiB = 1 << 20, 1 << 30
 
@@ -147,12 +150,7 @@ def main() -> None:
         )
         trees = [("after", REPO, 600.0, False)]
         if args.before:
-            old = root / "before"
-            old.mkdir()
-            archive = subprocess.run(
-                ["git", "-C", str(REPO), "archive", args.before, "mothbrain"], capture_output=True, check=True
-            )
-            subprocess.run(["tar", "-x", "-C", str(old)], input=archive.stdout, check=True)
+            old = extract_package(args.before, root / "before")
             trees.insert(0, (f"before ({args.before})", old, args.before_timeout, True))
         for name, export in (("2 GiB zip bomb", bomb), (f"{args.padding_mib} MiB whitespace-padded export", padded)):
             print(name)
