@@ -368,15 +368,20 @@ def test_a_cut_off_or_non_json_answer_is_an_error_for_that_proposal_never_a_trac
     assert len(queue.list_proposals(cfg, status="pending")) == 3  # each waits for the next run
 
 
-def test_a_reviewer_that_is_down_makes_the_wiki_chain_exit_non_zero(tmp_path, state_home):
-    generate_wiki(tmp_path / "wiki", pages=40, seed=1, hide=0.3, planted=0.05)
-    args = ["--set", f"wiki.path={tmp_path / 'wiki'}", "--set", "wiki.openings=extract"]
-    args += [
-        "--set",
+def _wiki_chain_args(wiki) -> list[str]:
+    """--set overrides for `mothbrain run wiki` on `wiki`: extracted openings, the three stages, no email."""
+    sets = [
+        f"wiki.path={wiki}",
+        "wiki.openings=extract",
         "schedule.wiki.stages=[wiki_scan, wiki_review, wiki_merge]",
-        "--set",
         "schedule.send_briefing=false",
     ]
+    return [arg for s in sets for arg in ("--set", s)]
+
+
+def test_a_reviewer_that_is_down_makes_the_wiki_chain_exit_non_zero(tmp_path, state_home):
+    generate_wiki(tmp_path / "wiki", pages=40, seed=1, hide=0.3, planted=0.05)
+    args = _wiki_chain_args(tmp_path / "wiki")
     args += ["--set", "wiki.reviewer_url=http://127.0.0.1:9/v1", "--set", "wiki.reviewer_model=judge"]
     args += ["--set", "wiki.reviewer_max_retries=0"]
     r = CliRunner().invoke(main, ["run", "wiki", "--json", *args])
@@ -405,13 +410,7 @@ def test_the_local_reviewer_accepts_only_high_scoring_crosslinks_and_leaves_the_
 
 def test_the_wiki_chain_scans_reviews_and_merges_from_the_cli(tmp_path, state_home):
     generate_wiki(tmp_path / "wiki", pages=80, seed=1, hide=0.3, planted=0.05)
-    args = ["--set", f"wiki.path={tmp_path / 'wiki'}", "--set", "wiki.openings=extract"]
-    args += [
-        "--set",
-        "schedule.wiki.stages=[wiki_scan, wiki_review, wiki_merge]",
-        "--set",
-        "schedule.send_briefing=false",
-    ]
+    args = _wiki_chain_args(tmp_path / "wiki")
     r = CliRunner().invoke(main, ["run", "wiki", "--json", *args])
     assert r.exit_code == 0, r.output
     record = json.loads(r.output[: r.output.rindex("}") + 1])
