@@ -43,7 +43,7 @@ def main() -> None:
     from peft import LoraConfig, get_peft_model
 
     from mothbrain.config import load_config
-    from mothbrain.dream.stage import generate_batched
+    from mothbrain.models.generation import generate_batched
     from mothbrain.models.loading import load_base_model, load_tokenizer
     from mothbrain.models.location import ensure_base_model
     from mothbrain.models.tiny import iter_source_texts

@@ -68,7 +68,7 @@ def phase_ingest(cfg_path: str) -> dict:
 
 def phase_read_back(cfg_path: str) -> dict:
     from mothbrain.config import load_config
-    from mothbrain.ingest.stage import iter_documents
+    from mothbrain.store.documents import iter_documents
 
     t0 = time.perf_counter()
     n = chars = 0

@@ -148,7 +148,7 @@ def load_phase(url: str, n: int, concurrency: int, max_tokens: int, time_limit: 
 
 def direct_baseline(engine, n: int, max_tokens: int) -> dict:
     from mothbrain.data.format import voice_name
-    from mothbrain.serve.app import render_chat, trim_at_stop
+    from mothbrain.models.generation import render_chat, trim_at_stop
 
     voice = voice_name(engine.cfg)
     lat = []
@@ -223,7 +223,7 @@ def main() -> None:
         cfg = prepare(home, args.tiny_steps)
         os.environ["MOTHBRAIN_API_TOKEN"] = TOKEN  # what `ask` sends to System 1
         url = f"http://127.0.0.1:{args.port}"
-        from mothbrain.serve.app import TransformersEngine
+        from mothbrain.models.generation import TransformersEngine
 
         # The baseline runs before and after the HTTP phases (never during them); the faster run
         # counts, so a noisy neighbour on a shared machine penalises neither side alone.

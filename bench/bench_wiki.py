@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO / "bench"))
 from wikigen import generate_wiki, stand_in_reviewer  # noqa: E402
 
 from mothbrain.config import load_config  # noqa: E402
-from mothbrain.dream import proposals as queue  # noqa: E402
+from mothbrain.proposals import queue  # noqa: E402
 from mothbrain.wiki import merge, review, scan  # noqa: E402
 from mothbrain.wiki.pages import read_wiki  # noqa: E402
 

@@ -573,7 +573,7 @@ def proposals_list(cfg: Config, as_json: bool, status: str | None, limit: int | 
 
     from rich.console import Console
 
-    from mothbrain.dream.proposals import list_proposals
+    from mothbrain.proposals.queue import list_proposals
     from mothbrain.report import cut_at_word, format_cell, render_table
 
     rows = list_proposals(cfg, status=status, limit=limit, kind=kind)
@@ -614,7 +614,7 @@ def proposals_show(cfg: Config, as_json: bool, proposal_id: int) -> None:
     """Show one proposal in full, with its prompt."""
     import json
 
-    from mothbrain.dream.proposals import get
+    from mothbrain.proposals.queue import get
 
     p = get(cfg, proposal_id)
     if as_json:
@@ -652,7 +652,7 @@ def _review(status: str) -> Callable:
     def command(cfg: Config, as_json: bool, proposal_id: int, note: str, force: bool) -> None:
         import json
 
-        from mothbrain.dream.proposals import set_status
+        from mothbrain.proposals.queue import set_status
 
         p = set_status(cfg, proposal_id, status, note, force=force)
         click.echo(json.dumps(p, indent=2, ensure_ascii=False) if as_json else f"proposal {proposal_id}: {status}")
@@ -685,7 +685,7 @@ def proposals_export(cfg: Config, as_json: bool, out: str | None) -> None:
     """Write the accepted proposals (only those) as JSON lines for the coordinating model."""
     import json
 
-    from mothbrain.dream.proposals import export_accepted
+    from mothbrain.proposals.queue import export_accepted
 
     path, n = export_accepted(cfg, out)
     click.echo(json.dumps({"path": str(path), "accepted": n}) if as_json else f"{n} accepted proposal(s) → {path}")

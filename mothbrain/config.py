@@ -20,11 +20,24 @@ from typing import Any, Literal
 
 import yaml
 
-from mothbrain.core.clock import parse_pinned_time
-
 SCHEMA_VERSION = 1
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "demo.yaml"
+
+
+def parse_pinned_time(value: Any) -> float | None:
+    """`ingest.now` as seconds since the epoch: None when empty (the clock), else an ISO 8601 time
+    ("2025-05-20", "2025-05-20T00:00:00Z"; no zone means UTC). Raises ValueError when unreadable."""
+    if value in (None, ""):
+        return None
+    if isinstance(value, datetime.date) and not isinstance(value, datetime.datetime):  # YAML reads 2025-05-20 as a date
+        value = datetime.datetime(value.year, value.month, value.day)
+    if isinstance(value, str):
+        text = value.strip()
+        value = datetime.datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
+    if not isinstance(value, datetime.datetime):
+        raise ValueError(f"not a time: {value!r}")
+    return (value if value.tzinfo else value.replace(tzinfo=datetime.timezone.utc)).timestamp()
 
 
 class ConfigError(Exception):

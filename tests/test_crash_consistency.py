@@ -43,7 +43,7 @@ HARNESS = textwrap.dedent("""
 
     import mothbrain.data.dataset as data_dataset
     import mothbrain.data.stage as data_stage
-    import mothbrain.dream.proposals as proposals
+    import mothbrain.proposals.queue as proposals
     import mothbrain.ingest.stage as ingest_stage
     import mothbrain.promote as promote
     from mothbrain.config import load_config
@@ -115,7 +115,7 @@ def _weekly(tmp_path: Path, kill: str) -> subprocess.CompletedProcess:
 
 def _check_consistent(cfg, home: Path, after: str) -> dict:
     """What any command sees after the kill: a valid ledger, the link agreeing with it, no orphan version."""
-    from mothbrain.promote import reconcile_current
+    from mothbrain.core.current import reconcile_current
 
     ledger_file = home / "versions.json"
     if not ledger_file.exists():
@@ -157,8 +157,8 @@ def test_kill_9_at_every_stage_start_and_middle_loses_nothing(tmp_path, state_ho
     assert len(fingerprints) == 1  # every rerun rebuilt (or kept) the same data set
     assert v["dataset"]["fingerprint"] in next(iter(fingerprints))
 
-    from mothbrain.dream.proposals import list_proposals
     from mothbrain.ops.runs import load_runs
+    from mothbrain.proposals.queue import list_proposals
 
     assert len(list_proposals(cfg)) == v["dream"]["proposals"] == 2  # the killed dream's, not twice
     runs = load_runs(cfg)

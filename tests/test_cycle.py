@@ -67,7 +67,7 @@ def test_weekly_chain_runs_the_whole_cycle(demo_cfg, state_home):
     assert (state_home / "adapters" / "current").resolve() == adapter.resolve()
 
     # Proposals were staged, not applied.
-    from mothbrain.dream.proposals import list_proposals
+    from mothbrain.proposals.queue import list_proposals
 
     staged = list_proposals(cfg)
     assert staged and all(p["adapter_version"] == v["id"] for p in staged)

@@ -152,7 +152,7 @@ def test_a_real_directory_named_current_is_never_overwritten(state_home):
 
 def test_gate_rules():
     from mothbrain.config import GateConfig
-    from mothbrain.promote import gate_checks
+    from mothbrain.core.gate import gate_checks
 
     gate = GateConfig()
     ok = PASSING_EVAL
@@ -368,7 +368,7 @@ FIRST = {  # a first version's figures: no accepted data, a base that reads plai
 
 def test_a_first_version_s_data_is_judged_against_the_base_on_plain_english():
     from mothbrain.config import GateConfig
-    from mothbrain.promote import gate_checks
+    from mothbrain.core.gate import gate_checks
 
     gate = GateConfig()
 
@@ -435,7 +435,7 @@ def test_the_gate_decides_from_intervals_and_says_when_the_material_cannot_decid
     """No count tuned to a corpus: an interval above 0 passes, one below the smallest effect worth having
     fails (the material says no), one that reaches both is undecided ("not enough held-out material")."""
     from mothbrain.config import GateConfig
-    from mothbrain.promote import gate_checks
+    from mothbrain.core.gate import gate_checks
 
     gate = GateConfig()
 

@@ -33,6 +33,7 @@ from mothbrain.config import REPO_ROOT, Config
 from mothbrain.core import paths
 from mothbrain.core.openai_client import chat
 from mothbrain.errors import MothError
+from mothbrain.models.generation import local_engine
 
 log = logging.getLogger(__name__)
 
@@ -147,26 +148,11 @@ def fill_template(template: str, values: dict[str, str]) -> str:
 # --------------------------------------------------------------------------- talking to endpoints
 
 
-_ENGINES: dict[str, Any] = {}
-_ENGINE_LOCK = threading.Lock()
-
-
-def _local_engine(cfg: Config):
-    """System 1 in this process (the tiny demo model, or a box without `mothbrain serve`), loaded once."""
-    from mothbrain.serve.app import TransformersEngine
-
-    key = f"{paths.state_dir(cfg)}|{cfg.model.base}"
-    with _ENGINE_LOCK:
-        if key not in _ENGINES:
-            _ENGINES[key] = TransformersEngine(cfg)
-        return _ENGINES[key]
-
-
 def ask_system1(cfg: Config, question: str) -> tuple[str, dict[str, Any]]:
     c = cfg.coordinator
     messages = [{"role": "user", "content": question}]
     if c.system1_url:
-        from mothbrain.serve.app import ADAPTER_HEADER, MODEL_ID, load_token
+        from mothbrain.core.api import ADAPTER_HEADER, MODEL_ID, load_token
 
         try:
             token = load_token(cfg)
@@ -187,9 +173,9 @@ def ask_system1(cfg: Config, question: str) -> tuple[str, dict[str, Any]]:
         )
         return text.strip(), {"adapter": headers.get(ADAPTER_HEADER.lower(), "?"), "via": c.system1_url}
     from mothbrain.data.format import voice_name
-    from mothbrain.serve.app import render_chat, trim_at_stop
+    from mothbrain.models.generation import render_chat, trim_at_stop
 
-    engine = _local_engine(cfg)
+    engine = local_engine(cfg)
     engine.reload_if_changed()
     prompt, stops = render_chat(messages, voice_name(cfg))
     raw = engine.generate([prompt], c.system1_max_tokens, c.system1_temperature, 0.95, stops)[0]
@@ -310,7 +296,7 @@ def _import_once() -> None:
     import openai  # noqa: F401
     from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer  # noqa: F401
 
-    from mothbrain import serve  # noqa: F401
+    from mothbrain.models import generation  # noqa: F401
 
 
 def ask(cfg: Config, question: str, *, log_exchange: bool = True) -> AskResult:

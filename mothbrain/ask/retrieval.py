@@ -66,7 +66,7 @@ def chunk(title: str, text: str, limit: int = PASSAGE_CHARS) -> list[str]:
 
 
 def wiki_passages(cfg: Config) -> list[Passage]:
-    from mothbrain.ingest.stage import iter_documents
+    from mothbrain.store.documents import iter_documents
 
     out: list[Passage] = []
     for doc in iter_documents(cfg):
@@ -106,7 +106,7 @@ def load_index(cfg: Config) -> Index:
     import numpy as np
     import torch
 
-    from mothbrain.ask.embeddings import load_embedder
+    from mothbrain.models.embeddings import load_embedder
 
     embedder = load_embedder(cfg)
     passages = wiki_passages(cfg)

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import time
-from typing import Any
+
+from mothbrain.config import parse_pinned_time
 
 DAY = 86400.0  # seconds
 
@@ -24,21 +25,6 @@ def parse_time(value: str | None) -> _dt.datetime | None:
     except (TypeError, ValueError):
         return None
     return t if t.tzinfo else t.replace(tzinfo=_dt.timezone.utc)
-
-
-def parse_pinned_time(value: Any) -> float | None:
-    """`ingest.now` as seconds since the epoch: None when empty (the clock), else an ISO 8601 time
-    ("2025-05-20", "2025-05-20T00:00:00Z"; no zone means UTC). Raises ValueError when unreadable."""
-    if value in (None, ""):
-        return None
-    if isinstance(value, _dt.date) and not isinstance(value, _dt.datetime):  # YAML reads 2025-05-20 as a date
-        value = _dt.datetime(value.year, value.month, value.day)
-    if isinstance(value, str):
-        text = value.strip()
-        value = _dt.datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
-    if not isinstance(value, _dt.datetime):
-        raise ValueError(f"not a time: {value!r}")
-    return (value if value.tzinfo else value.replace(tzinfo=_dt.timezone.utc)).timestamp()
 
 
 def reference_now(cfg) -> float:

@@ -42,7 +42,7 @@ class Unit:
 
 def stored_units(cfg: Config, cache: DocCache) -> list[Unit]:
     """The stored shards in stream order, each with its cached results when they are still valid."""
-    from mothbrain.ingest.stage import shard_lines, stored_shards
+    from mothbrain.store.documents import shard_lines, stored_shards
 
     if not (paths.ingest_dir(cfg) / "manifest.json").exists():
         raise NothingToDo(f"no ingested documents: run `mothbrain ingest` first or check sources in {cfg.config_path}")
@@ -82,7 +82,7 @@ def process_batch(items: list[Document | tuple[str, tuple]]) -> BatchResult:
     parsing happens in the workers. A batch never spans two shards and the set is per batch, so a
     shard's results do not depend on other shards or on which process ran it: they can be cached.
     """
-    from mothbrain.ingest.stage import decode_stored
+    from mothbrain.store.documents import decode_stored
 
     cfg, sources, matcher, count_tokens = _WORKER  # type: ignore[misc]
     seen: set[str] = set()

@@ -328,7 +328,7 @@ def _run_preprocess(
     input_key = ""
     cache = None
     if documents is None:
-        from mothbrain.ingest.stage import stored_state
+        from mothbrain.store.documents import stored_state
 
         state, _ = stored_state(cfg)
         if state:

@@ -1,1 +1,1 @@
-"""The dream stage and the proposals queue it stages its text in."""
+"""The dream stage: the new adapter free-associates on wiki pages and recent material into the proposals queue."""

@@ -20,34 +20,20 @@ CUDA — or when chosen explicitly — else transformers `generate` on the 4-bit
 from __future__ import annotations
 
 import importlib.util
-import random
 import re
 import time
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mothbrain.config import Config
 from mothbrain.core.ledger import open_ledger
-from mothbrain.data.format import is_voice, render_prompt, turn_speaker, voice_roles
+from mothbrain.data.prompts import STYLES, build_prompts
 from mothbrain.errors import MothError, NothingToDo
+from mothbrain.models.generation import generate_batched
 
-STYLES = ("free_association", "reminds_me", "continue_thread")
 DREAMABLE = ("trained", "evaluated", "promoted")  # statuses whose adapter may dream
-EXCERPT_CHARS = 480  # a page excerpt: a paragraph or two, cut at a sentence end
-TURN_CHARS = 400  # each turn of a rendered thread keeps its last this-many characters
-POOL_SIZE = 400  # documents kept (reservoir-sampled) per kind, so a huge corpus costs no memory
-_SENTENCE_END = re.compile(r"(?<=[.!?…])\s+")
 _NEXT_TURN = re.compile(r"\n\s*[\w .'-]{1,40}:")  # "\nUser:" — the thread moved on to someone else
-
-
-@dataclass
-class Prompt:
-    text: str
-    style: str
-    source: str  # document id
-    source_title: str
 
 
 @dataclass
@@ -97,8 +83,8 @@ def _short(text: str, n: int) -> str:
 
 
 def run_dream(cfg: Config, version: str | None = None) -> DreamReport:
-    from mothbrain.ask.embeddings import load_embedder
-    from mothbrain.dream.proposals import add_proposals, list_proposals
+    from mothbrain.models.embeddings import load_embedder
+    from mothbrain.proposals.queue import add_proposals, list_proposals
 
     ledger = open_ledger(cfg)
     version, adapter = pick_version(cfg, version)
@@ -180,119 +166,6 @@ def pick_version(cfg: Config, version: str | None) -> tuple[str, Path]:
 # --------------------------------------------------------------------------- prompts
 
 
-def _reservoir(items: Iterable[Any], k: int, rng: random.Random) -> list[Any]:
-    out: list[Any] = []
-    for n, it in enumerate(items):
-        if n < k:
-            out.append(it)
-        elif (j := rng.randrange(n + 1)) < k:
-            out[j] = it
-    return out
-
-
-def excerpt(text: str, rng: random.Random, limit: int = EXCERPT_CHARS) -> str:
-    """A paragraph of the text (chosen by `rng`), extended or cut to about `limit` chars at sentence ends."""
-    paras = [
-        p.strip() for p in re.split(r"\n[ \t]*\n", text) if len(p.strip()) >= 40 and not p.lstrip().startswith("#")
-    ]
-    if not paras:
-        paras = [text.strip()]
-    start = rng.randrange(len(paras))
-    out = ""
-    for p in paras[start:]:
-        for sent in _SENTENCE_END.split(p):
-            if out and len(out) + len(sent) + 1 > limit:
-                return out
-            out = (out + " " + sent).strip() if out else sent[:limit]
-    return out
-
-
-def render_thread(doc, voice: set[str], turns: int) -> str | None:
-    """The end of a conversation as "Speaker: text" lines, ending with the voice's own prefix.
-
-    The voice answers the last other speaker: trailing voice turns are dropped. None when the
-    conversation has no voice turn (we would not know whose prefix to end with) or no other turn.
-    """
-    ts = [t for t in doc.turns if t.text.strip() and t.role.strip().lower() not in ("system", "tool", "function")]
-    voiced = [is_voice(t, voice) for t in ts]
-    if not any(voiced):
-        return None
-    name = turn_speaker(ts[voiced.index(True)])
-    while ts and voiced[len(ts) - 1]:
-        ts = ts[:-1]
-    if not ts:
-        return None
-    shown = []
-    for t in ts[-max(1, turns) :]:
-        text = " ".join(t.text.split())
-        shown.append((turn_speaker(t), text if len(text) <= TURN_CHARS else "…" + text[-TURN_CHARS:]))
-    return render_prompt(shown, name)
-
-
-def build_prompts(cfg: Config, n: int, seed: int | None = None) -> tuple[list[Prompt], list[str]]:
-    """`n` prompts in the configured styles, in turn, and the material they came from (for novelty).
-
-    Pages: every wiki page plus recent writing and chat snippets; threads: recent conversations
-    (all conversations when nothing is recent). Text is redacted like training data.
-    """
-    from mothbrain.data.redact import redact
-    from mothbrain.ingest.stage import iter_documents
-
-    for s in cfg.dream.styles:
-        if s not in STYLES:
-            raise MothError(f"dream.styles: unknown style {s!r} (known: {', '.join(STYLES)})")
-    rng = random.Random(cfg.dream.seed if seed is None else seed)
-    recent_docs = _reservoir(iter_documents(cfg, since_days=cfg.ingest.since_days), POOL_SIZE, rng)
-    recent_ids = {d.doc_id for d in recent_docs}
-    wiki = _reservoir(
-        (d for d in iter_documents(cfg) if d.kind == "wiki" and d.doc_id not in recent_ids), POOL_SIZE, rng
-    )
-    threads_any = (
-        []
-        if any(d.turns for d in recent_docs)
-        else _reservoir((d for d in iter_documents(cfg) if d.turns), POOL_SIZE, rng)
-    )
-    sources = {s.name: s for s in cfg.sources}
-
-    def clean(text: str) -> str:
-        return redact(text, cfg.preprocess.redaction)[0] if cfg.preprocess.redaction.enabled else text
-
-    pages: list[tuple[str, str, str]] = []  # (excerpt, doc id, title)
-    for d in wiki + [d for d in recent_docs if d.kind != "wiki"]:
-        body = d.text if d.text.strip() else "\n\n".join(t.text for t in d.turns)
-        if body.strip():
-            pages.append((clean(excerpt(body, rng)), d.doc_id, d.title))
-    threads: list[tuple[str, str, str]] = []
-    for d in [d for d in recent_docs if d.turns] or threads_any:
-        rendered = render_thread(d, voice_roles(cfg, sources.get(d.source)), cfg.preprocess.context_turns or 4)
-        if rendered:
-            threads.append((clean(rendered), d.doc_id, d.title or d.doc_id))
-    rng.shuffle(pages)
-    rng.shuffle(threads)
-
-    prompts: list[Prompt] = []
-    styles = list(cfg.dream.styles) or list(STYLES)
-    used = {"page": 0, "thread": 0}
-    for i in range(n):
-        style = styles[i % len(styles)]
-        if style == "continue_thread" and not threads:
-            style = "free_association"  # no conversation to continue: dream on a page instead
-        pool, key = (threads, "thread") if style == "continue_thread" else (pages, "page")
-        if not pool and threads:  # no page to dream on (only conversations, none recent): continue one instead
-            style, pool, key = "continue_thread", threads, "thread"
-        if not pool:
-            break
-        text, doc_id, title = pool[used[key] % len(pool)]  # cycle when there are fewer items than prompts
-        used[key] += 1
-        if style == "free_association":
-            text = (f"{title}\n\n" if title else "") + f"{text}\n\nFree association:"
-        elif style == "reminds_me":
-            text = f"{text}\n\nThis reminds me of"
-        prompts.append(Prompt(text=text, style=style, source=doc_id, source_title=title))
-    corpus = [p[0] for p in pages]
-    return prompts, corpus
-
-
 # A role label of the training format ("Assistant:", "user:") the model may echo; never part of a dream.
 _ROLE_LABEL = re.compile(r"(?i)(?:^|(?<=\s))(?:assistant|user|system|human)\s*:")
 _NEXT_ROLE_TURN = re.compile(r"(?i)\n\s*(?:assistant|user|system|human)\s*:")
@@ -334,72 +207,6 @@ def select_backend(choice: str, device: str, has_vllm: bool) -> str:
             raise MothError("dream.backend is 'vllm' but the device is CPU; vLLM needs CUDA — set dream.backend: auto")
         return "vllm"
     return "vllm" if has_vllm and device == "cuda" else "transformers"
-
-
-def generate_batched(
-    model,
-    tokenizer,
-    prompts: list[str],
-    *,
-    batch_size: int,
-    max_new_tokens: int,
-    temperature: float,
-    top_p: float,
-    seed: int,
-    sort_by_length: bool = True,
-    max_prompt_tokens: int | None = None,
-    progress: Callable[[int], None] | None = None,
-) -> tuple[list[str], int]:
-    """Sampled continuations of `prompts` (in their order) and the number of tokens generated.
-
-    Prompts are sorted by length and left-padded in batches of `batch_size`: one `generate` call per
-    batch, and similar lengths keep padding (wasted compute) small. Counted tokens stop at EOS.
-    """
-    import torch
-
-    if not prompts:
-        return [], 0
-    device = next(model.parameters()).device
-    lengths = [len(tokenizer(p)["input_ids"]) for p in prompts]
-    order = sorted(range(len(prompts)), key=lambda i: lengths[i]) if sort_by_length else list(range(len(prompts)))
-    limit = max_prompt_tokens or max(1, _context_length(model) - max_new_tokens)
-    side, tside = tokenizer.padding_side, tokenizer.truncation_side
-    tokenizer.padding_side, tokenizer.truncation_side = "left", "left"  # keep the prompt's end, next to the answer
-    torch.manual_seed(seed)
-    texts: list[str] = [""] * len(prompts)
-    total = 0
-    eos = tokenizer.eos_token_id
-    try:
-        for start in range(0, len(order), max(1, batch_size)):
-            idx = order[start : start + max(1, batch_size)]
-            enc = tokenizer(
-                [prompts[i] for i in idx], return_tensors="pt", padding=True, truncation=True, max_length=limit
-            ).to(device)
-            with torch.inference_mode():
-                out = model.generate(
-                    **enc,
-                    do_sample=temperature > 0,
-                    temperature=max(temperature, 1e-5),
-                    top_p=top_p,
-                    max_new_tokens=max_new_tokens,
-                    pad_token_id=tokenizer.pad_token_id,
-                    eos_token_id=eos,
-                )
-            new = out[:, enc["input_ids"].shape[1] :].tolist()
-            for i, row in zip(idx, new):
-                n = row.index(eos) + 1 if eos in row else len(row)
-                total += n
-                texts[i] = tokenizer.decode(row[:n], skip_special_tokens=True)
-            if progress:
-                progress(len(idx))
-    finally:
-        tokenizer.padding_side, tokenizer.truncation_side = side, tside
-    return texts, total
-
-
-def _context_length(model) -> int:
-    cfg = getattr(model, "config", None)
-    return int(getattr(cfg, "max_position_embeddings", 0) or 4096)
 
 
 def _generate_transformers(cfg: Config, adapter: Path, version: str, prompts: list[str]) -> tuple[list[str], int]:
@@ -489,7 +296,7 @@ def _free() -> None:
 
 def score_texts(embedder, texts: list[str], prompts: list[str], corpus: list[str]) -> tuple[list, list]:
     """(novelty, relevance) per text: 1 − highest cosine similarity to the material, and similarity to its prompt."""
-    from mothbrain.ask.embeddings import cosine
+    from mothbrain.models.embeddings import cosine
 
     if not texts:
         return [], []

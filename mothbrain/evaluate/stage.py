@@ -75,7 +75,7 @@ class EvalReport:
         return f"eval {self.version} (vs base" + (f" and current {cur})" if cur else ")")
 
     def rows(self) -> list[dict[str, Any]]:
-        from mothbrain.promote import check_status
+        from mothbrain.core.gate import check_status
 
         f = self.figures
         has_cur = bool(f.get("current_version"))
@@ -182,14 +182,15 @@ class EvalReport:
 
 
 def run_eval(cfg: Config, version: str | None = None) -> EvalReport:
+    from mothbrain.core.current import adapter_is_complete
     from mothbrain.data.dataset import load_latest_dataset
-    from mothbrain.models.loading import adapter_is_complete, load_model_with_adapters, load_tokenizer
+    from mothbrain.models.loading import load_model_with_adapters, load_tokenizer
 
     t0 = time.perf_counter()
     for m in cfg.eval.probe_modes:
         if m not in MODES:
             raise MothError(f"eval.probe_modes: unknown mode {m!r} (known: {', '.join(MODES)})")
-    from mothbrain.promote import reconcile_current
+    from mothbrain.core.current import reconcile_current
 
     reconcile_current(cfg)  # compare with the current adapter the ledger names, link agreeing
     ledger = open_ledger(cfg)
@@ -331,7 +332,7 @@ def run_eval(cfg: Config, version: str | None = None) -> EvalReport:
 
 def show_eval(cfg: Config, version: str | None = None) -> EvalReport:
     """A version's recorded eval figures (default: the newest evaluated) with the gate's checks on them."""
-    from mothbrain.promote import gate_checks
+    from mothbrain.core.gate import gate_checks
 
     ledger = open_ledger(cfg)
     entry = ledger.get(version) if version else ledger.latest(("evaluated", "promoted", "rejected"))
@@ -552,8 +553,9 @@ def knowledge_probes(cfg: Config, meta: dict[str, Any], dataset) -> list[dict[st
 
 def surprise(cfg: Config, model, tokenizer, who: list[str], warnings: list[str]) -> dict[str, Any]:
     """The surprise rate of the adapter (and current), with its thresholds and reference."""
-    from mothbrain.ask.embeddings import load_embedder
-    from mothbrain.dream.stage import build_prompts, generate_batched
+    from mothbrain.data.prompts import build_prompts
+    from mothbrain.models.embeddings import load_embedder
+    from mothbrain.models.generation import generate_batched
 
     e = cfg.eval
     out: dict[str, Any] = {

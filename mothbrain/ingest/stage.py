@@ -3,10 +3,8 @@
     mothbrain ingest            # new and changed files only
     mothbrain ingest --full     # re-read everything
 
-Layout under paths.ingest_dir(cfg):
-    manifest.json                     per source: its signature and, per file, size/mtime (quick check),
-                                      content hash, shard, document count and a per-day histogram
-    shards/<source>/<file>-<id>.jsonl the Documents read from one source file, one JSON per line
+The store's layout (manifest and shards) and its readers are mothbrain/store/documents.py; this stage is
+its only writer.
 
 A file whose size and mtime are unchanged is not opened. One whose bytes changed is re-read into a
 new shard (temp file + fsync + rename), so a crash mid-run leaves every earlier shard intact; the
@@ -16,7 +14,7 @@ A file gone from the source drops its shard; a change of a source's kind or path
 What is stored is redacted first (secrets and personal data, `preprocess.redaction`; the counts go to
 the manifest and the report), and the store is private: folders 0700, shards 0600.
 
-`iter_documents(cfg, since_days)` streams the stored documents back for preprocess.
+`mothbrain.store.documents.iter_documents(cfg, since_days)` streams the stored documents back.
 """
 
 from __future__ import annotations
@@ -26,7 +24,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import signal
 import threading
 import time
@@ -39,22 +36,27 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from mothbrain.config import Config, RedactionConfig, SourceConfig, to_dict
+from mothbrain.config import Config, RedactionConfig, SourceConfig
 from mothbrain.core import paths
 from mothbrain.core.atomic import describe_write_error, write_atomically
-from mothbrain.core.clock import DAY, reference_now
-from mothbrain.core.jsonfast import dumps_compact, loads
+from mothbrain.core.clock import DAY
 from mothbrain.core.workers import pool_context, worker_count
 from mothbrain.data.redact import redact_document
 from mothbrain.errors import MothError
 from mothbrain.sources import Problems, Reader, get_reader, list_files
 from mothbrain.sources.limits import FileRefused, file_limit
-from mothbrain.sources.records import Document
+from mothbrain.store.documents import (
+    doc_line,
+    load_manifest,
+    open_private,
+    remove_orphans,
+    save_manifest,
+    shard_name,
+    source_signature,
+)
 
 log = logging.getLogger(__name__)
 
-MANIFEST_VERSION = 1
-READERS_VERSION = 1  # bump when a reader's output changes: every source is then re-read once
 SAVE_EVERY_S = 5.0  # how often the manifest is checkpointed during a long run
 SHOW_PROBLEMS = 20  # problems per source kept in the report for display
 
@@ -163,84 +165,6 @@ class IngestReport:
 # --------------------------------------------------------------------------- manifest and shards
 
 
-def _manifest_path(cfg: Config) -> Path:
-    return paths.ingest_dir(cfg) / "manifest.json"
-
-
-def _load_manifest(cfg: Config, notes: list[str]) -> dict[str, Any]:
-    p = _manifest_path(cfg)
-    empty = {"version": MANIFEST_VERSION, "sources": {}}
-    if not p.exists():
-        return empty
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        notes.append(f"{p}: unreadable ({type(exc).__name__}); rebuilding it by re-reading every source")
-        return empty
-    if (
-        not isinstance(data, dict)
-        or data.get("version") != MANIFEST_VERSION
-        or not isinstance(data.get("sources"), dict)
-    ):
-        notes.append(f"{p}: older or unknown format; re-reading every source")
-        return empty
-    return data
-
-
-def _save_manifest(cfg: Config, manifest: dict[str, Any]) -> None:
-    try:
-        write_atomically(_manifest_path(cfg), json.dumps(manifest, separators=(",", ":")))
-    except OSError as exc:
-        raise MothError(
-            f"ingest: cannot write {_manifest_path(cfg)} ({exc.strerror or exc}); "
-            "free disk space or fix permissions on the state directory, then run ingest again"
-        ) from None
-
-
-def _safe(name: str, limit: int = 80) -> str:
-    s = re.sub(r"[^\w.-]+", "_", name).strip("._") or "x"
-    return s[-limit:]
-
-
-def _source_dir(source: SourceConfig) -> str:
-    return f"{_safe(source.name, 60)}-{hashlib.sha1(source.name.encode()).hexdigest()[:8]}"
-
-
-def _shard_name(source: SourceConfig, rel: str) -> str:
-    return f"shards/{_source_dir(source)}/{_safe(rel)}-{hashlib.sha1(rel.encode()).hexdigest()[:12]}.jsonl"
-
-
-def _signature(cfg: Config, source: SourceConfig) -> dict[str, Any]:
-    # The redaction settings too: the store holds redacted text, so new settings (an `allow` entry) re-read it.
-    return {
-        "kind": source.kind,
-        "path": str(cfg.resolve_path(source.path)),
-        "readers": READERS_VERSION,
-        "redaction": to_dict(cfg.preprocess.redaction),
-    }
-
-
-def _doc_line(doc: Document, rel: str, problems: Problems) -> bytes:
-    """A Document as one JSON line (a hand-written asdict: this is the hot loop of a cold ingest)."""
-    data = {
-        "source": doc.source,
-        "kind": doc.kind,
-        "doc_id": doc.doc_id,
-        "title": doc.title,
-        "turns": [{"role": t.role, "text": t.text, "speaker": t.speaker} for t in doc.turns],
-        "text": doc.text,
-        "links": doc.links,
-        "meta": doc.meta,
-        "timestamp": doc.timestamp,
-    }
-    line = dumps_compact(data) + "\n"
-    try:
-        return line.encode("utf-8")
-    except UnicodeEncodeError:  # lone surrogates from a "\ud800" escape: not text, cannot be stored
-        problems.add(rel, doc.doc_id, "invalid Unicode (lone surrogate) replaced with '?'")
-        return line.encode("utf-8", "replace")
-
-
 # --------------------------------------------------------------------------- reading one file
 
 
@@ -303,7 +227,7 @@ def _ingest_file(
     redaction: RedactionConfig,
 ) -> tuple[dict, int, int]:
     """Read one file into its shard. Returns (manifest entry, documents read, bytes parsed)."""
-    shard = ingest_dir / _shard_name(source, rel)
+    shard = ingest_dir / shard_name(source, rel)
     shard.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     tmp = shard.with_name(shard.name + ".tmp")
     append = (
@@ -331,7 +255,7 @@ def _ingest_file(
     shard_keep = None
     redacted: Counter = Counter(old.get("redacted", {})) if append else Counter()
     try:
-        with _storing(_open_private, tmp) as out:
+        with _storing(open_private, tmp) as out:
             if append:
                 with (ingest_dir / old["shard"]).open("rb") as prev:
                     remaining = old["shard_keep"]
@@ -343,7 +267,7 @@ def _ingest_file(
                 redacted.update(redact_document(doc, redaction))  # nothing unredacted is stored
                 if doc.timestamp is None:  # "recent" then means the file's mtime when it was read
                     doc.meta["file_mtime"] = st.st_mtime
-                line = _doc_line(doc, rel, problems)
+                line = doc_line(doc, rel, problems)
                 day = str(int((doc.timestamp if doc.timestamp is not None else st.st_mtime) // DAY))
                 in_tail = reader.read_from is not None and doc.meta.get("line", 0) > scan.lines
                 if in_tail:
@@ -368,7 +292,7 @@ def _ingest_file(
         "mtime_ns": st.st_mtime_ns,
         "mtime": st.st_mtime,
         "hash": scan.digest,
-        "shard": _shard_name(source, rel),
+        "shard": shard_name(source, rel),
         "docs": n_docs + n_read,
         "days": {d: n for d, n in days.items() if n > 0},
         **({"redacted": dict(redacted)} if redacted else {}),
@@ -425,7 +349,7 @@ def run_ingest(cfg: Config, since: float | None = None, full: bool = False, prog
     except Timeout:
         raise MothError(f"another ingest is running (lock {root / 'ingest.lock'}); wait for it to finish") from None
     try:
-        manifest = _load_manifest(cfg, report.notes)
+        manifest = load_manifest(cfg, report.notes)
         bar = _Progress(progress)
         for source, src_path in checked:
             report.sources.append(_ingest_source(cfg, root, manifest, source, src_path, full, since_days, bar))
@@ -434,8 +358,8 @@ def run_ingest(cfg: Config, since: float | None = None, full: bool = False, prog
         for name in sorted(set(manifest["sources"]) - configured):
             report.dropped_sources.append(name)
             del manifest["sources"][name]
-        _save_manifest(cfg, manifest)
-        _remove_orphans(root, manifest)
+        save_manifest(cfg, manifest)
+        remove_orphans(root, manifest)
     finally:
         lock.release()
     report.seconds = time.perf_counter() - t0
@@ -463,7 +387,7 @@ def _ingest_source(
         problems.add(str(src_path), "config", f"unknown source kind {source.kind!r}; source skipped")
         stats.bad_records, stats.problems = problems.count, problems.items
         return stats
-    sig = _signature(cfg, source)
+    sig = source_signature(cfg, source)
     entry = manifest["sources"].get(source.name)
     if not isinstance(entry, dict) or entry.get("signature") != sig or not isinstance(entry.get("files"), dict):
         if isinstance(entry, dict) and isinstance(entry.get("files"), dict):
@@ -536,7 +460,7 @@ def _ingest_source(
         problems.count += count
         problems.items.extend(items[: max(0, problems.cap - len(problems.items))])
         if done["status"] == "store_failed":
-            _save_manifest(cfg, manifest)
+            save_manifest(cfg, manifest)
             raise MothError(
                 f"ingest: could not store {rel} of source '{source.name}' under {root}: {done['reason']}; "
                 "fix that and run ingest again (nothing stored was lost)"
@@ -564,7 +488,7 @@ def _ingest_source(
         files[rel] = new_entry
         bar.advance(source.name, rel)
         if time.monotonic() - last_save > SAVE_EVERY_S:
-            _save_manifest(cfg, manifest)
+            save_manifest(cfg, manifest)
             last_save = time.monotonic()
     for rel in sorted(set(files) - seen):
         shard = files.pop(rel).get("shard")
@@ -580,11 +504,6 @@ def _ingest_source(
     stats.redacted = dict(redacted)
     stats.bad_records, stats.problems = problems.count, problems.items
     return stats
-
-
-def _open_private(path: Path):
-    """`path` opened for writing with mode 0600 (only its owner reads the stored documents)."""
-    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb")
 
 
 class StoreFailed(Exception):
@@ -704,20 +623,6 @@ def _run_jobs(jobs: list[tuple], cfg: Config) -> Iterator[dict[str, Any]]:
         yield from pool.imap(_ingest_job, jobs)
 
 
-def _remove_orphans(root: Path, manifest: dict) -> None:
-    """Shards no manifest entry points at (a crash between shard and manifest, a dropped source)."""
-    shards = root / "shards"
-    if not shards.is_dir():
-        return
-    keep = {f.get("shard") for s in manifest["sources"].values() for f in s.get("files", {}).values()}
-    for p in shards.rglob("*"):
-        if p.is_file() and p.relative_to(root).as_posix() not in keep:
-            p.unlink(missing_ok=True)
-    for d in shards.iterdir():
-        if d.is_dir() and not any(d.iterdir()):
-            d.rmdir()
-
-
 class _Progress:
     """A rich progress line over files read (only when asked: cron logs want no bars)."""
 
@@ -743,145 +648,3 @@ class _Progress:
     def close(self) -> None:
         if self.p is not None:
             self.p.stop()
-
-
-# --------------------------------------------------------------------------- reading back
-
-
-def iter_documents(cfg: Config, since_days: float | None = None) -> Iterator[Document]:
-    """The stored documents of the configured sources, in config order; with `since_days`, only those
-    whose timestamp (or file mtime when they have none) falls within the last `since_days` days."""
-    cutoff = None if since_days is None else reference_now(cfg) - since_days * DAY
-    for line, where in iter_stored_lines(cfg, cutoff):
-        doc = decode_stored(line, where)
-        if doc is None:
-            continue
-        when = doc.timestamp if doc.timestamp is not None else doc.meta.get("file_mtime", where[2])
-        if cutoff is not None and when < cutoff:
-            continue
-        yield doc
-
-
-@dataclass(frozen=True)
-class StoredShard:
-    """One source file's stored documents (a JSONL shard), as preprocess sees it."""
-
-    source: str
-    name: str  # relative to the ingest folder (stable when the state folder moves)
-    path: Path
-    identity: str  # changes whenever the shard is rewritten or appended to (name, file hash, size, mtime)
-    mtime: float  # the source file's mtime (a document's time when it has none)
-    size: int  # bytes
-    days: tuple[int, ...]  # the days (since the epoch) its documents are from
-
-
-def stored_shards(cfg: Config) -> list[StoredShard]:
-    """The stored shards of the configured sources in stream order: config order of sources,
-    sorted files. Raises MothError when nothing is ingested or a source changed since its ingest."""
-    p = _manifest_path(cfg)
-    if not p.exists():
-        raise MothError(f"nothing ingested yet under {paths.ingest_dir(cfg)}; run `mothbrain ingest` first")
-    manifest = _load_manifest(cfg, notes := [])
-    if notes:
-        raise MothError(f"{notes[0]} — run `mothbrain ingest --full`")
-    root = paths.ingest_dir(cfg)
-    out = []
-    for source in cfg.sources:
-        entry = manifest["sources"].get(source.name)
-        if entry is None:
-            log.warning("source %r has not been ingested yet; run `mothbrain ingest`", source.name)
-            continue
-        if entry.get("signature") != _signature(cfg, source):
-            raise MothError(
-                f"source '{source.name}' changed (kind, path or redaction settings) since the last ingest; "
-                "run `mothbrain ingest` first"
-            )
-        for rel, f in sorted(entry["files"].items()):
-            shard = root / f["shard"]
-            try:
-                st = shard.stat()
-            except OSError as exc:
-                raise MothError(
-                    f"stored documents {shard} are missing ({exc.strerror}); run `mothbrain ingest --full`"
-                ) from None
-            identity = json.dumps(
-                [f["shard"], f.get("hash"), st.st_size, st.st_mtime_ns, entry.get("signature", {}).get("readers")]
-            )
-            out.append(
-                StoredShard(
-                    source.name,
-                    f["shard"],
-                    shard,
-                    identity,
-                    f.get("mtime", 0),
-                    st.st_size,
-                    tuple(int(d) for d in f.get("days", {})),
-                )
-            )
-    return out
-
-
-def shard_lines(shard: StoredShard) -> Iterator[tuple[str, tuple[str, int, float]]]:
-    """(raw JSON line, (shard, line number, file mtime)) of each document stored in `shard`."""
-    try:
-        fh = shard.path.open("r", encoding="utf-8")
-    except OSError as exc:
-        raise MothError(
-            f"stored documents {shard.path} are missing ({exc.strerror}); run `mothbrain ingest --full`"
-        ) from None
-    with fh:
-        name = str(shard.path)
-        for n, line in enumerate(fh, 1):
-            yield line, (name, n, shard.mtime)
-
-
-def iter_stored_lines(cfg: Config, cutoff: float | None = None) -> Iterator[tuple[str, tuple[str, int, float]]]:
-    """(raw JSON line, (shard, line number, file mtime)) of every stored document, in config order,
-    undecoded (`decode_stored` decodes one). With `cutoff`, files with nothing on or after it are skipped."""
-    for shard in stored_shards(cfg):
-        if cutoff is not None and not any(d >= int(cutoff // DAY) for d in shard.days):
-            continue  # nothing in this file is recent: don't open it
-        yield from shard_lines(shard)
-
-
-def stored_state(cfg: Config) -> tuple[str, int]:
-    """(digest, bytes) of the stored documents of the configured sources: the digest changes when
-    any shard is added, removed or rewritten (its manifest entry, size and mtime), so preprocess
-    can tell an unchanged archive from a changed one without reading it; the byte count lets it
-    decide up front whether the corpus is large enough for its worker processes. ("", 0) when
-    nothing is ingested or the manifest is unreadable."""
-    manifest = _load_manifest(cfg, [])
-    if not manifest["sources"]:
-        return "", 0
-    try:
-        root = paths.ingest_dir(cfg)
-        h = hashlib.blake2b(digest_size=16)
-        total = 0
-        for source in cfg.sources:
-            entry = manifest["sources"].get(source.name, {})
-            h.update(json.dumps([source.name, entry.get("signature")], sort_keys=True).encode())
-            for rel, f in sorted(entry.get("files", {}).items()):
-                try:
-                    st = (root / f["shard"]).stat()
-                    size, mtime = st.st_size, st.st_mtime_ns
-                except OSError:
-                    size, mtime = -1, 0
-                total += max(size, 0)
-                h.update(json.dumps([rel, f.get("hash"), f["shard"], size, mtime]).encode())
-        return h.hexdigest(), total
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return "", 0
-
-
-def decode_stored(line: str, where: tuple[str, int, float]) -> Document | None:
-    """A stored line back to its Document; a damaged line is logged (shard and line) and gives None."""
-    try:
-        return Document.from_json(loads(line))
-    except (ValueError, TypeError, AttributeError) as exc:
-        log.warning(
-            "%s line %d: damaged stored document skipped (%s); `mothbrain ingest --full` rebuilds it",
-            where[0],
-            where[1],
-            exc,
-        )
-        return None

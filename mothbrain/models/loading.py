@@ -13,9 +13,11 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from mothbrain.core.base_location import base_model_location
+from mothbrain.core.current import adapter_is_complete
 from mothbrain.errors import MothError
 from mothbrain.models.build_lock import MODEL_BUILD_LOCK
-from mothbrain.models.location import base_model_location, ensure_base_model
+from mothbrain.models.location import ensure_base_model
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +109,7 @@ def nf4_settings(quant) -> dict[str, Any]:
 def prepared_nf4(location: str, quant) -> str | None:
     """The NF4 copy of a prepared base (`models prepare`) when it was made with the settings `quant` asks
     for; None when there is none or it differs (the base is then quantized while it loads)."""
-    from mothbrain.models.location import MANIFEST, NF4_DIR
+    from mothbrain.core.base_location import MANIFEST, NF4_DIR
 
     folder = Path(location)
     if quant is None or not (folder / NF4_DIR / "config.json").is_file():
@@ -202,14 +204,6 @@ def load_base_model(cfg, *, location: str | None = None, for_training: bool = Fa
     if not for_training:
         model.eval()
     return model
-
-
-def adapter_is_complete(path: str | os.PathLike) -> bool:
-    """A finished adapter directory: PEFT config and weights present (checked before loading/serving)."""
-    p = Path(path)
-    return (p / "adapter_config.json").is_file() and any(
-        (p / n).is_file() for n in ("adapter_model.safetensors", "adapter_model.bin")
-    )
 
 
 def load_model_with_adapters(cfg, adapters: dict[str, str | os.PathLike], *, base=None):

@@ -135,7 +135,7 @@ def _config_source(cfg: Config) -> tuple[str, str]:
                 "(e.g. configs/qwen2.5-72b.config.json)"
             )
         return "file", str(p)
-    from mothbrain.models.location import base_model_location
+    from mothbrain.core.base_location import base_model_location
 
     loc = base_model_location(cfg)
     if isinstance(loc, Path):

@@ -35,10 +35,10 @@ from pathlib import Path
 from typing import Any
 
 from mothbrain.core.atomic import describe_write_error, free_space, replace_folder, write_json_atomically
+from mothbrain.core.base_location import MANIFEST, NF4_DIR, is_prepared, not_prepared_message, prepared_path
 from mothbrain.core.clock import now_iso
 from mothbrain.core.paths import models_dir
 from mothbrain.errors import MothError
-from mothbrain.models.location import MANIFEST, NF4_DIR, is_prepared, not_prepared_message, prepared_path
 
 FORMAT = 1  # manifest.json's layout version
 CHUNK = 8 * 2**20  # bytes per read when copying and hashing

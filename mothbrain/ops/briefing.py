@@ -143,7 +143,7 @@ def numeric_metrics(eval_figures: dict[str, Any], prefix: str = "") -> dict[str,
 
 
 def pending_proposals(cfg: Config) -> tuple[list[Any] | None, str]:
-    from mothbrain.dream.proposals import list_proposals
+    from mothbrain.proposals.queue import list_proposals
 
     try:
         return list(list_proposals(cfg, status="pending")), ""
@@ -154,7 +154,7 @@ def pending_proposals(cfg: Config) -> tuple[list[Any] | None, str]:
 def wiki_section(cfg: Config, now: _dt.datetime) -> Section | None:
     """Wiki proposals of the last day by kind (staged, accepted, merged, stale, ...) and the reviewer's API
     spend; None when the wiki-worker has never run."""
-    from mothbrain.dream.proposals import review_totals, wiki_activity
+    from mothbrain.proposals.queue import review_totals, wiki_activity
 
     since = (now - _dt.timedelta(days=1)).isoformat(timespec="seconds")
     try:
@@ -303,7 +303,7 @@ def gate_lines(versions: list[dict[str, Any]]) -> list[str]:
     """The newest decided version's decision and the checks that decided it, each with its figure:
     "held-out associations vs base: -0.680 [-1.113, -0.265] nats → fail". A refusal names its deciding checks;
     a promotion was decided by every check that ran (those not run are named, never counted as passes)."""
-    from mothbrain.promote import check_status
+    from mothbrain.core.gate import check_status
 
     v = next((v for v in reversed(versions) if (v.get("promotion") or {}).get("checks")), None)
     if v is None:
@@ -331,7 +331,7 @@ def gate_lines(versions: list[dict[str, Any]]) -> list[str]:
 def _verdict(check: dict[str, Any]) -> str:
     """A gate check's verdict as the briefing prints it: pass, FAIL, UNDECIDED (not enough held-out material)
     or not run (never counted as a pass)."""
-    from mothbrain.promote import check_status
+    from mothbrain.core.gate import check_status
 
     return {"pass": "pass", "fail": "FAIL", "undecided": "UNDECIDED"}.get(check_status(check), "not run")
 

@@ -131,7 +131,7 @@ def _base_model(cfg: Config) -> Check:
     A prepared base is checked for every file's size and each safetensors header against its file's length
     (truncation, a damaged header), with sha256 of every file up to 2 GiB in all (the demo's bases) and of
     the small files only above that: hashing the 72B's 145 GB takes minutes (`mothbrain models verify`)."""
-    from mothbrain.models.location import base_model_location, in_hub_cache, is_prepared
+    from mothbrain.core.base_location import base_model_location, in_hub_cache, is_prepared
     from mothbrain.models.tiny import is_built
 
     name, base = "base model", cfg.model.base
@@ -231,8 +231,8 @@ def _state_dir(cfg: Config) -> Check:
 
 def _adapter_pointer(cfg: Config) -> Check:
     """adapters/current against the ledger's current version; reports only (status and promote settle it)."""
+    from mothbrain.core.current import _link_target
     from mothbrain.core.ledger import open_ledger
-    from mothbrain.promote import _link_target
 
     ledger = open_ledger(cfg)
     if not ledger.path.exists():

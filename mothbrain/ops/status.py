@@ -70,7 +70,7 @@ class StatusReport:
 
 
 def status_report(cfg: Config) -> StatusReport:
-    from mothbrain.promote import reconcile_current
+    from mothbrain.core.current import reconcile_current
 
     report = StatusReport()
     try:

@@ -33,431 +33,37 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request as HTTPRequest  # at module level: FastAPI resolves route annotations here
 
 from mothbrain.config import Config
-from mothbrain.core import paths
-from mothbrain.data.format import render_prompt, speaker_name, stop_strings, voice_name
+from mothbrain.core.api import ADAPTER_HEADER, GEN_MS_HEADER, MODEL_ID, load_token
+from mothbrain.core.current import current_adapter
+from mothbrain.data.format import voice_name
 from mothbrain.errors import MothError
+from mothbrain.models.generation import BadMessages, Engine, StopTrimmer, TransformersEngine, render_chat, trim_at_stop
 
 log = logging.getLogger(__name__)
 
-MODEL_ID = "mothbrain"
-ADAPTER_HEADER = "X-MothBrain-Adapter"
-GEN_MS_HEADER = "X-MothBrain-Generation-Ms"  # time in the model, without queueing and HTTP
-MIN_TOKEN_CHARS = 16
 MAX_STOPS = 4  # as OpenAI
 DISCONNECT_POLL_S = 0.25  # how often a non-streaming request checks that its client is still there
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
-TOKEN_HINT = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'
 
 
 # --------------------------------------------------------------------------- the token
 
 
-def load_token(cfg: Config) -> str:
-    """The bearer token every /v1 request must carry; refuses a missing, short or exposed one."""
-    from mothbrain.core.secrets import read_secret
-
-    s = cfg.serve
-    try:
-        token = read_secret(cfg, s.token_env, s.token_file, "serve.token_file")
-    except MothError as exc:
-        raise MothError(f"{exc}; make a token with: {TOKEN_HINT}") from None
-    if not token:
-        where = f"${s.token_env}" + (f" or serve.token_file ({s.token_file})" if s.token_file else "")
-        raise MothError(f"no API token: set {where} before `mothbrain serve` (make one with: {TOKEN_HINT})")
-    if len(token) < MIN_TOKEN_CHARS:
-        raise MothError(f"the API token is {len(token)} characters; use at least {MIN_TOKEN_CHARS} ({TOKEN_HINT})")
-    return token
-
-
 # --------------------------------------------------------------------------- which adapter is current
-
-
-@dataclass(frozen=True)
-class AdapterPointer:
-    version: str | None  # None: nothing promoted, serve the base
-    path: Path | None
-
-
-def current_adapter(cfg: Config) -> AdapterPointer:
-    """The promoted adapter: `adapters/current` resolved once (so a swap during a load cannot mix two
-    versions), else the ledger's current version; nothing when neither names one. The link is first made to
-    agree with the ledger (a promotion killed half-way leaves them apart)."""
-    from mothbrain.promote import reconcile_current
-
-    with contextlib.suppress(MothError):
-        reconcile_current(cfg, wait=10.0)  # a move in flight finishes within this; else serve what is there
-    link = paths.current_adapter_link(cfg)
-    if link.is_symlink() or link.exists():
-        try:
-            target = link.resolve(strict=True)
-            return AdapterPointer(target.name, target)
-        except OSError:
-            pass  # a dangling link: fall back to the ledger
-    from mothbrain.core.ledger import open_ledger
-
-    version = open_ledger(cfg).current()
-    if version:
-        return AdapterPointer(version, paths.adapter_dir(cfg, version).resolve())
-    return AdapterPointer(None, None)
 
 
 # --------------------------------------------------------------------------- the engine
 
 
-class Engine(Protocol):
-    """What the HTTP layer needs; tests inject a fake with the same shape."""
-
-    model_id: str
-    version: str | None  # the adapter in use, None = base
-    max_parallel: int | None  # generations the hardware runs at once (None = no limit of its own)
-
-    def generate(
-        self,
-        prompts: list[str],
-        max_tokens: int,
-        temperature: float,
-        top_p: float,
-        stop: list[str],
-        cancel: threading.Event | None = None,
-    ) -> list[str]: ...
-
-    def stream(
-        self,
-        prompt: str,
-        max_tokens: int,
-        temperature: float,
-        top_p: float,
-        stop: list[str],
-        cancel: threading.Event | None = None,
-    ) -> Iterator[str]: ...
-
-    def reload_if_changed(self) -> bool: ...
-
-
-class _RWLock:
-    """Many generations share the model; an adapter swap waits for them and holds new ones back."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._readers = 0
-        self._writer = False
-        self._writers_waiting = 0
-
-    @contextlib.contextmanager
-    def read(self):
-        with self._cond:
-            while self._writer or self._writers_waiting:
-                self._cond.wait()
-            self._readers += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._readers -= 1
-                self._cond.notify_all()
-
-    @contextlib.contextmanager
-    def write(self):
-        with self._cond:
-            self._writers_waiting += 1
-            while self._writer or self._readers:
-                self._cond.wait()
-            self._writers_waiting -= 1
-            self._writer = True
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._writer = False
-                self._cond.notify_all()
-
-
-class TransformersEngine:
-    """The base model (4-bit when configured) loaded once; adapters swapped in and out of it."""
-
-    model_id = MODEL_ID
-
-    def __init__(self, cfg: Config):
-        from mothbrain.models.loading import load_base_model, load_tokenizer, resolve_device
-
-        self.cfg = cfg
-        self.device = resolve_device(cfg)
-        # Two generations on the same CPU cores only slow each other down.
-        self.max_parallel = 1 if self.device == "cpu" else None
-        self.tokenizer = load_tokenizer(cfg)
-        self.model = load_base_model(cfg)
-        self.context = int(getattr(self.model.config, "max_position_embeddings", 0) or 4096)
-        self.version: str | None = None
-        self.adapter_path: Path | None = None
-        self.last_error = ""
-        self._peft = False
-        self._active: str | None = None  # peft's name of the loaded adapter
-        self._loads = 0
-        self._seen: AdapterPointer | None = None  # the pointer last acted on (loaded or refused)
-        self._swap = _RWLock()
-        self._reload = threading.Lock()
-        self.reload_if_changed()
-
-    # ------------------------------------------------------------------ adapters
-
-    def reload_if_changed(self) -> bool:
-        """Follow the promoted pointer; True when a different adapter (or the base) now serves."""
-        try:
-            pointer = current_adapter(self.cfg)
-        except MothError as exc:  # e.g. a corrupt ledger: keep serving what we have
-            self.last_error = str(exc)
-            return False
-        if pointer == self._seen:
-            return False
-        with self._reload:
-            if pointer == self._seen:
-                return False  # another request loaded it while we waited
-            self._seen = pointer  # a bad adapter is tried once, not on every request
-            try:
-                self._switch(pointer)
-            except Exception as exc:  # noqa: BLE001 - any failure keeps the old adapter serving
-                first = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
-                self.last_error = (
-                    f"adapter {pointer.version} at {pointer.path} was not loaded ({first}); "
-                    f"still serving {self.version or 'the base model'}"
-                )
-                log.warning(self.last_error)
-                return False
-            self.last_error = ""
-            log.warning("now serving %s", f"adapter {self.version}" if self.version else "the base model")
-            return True
-
-    def _switch(self, pointer: AdapterPointer) -> None:
-        from mothbrain.models.loading import adapter_is_complete
-
-        if pointer.path is None:
-            with self._swap.write():
-                if self._peft:
-                    self.model.base_model.disable_adapter_layers()
-                self.version, self.adapter_path = None, None
-            return
-        if not adapter_is_complete(pointer.path):
-            raise MothError("incomplete: no adapter_config.json or weights")
-        self._loads += 1
-        name = f"adapter{self._loads}"  # unique, so re-promoting an old version loads it afresh
-        from mothbrain.models.loading import MODEL_BUILD_LOCK
-
-        with self._swap.write(), MODEL_BUILD_LOCK:
-            if not self._peft:
-                from peft import PeftModel
-
-                self.model = PeftModel.from_pretrained(
-                    self.model, str(pointer.path), adapter_name=name, is_trainable=False
-                )
-                self._peft = True
-            else:
-                try:
-                    self.model.load_adapter(str(pointer.path), adapter_name=name, is_trainable=False)
-                except BaseException:
-                    with contextlib.suppress(Exception):
-                        self.model.delete_adapter(name)
-                    raise
-                self.model.set_adapter(name)
-                self.model.base_model.enable_adapter_layers()
-                if self._active and self._active != name:
-                    self.model.delete_adapter(self._active)
-            self.model.eval()
-            self._active = name
-            self.version, self.adapter_path = pointer.version, pointer.path
-
-    # ------------------------------------------------------------------ generation
-
-    def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-
-    def _kwargs(
-        self,
-        prompts: list[str],
-        max_tokens: int,
-        temperature: float,
-        top_p: float,
-        stop: list[str],
-        cancel: threading.Event | None,
-    ) -> dict[str, Any]:
-        from transformers import StoppingCriteria, StoppingCriteriaList
-
-        class _Cancelled(StoppingCriteria):
-            def __call__(self, input_ids, scores, **kw):
-                import torch
-
-                return torch.full(
-                    (input_ids.shape[0],), bool(cancel and cancel.is_set()), dtype=torch.bool, device=input_ids.device
-                )
-
-        tok = self.tokenizer
-        side, tside = tok.padding_side, tok.truncation_side
-        tok.padding_side, tok.truncation_side = "left", "left"  # keep the prompt's end, next to the answer
-        try:
-            enc = tok(
-                prompts,
-                return_tensors="pt",
-                padding=True,
-                truncation=True,
-                max_length=max(1, self.context - max_tokens),
-            )
-        finally:
-            tok.padding_side, tok.truncation_side = side, tside
-        device = next(self.model.parameters()).device
-        kwargs: dict[str, Any] = dict(
-            **{k: v.to(device) for k, v in enc.items()},
-            max_new_tokens=max_tokens,
-            do_sample=temperature > 0,
-            pad_token_id=tok.pad_token_id,
-            eos_token_id=tok.eos_token_id,
-            stopping_criteria=StoppingCriteriaList([_Cancelled()]),
-        )
-        if temperature > 0:
-            kwargs.update(temperature=temperature, top_p=top_p)
-        if stop:
-            kwargs.update(stop_strings=list(stop), tokenizer=tok)  # stop early; the text is cut exactly later
-        return kwargs
-
-    def generate(
-        self,
-        prompts: list[str],
-        max_tokens: int,
-        temperature: float,
-        top_p: float,
-        stop: list[str],
-        cancel: threading.Event | None = None,
-    ) -> list[str]:
-        import torch
-
-        with self._swap.read():
-            kwargs = self._kwargs(prompts, max_tokens, temperature, top_p, stop, cancel)
-            with torch.inference_mode():
-                out = self.model.generate(**kwargs)
-        new = out[:, kwargs["input_ids"].shape[1] :]
-        return [self.tokenizer.decode(row, skip_special_tokens=True) for row in new]
-
-    def stream(
-        self,
-        prompt: str,
-        max_tokens: int,
-        temperature: float,
-        top_p: float,
-        stop: list[str],
-        cancel: threading.Event | None = None,
-    ) -> Iterator[str]:
-        import torch
-        from transformers import TextIteratorStreamer
-
-        cancel = cancel or threading.Event()
-        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
-        failure: list[BaseException] = []
-
-        def work() -> None:
-            try:
-                with self._swap.read():
-                    kwargs = self._kwargs([prompt], max_tokens, temperature, top_p, stop, cancel)
-                    with torch.inference_mode():
-                        self.model.generate(**kwargs, streamer=streamer)
-            except BaseException as exc:  # noqa: BLE001 - handed to the reader below
-                failure.append(exc)
-                streamer.end()
-
-        threading.Thread(target=work, name="mothbrain-stream", daemon=True).start()
-        try:
-            for piece in streamer:
-                if piece:
-                    yield piece
-            if failure:
-                raise failure[0]
-        finally:
-            cancel.set()  # a closed stream (client gone) stops the generation at the next token
-
-
 # --------------------------------------------------------------------------- text helpers
-
-
-def render_chat(messages: list[dict[str, Any]], voice: str) -> tuple[str, list[str]]:
-    """OpenAI messages → the training text format: "Speaker: text" lines ending with "<voice>:".
-
-    `voice` is the voice's speaker name (`mothbrain.data.format.voice_name(cfg)`); assistant messages
-    are the voice's earlier turns. System and tool messages are left out, as preprocess leaves them
-    out of the training data (a base model follows no instructions). Returns the prompt and stop
-    strings: any speaker starting a line.
-    """
-    lines: list[tuple[str, str]] = []
-    speakers = {voice}
-    for m in messages:
-        role = str(m.get("role") or "").strip().lower()
-        if role in ("system", "developer", "tool", "function"):
-            continue
-        text = _content_text(m.get("content"))
-        if not text.strip():
-            continue
-        name = str(m.get("name") or "").strip() or (voice if role == "assistant" else speaker_name(role))
-        speakers.add(name)
-        lines.append((name, text.strip()))
-    if not lines:
-        raise ApiError(
-            400, "messages hold no user or assistant text (system and tool messages are not used)", param="messages"
-        )
-    return render_prompt(lines, voice), stop_strings(speakers)
-
-
-def _content_text(content: Any) -> str:
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        parts = []
-        for part in content:
-            if not isinstance(part, dict) or part.get("type") != "text":
-                raise ApiError(400, "only text content parts are supported", param="messages")
-            parts.append(str(part.get("text") or ""))
-        return "".join(parts)
-    raise ApiError(400, "message content must be a string or a list of text parts", param="messages")
-
-
-class StopTrimmer:
-    """Cut streamed text at the first stop string, holding back just enough to see one arrive."""
-
-    def __init__(self, stops: list[str]):
-        self.stops = [s for s in stops if s]
-        self.hold = max((len(s) for s in self.stops), default=1) - 1
-        self.buf = ""
-        self.stopped = False
-
-    def feed(self, piece: str) -> str:
-        if self.stopped:
-            return ""
-        self.buf += piece
-        cuts = [i for i in (self.buf.find(s) for s in self.stops) if i >= 0]
-        if cuts:
-            out, self.buf, self.stopped = self.buf[: min(cuts)], "", True
-            return out
-        safe = len(self.buf) - self.hold
-        if safe <= 0:
-            return ""
-        out, self.buf = self.buf[:safe], self.buf[safe:]
-        return out
-
-    def flush(self) -> str:
-        out, self.buf = ("" if self.stopped else self.buf), ""
-        return out
-
-
-def trim_at_stop(text: str, stops: list[str]) -> tuple[str, bool]:
-    t = StopTrimmer(stops)
-    out = t.feed(text) + t.flush()
-    return out, t.stopped
 
 
 # --------------------------------------------------------------------------- admission
@@ -894,7 +500,10 @@ def create_app(cfg: Config, engine: Engine | None = None, token: str | None = No
 
     @v1.post("/chat/completions")
     async def chat_completions(req: ChatRequest, request: HTTPRequest):
-        prompt, speaker_stops = render_chat(req.messages, voice)
+        try:
+            prompt, speaker_stops = render_chat(req.messages, voice)
+        except BadMessages as exc:
+            raise ApiError(400, str(exc), param="messages") from None
         return await complete(req, [prompt], True, speaker_stops, request)
 
     @v1.post("/completions")

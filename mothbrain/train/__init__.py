@@ -1,1 +1,1 @@
-"""The train stage: QLoRA through trl, and the good-neighbour yielding."""
+"""The train stage: QLoRA through trl (the good-neighbour yielding it uses is core/neighbour.py)."""

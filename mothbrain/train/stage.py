@@ -98,8 +98,8 @@ def run_train(cfg: Config, dry_run: bool = False, fresh: bool = False, force: bo
     if dry_run:
         return dry_run_report(cfg)
 
+    from mothbrain.core.neighbour import apply_niceness
     from mothbrain.models import memory
-    from mothbrain.train.neighbour import apply_niceness
 
     # --- setup: refuse what cannot fit before anything is loaded or recorded
     dataset, meta = _load_dataset(cfg)
@@ -370,7 +370,7 @@ def last_checkpoint(folder: Path) -> Path | None:
 
 def _train_with_yielding(cfg: Config, run: _Run, train_rows) -> dict[str, Any]:
     """Train until done; when the neighbour callback yields, free the memory, wait, resume."""
-    from mothbrain.train.neighbour import make_yield_callback
+    from mothbrain.core.neighbour import make_yield_callback
 
     yield_cb = make_yield_callback(cfg.neighbour.yield_)
     yields: list[dict[str, Any]] = []
@@ -588,7 +588,7 @@ def pad_share(trainer, batches: int = 32) -> float:
 
 def _current_adapter(cfg: Config, warnings: list[str]) -> Path | None:
     """The promoted adapter to grow, when there is one of the configured shape."""
-    from mothbrain.models.loading import adapter_is_complete
+    from mothbrain.core.current import adapter_is_complete
 
     link = paths.current_adapter_link(cfg)
     if not (link.exists() and adapter_is_complete(link)):

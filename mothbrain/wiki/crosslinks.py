@@ -349,8 +349,8 @@ def fit_link_model(mentions: list[Mention], steps: int = 400, l2: float = 1e-2) 
 
 def merged_by_us(cfg: Config) -> set[tuple[str, str]]:
     """(page, target) of every crosslink MothBrain merged and has not reverted (the queue records each)."""
-    from mothbrain.dream import proposals as queue
     from mothbrain.errors import MothError
+    from mothbrain.proposals import queue
 
     try:
         merged = [p for p in queue.list_proposals(cfg, kind="crosslink") if p.get("merge_state") == "merged"]

@@ -34,8 +34,8 @@ from typing import Any
 from mothbrain.config import Config
 from mothbrain.core import paths
 from mothbrain.core.atomic import describe_write_error, write_atomically
-from mothbrain.dream import proposals as queue
 from mothbrain.errors import MothError, NothingToDo
+from mothbrain.proposals import queue
 from mothbrain.wiki.pages import sha256
 from mothbrain.wiki.patches import PatchConflict, new_text
 from mothbrain.wiki.scan import wiki_root

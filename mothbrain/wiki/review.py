@@ -26,8 +26,8 @@ from urllib.parse import urlparse
 
 from mothbrain.config import Config
 from mothbrain.core.secrets import read_secret
-from mothbrain.dream import proposals as queue
 from mothbrain.errors import MothError, NothingToDo
+from mothbrain.proposals import queue
 
 log = logging.getLogger(__name__)
 

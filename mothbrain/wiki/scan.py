@@ -80,7 +80,7 @@ class Vectors:
 
 
 def embed_wiki(cfg: Config, wiki: Wiki, embedder=None) -> Vectors:
-    from mothbrain.ask.embeddings import load_embedder
+    from mothbrain.models.embeddings import load_embedder
 
     embedder = embedder or load_embedder(cfg)
     texts, owners, weights = [], [], []
@@ -377,16 +377,15 @@ def _opening_writer(cfg: Config):
 
     def model(found):
         try:
-            from mothbrain.ask.coordinator import _local_engine
             from mothbrain.data.format import voice_name
-            from mothbrain.serve.app import render_chat, trim_at_stop
+            from mothbrain.models.generation import local_engine, render_chat, trim_at_stop
 
-            engine = _local_engine(cfg)
+            engine = local_engine(cfg)
             engine.reload_if_changed()
         except Exception as exc:  # no model here: say so in each rationale, never fail the scan
             log.warning("wiki scan: the local model did not load (%s); openings are extracted instead", exc)
             return extract(found)
-        from mothbrain.train.neighbour import YieldController, apply_niceness
+        from mothbrain.core.neighbour import YieldController, apply_niceness
 
         apply_niceness(cfg.neighbour)  # the trainer's manners: nice, idle I/O ...
         ctl = YieldController(cfg.neighbour.yield_) if cfg.neighbour.yield_.enabled else None
@@ -433,7 +432,7 @@ class Change:
 
 def recent_changes(cfg: Config) -> list[Change]:
     """ "X changed to Y" statements in the ingested non-wiki material of the last wiki.staleness_days."""
-    from mothbrain.ingest.stage import iter_documents
+    from mothbrain.store.documents import iter_documents
 
     out = []
     for doc in iter_documents(cfg, since_days=cfg.wiki.staleness_days):
@@ -556,7 +555,7 @@ class ScanReport:
 
 def scan(cfg: Config, wiki: Wiki, embedder=None, writer=None, changes=None) -> tuple[list[dict[str, Any]], dict]:
     """Every proposal the wiki calls for (not staged), and timings; the pure part of the stage."""
-    from mothbrain.ask.embeddings import load_embedder
+    from mothbrain.models.embeddings import load_embedder
 
     embedder = embedder or load_embedder(cfg)
     skipped: list[str] = [embedder.warning] if getattr(embedder, "warning", "") else []
@@ -606,7 +605,7 @@ def provenance(cfg: Config, embedder_name: str) -> dict[str, Any]:
 
 
 def run_scan(cfg: Config) -> ScanReport:
-    from mothbrain.dream import proposals as queue
+    from mothbrain.proposals import queue
 
     root = wiki_root(cfg)
     wiki = read_wiki(root)

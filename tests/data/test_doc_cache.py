@@ -320,7 +320,7 @@ def test_a_batch_comes_back_from_the_cache_file_as_it_went_in(archive):
     from itertools import islice
 
     from mothbrain.data.cache import from_record, to_record
-    from mothbrain.ingest.stage import shard_lines, stored_shards
+    from mothbrain.store.documents import shard_lines, stored_shards
 
     cfg = load_config(archive / "cfg.yaml")
     run_ingest(cfg)

@@ -64,7 +64,7 @@ def preprocess_prompt(cfg, doc: Document) -> str:
 
 
 def dream_prompt(cfg, doc: Document) -> str:
-    from mothbrain.dream.stage import render_thread
+    from mothbrain.data.prompts import render_thread
 
     source = next(s for s in cfg.sources if s.name == doc.source)
     return render_thread(doc, fmt.voice_roles(cfg, source), cfg.preprocess.context_turns)
@@ -91,7 +91,7 @@ def ask_prompt(cfg, monkeypatch) -> str:
     from mothbrain.ask import coordinator
 
     engine = RecordingEngine()
-    monkeypatch.setattr(coordinator, "_local_engine", lambda cfg: engine)
+    monkeypatch.setattr(coordinator, "local_engine", lambda cfg: engine)
     text, _ = coordinator.ask_system1(cfg, QUESTION)
     assert text == "Lanterns."
     (prompt,) = engine.prompts

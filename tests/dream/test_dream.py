@@ -42,9 +42,9 @@ def _tree_hash(root) -> str:
 def test_dream_stages_proposals_and_records_figures(demo_cfg):
     from mothbrain.config import REPO_ROOT
     from mothbrain.core.ledger import open_ledger
-    from mothbrain.dream.proposals import list_proposals
     from mothbrain.dream.stage import run_dream
     from mothbrain.ingest.stage import run_ingest
+    from mothbrain.proposals.queue import list_proposals
 
     cfg = demo_cfg("dream.num_prompts=5", "dream.max_new_tokens=12", "dream.batch_size=4")
     with pytest.raises(NothingToDo, match="no trained adapter"):
@@ -70,7 +70,7 @@ def test_dream_stages_proposals_and_records_figures(demo_cfg):
 
 
 def test_prompts_come_in_turn_and_threads_end_with_the_voice(demo_cfg):
-    from mothbrain.dream.stage import build_prompts, excerpt, render_thread
+    from mothbrain.data.prompts import build_prompts, excerpt, render_thread
     from mothbrain.ingest.stage import run_ingest
 
     cfg = demo_cfg()
@@ -107,7 +107,7 @@ def test_prompts_come_in_turn_and_threads_end_with_the_voice(demo_cfg):
 
 def test_batched_generation_matches_one_at_a_time(demo_cfg):
     """Left padding and length sorting must not change what is generated (greedy decoding)."""
-    from mothbrain.dream.stage import generate_batched
+    from mothbrain.models.generation import generate_batched
     from mothbrain.models.loading import load_base_model, load_tokenizer
 
     cfg = demo_cfg()
@@ -167,9 +167,9 @@ class _Killed(BaseException):
 def test_a_kill_after_staging_records_the_staged_proposals_instead_of_dreaming_again(demo_cfg, monkeypatch):
     from mothbrain.core import ledger as ledger_mod
     from mothbrain.core.ledger import open_ledger
-    from mothbrain.dream.proposals import list_proposals
     from mothbrain.dream.stage import run_dream
     from mothbrain.ingest.stage import run_ingest
+    from mothbrain.proposals.queue import list_proposals
 
     cfg = demo_cfg("dream.num_prompts=3", "dream.max_new_tokens=8", "dream.batch_size=4")
     run_ingest(cfg)

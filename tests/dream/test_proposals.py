@@ -16,7 +16,7 @@ DEMO = str(REPO_ROOT / "configs" / "demo-tiny.yaml")
 
 
 def _stage(cfg, n=3):
-    from mothbrain.dream.proposals import add_proposals
+    from mothbrain.proposals.queue import add_proposals
 
     return add_proposals(
         cfg,
@@ -36,7 +36,7 @@ def _stage(cfg, n=3):
 
 
 def test_round_trip_and_export_only_accepted(state_home):
-    from mothbrain.dream import proposals as queue
+    from mothbrain.proposals import queue
 
     cfg = load_config(DEMO)
     assert queue.list_proposals(cfg) == [] and not queue.queue_path(cfg).exists()  # reading creates nothing
@@ -86,7 +86,7 @@ def test_cli_review(state_home, tmp_path):
 
 
 def test_damaged_or_newer_queue_is_a_clean_error_and_left_untouched(state_home):
-    from mothbrain.dream import proposals as queue
+    from mothbrain.proposals import queue
 
     cfg = load_config(DEMO)
     p = queue.queue_path(cfg)
@@ -113,7 +113,7 @@ def test_list_limit_shows_the_newest_first_and_an_empty_list_says_so(state_home)
 
 
 def test_a_busy_or_full_queue_says_what_it_is_not_move_it_aside(state_home, monkeypatch):
-    from mothbrain.dream import proposals as queue
+    from mothbrain.proposals import queue
 
     cfg = load_config(DEMO)
     _stage(cfg, n=1)
@@ -175,7 +175,7 @@ def test_deciding_again_needs_force_and_keeps_the_history(state_home):
 
 
 def test_a_queue_from_before_the_history_is_upgraded_with_its_decisions(state_home):
-    from mothbrain.dream import proposals as queue
+    from mothbrain.proposals import queue
 
     cfg = load_config(DEMO)
     path = queue.queue_path(cfg)
@@ -197,7 +197,7 @@ def test_a_queue_from_before_the_history_is_upgraded_with_its_decisions(state_ho
 
 
 def test_at_80_columns_a_proposal_is_one_line_cut_at_a_word_and_ids_stay_whole(state_home, monkeypatch):
-    from mothbrain.dream.proposals import add_proposals
+    from mothbrain.proposals.queue import add_proposals
 
     monkeypatch.setenv("COLUMNS", "80")
     cfg = load_config(DEMO)

@@ -211,9 +211,9 @@ def test_the_base_finds_garbage_harder_than_clean_text_and_data_sanity_rejects_i
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from mothbrain.config import REPO_ROOT, GateConfig
+    from mothbrain.core.gate import gate_checks
     from mothbrain.evaluate import heldout
     from mothbrain.evaluate.stage import score_continuations
-    from mothbrain.promote import gate_checks
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
@@ -247,7 +247,7 @@ def test_the_base_finds_garbage_harder_than_clean_text_and_data_sanity_rejects_i
 
 
 def test_embeddings_load_offline_and_rank_meaning():
-    from mothbrain.ask.embeddings import BOW, MINILM, load_embedder
+    from mothbrain.models.embeddings import BOW, MINILM, load_embedder
 
     cfg = load_config(DEMO)
     emb = load_embedder(cfg)

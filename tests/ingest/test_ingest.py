@@ -15,7 +15,8 @@ import mothbrain.ingest.stage as ingest
 from mothbrain.config import load_config
 from mothbrain.core import paths
 from mothbrain.errors import MothError
-from mothbrain.ingest.stage import iter_documents, run_ingest
+from mothbrain.ingest.stage import run_ingest
+from mothbrain.store.documents import iter_documents
 
 FIX = Path(__file__).parents[1] / "fixtures" / "sources"
 

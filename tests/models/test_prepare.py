@@ -17,9 +17,9 @@ from click.testing import CliRunner
 
 from mothbrain.cli import main
 from mothbrain.config import REPO_ROOT, load_config
+from mothbrain.core.base_location import base_model_location, is_prepared
 from mothbrain.errors import MothError
 from mothbrain.models.loading import load_base_model, load_tokenizer
-from mothbrain.models.location import base_model_location, is_prepared
 from mothbrain.models.prepare import prepare_base, sha256_file, verify_prepared
 from mothbrain.ops import doctor
 

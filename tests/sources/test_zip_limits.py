@@ -15,10 +15,11 @@ import pytest
 import yaml
 
 from mothbrain.config import SourceConfig, load_config
-from mothbrain.ingest.stage import iter_documents, run_ingest
+from mothbrain.ingest.stage import run_ingest
 from mothbrain.sources import Problems, get_reader
 from mothbrain.sources._jsonstream import iter_array
 from mothbrain.sources.limits import CappedReader, CappedText, FileRefused, file_limit
+from mothbrain.store.documents import iter_documents
 
 FIX = Path(__file__).parents[1] / "fixtures" / "sources"
 GOOD = json.loads((FIX / "chatgpt" / "conversations.json").read_text())  # two conversations and a system-only one

@@ -19,7 +19,7 @@ import time
 import pytest
 
 from mothbrain.config import YieldConfig
-from mothbrain.train.neighbour import YieldCallback, YieldController, _descendants_by_scan, make_yield_callback
+from mothbrain.core.neighbour import YieldCallback, YieldController, _descendants_by_scan, make_yield_callback
 
 INTERVAL = 0.5
 
@@ -99,7 +99,7 @@ def cpu_threshold(monkeypatch) -> float:
 _NICE_SCRIPT = textwrap.dedent("""
     import json, os, shutil, subprocess, threading
     from mothbrain.config import load_config
-    from mothbrain.train.neighbour import apply_niceness, io_class
+    from mothbrain.core.neighbour import apply_niceness, io_class
 
     gate = threading.Event()
     worker = threading.Thread(target=gate.wait)  # a thread that exists BEFORE we renice
@@ -188,7 +188,7 @@ def test_probe_command_and_disabled(monkeypatch):
     assert YieldController(ycfg(probe_command="false", **quiet_cpu)).busy() is None
     assert YieldController(ycfg(probe_command="exit 3", **quiet_cpu)).busy() is None
     # A hanging probe is killed and counts as not busy rather than hanging the trainer.
-    monkeypatch.setattr("mothbrain.train.neighbour._PROBE_TIMEOUT_S", 0.5)
+    monkeypatch.setattr("mothbrain.core.neighbour._PROBE_TIMEOUT_S", 0.5)
     t0 = time.monotonic()
     assert YieldController(ycfg(probe_command="sleep 30", **quiet_cpu)).busy() is None
     assert time.monotonic() - t0 < 5

@@ -16,7 +16,7 @@ from wikigen import FakeOpenAI, generate_wiki, stand_in_reviewer
 from mothbrain.cli import main
 from mothbrain.config import REPO_ROOT, load_config
 from mothbrain.core import paths
-from mothbrain.dream import proposals as queue
+from mothbrain.proposals import queue
 from mothbrain.wiki import merge, review, scan
 from mothbrain.wiki.pages import masked_prose, parse_page, read_wiki
 from mothbrain.wiki.patches import PatchConflict, apply_edits, edit
@@ -440,7 +440,7 @@ def test_frame_openings_are_written_by_the_local_model(tmp_path, demo_cfg):
     cfg = demo_cfg(f"wiki.path={tmp_path / 'wiki'}", "wiki.openings=model", "neighbour.nice=0")
     cfg.neighbour.ionice_idle = False  # keep the test process's own priority
     wiki = read_wiki(tmp_path / "wiki")
-    from mothbrain.ask.embeddings import load_embedder
+    from mothbrain.models.embeddings import load_embedder
 
     embedder = load_embedder(cfg)
     frames = scan.frame_proposals(cfg, wiki, scan.embed_wiki(cfg, wiki, embedder), embedder)

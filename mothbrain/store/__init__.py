@@ -1,0 +1,2 @@
+"""The document store (documents.py): ingest writes it, preprocess, dream, ask, the wiki-worker and the tiny
+base read it. It imports no stage."""
