@@ -35,7 +35,7 @@ from typing import Any
 
 from mothbrain.config import Config
 from mothbrain.core import paths
-from mothbrain.core.current import _move_current, reconcile_current
+from mothbrain.core.current import _move_current, adapter_is_complete, reconcile_current
 from mothbrain.core.gate import check_status, gate_checks
 from mothbrain.core.ledger import open_ledger
 from mothbrain.errors import MothError, NothingToDo
@@ -76,7 +76,6 @@ def _refuse_when_current_is_newest(ledger, current: str | None) -> None:
 
 
 def run_promote(cfg: Config, version: str | None = None) -> PromoteReport:
-    from mothbrain.core.current import adapter_is_complete
 
     reconcile_current(cfg)
     ledger = open_ledger(cfg)
@@ -157,7 +156,6 @@ def rollback_target(events: list[dict[str, Any]]) -> tuple[str | None, str | Non
 
 
 def run_rollback(cfg: Config) -> PromoteReport:
-    from mothbrain.core.current import adapter_is_complete
 
     reconcile_current(cfg)
     ledger = open_ledger(cfg)

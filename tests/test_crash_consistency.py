@@ -41,11 +41,11 @@ HARNESS = textwrap.dedent("""
 
     import transformers
 
-    import mothbrain.data.dataset as data_dataset
+    import mothbrain.core.current as current
     import mothbrain.data.stage as data_stage
-    import mothbrain.proposals.queue as proposals
+    import mothbrain.dream.stage as dream_stage
+    import mothbrain.evaluate.stage as eval_stage
     import mothbrain.ingest.stage as ingest_stage
-    import mothbrain.promote as promote
     from mothbrain.config import load_config
     from mothbrain.ops import schedule
 
@@ -79,9 +79,9 @@ HARNESS = textwrap.dedent("""
             die()  # two checkpoints written, training not finished
         return out
     transformers.Trainer._save_checkpoint = checkpoint
-    proposals.add_proposals = inside("dream", proposals.add_proposals)  # staged, not recorded
-    data_dataset.load_latest_dataset = inside("eval", data_dataset.load_latest_dataset, before=True)  # eval under way
-    promote._point_current = inside("promote", promote._point_current)  # link swapped, ledger not confirmed
+    dream_stage.add_proposals = inside("dream", dream_stage.add_proposals)  # staged, not recorded
+    eval_stage.load_latest_dataset = inside("eval", eval_stage.load_latest_dataset, before=True)  # eval under way
+    current._point_current = inside("promote", current._point_current)  # link swapped, ledger not confirmed
 
     stages = schedule.default_stages()
     def wrap(name, fn):

@@ -274,7 +274,7 @@ def _killed_at(monkeypatch, owner, attr: str, when: str, action) -> None:
 KILL_POINTS = [
     ("ledger", "begin_current"),
     ("os", "symlink"),
-    ("promote", "_point_current"),
+    ("current", "_point_current"),
     ("ledger", "finish_current"),
 ]
 
@@ -282,6 +282,7 @@ KILL_POINTS = [
 @pytest.mark.parametrize("where,attr", KILL_POINTS)
 @pytest.mark.parametrize("move", ["promote", "rollback"])
 def test_a_kill_at_any_instant_leaves_link_and_ledger_agreeing(state_home, monkeypatch, move, where, attr):
+    import mothbrain.core.current as current
     import mothbrain.promote as promote
     from mothbrain.core.ledger import Ledger, open_ledger
     from mothbrain.ops.doctor import _adapter_pointer
@@ -298,7 +299,7 @@ def test_a_kill_at_any_instant_leaves_link_and_ledger_agreeing(state_home, monke
         promote.run_promote(cfg, v2)
     before, after = led.current(), (v2 if move == "promote" else v1)
 
-    owner = {"ledger": Ledger, "os": os, "promote": promote}[where]
+    owner = {"ledger": Ledger, "os": os, "current": current}[where]
     action = (lambda: promote.run_promote(cfg, v2)) if move == "promote" else (lambda: promote.run_rollback(cfg))
     _killed_at(monkeypatch, owner, attr, "after", action)
 
@@ -311,13 +312,14 @@ def test_a_kill_at_any_instant_leaves_link_and_ledger_agreeing(state_home, monke
     assert not data.get("pending_current")
     assert data["current"] in (before, after)
     assert _link(state_home) == data["current"]
-    assert promote.current_adapter_path(cfg).name == data["current"]
+    assert current.current_adapter_path(cfg).name == data["current"]
     assert _adapter_pointer(cfg).status == "ok"
     assert not [p for p in (state_home / "adapters").iterdir() if p.name.endswith(".tmp")]
 
 
 def test_a_failed_ledger_write_after_the_swap_is_confirmed_by_the_next_command(state_home, monkeypatch):
     import mothbrain.promote as promote
+    from mothbrain.core.current import current_adapter_path
     from mothbrain.core.ledger import Ledger, open_ledger
 
     cfg = load_config(DEMO)
@@ -331,7 +333,7 @@ def test_a_failed_ledger_write_after_the_swap_is_confirmed_by_the_next_command(s
         m.setattr(Ledger, "finish_current", full_disk)
         with pytest.raises(MothError, match="No space"):
             promote.run_promote(cfg, v1)
-    assert promote.current_adapter_path(cfg).name == v1
+    assert current_adapter_path(cfg).name == v1
     assert open_ledger(cfg).current() == v1 and _link(state_home) == v1
 
 

@@ -29,11 +29,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mothbrain.ask.retrieval import search
 from mothbrain.config import REPO_ROOT, Config
 from mothbrain.core import paths
 from mothbrain.core.openai_client import chat
+from mothbrain.data.format import voice_name
 from mothbrain.errors import MothError
-from mothbrain.models.generation import local_engine
+from mothbrain.models import generation  # noqa: F401
+from mothbrain.models.generation import local_engine, render_chat, trim_at_stop
 
 log = logging.getLogger(__name__)
 
@@ -172,8 +175,6 @@ def ask_system1(cfg: Config, question: str) -> tuple[str, dict[str, Any]]:
             temperature=c.system1_temperature,
         )
         return text.strip(), {"adapter": headers.get(ADAPTER_HEADER.lower(), "?"), "via": c.system1_url}
-    from mothbrain.data.format import voice_name
-    from mothbrain.models.generation import render_chat, trim_at_stop
 
     engine = local_engine(cfg)
     engine.reload_if_changed()
@@ -205,7 +206,6 @@ def ask_system2(cfg: Config, prompt: str, timeout: float) -> tuple[str, dict[str
 
 
 def ask_wiki(cfg: Config, question: str) -> tuple[str, dict[str, Any]]:
-    from mothbrain.ask.retrieval import search
 
     hits = search(cfg, question, cfg.coordinator.wiki_top_k)
     text = "\n".join(f"- [{h.title}] {h.text}" for h in hits)
@@ -295,8 +295,6 @@ def _import_once() -> None:
     layers importing at once fail with "cannot import name 'AutoModel'"."""
     import openai  # noqa: F401
     from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer  # noqa: F401
-
-    from mothbrain.models import generation  # noqa: F401
 
 
 def ask(cfg: Config, question: str, *, log_exchange: bool = True) -> AskResult:

@@ -26,6 +26,8 @@ from mothbrain.config import Config
 from mothbrain.core import paths
 from mothbrain.core.atomic import replace_folder
 from mothbrain.errors import MothError
+from mothbrain.models.embeddings import load_embedder
+from mothbrain.store.documents import iter_documents
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +68,6 @@ def chunk(title: str, text: str, limit: int = PASSAGE_CHARS) -> list[str]:
 
 
 def wiki_passages(cfg: Config) -> list[Passage]:
-    from mothbrain.store.documents import iter_documents
 
     out: list[Passage] = []
     for doc in iter_documents(cfg):
@@ -105,8 +106,6 @@ def load_index(cfg: Config) -> Index:
     """The wiki index: from this process's cache, from disk, or built (and saved) now."""
     import numpy as np
     import torch
-
-    from mothbrain.models.embeddings import load_embedder
 
     embedder = load_embedder(cfg)
     passages = wiki_passages(cfg)

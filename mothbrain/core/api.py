@@ -4,6 +4,7 @@ the response headers and the bearer token."""
 from __future__ import annotations
 
 from mothbrain.config import Config
+from mothbrain.core.secrets import read_secret
 from mothbrain.errors import MothError
 
 MODEL_ID = "mothbrain"
@@ -23,7 +24,6 @@ TOKEN_HINT = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'
 
 def load_token(cfg: Config) -> str:
     """The bearer token every /v1 request must carry; refuses a missing, short or exposed one."""
-    from mothbrain.core.secrets import read_secret
 
     s = cfg.serve
     try:

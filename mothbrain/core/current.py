@@ -143,7 +143,6 @@ def current_adapter(cfg: Config) -> AdapterPointer:
     """The promoted adapter: `adapters/current` resolved once (so a swap during a load cannot mix two
     versions), else the ledger's current version; nothing when neither names one. The link is first made to
     agree with the ledger (a promotion killed half-way leaves them apart)."""
-    from mothbrain.core.current import reconcile_current
 
     with contextlib.suppress(MothError):
         reconcile_current(cfg, wait=10.0)  # a move in flight finishes within this; else serve what is there
@@ -154,7 +153,6 @@ def current_adapter(cfg: Config) -> AdapterPointer:
             return AdapterPointer(target.name, target)
         except OSError:
             pass  # a dangling link: fall back to the ledger
-    from mothbrain.core.ledger import open_ledger
 
     version = open_ledger(cfg).current()
     if version:

@@ -38,6 +38,7 @@ from filelock import FileLock, Timeout
 
 from mothbrain.core.atomic import save_json
 from mothbrain.core.clock import now_iso
+from mothbrain.core.paths import ledger_path
 from mothbrain.errors import MothError
 
 SCHEMA = 1
@@ -260,6 +261,5 @@ def _event(data: dict[str, Any], event: str, version_id: str | None, detail: str
 
 
 def open_ledger(cfg) -> Ledger:
-    from mothbrain.core.paths import ledger_path
 
     return Ledger(ledger_path(cfg))

@@ -23,6 +23,7 @@ from mothbrain.data.samples import BatchResult, process_document, to_batch
 from mothbrain.data.tokens import token_counter
 from mothbrain.errors import NothingToDo
 from mothbrain.sources.records import Document
+from mothbrain.store.documents import decode_stored, shard_lines, stored_shards
 
 PARALLEL_AFTER_CHARS = 500_000  # stored bytes to read before a worker pool is worth starting (if > 1 core)
 
@@ -42,7 +43,6 @@ class Unit:
 
 def stored_units(cfg: Config, cache: DocCache) -> list[Unit]:
     """The stored shards in stream order, each with its cached results when they are still valid."""
-    from mothbrain.store.documents import shard_lines, stored_shards
 
     if not (paths.ingest_dir(cfg) / "manifest.json").exists():
         raise NothingToDo(f"no ingested documents: run `mothbrain ingest` first or check sources in {cfg.config_path}")
@@ -82,7 +82,6 @@ def process_batch(items: list[Document | tuple[str, tuple]]) -> BatchResult:
     parsing happens in the workers. A batch never spans two shards and the set is per batch, so a
     shard's results do not depend on other shards or on which process ran it: they can be cached.
     """
-    from mothbrain.store.documents import decode_stored
 
     cfg, sources, matcher, count_tokens = _WORKER  # type: ignore[misc]
     seen: set[str] = set()

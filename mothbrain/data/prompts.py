@@ -11,7 +11,9 @@ from typing import Any
 
 from mothbrain.config import Config
 from mothbrain.data.format import is_voice, render_prompt, turn_speaker, voice_roles
+from mothbrain.data.redact import redact
 from mothbrain.errors import MothError
+from mothbrain.store.documents import iter_documents
 
 STYLES = ("free_association", "reminds_me", "continue_thread")
 
@@ -91,8 +93,6 @@ def build_prompts(cfg: Config, n: int, seed: int | None = None) -> tuple[list[Pr
     Pages: every wiki page plus recent writing and chat snippets; threads: recent conversations
     (all conversations when nothing is recent). Text is redacted like training data.
     """
-    from mothbrain.data.redact import redact
-    from mothbrain.store.documents import iter_documents
 
     for s in cfg.dream.styles:
         if s not in STYLES:

@@ -6,13 +6,13 @@ import logging
 from pathlib import Path
 
 from mothbrain.config import Config
+from mothbrain.core.base_location import base_model_location
 
 log = logging.getLogger(__name__)
 
 
 def tokenizer_file(cfg: Config) -> tuple[Path | None, Path | None]:
     """(the base model's local folder or None, its tokenizer.json on disk or None); never downloads."""
-    from mothbrain.core.base_location import base_model_location
 
     location = base_model_location(cfg)
     local = Path(location)

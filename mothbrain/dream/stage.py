@@ -28,9 +28,19 @@ from typing import Any
 
 from mothbrain.config import Config
 from mothbrain.core.ledger import open_ledger
+from mothbrain.core.progress import StageProgress
 from mothbrain.data.prompts import STYLES, build_prompts
 from mothbrain.errors import MothError, NothingToDo
+from mothbrain.models.embeddings import cosine, load_embedder
 from mothbrain.models.generation import generate_batched
+from mothbrain.models.loading import (
+    base_location,
+    load_model_with_adapters,
+    load_tokenizer,
+    pick_adapter,
+    resolve_device,
+)
+from mothbrain.proposals.queue import add_proposals, list_proposals
 
 DREAMABLE = ("trained", "evaluated", "promoted")  # statuses whose adapter may dream
 _NEXT_TURN = re.compile(r"\n\s*[\w .'-]{1,40}:")  # "\nUser:" — the thread moved on to someone else
@@ -83,8 +93,6 @@ def _short(text: str, n: int) -> str:
 
 
 def run_dream(cfg: Config, version: str | None = None) -> DreamReport:
-    from mothbrain.models.embeddings import load_embedder
-    from mothbrain.proposals.queue import add_proposals, list_proposals
 
     ledger = open_ledger(cfg)
     version, adapter = pick_version(cfg, version)
@@ -157,7 +165,6 @@ def _record_staged(ledger, version: str, staged: list[dict[str, Any]]) -> DreamR
 
 def pick_version(cfg: Config, version: str | None) -> tuple[str, Path]:
     """The version to dream with (default: the newest trained/evaluated/promoted) and its adapter dir."""
-    from mothbrain.models.loading import pick_adapter
 
     ledger = open_ledger(cfg)
     return pick_adapter(cfg, ledger, version, ledger.latest(DREAMABLE), "dream with")
@@ -188,7 +195,6 @@ def vllm_installed() -> bool:
 
 
 def _device(cfg: Config) -> str:
-    from mothbrain.models.loading import resolve_device
 
     return resolve_device(cfg)
 
@@ -211,9 +217,6 @@ def select_backend(choice: str, device: str, has_vllm: bool) -> str:
 
 def _generate_transformers(cfg: Config, adapter: Path, version: str, prompts: list[str]) -> tuple[list[str], int]:
     from rich.progress import Progress
-
-    from mothbrain.core.progress import StageProgress
-    from mothbrain.models.loading import load_model_with_adapters, load_tokenizer
 
     tokenizer = load_tokenizer(cfg)
     model = load_model_with_adapters(cfg, {version: adapter})
@@ -255,8 +258,6 @@ def generate_vllm(cfg: Config, adapter: Path, version: str, prompts: list[str]) 
     from vllm import LLM, SamplingParams
     from vllm.lora.request import LoRARequest
 
-    from mothbrain.models.loading import base_location
-
     d = cfg.dream
     extra: dict[str, Any] = {}
     if cfg.model.quantization.load_in_4bit:
@@ -296,7 +297,6 @@ def _free() -> None:
 
 def score_texts(embedder, texts: list[str], prompts: list[str], corpus: list[str]) -> tuple[list, list]:
     """(novelty, relevance) per text: 1 − highest cosine similarity to the material, and similarity to its prompt."""
-    from mothbrain.models.embeddings import cosine
 
     if not texts:
         return [], []

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from mothbrain.data.format import render_prompt
 from mothbrain.evaluate.stats import bootstrap_mean
 
 # (what the user asks, how the voice begins): never used for training rows
@@ -61,7 +62,6 @@ class Probe:
 
 def voice_templates(user: str, voice: str) -> list[str]:
     """EVAL_TEMPLATES written in the training format for these speakers."""
-    from mothbrain.data.format import render_prompt
 
     return [render_prompt([(user, ask)], voice) + " " + start for ask, start in EVAL_TEMPLATES]
 

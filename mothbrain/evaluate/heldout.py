@@ -30,6 +30,9 @@ from pathlib import Path
 
 import xxhash
 
+from mothbrain.core.atomic import write_atomically
+from mothbrain.data.dedup import MIN_WORDS_NEAR, NUM_BANDS, NUM_PERM, signature
+
 GENERAL_TEXT = Path(__file__).with_name("general.txt")
 REGRESSION_FILE = "regression.jsonl"  # in an adapter's directory: the held-out voice samples it was judged on
 _SENTENCE_END = re.compile(r"(?<=[.!?…])\s+|\n+")
@@ -97,7 +100,6 @@ def without_training_sentences(
 
     The held-out side is the small one, so its sentences are indexed (a key set, and a MinHash LSH index
     when `near_threshold` < 1) and the training sentences stream past once, each distinct one looked up."""
-    from mothbrain.data.dedup import MIN_WORDS_NEAR, NUM_BANDS, NUM_PERM, signature
 
     parts = [sentences(c) for _, c in samples]
     flat = [normalise_sentence(s) for ps in parts for s in ps]
@@ -154,7 +156,6 @@ def general_text(path: str | Path | None = None) -> list[tuple[str, str]]:
 
 
 def save_regression(adapter_dir: Path, samples: list[tuple[str, str]]) -> None:
-    from mothbrain.core.atomic import write_atomically
 
     lines = "".join(json.dumps({"prompt": p, "completion": c}, ensure_ascii=False) + "\n" for p, c in samples)
     write_atomically(adapter_dir / REGRESSION_FILE, lines.encode("utf-8"))

@@ -47,12 +47,20 @@ import numpy as np
 from mothbrain.config import Config
 from mothbrain.core import paths
 from mothbrain.core.clock import now_iso
+from mothbrain.core.current import adapter_is_complete, reconcile_current
+from mothbrain.core.gate import check_status, gate_checks
 from mothbrain.core.ledger import open_ledger
+from mothbrain.core.openai_client import chat
+from mothbrain.data.dataset import load_latest_dataset
 from mothbrain.data.format import user_name, voice_name
+from mothbrain.data.prompts import build_prompts
 from mothbrain.errors import MothError, NothingToDo
 from mothbrain.evaluate import association, heldout
 from mothbrain.evaluate.scoring import rank_candidates, score_continuations
 from mothbrain.evaluate.stats import bootstrap_mean, bootstrap_ratio
+from mothbrain.models.embeddings import load_embedder
+from mothbrain.models.generation import generate_batched
+from mothbrain.models.loading import load_model_with_adapters, load_tokenizer, pick_adapter
 
 MODES = ("direct", "association", "completion")
 REFERENCE_SAMPLES = 3  # reference continuations per prompt: one far-off sample is not a surprise
@@ -75,7 +83,6 @@ class EvalReport:
         return f"eval {self.version} (vs base" + (f" and current {cur})" if cur else ")")
 
     def rows(self) -> list[dict[str, Any]]:
-        from mothbrain.core.gate import check_status
 
         f = self.figures
         has_cur = bool(f.get("current_version"))
@@ -182,15 +189,11 @@ class EvalReport:
 
 
 def run_eval(cfg: Config, version: str | None = None) -> EvalReport:
-    from mothbrain.core.current import adapter_is_complete
-    from mothbrain.data.dataset import load_latest_dataset
-    from mothbrain.models.loading import load_model_with_adapters, load_tokenizer
 
     t0 = time.perf_counter()
     for m in cfg.eval.probe_modes:
         if m not in MODES:
             raise MothError(f"eval.probe_modes: unknown mode {m!r} (known: {', '.join(MODES)})")
-    from mothbrain.core.current import reconcile_current
 
     reconcile_current(cfg)  # compare with the current adapter the ledger names, link agreeing
     ledger = open_ledger(cfg)
@@ -332,7 +335,6 @@ def run_eval(cfg: Config, version: str | None = None) -> EvalReport:
 
 def show_eval(cfg: Config, version: str | None = None) -> EvalReport:
     """A version's recorded eval figures (default: the newest evaluated) with the gate's checks on them."""
-    from mothbrain.core.gate import gate_checks
 
     ledger = open_ledger(cfg)
     entry = ledger.get(version) if version else ledger.latest(("evaluated", "promoted", "rejected"))
@@ -353,7 +355,6 @@ def _pick_version(cfg: Config, ledger, version: str | None) -> tuple[str, Path]:
     finished version again would overwrite the figures its promotion was (or will be) decided on;
     `--version` does it on purpose. Only an evaluated, undecided version whose figures compare it with
     another adapter than today's current is measured again (promote would refuse those figures)."""
-    from mothbrain.models.loading import pick_adapter
 
     default = ledger.latest(("trained",))
     if version is None and default is None:
@@ -553,9 +554,6 @@ def knowledge_probes(cfg: Config, meta: dict[str, Any], dataset) -> list[dict[st
 
 def surprise(cfg: Config, model, tokenizer, who: list[str], warnings: list[str]) -> dict[str, Any]:
     """The surprise rate of the adapter (and current), with its thresholds and reference."""
-    from mothbrain.data.prompts import build_prompts
-    from mothbrain.models.embeddings import load_embedder
-    from mothbrain.models.generation import generate_batched
 
     e = cfg.eval
     out: dict[str, Any] = {
@@ -653,7 +651,6 @@ def _nll_per_token(model, tokenizer, pairs: list[tuple[str, str]]) -> list[float
 
 
 def _chat(cfg: Config, content: str, max_tokens: int, temperature: float) -> str:
-    from mothbrain.core.openai_client import chat
 
     e = cfg.eval
     try:

@@ -43,8 +43,9 @@ from mothbrain.core.clock import DAY
 from mothbrain.core.workers import pool_context, worker_count
 from mothbrain.data.redact import redact_document
 from mothbrain.errors import MothError
-from mothbrain.sources import Problems, Reader, get_reader, list_files
+from mothbrain.sources.base import Problems, Reader, list_files
 from mothbrain.sources.limits import FileRefused, file_limit
+from mothbrain.sources.registry import get_reader
 from mothbrain.store.documents import (
     doc_line,
     load_manifest,

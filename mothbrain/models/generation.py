@@ -13,9 +13,10 @@ from typing import Any, Protocol
 from mothbrain.config import Config
 from mothbrain.core import paths
 from mothbrain.core.api import MODEL_ID
-from mothbrain.core.current import AdapterPointer, current_adapter
+from mothbrain.core.current import AdapterPointer, adapter_is_complete, current_adapter
 from mothbrain.data.format import render_prompt, speaker_name, stop_strings
 from mothbrain.errors import MothError
+from mothbrain.models.loading import MODEL_BUILD_LOCK, load_base_model, load_tokenizer, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,6 @@ class TransformersEngine:
     model_id = MODEL_ID
 
     def __init__(self, cfg: Config):
-        from mothbrain.models.loading import load_base_model, load_tokenizer, resolve_device
 
         self.cfg = cfg
         self.device = resolve_device(cfg)
@@ -144,7 +144,6 @@ class TransformersEngine:
             return True
 
     def _switch(self, pointer: AdapterPointer) -> None:
-        from mothbrain.core.current import adapter_is_complete
 
         if pointer.path is None:
             with self._swap.write():
@@ -156,7 +155,6 @@ class TransformersEngine:
             raise MothError("incomplete: no adapter_config.json or weights")
         self._loads += 1
         name = f"adapter{self._loads}"  # unique, so re-promoting an old version loads it afresh
-        from mothbrain.models.loading import MODEL_BUILD_LOCK
 
         with self._swap.write(), MODEL_BUILD_LOCK:
             if not self._peft:
@@ -372,7 +370,6 @@ _ENGINE_LOCK = threading.Lock()
 
 def local_engine(cfg: Config):
     """System 1 in this process (the tiny demo model, or a box without `mothbrain serve`), loaded once."""
-    from mothbrain.models.generation import TransformersEngine
 
     key = f"{paths.state_dir(cfg)}|{cfg.model.base}"
     with _ENGINE_LOCK:

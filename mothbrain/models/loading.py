@@ -13,9 +13,10 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from mothbrain.core.base_location import base_model_location
+from mothbrain.core import noise, paths
+from mothbrain.core.base_location import MANIFEST, NF4_DIR, base_model_location
 from mothbrain.core.current import adapter_is_complete
-from mothbrain.errors import MothError
+from mothbrain.errors import MothError, NothingToDo
 from mothbrain.models.build_lock import MODEL_BUILD_LOCK
 from mothbrain.models.location import ensure_base_model
 
@@ -25,7 +26,6 @@ log = logging.getLogger(__name__)
 def quiet_libraries() -> None:
     """Silence per-weight load bars and known-harmless warnings; our own progress is shown instead.
     With --verbose (mothbrain.core.noise) the warnings stay: that is what it asks for."""
-    from mothbrain.core import noise
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
@@ -109,7 +109,6 @@ def nf4_settings(quant) -> dict[str, Any]:
 def prepared_nf4(location: str, quant) -> str | None:
     """The NF4 copy of a prepared base (`models prepare`) when it was made with the settings `quant` asks
     for; None when there is none or it differs (the base is then quantized while it loads)."""
-    from mothbrain.core.base_location import MANIFEST, NF4_DIR
 
     folder = Path(location)
     if quant is None or not (folder / NF4_DIR / "config.json").is_file():
@@ -242,8 +241,6 @@ def read_adapter_meta(path: str | os.PathLike) -> dict[str, Any]:
 
 def pick_adapter(cfg, ledger, version: str | None, default: dict | None, purpose: str) -> tuple[str, Path]:
     """The version to use (`default` ledger entry when none is named) and its finished adapter dir."""
-    from mothbrain.core import paths
-    from mothbrain.errors import NothingToDo
 
     if version is None:
         entry = default

@@ -15,6 +15,7 @@ from mothbrain.models.tiny import (
     permute_content_words,
     scramble_content_words,
 )
+from mothbrain.store.documents import iter_documents
 
 
 def ensure_base_model(cfg, progress=None) -> Path | str:
@@ -45,7 +46,6 @@ def ensure_base_model(cfg, progress=None) -> Path | str:
 
 def training_side_texts(cfg, max_chars: int = 8_000_000) -> list[str]:
     """The text of every stored document that preprocess will not hold out (empty before any ingest)."""
-    from mothbrain.store.documents import iter_documents
 
     texts, budget = [], max_chars
     try:

@@ -65,6 +65,7 @@ from pathlib import Path
 from typing import Any
 
 from mothbrain.config import Config
+from mothbrain.core.base_location import base_model_location
 from mothbrain.errors import MothError
 
 GB = 10**9
@@ -135,7 +136,6 @@ def _config_source(cfg: Config) -> tuple[str, str]:
                 "(e.g. configs/qwen2.5-72b.config.json)"
             )
         return "file", str(p)
-    from mothbrain.core.base_location import base_model_location
 
     loc = base_model_location(cfg)
     if isinstance(loc, Path):

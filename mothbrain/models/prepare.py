@@ -34,11 +34,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import mothbrain
 from mothbrain.core.atomic import describe_write_error, free_space, replace_folder, write_json_atomically
 from mothbrain.core.base_location import MANIFEST, NF4_DIR, is_prepared, not_prepared_message, prepared_path
 from mothbrain.core.clock import now_iso
 from mothbrain.core.paths import models_dir
 from mothbrain.errors import MothError
+from mothbrain.models.loading import compute_dtype, nf4_config, nf4_settings, quiet_libraries, resolve_device
 
 FORMAT = 1  # manifest.json's layout version
 CHUNK = 8 * 2**20  # bytes per read when copying and hashing
@@ -308,8 +310,6 @@ def _write_from_gguf(src: Source, out: Path, dtype: str) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from mothbrain.models.loading import quiet_libraries
-
     quiet_libraries()
     kwargs: dict[str, Any] = {"gguf_file": src.gguf_file, "dtype": getattr(torch, dtype)}
     try:  # transformers >= 5 may keep GGUF blocks packed (not serializable): ask for plain dense weights
@@ -356,8 +356,6 @@ def _convert_hf(cfg, src: Source, out: Path, dtype: str) -> None:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from mothbrain.models.loading import quiet_libraries
-
     quiet_libraries()
     try:
         model = AutoModelForCausalLM.from_pretrained(
@@ -376,8 +374,6 @@ def _write_nf4(cfg, folder: Path) -> tuple[dict[str, Any] | None, str | None]:
     """An NF4 copy of the base in `folder`/nf4 with the config's 4-bit settings on its device:
     (its manifest record, None), or (None, why it was skipped)."""
     from transformers import AutoModelForCausalLM
-
-    from mothbrain.models.loading import compute_dtype, nf4_config, nf4_settings, quiet_libraries, resolve_device
 
     quiet_libraries()
     device = resolve_device(cfg)
@@ -572,8 +568,6 @@ def _clear_temps(final: Path) -> None:
 def _versions() -> dict[str, str]:
     import torch
     import transformers
-
-    import mothbrain
 
     return {
         "mothbrain_version": mothbrain.__version__,

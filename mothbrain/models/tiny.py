@@ -19,6 +19,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from mothbrain.core.atomic import replace_folder
+from mothbrain.data.concepts import STOPWORDS
 from mothbrain.errors import MothError
 from mothbrain.models.build_lock import MODEL_BUILD_LOCK
 
@@ -227,8 +228,6 @@ def permute_content_words(texts: list[str], seed: int = 0, band: int = 8) -> lis
     every word's company is another word's: which concepts travel together is left for the adapter."""
     from collections import Counter
 
-    from mothbrain.data.concepts import STOPWORDS
-
     def is_content(w: str) -> bool:
         return len(w) >= 3 and w.isalpha() and w.lower() not in STOPWORDS
 
@@ -263,7 +262,6 @@ def scramble_content_words(texts: list[str], seed: int = 0) -> list[str]:
     frequency), consistently within a text: the base learns the words, the grammar around them and that a
     text keeps to its own words (so it looks back at them), but never that any word keeps company across
     texts (a harder start than `permute_content_words`: the adapter must build association, not re-point it)."""
-    from mothbrain.data.concepts import STOPWORDS
 
     def is_content(w: str) -> bool:
         return len(w) >= 3 and w.isalpha() and w.lower() not in STOPWORDS

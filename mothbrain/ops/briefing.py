@@ -33,11 +33,13 @@ from mothbrain.config import Config
 from mothbrain.core import paths
 from mothbrain.core.atomic import write_atomically
 from mothbrain.core.clock import parse_time
+from mothbrain.core.gate import check_status
 from mothbrain.core.ledger import open_ledger
 from mothbrain.core.secrets import check_secret_file
 from mothbrain.errors import MothError
 from mothbrain.ops.runs import headline, settled_runs
 from mothbrain.ops.schedule import CHAINS, chain_config, cron_installed_at
+from mothbrain.proposals.queue import list_proposals, review_totals, wiki_activity
 from mothbrain.report import train_loss_text
 
 WEEK = _dt.timedelta(days=7)
@@ -143,7 +145,6 @@ def numeric_metrics(eval_figures: dict[str, Any], prefix: str = "") -> dict[str,
 
 
 def pending_proposals(cfg: Config) -> tuple[list[Any] | None, str]:
-    from mothbrain.proposals.queue import list_proposals
 
     try:
         return list(list_proposals(cfg, status="pending")), ""
@@ -154,7 +155,6 @@ def pending_proposals(cfg: Config) -> tuple[list[Any] | None, str]:
 def wiki_section(cfg: Config, now: _dt.datetime) -> Section | None:
     """Wiki proposals of the last day by kind (staged, accepted, merged, stale, ...) and the reviewer's API
     spend; None when the wiki-worker has never run."""
-    from mothbrain.proposals.queue import review_totals, wiki_activity
 
     since = (now - _dt.timedelta(days=1)).isoformat(timespec="seconds")
     try:
@@ -303,7 +303,6 @@ def gate_lines(versions: list[dict[str, Any]]) -> list[str]:
     """The newest decided version's decision and the checks that decided it, each with its figure:
     "held-out associations vs base: -0.680 [-1.113, -0.265] nats → fail". A refusal names its deciding checks;
     a promotion was decided by every check that ran (those not run are named, never counted as passes)."""
-    from mothbrain.core.gate import check_status
 
     v = next((v for v in reversed(versions) if (v.get("promotion") or {}).get("checks")), None)
     if v is None:
@@ -331,7 +330,6 @@ def gate_lines(versions: list[dict[str, Any]]) -> list[str]:
 def _verdict(check: dict[str, Any]) -> str:
     """A gate check's verdict as the briefing prints it: pass, FAIL, UNDECIDED (not enough held-out material)
     or not run (never counted as a pass)."""
-    from mothbrain.core.gate import check_status
 
     return {"pass": "pass", "fail": "FAIL", "undecided": "UNDECIDED"}.get(check_status(check), "not run")
 

@@ -24,7 +24,16 @@ from typing import Any
 
 from mothbrain.config import REPO_ROOT, Config
 from mothbrain.core import paths
-from mothbrain.errors import MothError
+from mothbrain.core.base_location import base_model_location, in_hub_cache, is_prepared
+from mothbrain.core.current import _link_target
+from mothbrain.core.ledger import open_ledger
+from mothbrain.core.secrets import check_secret_file, read_secret
+from mothbrain.errors import MothError, NothingToDo
+from mothbrain.models.loading import bnb_config, prepared_nf4
+from mothbrain.models.prepare import verify_prepared
+from mothbrain.models.tiny import is_built
+from mothbrain.ops.briefing import smtp_configured, smtp_password
+from mothbrain.wiki.scan import wiki_root
 
 GB = 1024**3
 
@@ -131,8 +140,6 @@ def _base_model(cfg: Config) -> Check:
     A prepared base is checked for every file's size and each safetensors header against its file's length
     (truncation, a damaged header), with sha256 of every file up to 2 GiB in all (the demo's bases) and of
     the small files only above that: hashing the 72B's 145 GB takes minutes (`mothbrain models verify`)."""
-    from mothbrain.core.base_location import base_model_location, in_hub_cache, is_prepared
-    from mothbrain.models.tiny import is_built
 
     name, base = "base model", cfg.model.base
     try:
@@ -172,8 +179,6 @@ def _base_model(cfg: Config) -> Check:
 
 
 def _prepared_base(cfg: Config, loc: Path) -> Check:
-    from mothbrain.models.loading import bnb_config, prepared_nf4
-    from mothbrain.models.prepare import verify_prepared
 
     name, base = "base model", cfg.model.base
     v = verify_prepared(loc)
@@ -231,8 +236,6 @@ def _state_dir(cfg: Config) -> Check:
 
 def _adapter_pointer(cfg: Config) -> Check:
     """adapters/current against the ledger's current version; reports only (status and promote settle it)."""
-    from mothbrain.core.current import _link_target
-    from mothbrain.core.ledger import open_ledger
 
     ledger = open_ledger(cfg)
     if not ledger.path.exists():
@@ -503,9 +506,6 @@ def _cron_env() -> Check:
 
 def _wiki(cfg: Config) -> Check:
     """The wiki folder is there and writable, and a configured reviewer has its model and key."""
-    from mothbrain.core.secrets import read_secret
-    from mothbrain.errors import NothingToDo
-    from mothbrain.wiki.scan import wiki_root
 
     w = cfg.wiki
     try:
@@ -529,8 +529,6 @@ def _wiki(cfg: Config) -> Check:
 
 
 def _smtp(cfg: Config, smtp_test: bool) -> Check:
-    from mothbrain.core.secrets import check_secret_file
-    from mothbrain.ops.briefing import smtp_configured, smtp_password
 
     b = cfg.briefing
     if not b.smtp_host and not b.to:

@@ -29,17 +29,10 @@ from typing import Any
 from mothbrain.config import _DEFAULT_CHAINS, REPO_ROOT, ConfigError, load_config
 from mothbrain.core.atomic import write_atomically
 from mothbrain.errors import MothError
-from mothbrain.sources import (
-    SKIP_DIRS,
-    Problems,
-    chatgpt_export,
-    claude_export,
-    get_reader,
-    list_files,
-    transcript,
-    wiki,
-)
+from mothbrain.sources import chatgpt_export, claude_export, transcript, wiki
 from mothbrain.sources._jsonstream import iter_array, open_export
+from mothbrain.sources.base import SKIP_DIRS, Problems, list_files
+from mothbrain.sources.registry import get_reader
 
 PROFILES = {"cpu": REPO_ROOT / "configs" / "demo.yaml", "gpu": REPO_ROOT / "configs" / "default.yaml"}
 # The shipped profile's sections copied into a generated config (the rest is about the sample corpus).

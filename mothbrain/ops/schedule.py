@@ -49,6 +49,7 @@ from mothbrain.config import KNOWN_STAGES, ChainConfig, Config
 from mothbrain.core import paths
 from mothbrain.core.atomic import save_json
 from mothbrain.core.clock import now_iso, parse_time
+from mothbrain.core.ledger import open_ledger
 from mothbrain.core.progress import StageProgress
 from mothbrain.errors import MothError, NoNewMaterial, NothingToDo
 from mothbrain.ops.runs import (
@@ -438,7 +439,6 @@ def _run_stages(cfg: Config, record: RunRecord, funcs: dict[str, StageFn]) -> No
 
 def _stage_done(cfg: Config, version: str, stage: str) -> bool:
     """Whether the ledger holds `stage`'s figures for `version` (a kill mid-stage leaves them out)."""
-    from mothbrain.core.ledger import open_ledger
 
     try:
         entry = open_ledger(cfg).get(version)

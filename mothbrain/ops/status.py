@@ -11,6 +11,7 @@ from typing import Any
 
 from mothbrain.config import Config
 from mothbrain.core.clock import parse_time
+from mothbrain.core.current import reconcile_current
 from mothbrain.core.ledger import open_ledger
 from mothbrain.core.progress import running_line, running_stage
 from mothbrain.errors import MothError
@@ -70,7 +71,6 @@ class StatusReport:
 
 
 def status_report(cfg: Config) -> StatusReport:
-    from mothbrain.core.current import reconcile_current
 
     report = StatusReport()
     try:

@@ -46,6 +46,8 @@ from mothbrain.core.current import current_adapter
 from mothbrain.data.format import voice_name
 from mothbrain.errors import MothError
 from mothbrain.models.generation import BadMessages, Engine, StopTrimmer, TransformersEngine, render_chat, trim_at_stop
+from mothbrain.models.loading import base_location
+from mothbrain.serve.connections import connection_cap, guarded_protocol, install_log_filter, raise_open_files_limit
 
 log = logging.getLogger(__name__)
 
@@ -571,7 +573,6 @@ def run_server(
         f"serving {what} as model '{MODEL_ID}' on http://{host}:{port}/v1 — {limit} generation(s) at once"
         f"{' (CPU)' if engine.max_parallel == 1 else ''}, queue {cfg.serve.max_queue}; Ctrl-C stops"
     )
-    from mothbrain.serve.connections import connection_cap, install_log_filter, raise_open_files_limit
 
     open_files = raise_open_files_limit()  # each connection is a descriptor
     cap = connection_cap(cfg.serve.max_connections, open_files)
@@ -593,8 +594,6 @@ def server_config(
     counts open connections, and the protocol keeps them at the cap by closing idle ones first)."""
     import uvicorn
 
-    from mothbrain.serve.connections import guarded_protocol
-
     cap = max_connections or cfg.serve.max_connections
     return uvicorn.Config(
         app,
@@ -615,7 +614,6 @@ VLLM_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
 
 def vllm_command(cfg: Config, host: str | None = None, port: int | None = None) -> tuple[list[str], list[str]]:
     """The `vllm serve` line equivalent to ours (model "mothbrain" = the current adapter) and notes."""
-    from mothbrain.models.loading import base_location
 
     host, port = host or cfg.serve.host, port or cfg.serve.port
     pointer = current_adapter(cfg)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from mothbrain.config import SourceConfig
-from mothbrain.sources import Problems, Reader
+from mothbrain.sources.base import Problems, Reader
 from mothbrain.sources.limits import CappedReader, CappedText, FileRefused, limit_mb
 
 CHUNK = 1 << 20  # characters read at a time

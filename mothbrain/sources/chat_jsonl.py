@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from mothbrain.config import SourceConfig
-from mothbrain.sources import Problems, Reader, record_time
+from mothbrain.sources.base import Problems, Reader, record_time
 from mothbrain.sources.records import Document, Turn
 
 # ShareGPT speaker names → roles (the format was never standardised; these are the ones seen in the wild).

@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from mothbrain.config import SourceConfig
-from mothbrain.sources import Problems, parse_time, record_time
 from mothbrain.sources._jsonstream import export_reader
+from mothbrain.sources.base import Problems, parse_time, record_time
 from mothbrain.sources.records import Document, Turn
 
 ROLES = {"human": "user", "user": "user", "assistant": "assistant"}

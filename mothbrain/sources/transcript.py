@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from mothbrain.config import SourceConfig
-from mothbrain.sources import Problems, Reader, read_text, record_time, split_front_matter, time_from_name
+from mothbrain.sources.base import Problems, Reader, read_text, record_time, split_front_matter, time_from_name
 from mothbrain.sources.records import Document, Turn
 
 _TS = r"(?:[\[(]?(?:\d{1,2}:)?\d{1,2}:\d{2}(?:[.,]\d+)?[\])]?\s*(?:[-–]\s*)?)"

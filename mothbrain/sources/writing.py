@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from mothbrain.config import SourceConfig
-from mothbrain.sources import (
+from mothbrain.sources.base import (
     Problems,
     Reader,
     read_text,

@@ -28,7 +28,7 @@ from mothbrain.core.atomic import write_atomically
 from mothbrain.core.clock import DAY, reference_now
 from mothbrain.core.jsonfast import dumps_compact, loads
 from mothbrain.errors import MothError
-from mothbrain.sources import Problems
+from mothbrain.sources.base import Problems
 from mothbrain.sources.records import Document
 
 log = logging.getLogger(__name__)

@@ -41,8 +41,20 @@ from mothbrain.config import Config
 from mothbrain.core import paths
 from mothbrain.core.atomic import describe_write_error, replace_folder
 from mothbrain.core.clock import now_iso
+from mothbrain.core.current import adapter_is_complete
 from mothbrain.core.ledger import Ledger, open_ledger
+from mothbrain.core.neighbour import apply_niceness, make_yield_callback
+from mothbrain.core.progress import StageProgress
+from mothbrain.data.dataset import LATEST_NAME, load_latest_dataset
 from mothbrain.errors import MothError, NoNewMaterial, NothingToDo
+from mothbrain.models import memory
+from mothbrain.models.loading import (
+    compute_dtype,
+    load_base_model,
+    load_tokenizer,
+    quiet_libraries,
+    resolve_device,
+)
 from mothbrain.report import train_loss_text
 
 # Optimizers that need CUDA (bitsandbytes paged / 8-bit states); on CPU plain AdamW is used.
@@ -97,9 +109,6 @@ def run_train(cfg: Config, dry_run: bool = False, fresh: bool = False, force: bo
     check_report_to(cfg)
     if dry_run:
         return dry_run_report(cfg)
-
-    from mothbrain.core.neighbour import apply_niceness
-    from mothbrain.models import memory
 
     # --- setup: refuse what cannot fit before anything is loaded or recorded
     dataset, meta = _load_dataset(cfg)
@@ -204,7 +213,6 @@ def run_train(cfg: Config, dry_run: bool = False, fresh: bool = False, force: bo
 
 def dry_run_report(cfg: Config) -> TrainReport:
     """Parameter counts and the memory estimate from the model's config alone (no weights)."""
-    from mothbrain.models import memory
 
     counts = memory.count_parameters(cfg)
     est = memory.estimate_memory(cfg, counts)
@@ -226,7 +234,6 @@ def dry_run_report(cfg: Config) -> TrainReport:
 
 
 def _load_dataset(cfg: Config):
-    from mothbrain.data.dataset import LATEST_NAME, load_latest_dataset
 
     try:
         dataset, meta = load_latest_dataset(cfg)
@@ -370,7 +377,6 @@ def last_checkpoint(folder: Path) -> Path | None:
 
 def _train_with_yielding(cfg: Config, run: _Run, train_rows) -> dict[str, Any]:
     """Train until done; when the neighbour callback yields, free the memory, wait, resume."""
-    from mothbrain.core.neighbour import make_yield_callback
 
     yield_cb = make_yield_callback(cfg.neighbour.yield_)
     yields: list[dict[str, Any]] = []
@@ -419,8 +425,6 @@ def _build_trainer(cfg: Config, version: str, train_rows, callbacks: list):
     from peft import LoraConfig as PeftLoraConfig
     from peft import PeftModel, prepare_model_for_kbit_training
     from trl import SFTConfig, SFTTrainer
-
-    from mothbrain.models.loading import compute_dtype, load_base_model, load_tokenizer, quiet_libraries, resolve_device
 
     quiet_libraries()
     # transformers 5 renamed gradient -> activation checkpointing; peft/trl still call the old names
@@ -509,7 +513,6 @@ def _build_trainer(cfg: Config, version: str, train_rows, callbacks: list):
         log_level="error",
         ddp_find_unused_parameters=False,
     )
-    from mothbrain.models.loading import MODEL_BUILD_LOCK
 
     with MODEL_BUILD_LOCK:  # peft's empty-weight context is process-wide (see modeling.py)
         trainer = SFTTrainer(
@@ -588,7 +591,6 @@ def pad_share(trainer, batches: int = 32) -> float:
 
 def _current_adapter(cfg: Config, warnings: list[str]) -> Path | None:
     """The promoted adapter to grow, when there is one of the configured shape."""
-    from mothbrain.core.current import adapter_is_complete
 
     link = paths.current_adapter_link(cfg)
     if not (link.exists() and adapter_is_complete(link)):
@@ -675,7 +677,6 @@ class _StepsForStatus(TrainerCallback):
         self.tracker = None
 
     def on_train_begin(self, args, state, control, **kwargs):
-        from mothbrain.core.progress import StageProgress
 
         self.tracker = StageProgress(self.cfg, "train", total=state.max_steps)
         self.tracker.update(state.global_step)  # a resumed run starts where its checkpoint was

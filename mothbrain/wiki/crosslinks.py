@@ -29,6 +29,8 @@ from typing import Any
 import numpy as np
 
 from mothbrain.config import Config
+from mothbrain.errors import MothError
+from mothbrain.proposals import queue
 from mothbrain.wiki.pages import FENCE, INLINE_CODE, WORD, Page, Wiki, masked_prose, norm
 from mothbrain.wiki.patches import edit, file_edit, make_patch
 
@@ -349,8 +351,6 @@ def fit_link_model(mentions: list[Mention], steps: int = 400, l2: float = 1e-2) 
 
 def merged_by_us(cfg: Config) -> set[tuple[str, str]]:
     """(page, target) of every crosslink MothBrain merged and has not reverted (the queue records each)."""
-    from mothbrain.errors import MothError
-    from mothbrain.proposals import queue
 
     try:
         merged = [p for p in queue.list_proposals(cfg, kind="crosslink") if p.get("merge_state") == "merged"]

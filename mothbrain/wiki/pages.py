@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from mothbrain.sources.wiki import WIKILINK
+from mothbrain.sources.wiki import WIKILINK, resolve_links
 
 SUFFIXES = (".md", ".markdown")
 FENCE = re.compile(r"^(```|~~~).*?^\1[^\n]*$", re.M | re.S)
@@ -248,7 +248,6 @@ def masked_prose(page: Page) -> str:
 
 
 def _visible(body: str) -> tuple[str, list[str]]:
-    from mothbrain.sources.wiki import resolve_links
 
     body = FENCE.sub(" ", body)
     body = MD_LINK.sub(lambda m: re.sub(r"^!?\[([^\]]*)\].*$", r"\1", m.group(0)), body)

@@ -25,9 +25,12 @@ from typing import Any
 from urllib.parse import urlparse
 
 from mothbrain.config import Config
+from mothbrain.core.openai_client import make_client
 from mothbrain.core.secrets import read_secret
 from mothbrain.errors import MothError, NothingToDo
 from mothbrain.proposals import queue
+from mothbrain.wiki.merge import Refused, safe_path
+from mothbrain.wiki.scan import wiki_root
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +117,6 @@ class OpenAIReviewer:
     """Any OpenAI-compatible chat endpoint, through the `openai` SDK."""
 
     def __init__(self, cfg: Config):
-        from mothbrain.core.openai_client import make_client
 
         w = cfg.wiki
         if not w.reviewer_model:
@@ -208,13 +210,11 @@ class LocalReviewer:
     name = "local-rules"
 
     def __init__(self, cfg: Config):
-        from mothbrain.wiki.scan import wiki_root
 
         self.threshold = cfg.wiki.local_accept_score
         self.root = wiki_root(cfg)
 
     def review(self, p: dict[str, Any]) -> Verdict:
-        from mothbrain.wiki.merge import Refused, safe_path
 
         for f in (p.get("patch") or {}).get("files") or []:
             try:

@@ -37,11 +37,19 @@ from typing import Any
 
 import numpy as np
 
+from mothbrain import __version__
 from mothbrain.config import Config
+from mothbrain.core import paths
+from mothbrain.core.atomic import write_atomically
 from mothbrain.core.clock import now_iso
+from mothbrain.core.ledger import open_ledger
+from mothbrain.core.neighbour import YieldController, apply_niceness
 from mothbrain.errors import MothError, NothingToDo
+from mothbrain.models.embeddings import load_embedder
+from mothbrain.proposals import queue
+from mothbrain.store.documents import iter_documents
 from mothbrain.wiki.crosslinks import crosslink_proposals
-from mothbrain.wiki.pages import Page, Wiki, masked_prose, norm, read_wiki
+from mothbrain.wiki.pages import Page, Wiki, _visible, masked_prose, norm, read_wiki
 from mothbrain.wiki.patches import edit, file_create, file_edit, make_patch
 
 log = logging.getLogger(__name__)
@@ -80,7 +88,6 @@ class Vectors:
 
 
 def embed_wiki(cfg: Config, wiki: Wiki, embedder=None) -> Vectors:
-    from mothbrain.models.embeddings import load_embedder
 
     embedder = embedder or load_embedder(cfg)
     texts, owners, weights = [], [], []
@@ -106,9 +113,6 @@ def _cached_encode(cfg: Config, embedder, texts: list[str]) -> np.ndarray:
     """Embeddings of `texts`, computing only those not in <state>/data/wiki/embeddings.npz (a nightly scan
     re-embeds just the sections that changed); the cache is rewritten with this scan's texts only."""
     import hashlib
-
-    from mothbrain.core import paths
-    from mothbrain.core.atomic import write_atomically
 
     path = paths.wiki_state_dir(cfg) / "embeddings.npz"
     keys = [hashlib.blake2b(f"{embedder.name}\0{t}".encode(), digest_size=12).hexdigest() for t in texts]
@@ -139,7 +143,6 @@ def _cached_encode(cfg: Config, embedder, texts: list[str]) -> np.ndarray:
 
 
 def _prose(text: str) -> str:
-    from mothbrain.wiki.pages import _visible
 
     return " ".join(_visible(text)[0].split())
 
@@ -385,7 +388,6 @@ def _opening_writer(cfg: Config):
         except Exception as exc:  # no model here: say so in each rationale, never fail the scan
             log.warning("wiki scan: the local model did not load (%s); openings are extracted instead", exc)
             return extract(found)
-        from mothbrain.core.neighbour import YieldController, apply_niceness
 
         apply_niceness(cfg.neighbour)  # the trainer's manners: nice, idle I/O ...
         ctl = YieldController(cfg.neighbour.yield_) if cfg.neighbour.yield_.enabled else None
@@ -432,7 +434,6 @@ class Change:
 
 def recent_changes(cfg: Config) -> list[Change]:
     """ "X changed to Y" statements in the ingested non-wiki material of the last wiki.staleness_days."""
-    from mothbrain.store.documents import iter_documents
 
     out = []
     for doc in iter_documents(cfg, since_days=cfg.wiki.staleness_days):
@@ -555,7 +556,6 @@ class ScanReport:
 
 def scan(cfg: Config, wiki: Wiki, embedder=None, writer=None, changes=None) -> tuple[list[dict[str, Any]], dict]:
     """Every proposal the wiki calls for (not staged), and timings; the pure part of the stage."""
-    from mothbrain.models.embeddings import load_embedder
 
     embedder = embedder or load_embedder(cfg)
     skipped: list[str] = [embedder.warning] if getattr(embedder, "warning", "") else []
@@ -588,8 +588,6 @@ def scan(cfg: Config, wiki: Wiki, embedder=None, writer=None, changes=None) -> t
 
 
 def provenance(cfg: Config, embedder_name: str) -> dict[str, Any]:
-    from mothbrain import __version__
-    from mothbrain.core.ledger import open_ledger
 
     try:
         adapter = open_ledger(cfg).current() or ""
@@ -605,7 +603,6 @@ def provenance(cfg: Config, embedder_name: str) -> dict[str, Any]:
 
 
 def run_scan(cfg: Config) -> ScanReport:
-    from mothbrain.proposals import queue
 
     root = wiki_root(cfg)
     wiki = read_wiki(root)

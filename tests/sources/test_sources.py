@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from mothbrain.config import SourceConfig
-from mothbrain.sources import Problems, get_reader, list_files, parse_time
 from mothbrain.sources._jsonstream import iter_array
+from mothbrain.sources.base import Problems, list_files, parse_time
+from mothbrain.sources.registry import get_reader
 
 FIX = Path(__file__).parents[1] / "fixtures" / "sources"
 

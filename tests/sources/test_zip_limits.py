@@ -16,9 +16,10 @@ import yaml
 
 from mothbrain.config import SourceConfig, load_config
 from mothbrain.ingest.stage import run_ingest
-from mothbrain.sources import Problems, get_reader
 from mothbrain.sources._jsonstream import iter_array
+from mothbrain.sources.base import Problems
 from mothbrain.sources.limits import CappedReader, CappedText, FileRefused, file_limit
+from mothbrain.sources.registry import get_reader
 from mothbrain.store.documents import iter_documents
 
 FIX = Path(__file__).parents[1] / "fixtures" / "sources"

@@ -196,9 +196,10 @@ class _StubController:
 
 
 def test_yield_checkpoints_waits_and_resumes_in_the_same_version(prepared, monkeypatch):
-    from mothbrain.train import neighbour
+    from mothbrain.core import neighbour
+    from mothbrain.train import stage as train_stage
 
-    monkeypatch.setattr(neighbour, "make_yield_callback", lambda ycfg: neighbour.YieldCallback(_StubController()))
+    monkeypatch.setattr(train_stage, "make_yield_callback", lambda ycfg: neighbour.YieldCallback(_StubController()))
     cfg = prepared("train.max_steps=8", "train.save_steps=100", "train.logging_steps=1")
     report = run_train(cfg)
     ledger = open_ledger(cfg)
