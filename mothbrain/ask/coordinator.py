@@ -32,6 +32,7 @@ from typing import Any
 from mothbrain.ask.retrieval import search
 from mothbrain.config import REPO_ROOT, Config
 from mothbrain.core import paths
+from mothbrain.core.api import ADAPTER_HEADER, MODEL_ID, load_token
 from mothbrain.core.openai_client import chat
 from mothbrain.data.format import voice_name
 from mothbrain.errors import MothError
@@ -155,8 +156,6 @@ def ask_system1(cfg: Config, question: str) -> tuple[str, dict[str, Any]]:
     c = cfg.coordinator
     messages = [{"role": "user", "content": question}]
     if c.system1_url:
-        from mothbrain.core.api import ADAPTER_HEADER, MODEL_ID, load_token
-
         try:
             token = load_token(cfg)
         except MothError as exc:  # say it in ask's terms: it is ask that needs the served System 1's token

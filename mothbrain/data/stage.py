@@ -67,6 +67,7 @@ from mothbrain.data.tokens import tokenizer_identity
 from mothbrain.data.writer import META_NAME, DatasetWriter
 from mothbrain.errors import MothError
 from mothbrain.sources.records import Document
+from mothbrain.store.documents import stored_state
 
 log = logging.getLogger(__name__)
 
@@ -328,8 +329,6 @@ def _run_preprocess(
     input_key = ""
     cache = None
     if documents is None:
-        from mothbrain.store.documents import stored_state
-
         state, _ = stored_state(cfg)
         if state:
             input_key = _input_key(cfg, since, state, now)

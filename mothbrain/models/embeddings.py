@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mothbrain.models.loading import MODEL_BUILD_LOCK, quiet_libraries
+
 log = logging.getLogger(__name__)
 
 MINILM = "all-MiniLM-L6-v2"
@@ -114,12 +116,9 @@ def load_embedder(cfg) -> Embedder:
     try:
         from transformers import AutoModel, AutoTokenizer
 
-        from mothbrain.models.loading import quiet_libraries
-
         quiet_libraries()
         if not (where / "config.json").is_file():
             raise OSError(f"no config.json in {where}")
-        from mothbrain.models.loading import MODEL_BUILD_LOCK
 
         with MODEL_BUILD_LOCK:
             tok = AutoTokenizer.from_pretrained(str(where), local_files_only=True)

@@ -67,6 +67,8 @@ from typing import Any
 from mothbrain.config import Config
 from mothbrain.core.base_location import base_model_location
 from mothbrain.errors import MothError
+from mothbrain.models.loading import MODEL_BUILD_LOCK
+from mothbrain.models.tiny import TINY_ARCH
 
 GB = 10**9
 NF4_BLOCK = 64  # weights per 4-bit quantization block (bitsandbytes)
@@ -156,8 +158,6 @@ def _load_hf_config(kind: str, value: str, trust_remote_code: bool):
     if kind == "tiny":
         from transformers import Qwen2Config
 
-        from mothbrain.models.tiny import TINY_ARCH
-
         return Qwen2Config(**TINY_ARCH)
     try:
         if kind == "hub":
@@ -242,7 +242,6 @@ def _count_cached(
             hf_config = _load_hf_config(kind, value, trust_remote_code)
             arch = _arch(hf_config, source)
             # Meta tensors have shapes and no storage: a 72B builds in well under a second.
-            from mothbrain.models.loading import MODEL_BUILD_LOCK
 
             with MODEL_BUILD_LOCK, init_empty_weights():
                 try:

@@ -30,6 +30,7 @@ from mothbrain.core.ledger import open_ledger
 from mothbrain.core.secrets import check_secret_file, read_secret
 from mothbrain.errors import MothError, NothingToDo
 from mothbrain.models.loading import bnb_config, prepared_nf4
+from mothbrain.models.memory import estimate_memory
 from mothbrain.models.prepare import verify_prepared
 from mothbrain.models.tiny import is_built
 from mothbrain.ops.briefing import smtp_configured, smtp_password
@@ -292,8 +293,6 @@ def _memory(cfg: Config, ctx: dict[str, Any]) -> Check:
     cuda = ctx["cuda"]
     device = "cuda" if (cuda or cfg.model.device == "cuda") and cfg.model.device != "cpu" else "cpu"
     try:
-        from mothbrain.models.memory import estimate_memory
-
         est = estimate_memory(cfg, device=device)
     except MothError as exc:
         return Check("memory", "warn", f"cannot estimate the training peak: {exc}", "see `mothbrain train --dry-run`")

@@ -49,6 +49,7 @@ from mothbrain.data.dataset import LATEST_NAME, load_latest_dataset
 from mothbrain.errors import MothError, NoNewMaterial, NothingToDo
 from mothbrain.models import memory
 from mothbrain.models.loading import (
+    MODEL_BUILD_LOCK,
     compute_dtype,
     load_base_model,
     load_tokenizer,
@@ -452,7 +453,6 @@ def _build_trainer(cfg: Config, version: str, train_rows, callbacks: list):
         current = _current_adapter(cfg, notes)
     if current is not None:
         # Grow the promoted adapter instead of starting over.
-        from mothbrain.models.loading import MODEL_BUILD_LOCK
 
         with MODEL_BUILD_LOCK:
             model = PeftModel.from_pretrained(model, str(current), is_trainable=True)

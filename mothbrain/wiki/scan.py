@@ -44,8 +44,10 @@ from mothbrain.core.atomic import write_atomically
 from mothbrain.core.clock import now_iso
 from mothbrain.core.ledger import open_ledger
 from mothbrain.core.neighbour import YieldController, apply_niceness
+from mothbrain.data.format import voice_name
 from mothbrain.errors import MothError, NothingToDo
 from mothbrain.models.embeddings import load_embedder
+from mothbrain.models.generation import local_engine, render_chat, trim_at_stop
 from mothbrain.proposals import queue
 from mothbrain.store.documents import iter_documents
 from mothbrain.wiki.crosslinks import crosslink_proposals
@@ -380,9 +382,6 @@ def _opening_writer(cfg: Config):
 
     def model(found):
         try:
-            from mothbrain.data.format import voice_name
-            from mothbrain.models.generation import local_engine, render_chat, trim_at_stop
-
             engine = local_engine(cfg)
             engine.reload_if_changed()
         except Exception as exc:  # no model here: say so in each rationale, never fail the scan
