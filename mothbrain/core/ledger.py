@@ -17,7 +17,7 @@ Shape (schema 1):
 
 `pending_current` is a pointer move in flight: promote and rollback record it before they swap the
 `adapters/current` link and clear it when they confirm, so a kill at any instant leaves a ledger that
-says what the link may be doing (promote.reconcile_current settles the pair).
+says what the link may be doing (core/current.py's reconcile_current settles the pair).
 
 Every change happens inside `Ledger.transaction()`: an exclusive file lock (so two writers never
 lose an entry), a fresh read, the change, then an atomic write (temp file, fsync, rename, fsync of

@@ -2,7 +2,7 @@
 
 `run_dream(cfg, version=None)` reads top to bottom: pick the version → build prompts from the
 ingested documents → generate in batches → score each text (novelty against the material, relevance
-to its prompt; sentence embeddings) → stage everything in the proposal queue (mothbrain/queue.py) →
+to its prompt; sentence embeddings) → stage everything in the proposals queue (mothbrain/proposals/queue.py) →
 record the figures in the ledger. Nothing is applied to the wiki or to any source: a person reviews
 the queue and the accepted proposals are exported for the coordinating model.
 
