@@ -8,12 +8,13 @@ anything itself, and a version without eval results is refused (run `mothbrain e
   3. forbid_zero_concepts: no priority concept that the current adapter knows (score > 0 in any probe
      mode) scoring 0 in every mode with the new one — a whole family forgotten.
 
-(`core/gate.py`'s `gate_checks` has them all; eval, status and the briefing read the same rules.) A check passes, fails, or is "not run" when there is nothing to measure it
-on yet (a first version's empty regression set): the decision rests on the checks that ran and names
-the ones that did not; a check that did not run is never shown as a pass. The statistical checks decide
-from their 95% intervals, never from a count tuned to one corpus: above 0 passes; below the smallest
-effect worth having fails (the material says no); an interval that reaches both is "undecided", and a
-version with an undecided check and no failed one is "not promoted: not enough held-out material"
+(`core/gate.py`'s `gate_checks` has them all; eval, status and the briefing read the same rules.) A check
+passes, fails, or is "not run" when there is nothing to measure it on yet (a first version's empty
+regression set): the decision rests on the checks that ran and names the ones that did not; a check that
+did not run is never shown as a pass. The statistical checks decide from their 95% intervals, never from
+a count tuned to one corpus: above 0 passes; below the smallest effect worth having fails (the material
+says no); an interval that reaches both is "undecided", and a version with an undecided check and no
+failed one is "not promoted: not enough held-out material"
 (decision "undecided"), which more material, not a better adapter, can change.
 
 Pass: the ledger records the intended move (`pending_current`), then the symlink `adapters/current` is
