@@ -82,7 +82,7 @@ def _os_error_line(exc: OSError) -> str:
 
 def _locked(cfg: Config, command: str) -> contextlib.AbstractContextManager:
     """The run lock for a command that changes state: refused at once while a run (or another one) holds it."""
-    from mothbrain.ops.schedule import command_lock
+    from mothbrain.ops.run_lock import command_lock
 
     return command_lock(cfg, command)
 
@@ -365,7 +365,7 @@ def models_verify(cfg: Config, as_json: bool, name: str) -> None:
 # --------------------------------------------------------------------------- operators
 # (status, briefing, doctor, proposals, cron, serve, ask are added below by their modules' owners)
 
-# ---- schedule section: status, briefing, doctor, cron (mothbrain/status.py, briefing.py, doctor.py, schedule.py)
+# ---- schedule section: status, briefing, doctor, cron (mothbrain/status.py, briefing.py, doctor.py, cron.py)
 
 
 @main.command()
@@ -505,9 +505,9 @@ def _cron_cmd(action: str) -> Callable:
     def command(cfg: Config, as_json: bool) -> None:
         import json
 
-        from mothbrain.ops import schedule
+        from mothbrain.ops import cron as crontab
 
-        report = getattr(schedule, f"cron_{action}")(cfg)
+        report = getattr(crontab, f"cron_{action}")(cfg)
         if as_json:
             click.echo(json.dumps(report.to_json(), indent=2))
             return
@@ -777,7 +777,8 @@ def serve(
     import json
     import shlex
 
-    from mothbrain.serve.app import check_host, launch_vllm, run_server, vllm_command
+    from mothbrain.serve.app import check_host, run_server
+    from mothbrain.serve.vllm import launch_vllm, vllm_command
 
     check_host(host or cfg.serve.host, port or cfg.serve.port, allow_remote)
     if engine == "vllm":

@@ -37,8 +37,9 @@ from mothbrain.core.gate import check_status
 from mothbrain.core.ledger import open_ledger
 from mothbrain.core.secrets import check_secret_file
 from mothbrain.errors import MothError
+from mothbrain.ops.cron import cron_installed_at
 from mothbrain.ops.runs import headline, settled_runs
-from mothbrain.ops.schedule import CHAINS, chain_config, cron_installed_at
+from mothbrain.ops.schedule import CHAINS, chain_config
 from mothbrain.proposals.queue import list_proposals, review_totals, wiki_activity
 from mothbrain.report import train_loss_text
 

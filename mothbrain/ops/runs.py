@@ -146,7 +146,7 @@ def settled_runs(cfg: Config) -> list[dict[str, Any]]:
     """load_runs for reports: a run whose record says "running" but whose process is gone is shown killed.
 
     A kill -9 leaves its record "running"; the next run that takes the lock marks it killed for
-    good (schedule._mark_killed). Until then status and the briefing must not call a dead run live.
+    good (run_lock.mark_stale_holder_killed). Until then status and the briefing must not call a dead run live.
     """
     host = socket.gethostname()
     runs = load_runs(cfg)

@@ -1,4 +1,4 @@
-"""Chains, the run lock and the crontab block.
+"""Chains: running a chain's stages, one run at a time, and recording each.
 
 `run_chain(cfg, "nightly")` runs the stages named in `schedule.nightly.stages`, one run at a time:
 
@@ -14,50 +14,37 @@
   (later stages "not run"). A MothError is an expected failure (its one-line message is kept); any
   other exception is a bug (a short traceback excerpt is kept, the full one is in the log).
 * an `on_finish` hook runs at the end, after a failure too: the CLI passes the briefing's
-  `send_after_run`, so this module never imports the briefing (which reads the records and the
-  crontab from here); a hook failure is a warning on the record and never changes its outcome.
-* the records themselves live in mothbrain/ops/runs.py.
-
-The crontab part installs the chains' lines inside a marked block of the user's crontab
-(`# >>> mothbrain >>>` … `# <<< mothbrain <<<`) and never touches any other line.
+  `send_after_run`, so this module never imports the briefing (which reads the records, the
+  chains and the crontab); a hook failure is a warning on the record and never changes its outcome.
+* the records themselves live in mothbrain/ops/runs.py, the lock in run_lock.py; the crontab block that
+  starts the chains is cron.py.
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
-import errno
-import fcntl
 import importlib
-import json
 import logging
 import os
-import shlex
-import shutil
 import signal
 import socket
-import subprocess
-import sys
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from mothbrain.config import KNOWN_STAGES, ChainConfig, Config
 from mothbrain.core import paths
 from mothbrain.core.atomic import save_json
-from mothbrain.core.clock import now_iso, parse_time
+from mothbrain.core.clock import now_iso
 from mothbrain.core.ledger import open_ledger
 from mothbrain.core.progress import StageProgress
 from mothbrain.errors import MothError, NoNewMaterial, NothingToDo
+from mothbrain.ops.run_lock import LockHeld, mark_stale_holder_killed, run_lock
 from mothbrain.ops.runs import (
     RECORD_SCHEMA,
     RunRecord,
     StageResult,
-    load_runs,
-    mark_killed,
     new_run_id,
     run_outcome,
     trim,
@@ -84,102 +71,6 @@ TRACEBACK_LINES = 12  # lines of a bug's traceback kept in the record (the log h
 
 StageFn = Callable[[Config], Any]
 FinishFn = Callable[[Config, RunRecord], Any]  # the end-of-run hook; returns what the record keeps
-
-
-class LockHeld(MothError):
-    """Another live run holds the lock: this one was refused before it started anything."""
-
-
-# --------------------------------------------------------------------------- the lock
-
-
-def lock_path(cfg: Config) -> Path:
-    return paths.state_dir(cfg) / "run.lock"
-
-
-@contextlib.contextmanager
-def run_lock(cfg: Config, chain: str, run_id: str, refused: str = "") -> Iterator[dict[str, Any] | None]:
-    """Hold the one-run-at-a-time lock; yields what a dead previous holder left (None if nothing).
-
-    Raises LockHeld at once when another live process holds it; `refused` ends its message
-    (default "this <chain> run was not started").
-    """
-    path = lock_path(cfg)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as exc:
-        raise MothError(
-            f"cannot open the run lock {path}: {exc.strerror or exc} (make the state dir writable "
-            "or point MOTHBRAIN_HOME elsewhere)"
-        ) from None
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                raise MothError(f"cannot lock {path}: {exc.strerror or exc}") from None
-            holder = _read_lock_info(fd)
-            raise LockHeld(
-                f"another run (pid {holder.get('pid', '?')}, chain {holder.get('chain', '?')}, started "
-                f"{holder.get('started', '?')}) holds the lock {path}; {refused or f'this {chain} run was not started'}"
-            ) from None
-        stale = _read_lock_info(fd) or None
-        info = {
-            "pid": os.getpid(),
-            "chain": chain,
-            "run_id": run_id,
-            "started": now_iso(),
-            "host": socket.gethostname(),
-        }
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
-        try:
-            yield stale
-        finally:
-            # An empty file means "released cleanly"; anything left in it was written by a run that died.
-            with contextlib.suppress(OSError):
-                os.ftruncate(fd, 0)
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
-
-
-@contextlib.contextmanager
-def command_lock(cfg: Config, command: str) -> Iterator[None]:
-    """The run lock for a state-changing stage command run by hand (`mothbrain train`, `promote`, ...).
-
-    Without it `mothbrain train` beside a nightly run training the same version both write the same
-    checkpoint and adapter. Refused at once, not queued: a person at a prompt can run it again.
-    """
-    run_id = f"{command}-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
-    lock = run_lock(cfg, command, run_id, refused=f"`mothbrain {command}` was not started (wait for it to finish)")
-    with lock as stale:
-        if stale and stale.get("pid"):
-            _mark_killed(cfg, stale)
-            log.warning("recovered stale lock from pid %s (chain %s)", stale.get("pid"), stale.get("chain"))
-        yield
-
-
-def _read_lock_info(fd: int) -> dict[str, Any]:
-    try:
-        raw = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
-        data = json.loads(raw) if raw else {}
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {"pid": "?", "chain": "?", "started": "?"}
-
-
-def _mark_killed(cfg: Config, stale: dict[str, Any]) -> None:
-    """The record of the run that died holding the lock: status killed, its running stage failed."""
-    for rec in load_runs(cfg):
-        if rec.get("status") != "running" or rec.get("pid") != stale.get("pid"):
-            continue
-        if stale.get("run_id") and rec.get("run_id") != stale.get("run_id"):
-            continue
-        rec.pop("_path", None)
-        mark_killed(rec, f"found dead at {now_iso()} by a later run")
-        save_json(paths.runs_dir(cfg) / f"{rec['run_id']}.json", rec)
 
 
 # --------------------------------------------------------------------------- running a chain
@@ -268,7 +159,7 @@ def run_chain(
                 log.warning(record.lock_wait["note"])
             if record.recovered_lock:
                 log.warning(record.recovered_lock)
-                _mark_killed(cfg, stale)
+                mark_stale_holder_killed(cfg, stale)
             log.info("run %s: chain %s, stages %s, pid %d", run_id, chain, ", ".join(names), record.pid)
             previous = _install_sigterm()
             try:
@@ -499,170 +390,3 @@ def _in_main_thread() -> bool:
     import threading
 
     return threading.current_thread() is threading.main_thread()
-
-
-# --------------------------------------------------------------------------- crontab
-
-BLOCK_START = "# >>> mothbrain >>>"
-BLOCK_END = "# <<< mothbrain <<<"
-# Cron starts jobs with a bare environment (PATH=/usr/bin:/bin, no venv, cwd = $HOME): every path in
-# the line is absolute and the variables a run needs are set on the command itself, so nothing leaks
-# into the user's other crontab lines.
-CRON_PATH = "/usr/local/bin:/usr/bin:/bin"
-
-
-def _cron_quote(value: str) -> str:
-    # `%` ends the command in crontab syntax (the rest becomes stdin) unless escaped.
-    return shlex.quote(value).replace("%", "\\%")
-
-
-def cron_lines(cfg: Config, python: str | None = None) -> list[str]:
-    """One crontab line per chain (times from schedule.<chain>.cron), all paths absolute."""
-    py = python or sys.executable  # not resolved: a venv's bin/python must stay the venv's
-    state = paths.state_dir(cfg)
-    logs = paths.logs_dir(cfg)
-    config = cfg.config_path or str(Path("configs/demo.yaml").resolve())
-    niceness = "nice -n 19 " + ("ionice -c 3 " if shutil.which("ionice") else "")
-    lines = []
-    for chain in CHAINS:
-        cc = chain_config(cfg, chain)
-        if not cc.stages:
-            continue
-        cmd = (
-            f"cd {_cron_quote(str(state))} && PATH={CRON_PATH} MOTHBRAIN_HOME={_cron_quote(str(state))} "
-            f"{niceness}{_cron_quote(py)} -m mothbrain.cli run {chain} --config {_cron_quote(config)} "
-            f">> {_cron_quote(str(logs / f'cron-{chain}.log'))} 2>&1"
-        )
-        lines.append(f"{cc.cron} {cmd}")
-    return lines
-
-
-def cron_block(cfg: Config, python: str | None = None) -> str:
-    head = [
-        BLOCK_START,
-        f"# managed by `mothbrain cron install` for {cfg.config_path}; change schedule.*.cron in the config",
-        "# and run `mothbrain cron install` again, or `mothbrain cron remove`. Lines outside this block are yours.",
-    ]
-    return "\n".join(head + cron_lines(cfg, python) + [BLOCK_END]) + "\n"
-
-
-def merge_block(existing: str, block: str | None) -> str:
-    """`existing` crontab text with our block replaced by `block` (or removed when None).
-
-    Every line outside the markers is kept byte for byte; the block keeps its place if it had one.
-    """
-    lines = existing.splitlines(keepends=True)
-    out: list[str] = []
-    inside, placed, start_at = False, False, -1
-    for i, line in enumerate(lines):
-        tag = line.strip()
-        if tag == BLOCK_START:
-            if inside:
-                raise MothError(
-                    f"your crontab has two '{BLOCK_START}' lines without '{BLOCK_END}' between them; "
-                    "fix it with `crontab -e`"
-                )
-            inside, start_at = True, i
-            if block is not None and not placed:
-                out.append(block)
-                placed = True
-            continue
-        if tag == BLOCK_END and inside:
-            inside = False
-            continue
-        if not inside:
-            out.append(line if line.endswith("\n") else line + "\n")
-    if inside:
-        raise MothError(
-            f"your crontab has '{BLOCK_START}' (line {start_at + 1}) without '{BLOCK_END}'; "
-            "fix it with `crontab -e` (nothing was changed)"
-        )
-    if block is not None and not placed:
-        out.append(block)
-    return "".join(out)
-
-
-def _crontab_bin() -> str:
-    found = shutil.which("crontab")
-    if not found:
-        raise MothError(
-            "no `crontab` command on this machine: install cron (e.g. `apt-get install cron`) or use "
-            "the systemd timer in cron/mothbrain-nightly.timer (see cron/README.md)"
-        )
-    return found
-
-
-def read_crontab() -> str:
-    proc = subprocess.run([_crontab_bin(), "-l"], capture_output=True, text=True)
-    if proc.returncode == 0:
-        return proc.stdout
-    if "no crontab" in proc.stderr.lower():
-        return ""
-    raise MothError(f"`crontab -l` failed: {proc.stderr.strip() or proc.returncode}")
-
-
-def write_crontab(text: str) -> None:
-    proc = subprocess.run([_crontab_bin(), "-"], input=text, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise MothError(f"`crontab -` refused the new crontab (your old one is unchanged): {proc.stderr.strip()}")
-
-
-def _install_marker(cfg: Config) -> Path:
-    return paths.state_dir(cfg) / "cron.json"
-
-
-def cron_installed_at(cfg: Config) -> _dt.datetime | None:
-    """When `cron install` last ran for this state dir (the briefing counts missed runs from then)."""
-    try:
-        return parse_time(json.loads(_install_marker(cfg).read_text(encoding="utf-8")).get("installed_at"))
-    except (OSError, ValueError, AttributeError):
-        return None
-
-
-@dataclass
-class CronReport:
-    title: str
-    block: str
-    changed: bool
-    warnings: list[str] = field(default_factory=list)
-
-    def rows(self) -> list[dict[str, Any]]:
-        return [{"crontab": line} for line in self.block.splitlines()]
-
-    def to_json(self) -> dict[str, Any]:
-        return {"title": self.title, "block": self.block, "changed": self.changed, "warnings": self.warnings}
-
-
-def cron_show(cfg: Config) -> CronReport:
-    block = cron_block(cfg)
-    warnings = []
-    if shutil.which("crontab"):
-        current = read_crontab()
-        installed = merge_block(current, block) == current
-        title = "crontab block (installed)" if installed else "crontab block (not installed: `mothbrain cron install`)"
-    else:
-        title = "crontab block (no crontab command here)"
-        warnings.append("no `crontab` command: install cron or use the systemd timer in cron/")
-    return CronReport(title, block, changed=False, warnings=warnings)
-
-
-def cron_install(cfg: Config) -> CronReport:
-    current = read_crontab()
-    block = cron_block(cfg)
-    new = merge_block(current, block)
-    changed = new != current
-    if changed:
-        write_crontab(new)
-    save_json(_install_marker(cfg), {"installed_at": now_iso(), "lines": cron_lines(cfg)})
-    return CronReport("crontab block installed" if changed else "crontab block already installed", block, changed)
-
-
-def cron_remove(cfg: Config) -> CronReport:
-    current = read_crontab()
-    new = merge_block(current, None)
-    changed = new != current
-    if changed:
-        write_crontab(new)
-    with contextlib.suppress(FileNotFoundError):
-        _install_marker(cfg).unlink()
-    return CronReport("crontab block removed" if changed else "no mothbrain block in the crontab", "", changed)

@@ -16,6 +16,9 @@ one that is incomplete or fails to load is reported in /v1/models while the old 
 Safety: loopback by default, a bearer token always (from serve.token_env, or serve.token_file with
 mode 0600), bounded request bodies (413), max_tokens (400), generations (serve.max_concurrent, one
 at a time on CPU) and a bounded wait queue (503 + Retry-After beyond serve.max_queue).
+
+Beside this module: schemas.py (request bodies, ApiError), admission.py (the generation slots and the
+queue), body_limit.py (the 413), connections.py (header timeout, connection cap) and vllm.py (`--engine vllm`).
 """
 
 from __future__ import annotations
@@ -25,29 +28,26 @@ import contextlib
 import hmac
 import json
 import logging
-import math
-import os
 import socket
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 from fastapi.security import HTTPAuthorizationCredentials
-from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request as HTTPRequest  # at module level: FastAPI resolves route annotations here
 
 from mothbrain.config import Config
 from mothbrain.core.api import ADAPTER_HEADER, GEN_MS_HEADER, MODEL_ID, load_token
-from mothbrain.core.current import current_adapter
 from mothbrain.data.format import voice_name
 from mothbrain.errors import MothError
 from mothbrain.models.generation import BadMessages, Engine, StopTrimmer, TransformersEngine, render_chat, trim_at_stop
-from mothbrain.models.loading import base_location
+from mothbrain.serve.admission import Admission, Overloaded
+from mothbrain.serve.body_limit import BodyLimit
 from mothbrain.serve.connections import connection_cap, guarded_protocol, install_log_filter, raise_open_files_limit
+from mothbrain.serve.schemas import ApiError, ChatRequest, CompletionRequest, GenerationRequest, error_body, json_error
 
 log = logging.getLogger(__name__)
 
@@ -56,178 +56,7 @@ DISCONNECT_POLL_S = 0.25  # how often a non-streaming request checks that its cl
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
-# --------------------------------------------------------------------------- the token
-
-
-# --------------------------------------------------------------------------- which adapter is current
-
-
-# --------------------------------------------------------------------------- the engine
-
-
-# --------------------------------------------------------------------------- text helpers
-
-
-# --------------------------------------------------------------------------- admission
-
-
-class Overloaded(Exception):
-    def __init__(self, retry_after: int):
-        self.retry_after = retry_after
-
-
-def expected_wait(mean_s: float, running_for: list[float], waiting: int, limit: int) -> float:
-    """Seconds until a request arriving now would start: each slot frees when its generation ends (a
-    generation takes `mean_s`, and those running have run `running_for`), and the `waiting` requests
-    ahead take the first slots that free."""
-    ends = sorted(max(0.0, mean_s - r) for r in running_for)
-    ends += [0.0] * max(0, limit - len(ends))  # a free slot
-    ends = ends[:limit]
-    for _ in range(waiting):  # each queued request takes the earliest slot and holds it for mean_s
-        ends.sort()
-        ends[0] += mean_s
-    return min(ends)
-
-
-class Admission:
-    """At most `limit` generations at once, at most `queue` waiting; beyond that, Overloaded, with a
-    Retry-After from the real expected wait (expected_wait), not a guess."""
-
-    def __init__(self, limit: int, queue: int):
-        self.limit, self.queue = max(1, limit), max(0, queue)
-        self.waiting = 0
-        self.mean_s = 1.0  # moving average of a generation's seconds, for Retry-After
-        self._started: dict[int, float] = {}  # running generations: token → start time
-        self._next = 0
-        self._sem: asyncio.Semaphore | None = None
-
-    @property
-    def active(self) -> int:
-        return len(self._started)
-
-    def retry_after(self) -> int:
-        now = time.monotonic()
-        running = [now - t for t in self._started.values()]
-        return max(1, math.ceil(expected_wait(self.mean_s, running, self.waiting, self.limit)))
-
-    async def acquire(self) -> float:
-        if self._sem is None:
-            self._sem = asyncio.Semaphore(self.limit)
-        if self.active >= self.limit and self.waiting >= self.queue:
-            raise Overloaded(self.retry_after())
-        self.waiting += 1
-        try:
-            await self._sem.acquire()
-        finally:
-            self.waiting -= 1
-        started = time.monotonic()
-        self._next += 1
-        self._started[self._next] = started
-        return self._next
-
-    def release(self, slot: int) -> None:
-        started = self._started.pop(slot)
-        self.mean_s = 0.8 * self.mean_s + 0.2 * (time.monotonic() - started)
-        assert self._sem is not None
-        self._sem.release()
-
-
 # --------------------------------------------------------------------------- the HTTP app
-
-
-class _Req(BaseModel):
-    model_config = ConfigDict(extra="ignore", protected_namespaces=())  # clients send more than we use
-    model: str
-    max_tokens: int | None = Field(None, ge=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
-    temperature: float = Field(1.0, ge=0, le=2)
-    top_p: float = Field(1.0, gt=0, le=1)
-    stop: str | list[str] | None = None
-    stream: bool = False
-    n: int = 1
-
-
-class ChatRequest(_Req):
-    messages: list[dict[str, Any]] = Field(min_length=1)
-
-
-class CompletionRequest(_Req):
-    prompt: str | list[str]
-
-
-class ApiError(Exception):
-    """A request the client must fix (or may retry), answered in OpenAI's error shape."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        type_: str = "invalid_request_error",
-        code: str | None = None,
-        param: str | None = None,
-        headers: dict[str, str] | None = None,
-    ):
-        super().__init__(message)
-        self.status, self.message, self.type, self.code, self.param = status, message, type_, code, param
-        self.headers = headers or {}
-
-
-def error_body(message: str, type_: str, code: str | None = None, param: str | None = None) -> dict[str, Any]:
-    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
-
-
-def _json_error(
-    status: int,
-    message: str,
-    type_: str,
-    code: str | None = None,
-    param: str | None = None,
-    headers: dict[str, str] | None = None,
-):
-    from fastapi.responses import JSONResponse
-
-    return JSONResponse(error_body(message, type_, code, param), status_code=status, headers=headers)
-
-
-class _BodyLimit:
-    """Pure ASGI middleware: refuse a body over the size cap (chunked bodies counted too) before the app reads it."""
-
-    def __init__(self, app, max_bytes: int):
-        self.app, self.max_bytes = app, max_bytes
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        headers = dict(scope.get("headers") or [])
-        too_large = _json_error(
-            413,
-            f"request body is larger than serve.max_request_bytes ({self.max_bytes} bytes)",
-            "invalid_request_error",
-            "request_too_large",
-        )
-        length = headers.get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
-            return await too_large(scope, receive, send)
-        # Read the (small, bounded) body here, so an oversized one is refused whatever the app does.
-        body, more = b"", True
-        while more:
-            msg = await receive()
-            if msg["type"] != "http.request":
-                return  # the client went away
-            body += msg.get("body", b"")
-            more = msg.get("more_body", False)
-            if len(body) > self.max_bytes:
-                return await too_large(scope, receive, send)
-        replayed = False
-
-        async def replay():
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()  # later calls wait for the disconnect, as usual
-
-        await self.app(scope, replay, send)
 
 
 def create_app(cfg: Config, engine: Engine | None = None, token: str | None = None):
@@ -254,7 +83,7 @@ def create_app(cfg: Config, engine: Engine | None = None, token: str | None = No
     app = FastAPI(
         title="MothBrain System 1", version="1", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
     )
-    app.add_middleware(_BodyLimit, max_bytes=s.max_request_bytes)
+    app.add_middleware(BodyLimit, max_bytes=s.max_request_bytes)
     bearer = HTTPBearer(auto_error=False)
     expected = token.encode()
 
@@ -275,7 +104,7 @@ def create_app(cfg: Config, engine: Engine | None = None, token: str | None = No
 
     @app.exception_handler(ApiError)
     async def _api_error(_r: Request, exc: ApiError):
-        return _json_error(exc.status, exc.message, exc.type, exc.code, exc.param, exc.headers)
+        return json_error(exc.status, exc.message, exc.type, exc.code, exc.param, exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_r: Request, exc: RequestValidationError):
@@ -285,22 +114,20 @@ def create_app(cfg: Config, engine: Engine | None = None, token: str | None = No
         msg = first.get("msg", "invalid request")
         if first.get("type") == "json_invalid":
             msg, loc = "request body is not valid JSON", ""
-        return _json_error(
-            400, f"{loc}: {msg}" if loc else msg, "invalid_request_error", "invalid_request", loc or None
-        )
+        return json_error(400, f"{loc}: {msg}" if loc else msg, "invalid_request_error", "invalid_request", loc or None)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_r: Request, exc: StarletteHTTPException):
-        return _json_error(exc.status_code, str(exc.detail), "invalid_request_error", None)
+        return json_error(exc.status_code, str(exc.detail), "invalid_request_error", None)
 
     @app.exception_handler(Exception)
     async def _bug(_r: Request, exc: Exception):
         log.exception("error while serving a request")
-        return _json_error(500, f"internal error ({type(exc).__name__}); see the server log", "server_error")
+        return json_error(500, f"internal error ({type(exc).__name__}); see the server log", "server_error")
 
     # ------------------------------------------------------------------ helpers
 
-    def check(req: _Req) -> tuple[int, list[str]]:
+    def check(req: GenerationRequest) -> tuple[int, list[str]]:
         if req.model not in (MODEL_ID, engine.version or MODEL_ID):
             raise ApiError(
                 404, f"model {req.model!r} is not served here; use {MODEL_ID!r}", code="model_not_found", param="model"
@@ -359,7 +186,7 @@ def create_app(cfg: Config, engine: Engine | None = None, token: str | None = No
     def headers(version: str | None) -> dict[str, str]:
         return {ADAPTER_HEADER: version or "base"}
 
-    async def complete(req: _Req, prompts: list[str], chat: bool, extra_stops: list[str], request=None):
+    async def complete(req: GenerationRequest, prompts: list[str], chat: bool, extra_stops: list[str], request=None):
         max_tokens, stops = check(req)
         stops = stops + [x for x in extra_stops if x not in stops]
         if req.stream and len(prompts) != 1:
@@ -604,70 +431,3 @@ def server_config(
         http=guarded_protocol(cfg.serve.header_timeout_s, cap),
         limit_concurrency=cap + 1,
     )
-
-
-# --------------------------------------------------------------------------- vLLM
-
-
-VLLM_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
-
-
-def vllm_command(cfg: Config, host: str | None = None, port: int | None = None) -> tuple[list[str], list[str]]:
-    """The `vllm serve` line equivalent to ours (model "mothbrain" = the current adapter) and notes."""
-
-    host, port = host or cfg.serve.host, port or cfg.serve.port
-    pointer = current_adapter(cfg)
-    base = base_location(cfg, build=False)
-    cmd = ["vllm", "serve", str(base), "--host", host, "--port", str(port)]
-    notes = [
-        f"the token is read from $VLLM_API_KEY (set it to ${cfg.serve.token_env}); "
-        "it never goes on the command line, where `ps` would show it"
-    ]
-    if pointer.path is not None:
-        rank = _adapter_rank(pointer.path, cfg.lora.r)
-        vrank = next((r for r in VLLM_LORA_RANKS if rank <= r), None)
-        if vrank is None:
-            raise MothError(f"adapter {pointer.version} has rank {rank}, above vLLM's largest (512)")
-        cmd += [
-            "--served-model-name",
-            f"{MODEL_ID}-base",
-            "--enable-lora",
-            "--max-loras",
-            "1",
-            "--max-lora-rank",
-            str(vrank),
-            "--lora-modules",
-            f"{MODEL_ID}={pointer.path}",
-        ]
-        notes.append(
-            f"vLLM loads adapter {pointer.version} once: after a promote, restart it (re-run this "
-            "command), or start it with VLLM_ALLOW_RUNTIME_LORA_UPDATING=True and POST "
-            "/v1/load_lora_adapter"
-        )
-    else:
-        cmd += ["--served-model-name", MODEL_ID]
-        notes.append("no promoted adapter: vLLM would serve the base model as 'mothbrain'")
-    if cfg.model.quantization.load_in_4bit:
-        cmd += ["--quantization", "bitsandbytes"]  # the NF4 base the adapter was trained on
-    if cfg.model.trust_remote_code:
-        cmd += ["--trust-remote-code"]
-    return cmd, notes
-
-
-def _adapter_rank(path: Path, default: int) -> int:
-    try:
-        return int(json.loads((Path(path) / "adapter_config.json").read_text()).get("r") or default)
-    except (OSError, ValueError):
-        return default
-
-
-def launch_vllm(cfg: Config, cmd: list[str]) -> None:
-    """Replace this process with vLLM (token passed in the environment)."""
-    import shutil
-
-    if shutil.which(cmd[0]) is None:
-        raise MothError(
-            "vLLM is not installed here (`pip install vllm` on the GPU machine), or run the printed command there"
-        )
-    env = dict(os.environ, VLLM_API_KEY=load_token(cfg))
-    os.execvpe(cmd[0], cmd, env)

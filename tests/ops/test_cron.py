@@ -16,7 +16,7 @@ from mothbrain.cli import main
 from mothbrain.config import REPO_ROOT, load_config
 from mothbrain.core import paths
 from mothbrain.errors import MothError
-from mothbrain.ops.schedule import BLOCK_END, BLOCK_START, cron_block, cron_lines, merge_block
+from mothbrain.ops.cron import BLOCK_END, BLOCK_START, cron_block, cron_lines, merge_block
 
 DEMO_CONFIG = REPO_ROOT / "configs" / "demo-tiny.yaml"
 # Someone's own crontab (harmless commands: the real round trip installs it for a moment).

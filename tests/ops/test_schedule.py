@@ -382,7 +382,7 @@ def test_stage_commands_refuse_while_a_run_holds_the_lock(tmp_path, state_home):
 
 
 def test_a_chain_refuses_while_a_stage_command_holds_the_lock(state_home):
-    from mothbrain.ops.schedule import command_lock
+    from mothbrain.ops.run_lock import command_lock
 
     cfg = _cfg("schedule.send_briefing=false", "schedule.nightly.wait_for_lock_s=0")
     with command_lock(cfg, "train"):

@@ -12,7 +12,8 @@ import httpx
 import pytest
 
 from mothbrain.config import REPO_ROOT, load_config
-from mothbrain.serve.app import Admission, Overloaded, create_app, expected_wait
+from mothbrain.serve.admission import Admission, Overloaded, expected_wait
+from mothbrain.serve.app import create_app
 
 TOKEN = "test-token-0123456789abcdef"
 DEMO = REPO_ROOT / "configs" / "demo-tiny.yaml"

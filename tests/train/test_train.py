@@ -309,7 +309,7 @@ def _nightly(*args: str):
 
 def test_a_night_with_no_new_material_trains_and_dreams_nothing(demo_cfg, state_home):
     from mothbrain.ops.briefing import build_briefing
-    from mothbrain.ops.schedule import load_runs
+    from mothbrain.ops.runs import load_runs
     from mothbrain.proposals.queue import list_proposals
 
     cfg = demo_cfg()
