@@ -159,7 +159,7 @@ def test_every_preprocess_setting_says_what_it_affects():
 def test_every_number_refuses_infinity_nan_and_out_of_range():
     """Walk every numeric setting: .inf, -.inf and .nan are one line at load naming the key (no run starts),
     and so is a negative count or a value below a declared range."""
-    from mothbrain.config import NEGATIVE_OK, RANGES, _numbers
+    from mothbrain.config.load import NEGATIVE_OK, RANGES, _numbers
 
     demo = REPO_ROOT / "configs" / "demo-tiny.yaml"
     keys = [k for k, _ in _numbers(load_config(demo)) if "[" not in k]  # --set cannot name a list item

@@ -45,7 +45,7 @@ HARNESS = textwrap.dedent("""
     import mothbrain.data.stage as data_stage
     import mothbrain.dream.stage as dream_stage
     import mothbrain.evaluate.stage as eval_stage
-    import mothbrain.ingest.stage as ingest_stage
+    import mothbrain.ingest.file_job as ingest_file_job
     from mothbrain.config import load_config
     from mothbrain.ops import schedule
 
@@ -70,7 +70,7 @@ HARNESS = textwrap.dedent("""
             return out
         return hooked
 
-    ingest_stage._ingest_file = inside("ingest", ingest_stage._ingest_file, after_calls=2)  # some files stored
+    ingest_file_job._ingest_file = inside("ingest", ingest_file_job._ingest_file, after_calls=2)  # some files stored
     data_stage.write_atomically = inside("preprocess", data_stage.write_atomically, before=True)  # data set, no pointer
     real_ckpt = transformers.Trainer._save_checkpoint
     def checkpoint(self, *a, **k):

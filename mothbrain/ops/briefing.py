@@ -6,26 +6,17 @@ it to data/briefings/briefing-<date>.{eml,txt,html} and, when SMTP is configured
 sends it. Everything is laid out once as sections and rendered twice (text and HTML) so the two
 parts never disagree.
 
-A *missed run* is a time the schedule (schedule.<chain>.cron, read with croniter in the machine's
-local time, as cron does) expected a run and no run record started near it — the failure a broken
-crontab or cron environment produces, which no run can report about itself.
+The figures come from `briefing_figures`, the message and its two renderings from `briefing_render`,
+the SMTP delivery from `briefing_mail`.
 """
 
 from __future__ import annotations
 
-import base64
 import datetime as _dt
-import html as _html
-import io
 import os
-import shutil
-import smtplib
 import socket
-import ssl
-import subprocess
 from dataclasses import dataclass, field
-from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
+from email.utils import make_msgid
 from pathlib import Path
 from typing import Any
 
@@ -35,244 +26,24 @@ from mothbrain.core.atomic import write_atomically
 from mothbrain.core.clock import parse_time
 from mothbrain.core.gate import check_status
 from mothbrain.core.ledger import open_ledger
-from mothbrain.core.secrets import check_secret_file
 from mothbrain.errors import MothError
+from mothbrain.ops.briefing_figures import (
+    WEEK,
+    disk_health,
+    gpu_health,
+    missed_runs,
+    numeric_metrics,
+    pending_proposals,
+    plot_losses,
+    plot_metrics,
+    proposal_excerpt,
+    wiki_section,
+)
+from mothbrain.ops.briefing_mail import send_message, smtp_configured
+from mothbrain.ops.briefing_render import Briefing, Image, Section, render_html, render_text
 from mothbrain.ops.cron import cron_installed_at
 from mothbrain.ops.runs import headline, settled_runs
-from mothbrain.ops.schedule import CHAINS, chain_config
-from mothbrain.proposals.queue import list_proposals, review_totals, wiki_activity
 from mothbrain.report import train_loss_text
-
-WEEK = _dt.timedelta(days=7)
-EARLY = _dt.timedelta(minutes=2)  # a run may start a little before its slot (clock skew)
-LATE = _dt.timedelta(hours=2)  # ... and this much after it still counts as that slot's run
-SETTLE = _dt.timedelta(minutes=15)  # slots this recent are not yet called missed
-SMTP_TIMEOUT_S = 30
-
-
-@dataclass
-class Image:
-    cid: str  # Content-ID without angle brackets
-    filename: str
-    data: bytes  # PNG
-
-
-@dataclass
-class Section:
-    title: str
-    lines: list[str] = field(default_factory=list)
-    headers: list[str] = field(default_factory=list)
-    table: list[list[str]] = field(default_factory=list)
-    image: str | None = None  # cid of a plot shown under the section
-    alert: bool = False  # shown in red in the HTML
-
-
-@dataclass
-class Briefing:
-    subject: str
-    text: str
-    html: str
-    attachments: list[Image]
-    sections: list[Section] = field(default_factory=list)
-    date: str = ""
-
-    def to_message(self, sender: str, to: str) -> EmailMessage:
-        """multipart/alternative: text, then HTML with the plots as multipart/related cid: parts."""
-        msg = EmailMessage()
-        msg["Subject"] = self.subject
-        msg["From"] = sender
-        if to:
-            msg["To"] = to
-        msg["Date"] = formatdate(localtime=True)
-        msg["Message-ID"] = make_msgid(domain=socket.gethostname() or "mothbrain")
-        msg.set_content(self.text)
-        msg.add_alternative(self.html, subtype="html")
-        html_part = msg.get_payload()[1]
-        for img in self.attachments:
-            html_part.add_related(img.data, maintype="image", subtype="png", cid=f"<{img.cid}>", filename=img.filename)
-        return msg
-
-    def standalone_html(self) -> str:
-        """The HTML with the plots inlined as data: URIs, for a browser (cid: only works in mail)."""
-        out = self.html
-        for img in self.attachments:
-            out = out.replace(f"cid:{img.cid}", "data:image/png;base64," + base64.b64encode(img.data).decode())
-        return out
-
-
-# --------------------------------------------------------------------------- gathering
-
-
-def missed_runs(cfg: Config, runs: list[dict[str, Any]], now: _dt.datetime) -> list[dict[str, Any]]:
-    """Slots the schedule expected in the last week (since it was installed) with no run near them."""
-    from croniter import croniter
-
-    installed = cron_installed_at(cfg)
-    if installed is None:
-        return []  # no schedule installed (`mothbrain cron install`): runs by hand can miss nothing
-    start = max(now - WEEK, installed)
-    missed = []
-    for chain in CHAINS:
-        cc = chain_config(cfg, chain)
-        if not cc.stages or not cc.cron:
-            continue
-        starts = [parse_time(r.get("started")) for r in runs if r.get("chain") == chain]
-        starts = [t for t in starts if t]
-        # Cron reads its fields as local wall-clock time: step through naive local times and make each
-        # aware on its own (so a week that crosses a DST change keeps its slots at 02:30).
-        it = croniter(cc.cron, start.astimezone().replace(tzinfo=None))
-        while True:
-            slot = it.get_next(_dt.datetime).astimezone()
-            if slot > now - SETTLE:
-                break
-            if not any(slot - EARLY <= t <= slot + LATE for t in starts):
-                missed.append({"chain": chain, "expected": slot.isoformat(timespec="minutes"), "cron": cc.cron})
-    missed.sort(key=lambda m: m["expected"])
-    return missed
-
-
-def numeric_metrics(eval_figures: dict[str, Any], prefix: str = "") -> dict[str, float]:
-    """Flatten an eval dict to {"a.b": number}, dropping text, lists and booleans."""
-    out: dict[str, float] = {}
-    for k, v in (eval_figures or {}).items():
-        key = f"{prefix}{k}"
-        if isinstance(v, bool):
-            continue
-        if isinstance(v, (int, float)):
-            out[key] = float(v)
-        elif isinstance(v, dict) and prefix.count(".") < 2:
-            out.update(numeric_metrics(v, key + "."))
-    return out
-
-
-def pending_proposals(cfg: Config) -> tuple[list[Any] | None, str]:
-
-    try:
-        return list(list_proposals(cfg, status="pending")), ""
-    except MothError as exc:
-        return None, f"n/a ({exc})"
-
-
-def wiki_section(cfg: Config, now: _dt.datetime) -> Section | None:
-    """Wiki proposals of the last day by kind (staged, accepted, merged, stale, ...) and the reviewer's API
-    spend; None when the wiki-worker has never run."""
-
-    since = (now - _dt.timedelta(days=1)).isoformat(timespec="seconds")
-    try:
-        activity, spend = wiki_activity(cfg, since), review_totals(cfg, since)
-    except MothError as exc:
-        return Section("Wiki-worker", [f"n/a ({exc})"], alert=True)
-    if not activity and not spend and not cfg.schedule.wiki.stages:
-        return None
-    columns = ("staged", "accepted", "rejected", "merged", "stale", "refused", "reverted")
-    sec = Section("Wiki-worker, last 24 h", headers=["kind", *columns])
-    for kind in ("crosslink", "split", "frame", "staleness"):
-        counts = activity.get(kind, {})
-        sec.table.append([kind, *(str(counts.get(c, 0)) for c in columns)])
-    for reviewer, t in spend.items():
-        decided = ", ".join(f"{n} {d}" for d, n in sorted(t["decisions"].items()))
-        sec.lines.append(
-            f"reviewer {reviewer}: {decided}; {t['requests']} request(s), {t['prompt_tokens']:,} prompt + "
-            f"{t['completion_tokens']:,} completion tokens, {t['seconds']:.0f} s"
-        )
-    if not spend:
-        sec.lines.append("no reviews (and no API spend) in the last 24 h")
-    stale = sum(c.get("stale", 0) + c.get("refused", 0) for c in activity.values())
-    sec.alert = bool(stale) or any(t["decisions"].get("error") or t["decisions"].get("down") for t in spend.values())
-    return sec
-
-
-def _proposal_excerpt(p: Any) -> str:
-    get = p.get if isinstance(p, dict) else lambda k, d=None: getattr(p, k, d)
-    text = get("title") or get("text") or get("completion") or get("id") or str(p)
-    pid = get("id")
-    text = " ".join(str(text).split())
-    return (f"{pid}: " if pid and str(pid) not in text else "") + (text[:110] + "…" if len(text) > 110 else text)
-
-
-def gpu_health() -> str:
-    smi = shutil.which("nvidia-smi")
-    if not smi:
-        return "no NVIDIA GPU visible (nvidia-smi not found)"
-    try:
-        out = subprocess.run(
-            [smi, "--query-gpu=name,memory.used,memory.total,temperature.gpu", "--format=csv,noheader,nounits"],
-            capture_output=True,
-            text=True,
-            timeout=15,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"nvidia-smi failed: {exc}"
-    if out.returncode != 0:
-        return f"nvidia-smi failed: {(out.stderr or out.stdout).strip()[:160]}"
-    gpus = []
-    for line in out.stdout.strip().splitlines():
-        parts = [p.strip() for p in line.split(",")]
-        if len(parts) == 4:
-            gpus.append(f"{parts[0]}: {parts[1]} / {parts[2]} MiB used, {parts[3]} °C")
-    return "; ".join(gpus) or "nvidia-smi listed no GPU"
-
-
-def disk_health(cfg: Config) -> tuple[str, bool]:
-    state = paths.state_dir(cfg)
-    try:
-        du = shutil.disk_usage(state)
-    except OSError as exc:
-        return f"cannot read free space of {state}: {exc}", True
-    low = du.free < 0.05 * du.total or du.free < 5e9
-    return f"{du.free / 1e9:,.1f} GB free of {du.total / 1e9:,.0f} GB in {state}", low
-
-
-# --------------------------------------------------------------------------- plots
-
-
-def _plot_losses(losses: list[list[float]], version: str) -> bytes | None:
-    pts = [(float(s), float(v)) for s, v in losses if v is not None] if losses else []
-    if len(pts) < 2:
-        return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 2.6), dpi=100)
-    ax.plot([p[0] for p in pts], [p[1] for p in pts], color="#6b4fbb", linewidth=1.6)
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss (each logged step)")
-    ax.set_title(f"{version}: logged loss per step", fontsize=10)
-    ax.grid(alpha=0.3)
-    return _png(fig)
-
-
-def _plot_metrics(series: dict[str, list[tuple[str, float]]]) -> bytes | None:
-    series = {k: v for k, v in series.items() if len(v) >= 1}
-    if not series or max(len(v) for v in series.values()) < 2:
-        return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    n = len(series)
-    fig, axes = plt.subplots(n, 1, figsize=(6, 1.9 * n), dpi=100, squeeze=False)
-    for ax, (name, pts) in zip(axes[:, 0], series.items()):
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", color="#2a7f62", linewidth=1.4)
-        ax.set_ylabel(name, fontsize=8)
-        ax.grid(alpha=0.3)
-        ax.tick_params(labelsize=8)
-    axes[0, 0].set_title("eval metrics by version", fontsize=10)
-    fig.tight_layout()
-    return _png(fig)
-
-
-def _png(fig) -> bytes:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", bbox_inches="tight")
-    plt.close(fig)
-    return buf.getvalue()
-
 
 # --------------------------------------------------------------------------- building
 
@@ -459,7 +230,7 @@ def build_briefing(cfg: Config, now: _dt.datetime | None = None) -> Briefing:
             sec.lines.append(
                 f"{len(new)} versions this week: " + ", ".join(f"{x['id']} ({x.get('status')})" for x in new)
             )
-        loss_png = _plot_losses(tr.get("losses") or [], v["id"])
+        loss_png = plot_losses(tr.get("losses") or [], v["id"])
         if loss_png:
             images.append(Image(make_msgid(domain="mothbrain")[1:-1], f"loss-{v['id']}.png", loss_png))
             sec.image = images[-1].cid
@@ -478,7 +249,7 @@ def build_briefing(cfg: Config, now: _dt.datetime | None = None) -> Briefing:
             )
             sec.table.append([key, _fmt_num(old), _fmt_num(a[key]), change])
         keys = [k for k in a if sum(k in numeric_metrics(v["eval"]) for v in evaluated) >= 2][:4]
-        png = _plot_metrics(
+        png = plot_metrics(
             {
                 k: [(v["id"], numeric_metrics(v["eval"])[k]) for v in evaluated if k in numeric_metrics(v["eval"])]
                 for k in keys
@@ -541,7 +312,7 @@ def build_briefing(cfg: Config, now: _dt.datetime | None = None) -> Briefing:
         sections.append(Section("Proposals waiting", [why]))
     else:
         sec = Section(f"Proposals waiting: {len(props)}")
-        sec.lines = [_proposal_excerpt(p) for p in props[:5]]
+        sec.lines = [proposal_excerpt(p) for p in props[:5]]
         if props:
             sec.lines.append("review with `mothbrain proposals list`")
         sections.append(sec)
@@ -560,8 +331,8 @@ def build_briefing(cfg: Config, now: _dt.datetime | None = None) -> Briefing:
     header = f"MothBrain briefing for {socket.gethostname()}, {now.astimezone().strftime('%A %d %B %Y, %H:%M')}"
     return Briefing(
         subject=subject,
-        text=_render_text(header, sections),
-        html=_render_html(header, sections),
+        text=render_text(header, sections),
+        html=render_html(header, sections),
         attachments=images,
         sections=sections,
         date=date,
@@ -588,100 +359,7 @@ def _subject(last, missed, new, decisions, now) -> str:
     return f"MothBrain {now.astimezone():%Y-%m-%d}: " + ", ".join(parts)
 
 
-def _render_text(header: str, sections: list[Section]) -> str:
-    out = [header, "=" * len(header), ""]
-    for s in sections:
-        out.append(("!! " if s.alert else "") + s.title)
-        out.extend("  " + ln for ln in s.lines)
-        if s.table:
-            rows = [s.headers] + s.table
-            widths = [min(max(len(str(r[i])) for r in rows), 40) for i in range(len(s.headers) - 1)]
-            for r in rows:
-                out.append("  " + "  ".join(str(c).ljust(w) for c, w in zip(r, widths)) + "  " + str(r[-1]))
-        out.append("")
-    return "\n".join(out)
-
-
-def _render_html(header: str, sections: list[Section]) -> str:
-    e = _html.escape
-    out = [
-        '<html><body style="font-family: -apple-system, Segoe UI, sans-serif; font-size: 14px; color: #222">',
-        f'<h2 style="margin-bottom: 4px">{e(header)}</h2>',
-    ]
-    for s in sections:
-        color = "#b00020" if s.alert else "#333"
-        out.append(f'<h3 style="color: {color}; margin: 18px 0 4px">{e(s.title)}</h3>')
-        for ln in s.lines:
-            out.append(f'<div style="white-space: pre-wrap">{e(ln)}</div>')
-        if s.table:
-            out.append('<table style="border-collapse: collapse; font-size: 13px">')
-            out.append(
-                "<tr>"
-                + "".join(
-                    f'<th style="text-align: left; padding: 2px 10px 2px 0; border-bottom: 1px solid #ccc">{e(h)}</th>'
-                    for h in s.headers
-                )
-                + "</tr>"
-            )
-            for row in s.table:
-                bad = any(c in ("failed", "killed", "interrupted", "refused") for c in row)
-                style = ' style="color: #b00020"' if bad else ""
-                out.append(
-                    f"<tr{style}>"
-                    + "".join(f'<td style="padding: 2px 10px 2px 0; vertical-align: top">{e(str(c))}</td>' for c in row)
-                    + "</tr>"
-                )
-            out.append("</table>")
-        if s.image:
-            out.append(f'<div><img src="cid:{s.image}" alt="{e(s.title)}" style="max-width: 600px"></div>')
-    out.append("</body></html>")
-    return "\n".join(out)
-
-
-# --------------------------------------------------------------------------- writing and sending
-
-
-def smtp_configured(cfg: Config) -> bool:
-    return bool(cfg.briefing.smtp_host and cfg.briefing.to)
-
-
-def smtp_password(cfg: Config) -> str | None:
-    """The SMTP password from the environment or a mode-0600 file; None when no login is configured."""
-    b = cfg.briefing
-    if not b.smtp_user:
-        return None
-    if b.smtp_password_env and os.environ.get(b.smtp_password_env):
-        return os.environ[b.smtp_password_env]
-    if b.smtp_password_file:
-        p = cfg.resolve_path(b.smtp_password_file)
-        check_secret_file(p, "briefing.smtp_password_file")
-        return p.read_text(encoding="utf-8").strip()
-    raise MothError(
-        f"briefing.smtp_user is set but there is no password: export ${b.smtp_password_env} or set "
-        "briefing.smtp_password_file to a file of mode 0600"
-    )
-
-
-def send_message(cfg: Config, msg: EmailMessage) -> None:
-    b = cfg.briefing
-    password = smtp_password(cfg)
-    context = ssl.create_default_context()
-    try:
-        if b.smtp_security == "ssl":
-            server = smtplib.SMTP_SSL(b.smtp_host, b.smtp_port, timeout=SMTP_TIMEOUT_S, context=context)
-        else:
-            server = smtplib.SMTP(b.smtp_host, b.smtp_port, timeout=SMTP_TIMEOUT_S)
-        with server:
-            if b.smtp_security == "starttls":
-                server.starttls(context=context)
-            if b.smtp_user:
-                server.login(b.smtp_user, password or "")
-            server.send_message(msg)
-    except (smtplib.SMTPException, OSError) as exc:
-        raise MothError(
-            f"could not send the briefing via {b.smtp_host}:{b.smtp_port} ({b.smtp_security}): "
-            f"{type(exc).__name__}: {exc}; check briefing.smtp_* (try `mothbrain doctor --smtp`)"
-        ) from None
+# --------------------------------------------------------------------------- writing (and sending)
 
 
 @dataclass

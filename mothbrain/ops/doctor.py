@@ -33,7 +33,7 @@ from mothbrain.models.loading import bnb_config, prepared_nf4
 from mothbrain.models.memory import estimate_memory
 from mothbrain.models.prepare import verify_prepared
 from mothbrain.models.tiny import is_built
-from mothbrain.ops.briefing import smtp_configured, smtp_password
+from mothbrain.ops.briefing_mail import smtp_configured, smtp_password
 from mothbrain.wiki.scan import wiki_root
 
 GB = 1024**3

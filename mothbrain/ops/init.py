@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mothbrain.config import _DEFAULT_CHAINS, REPO_ROOT, ConfigError, load_config
+from mothbrain.config import DEFAULT_CHAINS, REPO_ROOT, ConfigError, load_config
 from mothbrain.core.atomic import write_atomically
 from mothbrain.errors import MothError
 from mothbrain.sources import chatgpt_export, claude_export, transcript, wiki
@@ -389,7 +389,7 @@ def config_text(found: list[Found], profile: str, state: Path, out: Path, folder
             "# The gpu profile: Qwen2.5-72B in 4-bit NF4, LoRA r16, one 128 GB GPU (as configs/default.yaml).",
             f"# See what it costs first:   mothbrain train --dry-run --config {out}",
         ]
-    chain = {name: _DEFAULT_CHAINS[name] for name in ("nightly", "weekly")}
+    chain = {name: DEFAULT_CHAINS[name] for name in ("nightly", "weekly")}
     schedule = "\n".join(
         f"  {name}: {{stages: [{', '.join(c.stages)}], cron: {json.dumps(c.cron)}}}" for name, c in chain.items()
     )

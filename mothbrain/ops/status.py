@@ -15,7 +15,7 @@ from mothbrain.core.current import reconcile_current
 from mothbrain.core.ledger import open_ledger
 from mothbrain.core.progress import running_line, running_stage
 from mothbrain.errors import MothError
-from mothbrain.ops.briefing import numeric_metrics, pending_proposals
+from mothbrain.ops.briefing_figures import numeric_metrics, pending_proposals
 from mothbrain.ops.runs import settled_runs
 from mothbrain.report import cut_at_word, train_loss_text
 

@@ -9,7 +9,7 @@ import warnings
 import click
 from click.testing import CliRunner
 
-from mothbrain.cli import config_options
+from mothbrain.cli.group import config_options
 
 DEPRECATION = "`torch.jit.script_method` is deprecated. Please switch to `torch.compile` or `torch.export`."
 GENERATION = "The following generation flags are not valid and may be ignored: ['temperature']."

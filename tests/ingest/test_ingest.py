@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+import mothbrain.ingest.file_job as file_job
 import mothbrain.ingest.stage as ingest
 from mothbrain.config import load_config
 from mothbrain.core import paths
@@ -76,8 +77,8 @@ def test_cold_then_unchanged_rerun_reads_nothing(corpus, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("an unchanged file was opened")
 
-    monkeypatch.setattr(ingest, "_scan", boom)
-    monkeypatch.setattr(ingest, "_ingest_file", boom)
+    monkeypatch.setattr(file_job, "_scan", boom)
+    monkeypatch.setattr(file_job, "_ingest_file", boom)
     r2 = run_ingest(cfg)
     assert r2.bytes_read == 0 and not r2.changed
     assert stats(r2, "chats").unchanged == 2 and stats(r2, "wiki").unchanged == 4
@@ -239,7 +240,7 @@ def test_crash_mid_run_loses_nothing(corpus, monkeypatch):
     run_ingest(cfg)
     (wiki / "Compost.md").write_text("# Compost\n\nNew text.\n")
     (wiki / "figs.md").write_text("# Figs\n\nNew figs.\n")
-    real = ingest._ingest_file
+    real = file_job._ingest_file
     calls = []
 
     def crash_on_second(*a, **k):
@@ -248,12 +249,12 @@ def test_crash_mid_run_loses_nothing(corpus, monkeypatch):
             raise KeyboardInterrupt  # kill mid-run, after one shard was replaced
         return real(*a, **k)
 
-    monkeypatch.setattr(ingest, "_ingest_file", crash_on_second)
+    monkeypatch.setattr(file_job, "_ingest_file", crash_on_second)
     with pytest.raises(KeyboardInterrupt):
         run_ingest(cfg)
     assert len(doc_ids(cfg)) == 10  # every document still there
     assert not list((paths.ingest_dir(cfg) / "shards").rglob("*.tmp"))
-    monkeypatch.setattr(ingest, "_ingest_file", real)
+    monkeypatch.setattr(file_job, "_ingest_file", real)
     run_ingest(cfg)
     texts = {d.doc_id: d.text for d in iter_documents(cfg)}
     assert texts["Compost.md"].endswith("New text.") and texts["figs.md"].endswith("New figs.")
@@ -439,14 +440,14 @@ def test_a_file_that_hangs_is_given_up_after_its_time_budget(corpus, monkeypatch
     cfg, chats, _ = corpus
     assert stats(run_ingest(cfg), "chats").documents == 6
     (chats / "other.jsonl").write_text(chat_line(100) + chat_line(101))  # changed: it must be read again
-    real = ingest._scan
+    real = file_job._scan
 
     def hung(path, *args):
         if path.name == "other.jsonl":
             time.sleep(120)
         return real(path, *args)
 
-    monkeypatch.setattr(ingest, "_scan", hung)
+    monkeypatch.setattr(file_job, "_scan", hung)
     handler = signal.getsignal(signal.SIGALRM)
     limited = load_config(cfg.config_path, ["ingest.max_file_seconds=0.5"])
     t0 = time.monotonic()
@@ -455,5 +456,5 @@ def test_a_file_that_hangs_is_given_up_after_its_time_budget(corpus, monkeypatch
     assert c.skipped == 1 and c.documents == 6  # the file's earlier document is kept
     assert "max_file_seconds (0.5 s)" in {p[0]: p[2] for p in c.problems}["other.jsonl"]
     assert signal.getsignal(signal.SIGALRM) is handler and signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
-    monkeypatch.setattr(ingest, "_scan", real)
+    monkeypatch.setattr(file_job, "_scan", real)
     assert stats(run_ingest(limited), "chats").documents == 7  # read in full once it answers

@@ -20,7 +20,9 @@ from mothbrain.core import paths
 from mothbrain.core.atomic import save_json as atomic_write_json
 from mothbrain.core.ledger import open_ledger
 from mothbrain.errors import MothError
-from mothbrain.ops.briefing import build_briefing, missed_runs, run_briefing, send_after_run, smtp_password
+from mothbrain.ops.briefing import build_briefing, run_briefing, send_after_run
+from mothbrain.ops.briefing_figures import missed_runs
+from mothbrain.ops.briefing_mail import smtp_password
 from mothbrain.ops.runs import load_runs
 from mothbrain.ops.schedule import run_chain
 from mothbrain.report import SimpleReport
