@@ -119,7 +119,7 @@ def serve(
     import shlex
 
     from mothbrain.serve.app import check_host, run_server
-    from mothbrain.serve.vllm import launch_vllm, vllm_command
+    from mothbrain.serve.vllm_serve import launch_vllm, vllm_command
 
     check_host(host or cfg.serve.host, port or cfg.serve.port, allow_remote)
     if engine == "vllm":

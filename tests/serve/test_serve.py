@@ -369,7 +369,7 @@ def test_ask_through_the_served_system1(served, monkeypatch):
 
 def test_vllm_command(served):
     from mothbrain.core.current import current_adapter
-    from mothbrain.serve.vllm import vllm_command
+    from mothbrain.serve.vllm_serve import vllm_command
 
     _, cfg, _ = served
     cmd, notes = vllm_command(cfg, port=9000)
