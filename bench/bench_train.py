@@ -108,10 +108,10 @@ class _Clock:
 
 
 def _run_ours(cfg, rows, warmup: int = 0) -> dict:
-    from mothbrain.train.stage import _build_trainer, pad_share
+    from mothbrain.train.trainer import build_trainer, pad_share
 
     clock = _Clock(warmup)
-    trainer, info = _build_trainer(cfg, "bench", rows, [clock.callback])
+    trainer, info = build_trainer(cfg, "bench", rows, [clock.callback])
     clock.t0 = time.perf_counter()
     trainer.train()
     tokens, seconds = clock.result()

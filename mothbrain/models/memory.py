@@ -1,4 +1,4 @@
-"""Memory preflight: count parameters without weights and predict the peak of a training run.
+"""Memory preflight: predict the peak of a training run from the parameter counts (parameter_count.py).
 
 `mothbrain train --dry-run` prints `format_estimate`; `check_fits` runs before every real run so an
 impossible setting fails in seconds, naming the knob to turn, instead of as a CUDA OOM an hour in.
@@ -56,19 +56,14 @@ Not modelled (small, or outside the defaults): bitsandbytes keeping tensors < 40
 from __future__ import annotations
 
 import dataclasses
-import functools
 import importlib.util
 import sys
-import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from mothbrain.config import Config
-from mothbrain.core.base_location import base_model_location
 from mothbrain.errors import MothError
-from mothbrain.models.loading import MODEL_BUILD_LOCK
-from mothbrain.models.tiny import TINY_ARCH
+from mothbrain.models.parameter_count import ParamCount, count_parameters
 
 GB = 10**9
 NF4_BLOCK = 64  # weights per 4-bit quantization block (bitsandbytes)
@@ -76,213 +71,6 @@ DQ_BLOCK = 256  # absmax values per fp32 constant under double quantization
 OPT8_BLOCK = 256  # values per fp32 absmax in bitsandbytes' 8-bit optimizer states
 MIN_SEQ_LEN = 128  # shortest max_seq_len the advice proposes
 MIN_LORA_R = 4  # smallest rank the advice proposes
-
-
-# --------------------------------------------------------------------------- parameter counts
-
-
-@dataclass(frozen=True)
-class ParamCount:
-    """What the meta-device model says: parameter counts and the shapes the estimate needs."""
-
-    trainable: int  # LoRA parameters
-    total: int  # base + LoRA, as peft counts them
-    base: int
-    quantizable: int  # weights of the nn.Linear layers bitsandbytes stores in 4 bit
-    largest_linear: int  # numel of the largest of those (the dequantization buffer)
-    hidden_size: int
-    intermediate_size: int
-    num_layers: int
-    vocab_size: int
-    num_heads: int
-    num_kv_heads: int
-    head_dim: int
-    lora_r: int
-    lora_modules_per_layer: float
-    lora_in_per_layer: float  # Σ in_features of the adapted modules of one layer
-    checkpoint_dtype_bytes: int  # the config's torch_dtype: how the released weights are stored
-    model_type: str
-    source: str  # where the config came from
-
-    @property
-    def trainable_pct(self) -> float:
-        return 100.0 * self.trainable / self.total
-
-    @property
-    def unquantized(self) -> int:
-        return self.base - self.quantizable
-
-    def lora_params(self, r: int) -> int:
-        # Each adapted module adds r·(in + out) parameters: linear in r.
-        return self.trainable * r // self.lora_r
-
-    def summary(self) -> str:
-        return (
-            f"{self.trainable:,} trainable parameters ({self.trainable_pct:.2f}%) "
-            f"of {self.total:,} (LoRA r={self.lora_r})"
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "trainable_pct": round(self.trainable_pct, 4)}
-
-
-def _config_source(cfg: Config) -> tuple[str, str]:
-    """(kind, value) of the config.json to size: ("file", path), ("tiny", ""), or ("hub", id)."""
-    if cfg.model.config_json:
-        p = cfg.resolve_path(cfg.model.config_json)
-        if p.is_dir():
-            p = p / "config.json"
-        if not p.is_file():
-            raise MothError(
-                f"model.config_json: {p} not found; point it at the base model's config.json "
-                "(e.g. configs/qwen2.5-72b.config.json)"
-            )
-        return "file", str(p)
-
-    loc = base_model_location(cfg)
-    if isinstance(loc, Path):
-        if (loc / "config.json").is_file():
-            return "file", str(loc / "config.json")
-        if cfg.model.build_tiny:
-            return "tiny", ""  # not built yet: its architecture is fixed in tiny.TINY_ARCH
-        raise MothError(
-            f"model.base {cfg.model.base!r}: no config.json in {loc}; set model.config_json "
-            "to the base model's config.json"
-        )
-    return "hub", str(loc)
-
-
-def _load_hf_config(kind: str, value: str, trust_remote_code: bool):
-    from transformers import AutoConfig
-
-    if kind == "tiny":
-        from transformers import Qwen2Config
-
-        return Qwen2Config(**TINY_ARCH)
-    try:
-        if kind == "hub":
-            # Only the local Hugging Face cache: nothing is downloaded.
-            return AutoConfig.from_pretrained(value, local_files_only=True, trust_remote_code=trust_remote_code)
-        return AutoConfig.from_pretrained(value, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
-        if kind == "hub":
-            raise MothError(
-                f"cannot size model.base {value!r} without its config.json (not in the local Hugging "
-                "Face cache; nothing is downloaded): set model.config_json to the base model's "
-                "config.json, e.g. configs/qwen2.5-72b.config.json"
-            ) from None
-        raise MothError(
-            f"{value}: not a usable model config.json ({first}); fix the file or model.config_json"
-        ) from None
-
-
-def _arch(hf_config, source: str) -> dict[str, int]:
-    text = hf_config.get_text_config() if hasattr(hf_config, "get_text_config") else hf_config
-    try:
-        heads = int(text.num_attention_heads)
-        hidden = int(text.hidden_size)
-        arch = dict(
-            hidden_size=hidden,
-            intermediate_size=int(text.intermediate_size),
-            num_layers=int(text.num_hidden_layers),
-            vocab_size=int(text.vocab_size),
-            num_heads=heads,
-            num_kv_heads=int(getattr(text, "num_key_value_heads", None) or heads),
-            head_dim=int(getattr(text, "head_dim", None) or hidden // heads),
-        )
-    except (AttributeError, TypeError) as exc:
-        raise MothError(
-            f"{source}: the memory estimate needs a decoder-only transformer config with hidden_size, "
-            f"intermediate_size, num_hidden_layers, num_attention_heads, vocab_size ({exc})"
-        ) from None
-    return arch
-
-
-def count_parameters(cfg: Config) -> ParamCount:
-    """Trainable and total parameters of base + LoRA, from config.json alone (meta device, seconds)."""
-    kind, value = _config_source(cfg)
-    mtime = Path(value).stat().st_mtime_ns if kind == "file" else 0
-    return _count_cached(
-        kind,
-        value,
-        mtime,
-        cfg.model.trust_remote_code,
-        cfg.lora.r,
-        cfg.lora.alpha,
-        cfg.lora.dropout,
-        tuple(cfg.lora.target_modules),
-    )
-
-
-@functools.lru_cache(maxsize=16)
-def _count_cached(
-    kind: str,
-    value: str,
-    mtime: int,
-    trust_remote_code: bool,
-    r: int,
-    alpha: int,
-    dropout: float,
-    targets: tuple[str, ...],
-) -> ParamCount:
-    import torch
-    from accelerate import init_empty_weights
-    from peft import LoraConfig, get_peft_model
-    from peft.tuners.lora import LoraLayer
-    from transformers import AutoModelForCausalLM
-    from transformers.utils import logging as hf_logging
-
-    source = value or "tiny.TINY_ARCH (the demo model, not built yet)"
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            hf_config = _load_hf_config(kind, value, trust_remote_code)
-            arch = _arch(hf_config, source)
-            # Meta tensors have shapes and no storage: a 72B builds in well under a second.
-
-            with MODEL_BUILD_LOCK, init_empty_weights():
-                try:
-                    model = AutoModelForCausalLM.from_config(hf_config, trust_remote_code=trust_remote_code)
-                except (ValueError, KeyError, TypeError) as exc:
-                    raise MothError(
-                        f"{source}: transformers cannot build this model type ({str(exc).splitlines()[0][:160]})"
-                    ) from None
-            out_emb = model.get_output_embeddings()
-            linears = [m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear) and m is not out_emb]
-            base = sum(p.numel() for p in model.parameters())
-            lora = LoraConfig(
-                r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(targets), task_type="CAUSAL_LM"
-            )
-            try:
-                with MODEL_BUILD_LOCK:
-                    peft_model = get_peft_model(model, lora, low_cpu_mem_usage=True)  # adapters on meta too
-            except ValueError as exc:
-                raise MothError(f"lora.target_modules {list(targets)}: {str(exc).splitlines()[0][:160]}") from None
-            trainable, total = peft_model.get_nb_trainable_parameters()
-            adapted = [m for m in peft_model.modules() if isinstance(m, LoraLayer)]
-    finally:
-        hf_logging.set_verbosity(verbosity)
-    # No dtype in the config means transformers' default, fp32 (the tiny model is saved so).
-    dtype = getattr(hf_config, "dtype", None) or getattr(hf_config, "torch_dtype", None) or torch.float32
-    if isinstance(dtype, str):
-        dtype = getattr(torch, dtype, torch.float32)
-    return ParamCount(
-        trainable=int(trainable),
-        total=int(total),
-        base=int(base),
-        quantizable=int(sum(linears)),
-        largest_linear=int(max(linears, default=0)),
-        **arch,
-        lora_r=r,
-        lora_modules_per_layer=len(adapted) / arch["num_layers"],
-        lora_in_per_layer=sum(m.in_features for m in adapted) / arch["num_layers"],
-        checkpoint_dtype_bytes=torch.empty(0, dtype=dtype).element_size(),
-        model_type=str(getattr(hf_config, "model_type", "")),
-        source=source,
-    )
 
 
 # --------------------------------------------------------------------------- the estimate

@@ -17,11 +17,11 @@ from mothbrain.errors import MothError
 from mothbrain.models.memory import (
     GB,
     check_fits,
-    count_parameters,
     estimate_memory,
     format_estimate,
     measured_peak_bytes,
 )
+from mothbrain.models.parameter_count import count_parameters
 
 QWEN_72B = REPO_ROOT / "configs" / "qwen2.5-72b.config.json"
 

@@ -8,7 +8,8 @@ import pytest
 
 from mothbrain.config import REPO_ROOT, ConfigError, load_config
 from mothbrain.errors import MothError
-from mothbrain.train.stage import check_report_to, run_train, tensorboard_dir
+from mothbrain.train.callbacks import check_report_to, tensorboard_dir
+from mothbrain.train.stage import run_train
 
 DEMO = REPO_ROOT / "configs" / "demo-tiny.yaml"
 HAS_TENSORBOARD = importlib.util.find_spec("tensorboard") is not None

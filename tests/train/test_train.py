@@ -22,7 +22,8 @@ from mothbrain.data.dataset import load_latest_dataset
 from mothbrain.data.stage import run_preprocess
 from mothbrain.errors import MothError, NothingToDo
 from mothbrain.ingest.stage import run_ingest
-from mothbrain.train.stage import loss_summary, run_train, select_rows
+from mothbrain.train.stage import loss_summary, run_train
+from mothbrain.train.trainer import select_rows
 
 DEMO = str(REPO_ROOT / "configs" / "demo-tiny.yaml")
 DEFAULT = str(REPO_ROOT / "configs" / "default.yaml")
