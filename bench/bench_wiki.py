@@ -34,7 +34,7 @@ from wikigen import generate_wiki, stand_in_reviewer  # noqa: E402
 
 from mothbrain.config import load_config  # noqa: E402
 from mothbrain.proposals import queue  # noqa: E402
-from mothbrain.wiki import merge, review, scan  # noqa: E402
+from mothbrain.wiki import merge, review, scan, staleness  # noqa: E402
 from mothbrain.wiki.pages import read_wiki  # noqa: E402
 
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -45,7 +45,7 @@ def _changes(truth):
     out = []
     for s in truth.statements:
         old, new = s.split("from ")[1].split(" and")[0].split(" to ")
-        out.append(scan.Change(old=old, new=new, quote=s, when=now, source="chats/recent.jsonl"))
+        out.append(staleness.Change(old=old, new=new, quote=s, when=now, source="chats/recent.jsonl"))
     return out
 
 

@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO))
 
 from mothbrain.config import WikiConfig, load_config  # noqa: E402
 from mothbrain.sources.wiki import WIKILINK  # noqa: E402
-from mothbrain.wiki import scan  # noqa: E402
+from mothbrain.wiki import crosslinks, vectors  # noqa: E402
 from mothbrain.wiki.pages import FENCE, INLINE_CODE, read_wiki  # noqa: E402
 
 
@@ -85,8 +85,8 @@ def backtest(vault: Path, share: float, seed: int) -> dict:
             ],
         )
         wiki = read_wiki(work / "wiki")
-        vecs = scan.embed_wiki(cfg, wiki)
-        found, info = scan.crosslink_proposals(cfg, wiki, vecs)
+        vecs = vectors.embed_wiki(cfg, wiki)
+        found, info = crosslinks.crosslink_proposals(cfg, wiki, vecs)
         staged = {(p["target"], p["detail"]["to"]) for p in found}
         sure = {(p["target"], p["detail"]["to"]) for p in found if p["score"] >= cfg.wiki.local_accept_score}
         return {

@@ -30,19 +30,10 @@ figure is measured for adapter, base and current side by side, written to the le
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import math
-import os
-import random
-import re
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from mothbrain.config import Config
 from mothbrain.core import paths
@@ -50,24 +41,17 @@ from mothbrain.core.clock import now_iso
 from mothbrain.core.current import adapter_is_complete, reconcile_current
 from mothbrain.core.gate import check_status, gate_checks
 from mothbrain.core.ledger import open_ledger
-from mothbrain.core.openai_client import chat
 from mothbrain.data.dataset import load_latest_dataset
 from mothbrain.data.format import user_name, voice_name
-from mothbrain.data.prompts import build_prompts
 from mothbrain.errors import MothError, NothingToDo
 from mothbrain.evaluate import association, heldout
+from mothbrain.evaluate.perplexity import knows_text, perplexity, regression_figures, score_nll
+from mothbrain.evaluate.probes import MODES, association_probes, knowledge_probes
 from mothbrain.evaluate.scoring import rank_candidates, score_continuations
-from mothbrain.evaluate.stats import bootstrap_mean, bootstrap_ratio
-from mothbrain.models.embeddings import load_embedder
-from mothbrain.models.generation import generate_batched
+from mothbrain.evaluate.sides import figure_key, use
+from mothbrain.evaluate.stats import bootstrap_ratio
+from mothbrain.evaluate.surprise import surprise
 from mothbrain.models.loading import load_model_with_adapters, load_tokenizer, pick_adapter
-
-MODES = ("direct", "association", "completion")
-REFERENCE_SAMPLES = 3  # reference continuations per prompt: one far-off sample is not a surprise
-PROBES_PER_MODE = 4  # cues or sentences per concept and mode
-SURPRISE_TOKENS = 48  # tokens per continuation for the surprise rate
-SURPRISE_CONTEXT = 512  # tokens of prompt + continuation scored for fluency
-WHO = ("adapter", "base", "current")
 
 
 @dataclass
@@ -242,9 +226,9 @@ def run_eval(cfg: Config, version: str | None = None) -> EvalReport:
             "no held-out voice samples: voice perplexity not measured (more material, or a larger "
             "preprocess.heldout_fraction)"
         )
-    nll = _score_nll(model, tokenizer, who, voice, max_len)
+    nll = score_nll(model, tokenizer, who, voice, max_len)
     for w in who:
-        f[_key("voice_ppl", w)] = _ppl(nll[w])
+        f[figure_key("voice_ppl", w)] = perplexity(nll[w])
     f["voice_samples"], f["voice_tokens"] = len(voice), int(nll["adapter"][1].sum())
     f["voice_gain_vs_base"] = bootstrap_ratio(nll["base"][0] - nll["adapter"][0], nll["adapter"][1])
     if current_dir:
@@ -257,13 +241,13 @@ def run_eval(cfg: Config, version: str | None = None) -> EvalReport:
     reference = "current" if current_dir else "base"
     accepted_set = heldout.load_regression(current_dir)
     general = heldout.general_text(cfg.resolve_path(cfg.eval.general_text) if cfg.eval.general_text else None)
-    reg = _score_nll(model, tokenizer, ["adapter", reference], accepted_set + general, max_len)
+    reg = score_nll(model, tokenizer, ["adapter", reference], accepted_set + general, max_len)
     f["regression"] = regression_figures(reg, reference, len(accepted_set), len(general), len(tokenizer))
     # ---- data sanity's yardstick while no accepted data exists: the base on plain English
     f["general_ppl_base"] = (
         f["regression"]["general_reference_ppl"]
         if reference == "base"
-        else _ppl(_score_nll(model, tokenizer, ["base"], general, max_len)["base"])
+        else perplexity(score_nll(model, tokenizer, ["base"], general, max_len)["base"])
     )
     f["base_knows_general"] = knows_text(f["general_ppl_base"], len(tokenizer))
     f["base_from_corpus"] = cfg.model.build_tiny  # a tiny base is pre-trained on this corpus's training side
@@ -371,331 +355,9 @@ def _pick_version(cfg: Config, ledger, version: str | None) -> tuple[str, Path]:
     return pick_adapter(cfg, ledger, version, default, "evaluate")
 
 
-def _key(name: str, who: str) -> str:
-    return name if who == "adapter" else f"{name}_{who}"
-
-
 def _mean(xs: list[float]) -> float | None:
     return round(sum(xs) / len(xs), 4) if xs else None
 
 
-def _score_nll(model, tokenizer, who: list[str], pairs, max_len: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Per who: (negative log-likelihood of each completion, its token count)."""
-    out = {}
-    for w in who:
-        with use(model, w):
-            scores = score_continuations(model, tokenizer, pairs, max_len)
-        out[w] = (np.array([-s for s, _ in scores], dtype=np.float64), np.array([k for _, k in scores], dtype=np.int64))
-    return out
-
-
-def regression_figures(
-    nll: dict[str, tuple[np.ndarray, np.ndarray]], reference: str, accepted: int, general: int, vocab_size: int
-) -> dict[str, Any]:
-    """The regression set's figures from per-sample scores of `accepted` held-out samples then `general` text.
-
-    General text can only regress where the reference knows it. A reference that predicts it less than
-    halfway from uniform (log-perplexity above half of log |vocab|, as a tiny demo base on plain English)
-    has nothing there to lose, and its perplexity there is noise: then only the accepted set counts.
-    """
-    general_ppl = _ppl(tuple(a[accepted : accepted + general] for a in nll[reference]))
-    knows_general = knows_text(general_ppl, vocab_size)
-    kept = accepted + (general if knows_general else 0)
-    adapter_ppl = _ppl(tuple(a[:kept] for a in nll["adapter"]))
-    reference_ppl = _ppl(tuple(a[:kept] for a in nll[reference]))
-    return {
-        "reference": reference,
-        "samples": kept,
-        "accepted_samples": accepted,
-        "general_samples": general if knows_general else 0,
-        "general_reference_ppl": general_ppl,
-        "adapter_ppl": adapter_ppl,
-        "reference_ppl": reference_ppl,
-        "worse_pct": _pct_worse(adapter_ppl, reference_ppl),
-    }
-
-
-def knows_text(ppl: float | None, vocab_size: int) -> bool:
-    """Whether a model predicts a text at least halfway (in log terms) from uniform over its vocabulary."""
-    return ppl is not None and math.log(ppl) <= 0.5 * math.log(vocab_size)
-
-
-def _ppl(nll: tuple[np.ndarray, np.ndarray]) -> float | None:
-    total, n = float(nll[0].sum()), int(nll[1].sum())
-    return round(math.exp(total / n), 4) if n else None
-
-
-def _pct_worse(value: float | None, reference: float | None) -> float | None:
-    return round((value - reference) / reference * 100, 3) if value and reference else None
-
-
 def _scorer(model, tokenizer, max_len: int):
     return lambda items: [s for s, _ in score_continuations(model, tokenizer, items, max_len)]
-
-
-@contextlib.contextmanager
-def use(model, who: str) -> Iterator[None]:
-    """Make `model` act as the adapter, the current adapter, or the base (adapters disabled)."""
-    if who == "base":
-        with model.disable_adapter():
-            yield
-    else:
-        model.set_adapter(who)
-        yield
-
-
-# --------------------------------------------------------------------------- scoring
-
-
-# --------------------------------------------------------------------------- probes
-
-
-def _stable_rng(*parts: str) -> random.Random:
-    return random.Random(int.from_bytes(hashlib.blake2b("|".join(parts).encode(), digest_size=8).digest(), "little"))
-
-
-def _partners(pairs: list[list[Any]]) -> dict[str, set[str]]:
-    out: dict[str, set[str]] = {}
-    for a, b, *_ in pairs:
-        out.setdefault(a, set()).add(b)
-        out.setdefault(b, set()).add(a)
-    return out
-
-
-def _distractors(vocab: list[str], exclude: set[str], k: int, *seed: str) -> list[str]:
-    pool = sorted(v for v in vocab if v not in exclude and not any(v in e or e in v for e in exclude))
-    return _stable_rng(*seed).sample(pool, min(k, len(pool)))
-
-
-def _template(cfg: Config) -> str:
-    t = [t for t in cfg.preprocess.association_templates if "{a}" in t]
-    return t[0] if t else "{a} reminds me of"
-
-
-def _probed_pairs(meta: dict[str, Any], cfg: Config) -> list[list[Any]]:
-    return [p for p in meta.get("concept_pairs", []) if len(p) >= 2][: cfg.eval.association_pairs]
-
-
-def association_probes(meta: dict[str, Any], cfg: Config, tokenizer) -> list[association.Probe]:
-    """Both directions of every held-out pair and of the first eval.association_pairs in-sample pairs;
-    held-out pairs that preprocess marked "filler" (mothbrain.data.strength) are probed, marked not real.
-    A data set from before the strength test has no marks: its pairs all count, as they did."""
-    held = {tuple(p[:2]) for p in meta.get("heldout_pairs", [])}
-    filler = {tuple(p[:2]) for p in meta.get("heldout_pairs", []) if len(p) > 2 and p[2] == "filler"}
-    pairs = [tuple(p[:2]) for p in meta.get("concept_pairs", []) if len(p) >= 2]
-    chosen = [p for p in pairs if p in held] + [p for p in pairs if p not in held][: cfg.eval.association_pairs]
-
-    def token_length(concept: str) -> int:
-        return len(tokenizer(" " + concept, add_special_tokens=False)["input_ids"])
-
-    return association.build_probes(chosen, held, token_length, cfg.eval.distractors, filler)
-
-
-def _concept_sentences(dataset, names: list[str], limit: int) -> list[tuple[str, str]]:
-    """(text before the concept, the concept as written) from voice/text completions, held-out first."""
-    pat = re.compile(r"\b(" + "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True)) + r")\b", re.I)
-    found: list[tuple[str, str]] = []
-    for split in ("heldout", "train"):
-        if split not in dataset:
-            continue
-        seen = set()
-        for row in dataset[split]:
-            if row["sample_type"] == "association":
-                continue
-            for sent in re.split(r"(?<=[.!?])\s+", row["completion"]):
-                m = pat.search(sent)
-                if not m or len(sent[: m.start()].split()) < 3 or sent in seen:
-                    continue
-                seen.add(sent)
-                found.append((sent[: m.start()].rstrip(), m.group(1)))
-                if len(found) >= limit:
-                    return found
-    return found
-
-
-def knowledge_probes(cfg: Config, meta: dict[str, Any], dataset) -> list[dict[str, Any]]:
-    """Probes for every priority concept in every configured mode (see the module docstring)."""
-    partners = _partners(meta.get("concept_pairs", []))
-    concepts = [pc.name.lower() for pc in cfg.preprocess.priority_concepts]
-    vocab = sorted({x for a, b, *_ in _probed_pairs(meta, cfg) for x in (a, b)} | set(concepts))
-    user, voice = user_name(), voice_name(cfg)
-    tpl = _template(cfg)
-    k = cfg.eval.distractors
-    out = []
-    for pc in cfg.preprocess.priority_concepts:
-        c = pc.name.lower()
-        names = [c] + [a.lower() for a in pc.aliases]
-        related = {n for x in names for n in partners.get(x, set())}
-        cues = sorted(related)[:PROBES_PER_MODE]
-        exclude = set(names) | related
-        for mode in cfg.eval.probe_modes:
-            items: list[tuple[str, str, set[str]]] = []  # (prompt, target, also exclude)
-            if mode == "direct":
-                items.append((f"{user}: What has been on your mind lately?\n{voice}: Mostly", c, set()))
-                items += [
-                    (f"{user}: What does {cue} make you think of?\n{voice}: It makes me think of", c, {cue})
-                    for cue in cues[: PROBES_PER_MODE - 1]
-                ]
-            elif mode == "association":
-                items += [(tpl.format(a=cue), c, {cue} | partners.get(cue, set())) for cue in cues]
-            elif mode == "completion":
-                items += [
-                    (before, written, set()) for before, written in _concept_sentences(dataset, names, PROBES_PER_MODE)
-                ]
-            for prompt, target, extra in items:
-                ds = _distractors(vocab, exclude | extra, k, c, mode, prompt)
-                if ds:
-                    out.append({"concept": c, "mode": mode, "prompt": prompt, "target": target, "distractors": ds})
-    return out
-
-
-# --------------------------------------------------------------------------- surprise
-
-
-def surprise(cfg: Config, model, tokenizer, who: list[str], warnings: list[str]) -> dict[str, Any]:
-    """The surprise rate of the adapter (and current), with its thresholds and reference."""
-
-    e = cfg.eval
-    out: dict[str, Any] = {
-        "surprise_rate": None,
-        "surprise": {
-            "distance_min": e.surprise_distance,
-            "relevance_min": e.relevance_min,
-            "prompts": 0,
-            "reference": e.reference_url or "local base",
-            "samples_per_prompt": REFERENCE_SAMPLES,
-        },
-    }
-    try:
-        prompts = [p.text for p in build_prompts(cfg, e.surprise_prompts)[0]]
-    except MothError as exc:
-        warnings.append(f"surprise rate not measured: {exc}")
-        return out
-    if not prompts:
-        warnings.append("surprise rate not measured: no prompts (nothing ingested to dream on)")
-        return out
-    d = cfg.dream
-    gen = dict(
-        batch_size=d.batch_size,
-        max_new_tokens=min(d.max_new_tokens, SURPRISE_TOKENS),
-        temperature=d.temperature,
-        top_p=d.top_p,
-    )
-    outputs: dict[str, list[str]] = {}
-    # "base" is the null: a base sample drawn with the adapter's own seed, judged exactly like the
-    # adapter's. An adapter that is the base scores the null's rate, whatever the sampling noise.
-    for w in who:
-        with use(model, w):
-            outputs[w] = generate_batched(model, tokenizer, prompts, seed=d.seed, **gen)[0]
-    refs = None
-    if e.reference_url:
-        try:
-            refs = [
-                [reference_completion(cfg, p, gen["max_new_tokens"]) for _ in range(REFERENCE_SAMPLES)] for p in prompts
-            ]
-        except MothError as exc:
-            warnings.append(f"{exc}; the local base is the reference instead")
-            out["surprise"]["reference"] = "local base (endpoint failed)"
-    if refs is None:
-        with use(model, "base"):
-            samples = [
-                generate_batched(model, tokenizer, prompts, seed=d.seed + 1 + s, **gen)[0]
-                for s in range(REFERENCE_SAMPLES)
-            ]
-        refs = [[samples[s][i] for s in range(REFERENCE_SAMPLES)] for i in range(len(prompts))]
-
-    # Fluency: garbage is far from every reference too, so a surprise must read (to the base) about as
-    # well as the base's own samples: its base NLL per token at most the references' median + ln 2.
-    with use(model, "base"):
-        ref_nll = _nll_per_token(model, tokenizer, [(p, r) for p, rs in zip(prompts, refs) for r in rs])
-        fluency_max = float(np.median(ref_nll)) + math.log(2)
-        nll = {w: _nll_per_token(model, tokenizer, list(zip(prompts, texts))) for w, texts in outputs.items()}
-    embedder = load_embedder(cfg)
-    if embedder.warning:
-        warnings.append(embedder.warning)
-    out["surprise"].update(prompts=len(prompts), embedder=embedder.name, fluency_max_nll=round(fluency_max, 4))
-    all_flags: dict[str, np.ndarray] = {}
-    p_emb = embedder.encode(prompts)
-    r_emb = embedder.encode([r for rs in refs for r in rs]).reshape(len(prompts), REFERENCE_SAMPLES, -1)
-    for w, texts in outputs.items():
-        a = embedder.encode(texts)
-        nearest = 1.0 - (r_emb @ a.unsqueeze(-1)).squeeze(-1).max(dim=1).values  # distance to the closest reference
-        relevance = (a * p_emb).sum(-1)
-        flags = [
-            (
-                bool(t.strip())
-                and float(dist) >= e.surprise_distance
-                and float(rel) >= e.relevance_min
-                and fl <= fluency_max
-            )
-            for t, dist, rel, fl in zip(texts, nearest, relevance, nll[w])
-        ]
-        all_flags[w] = np.array(flags, dtype=np.float64)
-        out[_key("surprise_rate", w)] = round(sum(flags) / len(flags), 4)
-        out["surprise"][_key("nearest_distance_mean", w)] = round(float(nearest.mean()), 4)
-        out["surprise"][_key("relevance_mean", w)] = round(float(relevance.mean()), 4)
-        if w == "adapter":
-            out["surprise"]["examples"] = [
-                {"prompt": p[-160:], "text": t[:240]} for p, t, fl in zip(prompts, texts, flags) if fl
-            ][:3]
-            if e.judge:
-                out["judge_yes_rate"] = _judge(cfg, [(p, t) for p, t, fl in zip(prompts, texts, flags) if fl], warnings)
-    for w in [w for w in who if w != "base"]:
-        out[_key("surprise_vs_null", w)] = bootstrap_mean(all_flags[w] - all_flags["base"])
-    return out
-
-
-def _nll_per_token(model, tokenizer, pairs: list[tuple[str, str]]) -> list[float]:
-    scores = score_continuations(model, tokenizer, pairs, SURPRISE_CONTEXT)
-    return [-s / n if n else float("inf") for s, n in scores]
-
-
-def _chat(cfg: Config, content: str, max_tokens: int, temperature: float) -> str:
-
-    e = cfg.eval
-    try:
-        text, _ = chat(
-            e.reference_url,
-            e.reference_model,
-            [{"role": "user", "content": content}],
-            api_key=os.environ.get(e.reference_api_key_env, ""),
-            timeout=120.0,
-            max_tokens=max_tokens,
-            temperature=temperature,
-        )
-    except (TimeoutError, ConnectionError) as exc:
-        raise MothError(
-            f"eval.reference_url: {exc} (check eval.reference_model and ${e.reference_api_key_env})"
-        ) from None
-    return text
-
-
-def reference_completion(cfg: Config, prompt: str, max_tokens: int) -> str:
-    return _chat(cfg, "Continue this text in a few sentences:\n\n" + prompt, max_tokens, cfg.dream.temperature)
-
-
-def _judge(cfg: Config, items: list[tuple[str, str]], warnings: list[str]) -> float | None:
-    if not cfg.eval.reference_url:
-        warnings.append("eval.judge is on but eval.reference_url is empty; no judge")
-        return None
-    if not items:
-        return None
-    yes = 0
-    try:
-        for prompt, text in items:
-            answer = _chat(
-                cfg,
-                "A text and a continuation an assistant wrote for it.\n\nTEXT:\n"
-                + prompt
-                + "\n\nCONTINUATION:\n"
-                + text
-                + "\n\nIs the continuation a meaningful, non-obvious "
-                "association rather than noise? Answer YES or NO.",
-                3,
-                0.0,
-            )
-            yes += answer.strip().upper().startswith("YES")
-    except MothError as exc:
-        warnings.append(f"judge skipped: {exc}")
-        return None
-    return round(yes / len(items), 4)

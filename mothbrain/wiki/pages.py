@@ -26,6 +26,7 @@ HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t#]*\r?$", re.M)
 PARAGRAPH = re.compile(r"[^\r\n]+(?:\r?\n(?![ \t]*\r?\n)[^\r\n]+)*")  # lines up to a blank line
 TABLE_ROW = re.compile(r"^[ \t]*\|.*$", re.M)  # a link's `|` would split a table cell
 WORD = re.compile(r"\w[\w'’-]*\w|\w", re.U)
+SENTENCE = re.compile(r"[^.!?\n]+[.!?]?")
 
 
 @dataclass
@@ -252,3 +253,8 @@ def _visible(body: str) -> tuple[str, list[str]]:
     body = FENCE.sub(" ", body)
     body = MD_LINK.sub(lambda m: re.sub(r"^!?\[([^\]]*)\].*$", r"\1", m.group(0)), body)
     return resolve_links(body)
+
+
+def visible_prose(text: str) -> str:
+
+    return " ".join(_visible(text)[0].split())

@@ -94,7 +94,7 @@ def _reference(body: dict) -> str:
 
 def test_surprise_against_an_openai_compatible_reference_and_judge(planted_cfg, monkeypatch):
     from mothbrain.core.paths import adapter_dir
-    from mothbrain.evaluate.stage import surprise
+    from mothbrain.evaluate.surprise import surprise
     from mothbrain.models.loading import load_model_with_adapters, load_tokenizer
 
     with ChatStandIn(_reference) as server:
@@ -129,7 +129,7 @@ def test_surprise_against_an_openai_compatible_reference_and_judge(planted_cfg, 
 
 def test_unreachable_reference_falls_back_to_the_local_base(planted_cfg):
     from mothbrain.core.paths import adapter_dir
-    from mothbrain.evaluate.stage import surprise
+    from mothbrain.evaluate.surprise import surprise
     from mothbrain.models.loading import load_model_with_adapters, load_tokenizer
 
     cfg = planted_cfg("eval.reference_url=http://127.0.0.1:9/v1", "eval.surprise_prompts=2", "dream.max_new_tokens=8")
@@ -213,7 +213,7 @@ def test_the_base_finds_garbage_harder_than_clean_text_and_data_sanity_rejects_i
     from mothbrain.config import REPO_ROOT, GateConfig
     from mothbrain.core.gate import gate_checks
     from mothbrain.evaluate import heldout
-    from mothbrain.evaluate.stage import score_continuations
+    from mothbrain.evaluate.scoring import score_continuations
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
@@ -266,7 +266,7 @@ def test_embeddings_load_offline_and_rank_meaning():
 def test_regression_counts_general_text_only_where_the_reference_knows_it():
     import numpy as np
 
-    from mothbrain.evaluate.stage import regression_figures
+    from mothbrain.evaluate.perplexity import regression_figures
 
     vocab = 4096
 

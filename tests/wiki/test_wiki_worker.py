@@ -17,7 +17,8 @@ from mothbrain.cli import main
 from mothbrain.config import REPO_ROOT, load_config
 from mothbrain.core import paths
 from mothbrain.proposals import queue
-from mothbrain.wiki import merge, review, scan
+from mothbrain.wiki import crosslinks, merge, review, scan, staleness, vectors
+from mothbrain.wiki.frames import frame_proposals
 from mothbrain.wiki.pages import masked_prose, parse_page, read_wiki
 from mothbrain.wiki.patches import PatchConflict, apply_edits, edit
 
@@ -33,7 +34,7 @@ def _changes(truth, when: float | None = None):
     out = []
     for s in truth.statements:
         old, new = s.split("from ")[1].split(" and")[0].split(" to ")
-        out.append(scan.Change(old=old, new=new, quote=s, when=when, source="chats/recent.jsonl"))
+        out.append(staleness.Change(old=old, new=new, quote=s, when=when, source="chats/recent.jsonl"))
     return out
 
 
@@ -155,7 +156,7 @@ def small_wiki_vectors(tmp_path_factory):
     root = tmp_path_factory.mktemp("small")
     generate_wiki(root / "wiki", pages=80, seed=1, hide=0.3, planted=0.05)
     cfg = _cfg(root / "state", root / "wiki")
-    scan.embed_wiki(cfg, read_wiki(root / "wiki"))
+    vectors.embed_wiki(cfg, read_wiki(root / "wiki"))
     return (paths.wiki_state_dir(cfg) / "embeddings.npz").read_bytes()
 
 
@@ -443,7 +444,7 @@ def test_frame_openings_are_written_by_the_local_model(tmp_path, demo_cfg):
     from mothbrain.models.embeddings import load_embedder
 
     embedder = load_embedder(cfg)
-    frames = scan.frame_proposals(cfg, wiki, scan.embed_wiki(cfg, wiki, embedder), embedder)
+    frames = frame_proposals(cfg, wiki, vectors.embed_wiki(cfg, wiki, embedder), embedder)
     assert {p["target"] for p in frames} & truth.frames
     for p in frames:
         assert p["detail"]["written_by"].startswith("the local model"), p["detail"]
@@ -470,12 +471,14 @@ def test_crlf_bom_and_broken_front_matter_pages_are_read_and_patched_in_their_ow
     masked = masked_prose(garden)
     assert "tags: compost" not in masked and "| item | compost |" not in masked  # YAML and tables: never linked
     cfg = _cfg(tmp_path / "state", root, "wiki.crosslink_threshold=0")  # offsets, not scores, are tested here
-    old = scan.Change(
+    old = staleness.Change(
         old="Hosepipe", new="Drip", quote="we switched from Hosepipe to Drip", when=time.time(), source="c"
     )
-    (stale,) = scan.staleness_proposals(cfg, wiki, [old])
+    (stale,) = staleness.staleness_proposals(cfg, wiki, [old])
     (link,) = [
-        p for p in scan.crosslink_proposals(cfg, wiki, scan.embed_wiki(cfg, wiki))[0] if p["target"] == "Garden.md"
+        p
+        for p in crosslinks.crosslink_proposals(cfg, wiki, vectors.embed_wiki(cfg, wiki))[0]
+        if p["target"] == "Garden.md"
     ]
     e = link["patch"]["files"][0]["edits"][0]
     assert crlf[e["start"] : e["end"]] == "compost" and e["start"] > crlf.index("# Garden")
@@ -566,7 +569,7 @@ def test_a_phrase_the_wiki_links_to_several_pages_goes_to_the_one_that_fits(tmp_
     _write(root, pages)
     cfg = _cfg(tmp_path / "state", root, "wiki.crosslink_threshold=0")
     wiki = read_wiki(root)
-    found, _ = scan.crosslink_proposals(cfg, wiki, scan.embed_wiki(cfg, wiki))
+    found, _ = crosslinks.crosslink_proposals(cfg, wiki, vectors.embed_wiki(cfg, wiki))
     to = {(p["target"], p["detail"]["anchor"]): p for p in found}
     assert to[("Dusk.md", "Mercury")]["detail"]["to"] == "Mercury (planet).md"  # most often linked, and alike
     lab = to[("Thermometers.md", "mercury")]
@@ -589,7 +592,7 @@ def test_links_are_written_as_the_wiki_writes_them_and_never_cross_languages(tmp
     )
     cfg = _cfg(tmp_path / "state", root, "wiki.crosslink_threshold=0")
     wiki = read_wiki(root)
-    found, _ = scan.crosslink_proposals(cfg, wiki, scan.embed_wiki(cfg, wiki))
+    found, _ = crosslinks.crosslink_proposals(cfg, wiki, vectors.embed_wiki(cfg, wiki))
     made = {(p["target"], p["detail"]["to"]): p["patch"]["files"][0]["edits"][0]["new"] for p in found}
     # A file name shared by two files is written with the shortest path that tells them apart; a unique
     # one by its name alone (Obsidian's default); each resolves back to its page.
@@ -634,7 +637,7 @@ def test_links_mothbrain_merged_teach_nothing_to_the_next_scan(tmp_path):
         },
     )
     cfg = _cfg(tmp_path / "state", root, "wiki.crosslink_threshold=0")
-    found, _ = scan.crosslink_proposals(cfg, read_wiki(root), scan.embed_wiki(cfg, read_wiki(root)))
+    found, _ = crosslinks.crosslink_proposals(cfg, read_wiki(root), vectors.embed_wiki(cfg, read_wiki(root)))
     garden = next(p for p in found if p["target"] == "Garden.md")
     garden["patch"]["detail"] = garden.pop("detail")
     (pid,) = queue.add_proposals(cfg, [garden])
@@ -647,7 +650,7 @@ def test_links_mothbrain_merged_teach_nothing_to_the_next_scan(tmp_path):
     wiki = read_wiki(root)
     anchors = crosslinks.anchor_dictionary(wiki, ours)
     assert "compost" not in anchors.linked
-    mentions, _ = crosslinks.find_mentions(wiki, scan.embed_wiki(cfg, wiki), ours)
+    mentions, _ = crosslinks.find_mentions(wiki, vectors.embed_wiki(cfg, wiki), ours)
     (link,) = [m for m in mentions if m.linked]
     assert link.ours and wiki.pages[link.source].rel == "Garden.md"
     # Counted as the wiki's own, the same link would have taught "compost" → Compost.
