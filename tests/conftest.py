@@ -62,3 +62,30 @@ def demo_cfg(state_home, tiny_model_dir):
         return load_config(DEMO_CONFIG, list(overrides))
 
     return load
+
+
+# The end-to-end tests that train, run the learning bench or load the real base: `scripts/test.sh --fast` leaves
+# them out (pytest -m "not slow"); CI runs everything. A whole file, or one test by its name.
+SLOW = {
+    "tests/evaluate/test_learning.py",
+    "tests/models/test_real_base.py",
+    "tests/test_crash_consistency.py",
+    "tests/test_cycle.py",
+    "tests/train/test_train.py",
+    "tests/test_promote.py::test_gate_passes_trained_rejects_damaged_and_rollback_restores",
+    "tests/wiki/test_wiki_worker.py::test_crosslink_backtest_finds_hidden_links_and_leaves_other_senses_alone",
+    "tests/wiki/test_wiki_worker.py::test_splits_frames_and_stale_statements_are_found_with_few_false_alarms",
+    "tests/wiki/test_wiki_worker.py::test_every_proposal_carries_a_patch_against_its_page_hash_a_rationale_and_a_score",
+    "tests/wiki/test_wiki_worker.py::test_the_wiki_chain_scans_reviews_and_merges_from_the_cli",
+    "tests/wiki/test_wiki_worker.py::test_a_wiki_without_defects_gets_no_split_frame_or_staleness",
+    "tests/sources/test_sources.py::test_ten_thousand_malformed_records_across_all_six_kinds_none_vanish",
+    "tests/ops/test_schedule.py::test_stage_commands_refuse_while_a_run_holds_the_lock",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    root = Path(config.rootpath)
+    for item in items:
+        path = Path(item.path).relative_to(root).as_posix()
+        if path in SLOW or f"{path}::{item.name.split('[')[0]}" in SLOW:
+            item.add_marker(pytest.mark.slow)
