@@ -80,6 +80,13 @@ SLOW = {
     "tests/wiki/test_wiki_worker.py::test_a_wiki_without_defects_gets_no_split_frame_or_staleness",
     "tests/sources/test_sources.py::test_ten_thousand_malformed_records_across_all_six_kinds_none_vanish",
     "tests/ops/test_schedule.py::test_stage_commands_refuse_while_a_run_holds_the_lock",
+    "tests/wiki/test_wiki_worker.py::test_frame_openings_are_written_by_the_local_model",
+    "tests/wiki/test_wiki_worker.py::test_a_reviewer_that_is_down_makes_the_wiki_chain_exit_non_zero",
+    "tests/evaluate/test_evaluate.py::test_trained_adapter_beats_base_on_planted_voice_and_associations",
+    "tests/evaluate/test_evaluate.py::test_surprise_against_an_openai_compatible_reference_and_judge",
+    "tests/evaluate/test_evaluate.py::test_unreachable_reference_falls_back_to_the_local_base",
+    "tests/models/test_memory.py::test_estimate_matches_a_real_qlora_step_on_cpu",
+    "tests/ask/test_coordinator.py::test_the_cli_prints_each_layer_once_and_keeps_library_warnings_out_of_stderr",
 }
 
 
