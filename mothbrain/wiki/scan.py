@@ -14,10 +14,10 @@ frame      a page whose opening paragraph neither names the page nor answers "wh
            well as the page's other paragraphs do (the question comes from the title and from the
            sentences in which other pages link to it); a new opening is proposed, written by the local
            model (wiki.openings: model) or taken from the page's best-answering sentence (extract).
-staleness  a page states something recent material says has changed ("we switched from X to Y",
-           "replaced X with Y", "we no longer use X", "X is deprecated"), where the page names X but
-           not Y and was last changed before that was said; the evidence is quoted and dated in a note
-           added under the statement.
+staleness  a page sentence, written before it, about the same thing as a recent statement that says
+           a change ("not any more: we switched to wheat paste for every spine"), judged by meaning
+           (embedding similarity, shared and differing content words; mothbrain.wiki.staleness); the
+           evidence is quoted and dated in a note added under the statement's paragraph.
 
 Nothing here writes the wiki: proposals go to the staging queue (the same one as dreams), and only
 `mothbrain wiki merge` applies accepted ones. A proposal already waiting, accepted or rejected is not
@@ -45,7 +45,7 @@ from mothbrain.wiki.crosslinks import crosslink_proposals
 from mothbrain.wiki.frames import frame_proposals
 from mothbrain.wiki.pages import Wiki, read_wiki
 from mothbrain.wiki.splits import split_proposals
-from mothbrain.wiki.staleness import recent_changes, staleness_proposals
+from mothbrain.wiki.staleness import recent_statements, staleness_proposals
 from mothbrain.wiki.vectors import embed_wiki
 
 
@@ -97,17 +97,17 @@ class ScanReport:
         return asdict(self)
 
 
-def scan(cfg: Config, wiki: Wiki, embedder=None, writer=None, changes=None) -> tuple[list[dict[str, Any]], dict]:
+def scan(cfg: Config, wiki: Wiki, embedder=None, writer=None, statements=None) -> tuple[list[dict[str, Any]], dict]:
     """Every proposal the wiki calls for (not staged), and timings; the pure part of the stage."""
 
     embedder = embedder or load_embedder(cfg)
     skipped: list[str] = [embedder.warning] if getattr(embedder, "warning", "") else []
-    if changes is None:
+    if statements is None:
         try:
-            changes = recent_changes(cfg)
+            statements = recent_statements(cfg)
         except MothError as exc:  # nothing ingested yet: no evidence, so no staleness, and the report says why
             skipped.append(f"no staleness check: {exc}")
-            changes = []
+            statements = []
     seconds: dict[str, float] = {}
     t = time.perf_counter()
     vecs = embed_wiki(cfg, wiki, embedder)
@@ -118,7 +118,7 @@ def scan(cfg: Config, wiki: Wiki, embedder=None, writer=None, changes=None) -> t
         ("crosslink", lambda: crosslink_proposals(cfg, wiki, vecs)),
         ("split", lambda: split_proposals(cfg, wiki, vecs)),
         ("frame", lambda: frame_proposals(cfg, wiki, vecs, embedder, writer)),
-        ("staleness", lambda: staleness_proposals(cfg, wiki, changes)),
+        ("staleness", lambda: staleness_proposals(cfg, wiki, statements, embedder)),
     ):
         t = time.perf_counter()
         got = fn()
