@@ -40,13 +40,9 @@ from mothbrain.wiki.pages import read_wiki  # noqa: E402
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
-def _changes(truth):
+def _statements(truth):
     now = time.time()
-    out = []
-    for s in truth.statements:
-        old, new = s.split("from ")[1].split(" and")[0].split(" to ")
-        out.append(staleness.Change(old=old, new=new, quote=s, when=now, source="chats/recent.jsonl"))
-    return out
+    return [staleness.Statement(text=s, when=now, source="chats/recent.jsonl") for s in truth.statements]
 
 
 CALLER_HOME = os.environ.get("MOTHBRAIN_HOME")
@@ -76,7 +72,7 @@ def quality(pages: int, openings: str) -> tuple[dict, Path, object]:
     truth = generate_wiki(work / "wiki", pages=pages, seed=0, hide=0.2)
     cfg = _config(work, openings, "wiki.max_frames=100000")
     t0 = time.perf_counter()
-    found, info = scan.scan(cfg, read_wiki(work / "wiki"), changes=_changes(truth))
+    found, info = scan.scan(cfg, read_wiki(work / "wiki"), statements=_statements(truth))
     seconds = time.perf_counter() - t0
     staged = {(p["target"], p["detail"]["to"]) for p in found if p["kind"] == "crosslink"}
     hit = staged & truth.hidden
@@ -120,7 +116,7 @@ def scan_time(pages: int, openings: str) -> dict:
     truth = generate_wiki(work / "wiki", pages=pages, seed=1, hide=0.2)
     cfg = _config(work, openings)
     t0 = time.perf_counter()
-    _, info = scan.scan(cfg, read_wiki(work / "wiki"), changes=_changes(truth))
+    _, info = scan.scan(cfg, read_wiki(work / "wiki"), statements=_statements(truth))
     seconds = time.perf_counter() - t0
     shutil.rmtree(work, ignore_errors=True)
     return {

@@ -40,9 +40,10 @@ def datasets_dir(cfg: Config) -> Path:
     return _d(data_dir(cfg) / "datasets")
 
 
-def models_dir(cfg: Config) -> Path:
-    """Locally built base models (the tiny demo model)."""
-    return _d(data_dir(cfg) / "models")
+def models_dir(cfg: Config, create: bool = True) -> Path:
+    """Locally built base models (the tiny demo model); `create=False` only to look, never to make it."""
+    where = state_dir(cfg) / "data" / "models"
+    return _d(where) if create else where
 
 
 def proposals_dir(cfg: Config) -> Path:

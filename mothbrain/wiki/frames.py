@@ -10,9 +10,13 @@ from typing import Any
 import numpy as np
 
 from mothbrain.config import Config
+from mothbrain.core import paths
+from mothbrain.core.base_location import base_model_location, in_hub_cache
 from mothbrain.core.neighbour import YieldController, apply_niceness
 from mothbrain.data.format import voice_name
+from mothbrain.errors import MothError
 from mothbrain.models.generation import local_engine, render_chat, trim_at_stop
+from mothbrain.models.tiny import is_built
 from mothbrain.wiki.pages import SENTENCE, Page, Wiki, norm, visible_prose
 from mothbrain.wiki.patches import edit, file_edit, make_patch
 from mothbrain.wiki.vectors import Vectors
@@ -127,18 +131,36 @@ def frame_proposals(cfg: Config, wiki: Wiki, vecs: Vectors, embedder, writer=Non
     return out
 
 
+def base_unready(cfg: Config) -> str:
+    """Why the base model cannot be loaded as it is (it would have to be built or fetched first); "" when it
+    can. A scan never builds one: on a fresh state its openings are extracted instead."""
+    if cfg.model.build_tiny:
+        where = paths.models_dir(cfg, create=False) / cfg.model.base
+        return "" if is_built(where) else f"the tiny base {cfg.model.base!r} is not built yet ({where})"
+    try:
+        loc = base_model_location(cfg)
+    except MothError as exc:
+        return str(exc)
+    if isinstance(loc, str) and not in_hub_cache(loc):
+        return f"the base {loc!r} is not in the local Hugging Face cache"
+    return ""
+
+
+def extract_writer(found: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """Openings taken from each page's best-answering sentence (no model)."""
+    out = []
+    for f in found:
+        sentences = [s.strip() for s in SENTENCE.findall(f["best_paragraph"]) if s.strip()]
+        named = [s for s in sentences if norm(f["page"].title) in norm(s)]
+        out.append(((named or sentences or [f"{f['page'].title}."])[0], "extraction from the page"))
+    return out
+
+
 def _opening_writer(cfg: Config):
     """Writes openings with the local model (the promoted adapter, else the base) or, when asked for
     or when the model cannot load, from the page's best-answering sentence."""
 
-    def extract(found):
-        out = []
-        for f in found:
-            sentences = [s.strip() for s in SENTENCE.findall(f["best_paragraph"]) if s.strip()]
-            named = [s for s in sentences if norm(f["page"].title) in norm(s)]
-            out.append(((named or sentences or [f"{f['page'].title}."])[0], "extraction from the page"))
-        return out
-
+    extract = extract_writer
     if cfg.wiki.openings == "extract":
         return extract
 

@@ -14,14 +14,16 @@ frame      a page whose opening paragraph neither names the page nor answers "wh
            well as the page's other paragraphs do (the question comes from the title and from the
            sentences in which other pages link to it); a new opening is proposed, written by the local
            model (wiki.openings: model) or taken from the page's best-answering sentence (extract).
-staleness  a page states something recent material says has changed ("we switched from X to Y",
-           "replaced X with Y", "we no longer use X", "X is deprecated"), where the page names X but
-           not Y and was last changed before that was said; the evidence is quoted and dated in a note
-           added under the statement.
+staleness  a page sentence, written before it, about the same thing as a recent statement that says
+           a change ("not any more: we switched to wheat paste for every spine"), judged by meaning
+           (embedding similarity, shared and differing content words; mothbrain.wiki.staleness); the
+           evidence is quoted and dated in a note added under the statement's paragraph.
 
-Nothing here writes the wiki: proposals go to the staging queue (the same one as dreams), and only
+Nothing here writes the wiki: proposals go to the staging queue (the same one as dreams), each kind's
+as soon as that kind is done (a scan killed in a later kind keeps what the earlier ones found), and only
 `mothbrain wiki merge` applies accepted ones. A proposal already waiting, accepted or rejected is not
-staged again (its fingerprint); a stale one may be.
+staged again (its fingerprint); a stale one may be. A scan never builds or loads a base model that is not
+ready: on a fresh state, frame openings are extracted and the report says so.
 
 Each kind has its own module (crosslinks, splits, frames, staleness), and the section and page vectors
 they share are in mothbrain.wiki.vectors; this one drives a scan, stages what it found and reports.
@@ -42,10 +44,10 @@ from mothbrain.errors import MothError, NothingToDo
 from mothbrain.models.embeddings import load_embedder
 from mothbrain.proposals import queue
 from mothbrain.wiki.crosslinks import crosslink_proposals
-from mothbrain.wiki.frames import frame_proposals
+from mothbrain.wiki.frames import base_unready, extract_writer, frame_proposals
 from mothbrain.wiki.pages import Wiki, read_wiki
 from mothbrain.wiki.splits import split_proposals
-from mothbrain.wiki.staleness import recent_changes, staleness_proposals
+from mothbrain.wiki.staleness import recent_statements, staleness_proposals
 from mothbrain.wiki.vectors import embed_wiki
 
 
@@ -97,17 +99,25 @@ class ScanReport:
         return asdict(self)
 
 
-def scan(cfg: Config, wiki: Wiki, embedder=None, writer=None, changes=None) -> tuple[list[dict[str, Any]], dict]:
-    """Every proposal the wiki calls for (not staged), and timings; the pure part of the stage."""
+def scan(
+    cfg: Config, wiki: Wiki, embedder=None, writer=None, statements=None, on_kind=None
+) -> tuple[list[dict[str, Any]], dict]:
+    """Every proposal the wiki calls for, and timings; the pure part of the stage. `on_kind(kind, found)`
+    is called as each kind finishes (run_scan stages them then, so a scan cut off keeps what it found)."""
 
     embedder = embedder or load_embedder(cfg)
     skipped: list[str] = [embedder.warning] if getattr(embedder, "warning", "") else []
-    if changes is None:
+    if statements is None:
         try:
-            changes = recent_changes(cfg)
+            statements = recent_statements(cfg)
         except MothError as exc:  # nothing ingested yet: no evidence, so no staleness, and the report says why
             skipped.append(f"no staleness check: {exc}")
-            changes = []
+            statements = []
+    if writer is None and cfg.wiki.openings == "model":
+        why = base_unready(cfg)
+        if why:  # a scan never builds or fetches a model: that is training's (or `models prepare`'s) job
+            writer = extract_writer
+            skipped.append(f"frame openings extracted (wiki.openings: extract), not written by the model: {why}")
     seconds: dict[str, float] = {}
     t = time.perf_counter()
     vecs = embed_wiki(cfg, wiki, embedder)
@@ -118,7 +128,7 @@ def scan(cfg: Config, wiki: Wiki, embedder=None, writer=None, changes=None) -> t
         ("crosslink", lambda: crosslink_proposals(cfg, wiki, vecs)),
         ("split", lambda: split_proposals(cfg, wiki, vecs)),
         ("frame", lambda: frame_proposals(cfg, wiki, vecs, embedder, writer)),
-        ("staleness", lambda: staleness_proposals(cfg, wiki, changes)),
+        ("staleness", lambda: staleness_proposals(cfg, wiki, statements, embedder)),
     ):
         t = time.perf_counter()
         got = fn()
@@ -126,6 +136,8 @@ def scan(cfg: Config, wiki: Wiki, embedder=None, writer=None, changes=None) -> t
             got, info["crosslink"] = got
         found.extend(got)
         seconds[kind] = round(time.perf_counter() - t, 2)
+        if on_kind is not None:
+            on_kind(kind, got)
     info["seconds"] = seconds
     return found, info
 
@@ -151,17 +163,25 @@ def run_scan(cfg: Config) -> ScanReport:
     wiki = read_wiki(root)
     if not wiki.pages:
         raise NothingToDo(f"the wiki {root} has no markdown pages")
-    found, info = scan(cfg, wiki)
-    prov = provenance(cfg, info["embedder"])
+    embedder = load_embedder(cfg)
+    prov = provenance(cfg, embedder.name)
     live = queue.live_fingerprints(cfg)
-    fresh = [p for p in found if p["fingerprint"] not in live]
-    for p in fresh:
-        p["provenance"] = prov
-        p["adapter_version"] = prov["adapter_version"]
-        p["style"] = p["kind"]
-        p["source"] = p["target"]
-        p["patch"]["detail"] = p.pop("detail")
-    queue.add_proposals(cfg, fresh)
+    fresh: list[dict[str, Any]] = []
+
+    def stage(kind: str, got: list[dict[str, Any]]) -> None:
+        new = [p for p in got if p["fingerprint"] not in live]
+        for p in new:
+            p["provenance"] = prov
+            p["adapter_version"] = prov["adapter_version"]
+            p["style"] = p["kind"]
+            p["source"] = p["target"]
+            p["patch"]["detail"] = p.pop("detail")
+        if new:
+            queue.add_proposals(cfg, new)  # now, not at the end: a scan killed later keeps these
+        live.update(p["fingerprint"] for p in new)
+        fresh.extend(new)
+
+    found, info = scan(cfg, wiki, embedder, on_kind=stage)
     count = lambda items: {
         k: sum(1 for p in items if p["kind"] == k) for k in ("crosslink", "split", "frame", "staleness")
     }
