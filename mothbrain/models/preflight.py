@@ -138,7 +138,8 @@ def base_model_check(cfg: Config) -> Check:
         return Check(name, "fail", f"model.base {base!r}: {loc} has no config.json", fix)
     if not any(loc.glob("*.safetensors")) and not any(loc.glob("*.bin")):
         return Check(name, "fail", f"model.base {base!r}: {loc} has config.json but no weights", fix)
-    arch = _config_json(config).get("architectures", [None])[0] or _config_json(config).get("model_type")
+    data = _config_json(config)
+    arch = (data.get("architectures") or [data.get("model_type")])[0]
     if arch is None:
         return Check(name, "fail", f"model.base {base!r}: {config} names no architecture (unreadable?)", fix)
     return Check(name, "ok", f"{arch} at {loc}: config.json and weights present (no manifest to check them against)")
