@@ -119,7 +119,8 @@ def init(folders: tuple[Path, ...], out: Path | None, state_dir: Path | None, pr
 @config_options
 @click.option("--smtp", "smtp_test", is_flag=True, help="Also connect and log in to the SMTP server.")
 def doctor(cfg: Config, as_json: bool, smtp_test: bool) -> None:
-    """Check everything a night run needs (GPU/RAM, 4-bit, disk, cron, shell, SMTP); exit 1 on a failure.
+    """Check everything a night run needs (base, architecture, GPU/RAM, 4-bit, disk, cron, shell, SMTP); exit 1 on a
+    failure. A check with nothing to check (GPU memory without CUDA) says "not run".
 
     \b
     Examples:

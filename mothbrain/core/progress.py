@@ -3,6 +3,7 @@
     tracker = StageProgress(cfg, "train", total=120)   # the stage starts
     tracker.update(40)                                  # each step: the file at most every WRITE_EVERY_S,
                                                         # a log line every LOG_EVERY steps
+    tracker.advance(8)                                  # or steps done in a batch (eval's texts scored)
     tracker.done()                                      # the file goes
 
 The file names the process that writes it, so a stage that was killed (its process gone) is never shown as
@@ -42,6 +43,7 @@ class StageProgress:
         self.stage, self.total, self.unit, self.log_every = stage, total, unit, max(1, log_every)
         self.started = now_iso()
         self.step = 0
+        self._logged = 0  # the step last logged: a batch of steps may pass a multiple of log_every
         self._written = 0.0
         self._write(force=True)
 
@@ -49,9 +51,13 @@ class StageProgress:
         self.step = step
         if total is not None:
             self.total = total
-        if step % self.log_every == 0 or step == self.total:
+        if step // self.log_every > self._logged // self.log_every or (step == self.total and step != self._logged):
+            self._logged = step
             log.info("%s: %s %d%s", self.stage, self.unit, step, f"/{self.total}" if self.total else "")
         self._write(force=step == self.total)
+
+    def advance(self, steps: int = 1) -> None:
+        self.update(self.step + steps)
 
     def done(self) -> None:
         try:

@@ -114,7 +114,23 @@ def candidate_lifts(
     """[probe, candidate] lift of each candidate (partner first), averaged over templates and neutral cues.
 
     `cue_override` replaces every cue (ABLATION_CUE: the cue removed)."""
-    width = 1 + max((len(p.distractors) for p in probes), default=0)
+    wanted, index = _slots(probes, templates, cue_override)
+    scores = np.asarray(score(list(wanted)), dtype=np.float64)
+    out = np.full((len(probes), 1 + max((len(p.distractors) for p in probes), default=0)), np.nan)
+    for i, per_t in enumerate(index):
+        lifts = [scores[cs] - np.mean([scores[ns] for ns in neutral], axis=0) for cs, neutral in per_t]
+        row = np.mean(lifts, axis=0)
+        out[i, : len(row)] = row
+    return out
+
+
+def scored_count(probes: list[Probe], templates: list[str], cue_override: str | None = None) -> int:
+    """How many continuations `candidate_lifts` scores (each distinct prompt and candidate once)."""
+    return len(_slots(probes, templates, cue_override)[0])
+
+
+def _slots(probes: list[Probe], templates: list[str], cue_override: str | None):
+    """The distinct (prompt, candidate) pairs to score, and per probe, per template: (cue slots, neutral slots)."""
     wanted: dict[tuple[str, str], int] = {}
 
     def slot(prompt: str, cont: str) -> int:
@@ -129,13 +145,7 @@ def candidate_lifts(
             neutral_slots = [[slot(_fill(t, n), c) for c in p.candidates] for n in NEUTRAL_CUES]
             per_t.append((cue_slots, neutral_slots))
         index.append(per_t)
-    scores = np.asarray(score(list(wanted)), dtype=np.float64)
-    out = np.full((len(probes), width), np.nan)
-    for i, per_t in enumerate(index):
-        lifts = [scores[cs] - np.mean([scores[ns] for ns in neutral], axis=0) for cs, neutral in per_t]
-        row = np.mean(lifts, axis=0)
-        out[i, : len(row)] = row
-    return out
+    return wanted, index
 
 
 def _fill(template: str, cue: str) -> str:

@@ -8,16 +8,18 @@ from typing import Any
 
 import numpy as np
 
-from mothbrain.evaluate.scoring import score_continuations
+from mothbrain.evaluate.scoring import Progress, score_continuations
 from mothbrain.evaluate.sides import use
 
 
-def score_nll(model, tokenizer, who: list[str], pairs, max_len: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Per who: (negative log-likelihood of each completion, its token count)."""
+def score_nll(
+    model, tokenizer, who: list[str], pairs, max_len: int, progress: Progress = None
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per who: (negative log-likelihood of each completion, its token count); len(who) x len(pairs) scored."""
     out = {}
     for w in who:
         with use(model, w):
-            scores = score_continuations(model, tokenizer, pairs, max_len)
+            scores = score_continuations(model, tokenizer, pairs, max_len, progress=progress)
         out[w] = (np.array([-s for s, _ in scores], dtype=np.float64), np.array([k for _, k in scores], dtype=np.int64))
     return out
 

@@ -10,7 +10,10 @@ a prompt shared by several continuations is run once and its key/value cache reu
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import Any
+
+Progress = Callable[[int], None] | None  # told how many more continuations are scored (eval's status steps)
 
 TOKEN_BUDGET = 4096  # tokens per scoring batch (bounds the [batch, len, vocab] logits)
 SHARE_FROM = 4  # continuations of one prompt from which its cache is reused
@@ -29,30 +32,36 @@ def _tokenize(tokenizer, pairs: list[tuple[str, str]], max_len: int) -> list[tup
 
 
 def score_continuations(
-    model, tokenizer, pairs: list[tuple[str, str]], max_len: int, share: bool = True
+    model, tokenizer, pairs: list[tuple[str, str]], max_len: int, share: bool = True, progress: Progress = None
 ) -> list[tuple[float, int]]:
-    """(sum of log-probs, token count) of each completion given its prompt: completion tokens only."""
+    """(sum of log-probs, token count) of each completion given its prompt: completion tokens only.
+    `progress(n)` hears of every batch as it is scored, the empty completions (nothing to score) at once."""
     if not pairs:
         return []
+    tell = progress or (lambda _n: None)
     seqs = _tokenize(tokenizer, pairs, max_len)
     out: list[tuple[float, int]] = [(0.0, 0)] * len(seqs)
     groups: dict[tuple[int, ...], list[int]] = {}
     for k, (p, c) in enumerate(seqs):
         if c:  # an empty completion scores (0, 0)
             groups.setdefault(tuple(p), []).append(k)
+    tell(len(seqs) - sum(len(m) for m in groups.values()))
     rest = []
     for prompt, members in groups.items():
         if share and len(members) >= SHARE_FROM:
             for k, scored in zip(members, _score_shared(model, list(prompt), [seqs[k][1] for k in members])):
                 out[k] = scored
+            tell(len(members))
         else:
             rest += members
-    for k, scored in zip(rest, _score_batched(model, tokenizer, [seqs[k] for k in rest])):
+    for k, scored in zip(rest, _score_batched(model, tokenizer, [seqs[k] for k in rest], tell)):
         out[k] = scored
     return out
 
 
-def _score_batched(model, tokenizer, seqs: list[tuple[list[int], list[int]]]) -> list[tuple[float, int]]:
+def _score_batched(
+    model, tokenizer, seqs: list[tuple[list[int], list[int]]], tell: Callable[[int], None]
+) -> list[tuple[float, int]]:
     """Whole sequences in length-sorted batches of at most TOKEN_BUDGET tokens."""
     import torch
 
@@ -80,6 +89,7 @@ def _score_batched(model, tokenizer, seqs: list[tuple[list[int], list[int]]]) ->
             p, c = seqs[k]
             lp = torch.log_softmax(logits[r, len(p) - 1 : len(p) + len(c) - 1], dim=-1)
             out[k] = (float(lp.gather(1, torch.tensor(c, device=lp.device).unsqueeze(1)).sum()), len(c))
+        tell(len(idx))
         i = j
     return out
 
@@ -146,13 +156,16 @@ def _cache_argument(model) -> str:
     return "cache" if "cache" in inspect.signature(inner.forward).parameters else "past_key_values"
 
 
-def rank_candidates(model, tokenizer, items: list[tuple[str, str, list[str]]], max_len: int) -> list[dict[str, Any]]:
+def rank_candidates(
+    model, tokenizer, items: list[tuple[str, str, list[str]]], max_len: int, progress: Progress = None
+) -> list[dict[str, Any]]:
     """For (prompt, target, distractors): hit = target's mean log-prob/token beats every distractor's;
-    margin = target score − mean distractor score."""
+    margin = target score − mean distractor score. Each candidate is one continuation scored (`progress`)."""
     flat = []
     for prompt, target, distractors in items:
         flat += [(prompt, " " + target)] + [(prompt, " " + d) for d in distractors]
-    scores = [s / n if n else float("-inf") for s, n in score_continuations(model, tokenizer, flat, max_len)]
+    scored = score_continuations(model, tokenizer, flat, max_len, progress=progress)
+    scores = [s / n if n else float("-inf") for s, n in scored]
     out, k = [], 0
     for _, _, distractors in items:
         t, ds = scores[k], scores[k + 1 : k + 1 + len(distractors)]

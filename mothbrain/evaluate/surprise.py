@@ -14,7 +14,7 @@ from mothbrain.config import Config
 from mothbrain.core.openai_client import chat
 from mothbrain.data.prompts import build_prompts
 from mothbrain.errors import MothError
-from mothbrain.evaluate.scoring import score_continuations
+from mothbrain.evaluate.scoring import Progress, score_continuations
 from mothbrain.evaluate.sides import figure_key, use
 from mothbrain.evaluate.stats import bootstrap_mean
 from mothbrain.models.embeddings import load_embedder
@@ -29,10 +29,37 @@ SURPRISE_TOKENS = 48  # tokens per continuation for the surprise rate
 SURPRISE_CONTEXT = 512  # tokens of prompt + continuation scored for fluency
 
 
-def surprise(cfg: Config, model, tokenizer, who: list[str], warnings: list[str]) -> dict[str, Any]:
-    """The surprise rate of the adapter (and current), with its thresholds and reference."""
+def surprise_prompts(cfg: Config, warnings: list[str]) -> list[str]:
+    """The dream-style prompts the surprise rate samples from (none, with a warning, when there are none)."""
+    try:
+        prompts = [p.text for p in build_prompts(cfg, cfg.eval.surprise_prompts)[0]]
+    except MothError as exc:
+        warnings.append(f"surprise rate not measured: {exc}")
+        return []
+    if not prompts:
+        warnings.append("surprise rate not measured: no prompts (nothing ingested to dream on)")
+    return prompts
+
+
+def surprise_steps(prompts: int, sides: int) -> int:
+    """Texts `surprise` generates or scores: each side's samples, the references, and the base reading both."""
+    return 2 * prompts * (sides + REFERENCE_SAMPLES)
+
+
+def surprise(
+    cfg: Config,
+    model,
+    tokenizer,
+    who: list[str],
+    prompts: list[str],
+    warnings: list[str],
+    progress: Progress = None,
+) -> dict[str, Any]:
+    """The surprise rate of the adapter (and current), with its thresholds and reference;
+    `progress(n)` hears of every batch generated or scored (surprise_steps in all)."""
 
     e = cfg.eval
+    tell = progress or (lambda _n: None)
     out: dict[str, Any] = {
         "surprise_rate": None,
         "surprise": {
@@ -43,13 +70,7 @@ def surprise(cfg: Config, model, tokenizer, who: list[str], warnings: list[str])
             "samples_per_prompt": REFERENCE_SAMPLES,
         },
     }
-    try:
-        prompts = [p.text for p in build_prompts(cfg, e.surprise_prompts)[0]]
-    except MothError as exc:
-        warnings.append(f"surprise rate not measured: {exc}")
-        return out
     if not prompts:
-        warnings.append("surprise rate not measured: no prompts (nothing ingested to dream on)")
         return out
     d = cfg.dream
     gen = dict(
@@ -63,20 +84,21 @@ def surprise(cfg: Config, model, tokenizer, who: list[str], warnings: list[str])
     # adapter's. An adapter that is the base scores the null's rate, whatever the sampling noise.
     for w in who:
         with use(model, w):
-            outputs[w] = generate_batched(model, tokenizer, prompts, seed=d.seed, **gen)[0]
+            outputs[w] = generate_batched(model, tokenizer, prompts, seed=d.seed, progress=tell, **gen)[0]
     refs = None
     if e.reference_url:
         try:
             refs = [
                 [reference_completion(cfg, p, gen["max_new_tokens"]) for _ in range(REFERENCE_SAMPLES)] for p in prompts
             ]
+            tell(len(prompts) * REFERENCE_SAMPLES)
         except MothError as exc:
             warnings.append(f"{exc}; the local base is the reference instead")
             out["surprise"]["reference"] = "local base (endpoint failed)"
     if refs is None:
         with use(model, "base"):
             samples = [
-                generate_batched(model, tokenizer, prompts, seed=d.seed + 1 + s, **gen)[0]
+                generate_batched(model, tokenizer, prompts, seed=d.seed + 1 + s, progress=tell, **gen)[0]
                 for s in range(REFERENCE_SAMPLES)
             ]
         refs = [[samples[s][i] for s in range(REFERENCE_SAMPLES)] for i in range(len(prompts))]
@@ -84,9 +106,9 @@ def surprise(cfg: Config, model, tokenizer, who: list[str], warnings: list[str])
     # Fluency: garbage is far from every reference too, so a surprise must read (to the base) about as
     # well as the base's own samples: its base NLL per token at most the references' median + ln 2.
     with use(model, "base"):
-        ref_nll = _nll_per_token(model, tokenizer, [(p, r) for p, rs in zip(prompts, refs) for r in rs])
+        ref_nll = _nll_per_token(model, tokenizer, [(p, r) for p, rs in zip(prompts, refs) for r in rs], tell)
         fluency_max = float(np.median(ref_nll)) + math.log(2)
-        nll = {w: _nll_per_token(model, tokenizer, list(zip(prompts, texts))) for w, texts in outputs.items()}
+        nll = {w: _nll_per_token(model, tokenizer, list(zip(prompts, texts)), tell) for w, texts in outputs.items()}
     embedder = load_embedder(cfg)
     if embedder.warning:
         warnings.append(embedder.warning)
@@ -122,8 +144,8 @@ def surprise(cfg: Config, model, tokenizer, who: list[str], warnings: list[str])
     return out
 
 
-def _nll_per_token(model, tokenizer, pairs: list[tuple[str, str]]) -> list[float]:
-    scores = score_continuations(model, tokenizer, pairs, SURPRISE_CONTEXT)
+def _nll_per_token(model, tokenizer, pairs: list[tuple[str, str]], progress: Progress = None) -> list[float]:
+    scores = score_continuations(model, tokenizer, pairs, SURPRISE_CONTEXT, progress=progress)
     return [-s / n if n else float("inf") for s, n in scores]
 
 

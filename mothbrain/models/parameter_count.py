@@ -220,3 +220,47 @@ def _count_cached(
         model_type=str(getattr(hf_config, "model_type", "")),
         source=source,
     )
+
+
+# --------------------------------------------------------------------------- the base's own module names
+
+
+def base_config_source(cfg: Config) -> tuple[str, str] | None:
+    """(kind, value) of the base's own config.json (model.config_json aside), or None while it is not here."""
+    try:
+        loc = base_model_location(cfg)
+    except MothError:
+        return None
+    if isinstance(loc, str):
+        return "hub", loc
+    if (loc / "config.json").is_file():
+        return "file", str(loc / "config.json")
+    return ("tiny", "") if cfg.model.build_tiny else None
+
+
+@functools.lru_cache(maxsize=8)
+def module_names(kind: str, value: str, mtime: int, trust_remote_code: bool) -> tuple[str, str, frozenset[str]]:
+    """(architecture, model_type, every module's dotted name) of the model a config.json describes, built on
+    the meta device: no weights read, seconds for a 72B. `mtime` keys the cache to the file's version."""
+    from accelerate import init_empty_weights
+    from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            hf_config = _load_hf_config(kind, value, trust_remote_code)
+            with MODEL_BUILD_LOCK, init_empty_weights():
+                try:
+                    model = AutoModelForCausalLM.from_config(hf_config, trust_remote_code=trust_remote_code)
+                except (ValueError, KeyError, TypeError) as exc:
+                    raise MothError(
+                        f"{value or 'the tiny demo base'}: transformers cannot build this model type "
+                        f"({str(exc).splitlines()[0][:160]})"
+                    ) from None
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    arch = (getattr(hf_config, "architectures", None) or [type(model).__name__])[0]
+    return arch, str(getattr(hf_config, "model_type", "")), frozenset(n for n, _ in model.named_modules() if n)

@@ -8,7 +8,6 @@ turned out smaller than the run. Any "fail" makes the command exit non-zero.
 
 from __future__ import annotations
 
-import json
 import os
 import pwd
 import shutil
@@ -24,27 +23,24 @@ from typing import Any
 
 from mothbrain.config import REPO_ROOT, Config
 from mothbrain.core import paths
-from mothbrain.core.base_location import base_model_location, in_hub_cache, is_prepared
 from mothbrain.core.current import _link_target
 from mothbrain.core.ledger import open_ledger
 from mothbrain.core.secrets import check_secret_file, read_secret
 from mothbrain.errors import MothError, NothingToDo
-from mothbrain.models.loading import bnb_config, prepared_nf4
 from mothbrain.models.memory import estimate_memory
-from mothbrain.models.prepare import verify_prepared
-from mothbrain.models.tiny import is_built
+from mothbrain.models.preflight import (
+    NOT_RUN,
+    Check,
+    architecture_check,
+    base_model_check,
+    config_check,
+    disk_check,
+    gpu_memory_check,
+)
 from mothbrain.ops.briefing_mail import smtp_configured, smtp_password
 from mothbrain.wiki.scan import wiki_root
 
 GB = 1024**3
-
-
-@dataclass
-class Check:
-    name: str
-    status: str  # ok | warn | fail
-    detail: str
-    fix: str = ""
 
 
 @dataclass
@@ -58,8 +54,8 @@ class DoctorReport:
 
     @property
     def title(self) -> str:
-        n = {s: sum(c.status == s for c in self.checks) for s in ("ok", "warn", "fail")}
-        return f"doctor: {n['ok']} ok, {n['warn']} warnings, {n['fail']} failed"
+        n = {s: sum(c.status == s for c in self.checks) for s in ("ok", "warn", "fail", NOT_RUN)}
+        return f"doctor: {n['ok']} ok, {n['warn']} warnings, {n['fail']} failed, {n[NOT_RUN]} not run"
 
     def get(self, name: str) -> Check:
         return next(c for c in self.checks if c.name == name)
@@ -76,14 +72,16 @@ def run_doctor(cfg: Config, smtp_test: bool = False) -> DoctorReport:
     ctx: dict[str, Any] = {}  # what one check learns and a later one uses (torch, the estimate)
     checks: list[tuple[str, Callable[[], Check]]] = [
         ("python", _python),
-        ("config", lambda: _config(cfg)),
-        ("base model", lambda: _base_model(cfg)),
+        ("config", lambda: config_check(cfg)),
+        ("base model", lambda: base_model_check(cfg)),
+        ("architecture", lambda: architecture_check(cfg)),
         ("state dir", lambda: _state_dir(cfg)),
         ("adapter pointer", lambda: _adapter_pointer(cfg)),
         ("torch", lambda: _torch(ctx)),
         ("memory", lambda: _memory(cfg, ctx)),
+        ("gpu memory", lambda: _gpu_memory(ctx)),
         ("bitsandbytes 4-bit", lambda: _bitsandbytes(cfg, ctx)),
-        ("disk", lambda: _disk(cfg, ctx)),
+        ("disk", lambda: disk_check(cfg, ctx.get("estimate"), ctx.get("no_estimate", ""))),
         ("tools", _tools),
         ("shell", _shell),
         ("cron environment", _cron_env),
@@ -109,113 +107,6 @@ def _python() -> Check:
     if v < (3, 10):
         return Check("python", "fail", text, "install Python 3.10 or newer and rerun scripts/setup.sh")
     return Check("python", "ok", text)
-
-
-def _config(cfg: Config) -> Check:
-    missing = [
-        f"sources[{i}] {s.name}: {cfg.resolve_path(s.path)}"
-        for i, s in enumerate(cfg.sources)
-        if not cfg.resolve_path(s.path).exists()
-    ]
-    if missing:
-        return Check(
-            "config",
-            "fail",
-            f"{cfg.config_path}: source path not found: " + "; ".join(missing),
-            f"fix sources[].path in {cfg.config_path} (relative paths are relative to the config file)",
-        )
-    if not cfg.sources:
-        return Check(
-            "config",
-            "warn",
-            f"{cfg.config_path}: no sources configured",
-            f"add your material under sources: in {cfg.config_path}",
-        )
-    return Check("config", "ok", f"{cfg.config_path} loads; {len(cfg.sources)} sources found")
-
-
-def _base_model(cfg: Config) -> Check:
-    """model.base is there and whole: the tiny demo base (built on first use), a prepared base that matches
-    its manifest, a local Hugging Face folder with config.json and weights, or a hub id in the local cache.
-
-    A prepared base is checked for every file's size and each safetensors header against its file's length
-    (truncation, a damaged header), with sha256 of every file up to 2 GiB in all (the demo's bases) and of
-    the small files only above that: hashing the 72B's 145 GB takes minutes (`mothbrain models verify`)."""
-
-    name, base = "base model", cfg.model.base
-    try:
-        loc = base_model_location(cfg)
-    except MothError as exc:
-        detail, _, fix = str(exc).partition("; ")
-        return Check(name, "fail", detail, fix or f"fix model.base in {cfg.config_path}")
-    if cfg.model.build_tiny:
-        if is_built(Path(loc)):
-            return Check(name, "ok", f"tiny demo base {base!r} at {loc}")
-        return Check(name, "ok", f"tiny demo base {base!r}: built on first use at {loc} (a minute or two on CPU)")
-    if isinstance(loc, str):
-        if in_hub_cache(loc):
-            return Check(name, "ok", f"hub model {loc!r} in the local Hugging Face cache")
-        return Check(
-            name,
-            "fail",
-            f"model.base {loc!r}: not in the local Hugging Face cache (nothing is downloaded at run time)",
-            f"download it once (`huggingface-cli download {loc}`), or `mothbrain models prepare <its folder> "
-            "--name NAME` and set model.base: NAME",
-        )
-    if is_prepared(loc):
-        return _prepared_base(cfg, loc)
-    config = loc / "config.json"
-    fix = (
-        "point model.base at a Hugging Face model folder, or "
-        f"`mothbrain models prepare <gguf file or folder> --name {base}`"
-    )
-    if not config.is_file():
-        return Check(name, "fail", f"model.base {base!r}: {loc} has no config.json", fix)
-    if not any(loc.glob("*.safetensors")) and not any(loc.glob("*.bin")):
-        return Check(name, "fail", f"model.base {base!r}: {loc} has config.json but no weights", fix)
-    arch = _architecture(config)
-    if arch is None:
-        return Check(name, "fail", f"model.base {base!r}: {config} names no architecture (unreadable?)", fix)
-    return Check(name, "ok", f"{arch} at {loc}: config.json and weights present (no manifest to check them against)")
-
-
-def _prepared_base(cfg: Config, loc: Path) -> Check:
-
-    name, base = "base model", cfg.model.base
-    v = verify_prepared(loc)
-    m = v.manifest
-    again = (
-        f"mothbrain models prepare {(m.get('source') or {}).get('path') or '<gguf file or HF folder>'} --name {base}"
-    )
-    if v.problems:
-        more = f" (and {len(v.problems) - 1} more)" if len(v.problems) > 1 else ""
-        return Check(name, "fail", f"model.base {base!r} at {loc}: {v.problems[0]}{more}", f"run `{again} --force`")
-    detail = (
-        f"{m.get('architecture')}, {m.get('parameters', 0):,} parameters ({m.get('dtype')}) at {loc}; "
-        f"files match the manifest (sizes, safetensors headers, sha256 of {v.hashed})"
-    )
-    if not cfg.model.quantization.load_in_4bit:
-        return Check(name, "ok", detail)
-    try:
-        nf4 = prepared_nf4(str(loc), bnb_config(cfg))
-    except MothError:  # model.device cuda on a machine without one: the memory check says so
-        return Check(name, "ok", detail)
-    if nf4 is None:
-        return Check(
-            name,
-            "warn",
-            detail + "; no NF4 copy made with model.quantization's settings: every run quantizes while loading",
-            f"`{again} --force --quantize` on the machine that trains",
-        )
-    return Check(name, "ok", detail + "; 4-bit runs load its NF4 copy")
-
-
-def _architecture(config: Path) -> str | None:
-    try:
-        data = json.loads(config.read_text())
-        return (data.get("architectures") or [data.get("model_type")])[0]
-    except (OSError, ValueError, AttributeError, IndexError):
-        return None
 
 
 def _state_dir(cfg: Config) -> Check:
@@ -295,8 +186,9 @@ def _memory(cfg: Config, ctx: dict[str, Any]) -> Check:
     try:
         est = estimate_memory(cfg, device=device)
     except MothError as exc:
+        ctx["no_estimate"] = str(exc)
         return Check("memory", "warn", f"cannot estimate the training peak: {exc}", "see `mothbrain train --dry-run`")
-    ctx["estimate"] = est  # the disk check sizes checkpoints from it
+    ctx["estimate"] = est  # the GPU memory and disk checks compare with it
     if device == "cuda" and not cuda:
         return Check(
             "memory",
@@ -328,6 +220,15 @@ def _memory(cfg: Config, ctx: dict[str, Any]) -> Check:
     if not est.fits:
         return Check("memory", "fail", text + f"; over hardware.memory_gb {cfg.hardware.memory_gb:g}", est.advice)
     return Check("memory", "ok", text)
+
+
+def _gpu_memory(ctx: dict[str, Any]) -> Check:
+    """Free and total memory of the first card now (mem_get_info) against the estimate; not run without CUDA."""
+    if not ctx.get("cuda"):
+        return gpu_memory_check(False, 0, 0, None)
+    torch = ctx["torch"]
+    free, total = torch.cuda.mem_get_info(0)
+    return gpu_memory_check(True, free, total, ctx.get("estimate"), torch.cuda.get_device_name(0))
 
 
 def _bitsandbytes(cfg: Config, ctx: dict[str, Any]) -> Check:
@@ -369,45 +270,6 @@ def _bitsandbytes(cfg: Config, ctx: dict[str, Any]) -> Check:
     return Check(
         "bitsandbytes 4-bit", "ok", f"bitsandbytes {bnb.__version__}: NF4 Linear4bit forward works on {device}"
     )
-
-
-def _existing(p: Path) -> Path:
-    while not p.exists() and p != p.parent:
-        p = p.parent
-    return p
-
-
-def _disk(cfg: Config, ctx: dict[str, Any]) -> Check:
-    state = paths.state_dir(cfg)
-    try:
-        free = shutil.disk_usage(_existing(state)).free
-    except OSError as exc:
-        return Check("disk", "fail", f"cannot read free space of {state}: {exc}", "fix the state dir check first")
-    est = ctx.get("estimate")
-    if est is None:
-        return Check(
-            "disk",
-            "warn",
-            f"{free / GB:.1f} GiB free in {state}; no estimate to compare with",
-            "see `mothbrain train --dry-run`",
-        )
-    adapter = est.disk["adapter"]
-    # A trainer checkpoint is the adapter plus two AdamW moments (~3x the adapter); keep_checkpoints of
-    # them live at once, then the finished adapter is written beside them.
-    need = adapter * 3 * max(1, cfg.train.keep_checkpoints) + adapter
-    text = (
-        f"{free / GB:.1f} GiB free in {state}; a training run needs ~{_size(need)} for checkpoints and "
-        f"the adapter ({_size(adapter)})"
-    )
-    if free < need:
-        return Check("disk", "fail", text, f"free space on the disk of {state} or move the state dir (MOTHBRAIN_HOME)")
-    if free < 2 * need:
-        return Check("disk", "warn", text + " — less than two runs' worth", "free some space soon")
-    return Check("disk", "ok", text)
-
-
-def _size(n: int) -> str:
-    return f"{n / GB:.1f} GiB" if n >= GB else f"{n / 2**20:.1f} MiB"
 
 
 def _tools() -> Check:

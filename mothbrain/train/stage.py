@@ -38,6 +38,7 @@ from mothbrain.core.neighbour import apply_niceness, make_yield_callback
 from mothbrain.errors import MothError
 from mothbrain.models import memory
 from mothbrain.models.parameter_count import count_parameters
+from mothbrain.models.preflight import refuse_failing_night
 from mothbrain.report import train_loss_text
 from mothbrain.train.callbacks import SignalCheckpoint, Throughput, check_report_to
 from mothbrain.train.failures import disk_full_error, disk_full_message, explain_failure
@@ -88,10 +89,11 @@ def run_train(cfg: Config, dry_run: bool = False, fresh: bool = False, force: bo
     if dry_run:
         return dry_run_report(cfg)
 
-    # --- setup: refuse what cannot fit before anything is loaded or recorded
+    # --- setup: refuse what cannot fit, or what doctor would fail, before anything is loaded or recorded
     dataset, meta = load_training_dataset(cfg)
     if cfg.train.skip_unchanged and not force:
         refuse_unchanged(cfg, meta.get("fingerprint"))
+    refuse_failing_night(cfg)  # a missing or mismatched base, a full disk: no failed version in the ledger
     estimate = memory.check_fits(cfg)
     run = open_version(cfg, meta, fresh, estimate)
     niceness = apply_niceness(cfg.neighbour)

@@ -94,7 +94,7 @@ def _reference(body: dict) -> str:
 
 def test_surprise_against_an_openai_compatible_reference_and_judge(planted_cfg, monkeypatch):
     from mothbrain.core.paths import adapter_dir
-    from mothbrain.evaluate.surprise import surprise
+    from mothbrain.evaluate.surprise import surprise, surprise_prompts
     from mothbrain.models.loading import load_model_with_adapters, load_tokenizer
 
     with ChatStandIn(_reference) as server:
@@ -110,7 +110,7 @@ def test_surprise_against_an_openai_compatible_reference_and_judge(planted_cfg, 
         )
         model = load_model_with_adapters(cfg, {"adapter": adapter_dir(cfg, "v0001")})
         warnings: list[str] = []
-        out = surprise(cfg, model, load_tokenizer(cfg), ["adapter", "base"], warnings)
+        out = surprise(cfg, model, load_tokenizer(cfg), ["adapter", "base"], surprise_prompts(cfg, warnings), warnings)
     assert out["surprise"]["reference"] == url and out["surprise"]["prompts"] == 3
     calls = server.seen
     assert calls[0]["path"] == "/v1/chat/completions" and calls[0]["auth"] == "Bearer sk-test"
@@ -129,13 +129,13 @@ def test_surprise_against_an_openai_compatible_reference_and_judge(planted_cfg, 
 
 def test_unreachable_reference_falls_back_to_the_local_base(planted_cfg):
     from mothbrain.core.paths import adapter_dir
-    from mothbrain.evaluate.surprise import surprise
+    from mothbrain.evaluate.surprise import surprise, surprise_prompts
     from mothbrain.models.loading import load_model_with_adapters, load_tokenizer
 
     cfg = planted_cfg("eval.reference_url=http://127.0.0.1:9/v1", "eval.surprise_prompts=2", "dream.max_new_tokens=8")
     model = load_model_with_adapters(cfg, {"adapter": adapter_dir(cfg, "v0001")})
     warnings: list[str] = []
-    out = surprise(cfg, model, load_tokenizer(cfg), ["adapter", "base"], warnings)
+    out = surprise(cfg, model, load_tokenizer(cfg), ["adapter", "base"], surprise_prompts(cfg, warnings), warnings)
     assert out["surprise"]["reference"] == "local base (endpoint failed)"
     assert any("unreachable" in w for w in warnings)
     assert 0.0 <= out["surprise_rate"] <= 1.0

@@ -20,8 +20,8 @@ from mothbrain.config import REPO_ROOT, load_config
 from mothbrain.core.base_location import base_model_location, is_prepared
 from mothbrain.errors import MothError
 from mothbrain.models.loading import load_base_model, load_tokenizer
+from mothbrain.models.preflight import base_model_check
 from mothbrain.models.prepare import prepare_base, sha256_file, verify_prepared
-from mothbrain.ops import doctor
 
 DEMO_CONFIG = REPO_ROOT / "configs" / "demo-tiny.yaml"
 TEXTS = ["The moth flies to the lantern at night. Compost and memory go together; figs teach patience."] * 20
@@ -228,7 +228,7 @@ def test_an_interrupted_prepare_leaves_nothing_that_looks_prepared(source, monke
     assert list(models.glob(".half.*.tmp")) and not is_prepared(models / "half")
     with pytest.raises(MothError, match="not prepared under"):
         base_model_location(cfg)
-    assert doctor._base_model(cfg).status == "fail"
+    assert base_model_check(cfg).status == "fail"
 
     assert prepare_base(cfg, hf, "half", quantize=False).path == models / "half"
     assert not list(models.glob(".half.*"))  # the next prepare cleared the leftover
@@ -238,37 +238,37 @@ def test_doctor_catches_a_damaged_or_truncated_weight_file(source):
     _, _, hf, _ = source
     cfg = _cfg("checked")
     folder = prepare_base(cfg, hf, "checked", quantize=False).path
-    ok = doctor._base_model(cfg)
+    ok = base_model_check(cfg)
     assert ok.status == "ok" and "files match the manifest" in ok.detail and "sha256 of every file" in ok.detail
 
     weights = folder / "model.safetensors"
     data = bytearray(weights.read_bytes())
     data[len(data) // 2] ^= 0xFF  # one flipped byte inside a tensor: same size, same header
     weights.write_bytes(bytes(data))
-    bad = doctor._base_model(cfg)
+    bad = base_model_check(cfg)
     assert bad.status == "fail" and "model.safetensors: sha256 differs" in bad.detail
     assert bad.fix == f"run `mothbrain models prepare {hf} --name checked --force`"
     assert "\n" not in bad.detail + bad.fix
 
     weights.write_bytes(bytes(data[: len(data) // 3]))  # a copy cut short
-    cut = doctor._base_model(cfg)
+    cut = base_model_check(cfg)
     assert cut.status == "fail" and "model.safetensors has" in cut.detail and "the manifest says" in cut.detail
     assert verify_prepared(folder).problems
 
-    missing = doctor._base_model(_cfg("never-prepared"))
+    missing = base_model_check(_cfg("never-prepared"))
     assert missing.status == "fail" and "not prepared under" in missing.detail
     assert missing.fix == "run `mothbrain models prepare <gguf file or HF folder> --name never-prepared`"
 
 
 def test_doctor_checks_a_local_folder_and_the_tiny_base(source, tmp_path):
     _, _, hf, _ = source
-    assert doctor._base_model(_cfg(str(hf))).status == "ok"
+    assert base_model_check(_cfg(str(hf))).status == "ok"
     empty = tmp_path / "no-weights"
     empty.mkdir()
     (empty / "config.json").write_text(json.dumps({"architectures": ["LlamaForCausalLM"]}))
-    check = doctor._base_model(_cfg(str(empty)))
+    check = base_model_check(_cfg(str(empty)))
     assert check.status == "fail" and "no weights" in check.detail
-    tiny = doctor._base_model(load_config(DEMO_CONFIG))
+    tiny = base_model_check(load_config(DEMO_CONFIG))
     assert tiny.status == "ok" and "built on first use" in tiny.detail
     assert base_model_location(_cfg("Qwen/Qwen2.5-72B")) == "Qwen/Qwen2.5-72B"  # hub ids unchanged
 

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from mothbrain.cli import main
 from mothbrain.config import REPO_ROOT, load_config
+from mothbrain.models.preflight import config_check
 from mothbrain.ops import doctor
 
 DEMO_CONFIG = REPO_ROOT / "configs" / "demo-tiny.yaml"
@@ -31,6 +32,7 @@ def test_doctor_passes_the_basics_here(state_home):
     for name in (
         "python",
         "config",
+        "architecture",
         "state dir",
         "torch",
         "memory",
@@ -76,7 +78,7 @@ def test_missing_source_and_open_password_file_fail(tmp_path, state_home, monkey
     }
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(data))
     cfg = load_config(tmp_path / "c.yaml")
-    cfg_check = doctor._config(cfg)
+    cfg_check = config_check(cfg)
     assert cfg_check.status == "fail" and str(tmp_path / "nowhere") in cfg_check.detail
     smtp = doctor._smtp(cfg, smtp_test=False)
     assert smtp.status == "fail" and smtp.fix == f"chmod 600 {secret}"

@@ -63,3 +63,33 @@ def test_a_killed_stage_is_not_running(state_home):
     assert progress_path(cfg).exists()  # a kill leaves the file behind ...
     assert status_report(cfg).running == ""  # ... and status does not call it running
     assert "running:" not in CliRunner().invoke(main, ["status"]).output
+
+
+def test_eval_reports_its_steps_and_ends_at_its_total(planted_cfg, monkeypatch):
+    """`status` shows `running: eval step N/M` while eval scores; the steps planned are the steps done."""
+    from mothbrain.evaluate.stage import run_eval
+
+    monkeypatch.setattr(progress, "WRITE_EVERY_S", 0.0)
+    cfg = planted_cfg()
+    lines: list[str] = []
+    shown: list[str] = []
+    real_write = StageProgress._write
+
+    def write(self, force: bool = False) -> None:
+        real_write(self, force)
+        data = progress.running_stage(cfg)
+        lines.append(progress.running_line(data) if data else "")
+        if not shown and self.step > 0:
+            shown.append(status_report(cfg).running)  # what `mothbrain status` says, mid-eval
+
+    monkeypatch.setattr(StageProgress, "_write", write)
+    run_eval(cfg)
+    assert lines[0].startswith("running: eval (since")  # loading the models: no total yet
+    steps = [tuple(map(int, line.split()[3].split("/"))) for line in lines[1:]]
+    totals = {m for _, m in steps}
+    assert len(totals) == 1 and totals.pop() > 100
+    done = [n for n, _ in steps]
+    assert done == sorted(done) and done[0] == 0 and done[-1] == steps[-1][1]  # ends at its total, exactly
+    assert len(set(done)) > 10  # written as it goes, not once at the end
+    assert shown[0].startswith("running: eval step ") and "/" in shown[0]
+    assert not progress_path(cfg).exists() and status_report(cfg).running == ""
