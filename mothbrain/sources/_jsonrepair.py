@@ -38,6 +38,7 @@ from __future__ import annotations
 import gc
 import heapq
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -48,6 +49,7 @@ MAX_REPAIRS = 3  # edits one reading may assume
 MAX_BRANCHES = 4000  # branches one recovery may start before it gives up on reading the damage
 MAX_TOKENS = 4_000_000  # tokens all branches together may read (a bound on time, about a second per million)
 _ELEMENT = "element"
+_NAME = re.compile(r"[A-Za-z0-9_]*")  # the start of a key that is a name
 _AHEAD = 4096  # chars a branch reads past the one behind it before it lets that one catch up
 _RECENT = 12  # structural chars before a string's closing quote where its true end may lie
 
@@ -339,12 +341,12 @@ class _Recovery:
 
     def nested_key(self, b: _Branch, start: int, end: int) -> _Branch | None:
         """`b` reads a key of a nested object. When the key says the object is a conversation (the marker key, or
-        its first two keys are how the export's conversations open), `b` is wrong (conversations do not nest):
-        the element before was cut short where this object opens, read from there as the next element (queued),
-        and None is returned."""
+        its first two keys are how the export's conversations open: `second_key`), `b` is wrong (conversations do
+        not nest): the element before was cut short where this object opens, read from there as the next element
+        (queued), and None is returned."""
         stack, key = b.stack, self.tok.text(start, end)
         first = stack[4]
-        if key == self.marker or (b.phase == "k" and first is not None and (first, key) == self.opening):
+        if key == self.marker or (b.phase == "k" and first is not None and self.second_key(first, key, end)):
             at = stack[3]
             what = f"the {_ELEMENT} cut short before char {at}"
             nxt = _Branch(pos=at, stack=ROOT, phase="v", repairs=(*b.repairs, what), starts=b.starts, odd=b.odd)
@@ -353,6 +355,17 @@ class _Recovery:
         if b.phase == "k0" or first is not None:  # remember the first key until the second is read
             b = b._replace(stack=(*stack[:4], key if b.phase == "k0" else None))
         return b
+
+    def second_key(self, first: str, key: str, end: int) -> bool:
+        """Whether `first` then `key` (ending at `end`) are how the conversations open: the same two keys, or the
+        same first and a second cut short inside its name (no colon after it: what is left of the name is the
+        start of theirs)."""
+        if self.opening is None or first != self.opening[0]:
+            return False
+        if key == self.opening[1]:
+            return True
+        name = _NAME.match(key, 1).group()
+        return bool(name) and self.opening[1][1:].startswith(name) and self.tok.token(end)[0] != ":"
 
     def opens_element(self, pos: int) -> bool:
         """Whether an object that may be an element opens at `pos`: one with a key, whose first two keys are not
