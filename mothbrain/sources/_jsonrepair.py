@@ -337,14 +337,18 @@ class _Recovery:
         # an element no conversation (of two readings as good, the one that needs fewer elements that are not
         # even objects inside the damage is the likelier)
         odd = b.odd + (not isinstance(obj, dict))
-        return b._replace(pos=end, phase="a", clean=start if b.clean is None else b.clean, odd=odd)
+        after = b._replace(pos=end, phase="a", clean=start if b.clean is None else b.clean, odd=odd)
+        if isinstance(obj, dict):  # its last `}` may be an extra closer that ended it early (a repair may undo it)
+            inside = b._replace(pos=end - 1, stack=_push(ROOT, "{", start), phase="a" if obj else "k0")
+            after = after._replace(before_closer=((inside, end - 1),))
+        return after
 
     def nested_key(self, b: _Branch, start: int, end: int) -> _Branch | None:
         """`b` reads a key of a nested object. When the key says the object is a conversation (the marker key, or
         its first two keys are how the export's conversations open: `second_key`), `b` is wrong (conversations do
         not nest): the element before was cut short where this object opens, read from there as the next element
         (queued), and None is returned."""
-        stack, key = b.stack, self.tok.text(start, end)
+        stack, key = b.stack, self.tok.key(start, end)
         first = stack[4]
         if key == self.marker or (b.phase == "k" and first is not None and self.second_key(first, key, end)):
             at = stack[3]
@@ -383,7 +387,7 @@ class _Recovery:
             if kind != want:
                 return True
             if kind == '"':
-                key = self.tok.text(start, at)
+                key = self.tok.key(start, at)
             elif kind == ":" and key != self.opening[n // 4]:
                 return False  # a whole key, another than the conversations' at that place
         return True

@@ -90,6 +90,10 @@ class Tokens:
     def text(self, start: int, end: int) -> str:
         return self.buf.text[start - self.buf.base : end - self.buf.base]
 
+    def key(self, start: int, end: int) -> str:
+        """The string token [start, end) as a key is compared: raw control characters in it (damage) left out."""
+        return _CONTROL.sub("", self.text(start, end))
+
     def is_literal(self, start: int, end: int) -> bool:
         return _LITERAL.fullmatch(self.buf.text, start - self.buf.base, end - self.buf.base) is not None
 

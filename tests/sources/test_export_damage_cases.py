@@ -108,6 +108,18 @@ CASES = {
         CLAUDE,
         [_conv(0), '{"uuid": "u1", "name": "n", "chat_messages": [{}', '{"uuid": "u2", "na]]', _conv(3)],
     ),
+    # stray commas, then a closer added after a first value (inside the damage: its rest is the same element's),
+    # then a NUL inside a key
+    "stray_commas_then_an_early_closer_then_a_nul": (
+        CLAUDE,
+        [
+            _conv(0),
+            _conv(1).replace('"chat_messages": [', '"chat_messages": [, ,', 1),
+            _conv(2).replace('"u2",', '"u2"},', 1),
+            _conv(3).replace('"name"', '"n\x00ame"', 1),
+            _conv(4),
+        ],
+    ),
     # a string cut open, then one cut inside its first key's value... after a whole one
     "string_cut_open_then_a_short_one": (
         CLAUDE,
