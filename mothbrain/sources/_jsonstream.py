@@ -2,10 +2,11 @@
 
 Exports run to hundreds of MB, so we never `json.load` them: the C decoder (`raw_decode`) parses
 one element at a time from a sliding text buffer, so memory is proportional to the largest
-conversation. A broken element is reported with its index and skipped: a string-aware bracket scan
-finds its end when what follows it is readable, so every later element keeps its true index; when the
-damage hides the end (a string cut open), the scanner resynchronises on the next object that `accept`
-recognises as a conversation and says so. A truncated file keeps everything before the cut.
+conversation. An element that does not decode is read on from its start (where the state is known: depth 1,
+outside any string) by `_jsonrepair`, which tracks depth and string state with a JSON grammar and repairs the
+damage it meets, to where the damage ends; every element start inside the damage is reported with its index
+and char offset, and the fast reader goes on from there, so every later element keeps its true index. A
+truncated file keeps everything before the cut.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from mothbrain.config import SourceConfig
+from mothbrain.sources._jsonrepair import Outcome, recover
 from mothbrain.sources.base import Problems, Reader
 from mothbrain.sources.limits import CappedReader, CappedText, FileRefused, limit_mb
 
@@ -100,118 +102,15 @@ def _decode(buf: _Buffer, dec: json.JSONDecoder, pos: int) -> tuple[Any, int]:
         return obj, end
 
 
-def _resync(buf: _Buffer, pos: int, dec: json.JSONDecoder, accept: Callable[[Any], bool]) -> int | None:
-    """Position of the next object that `accept` takes, or None at the end of the file."""
-    while True:
-        pos = buf.compact(pos)
-        i = buf.text.find("{", pos)
-        if i < 0:
-            pos = len(buf.text)
-            if not buf.more():
-                return None
-            continue
-        try:
-            obj, end = _decode(buf, dec, i)
-        except (json.JSONDecodeError, RecursionError):
-            pos = i + 1
-            continue
-        if accept(obj):
-            return i
-        pos = end  # a nested object: anything inside it is nested too, so skip it whole
+# Characters that cannot start a JSON value: between elements they are junk, skipped and reported by offset.
+_JUNK = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f}:\ufeff\ufffd]+")
 
 
-_SCALAR = r'(?:"(?:[^"\\]|\\.)*"|[^,{}\[\]"]*)'
-
-
-def _opening(keys: list[str]) -> re.Pattern | None:
-    """How an element whose first two keys are `keys` starts: `{"k1": <scalar>, "k2":`, or `{"k1"` cut off
-    by damage before another key follows (a nested object opening with k1 has a different second key).
-    None without two keys."""
-    if len(keys) < 2:
-        return None
-    k1, k2 = (re.escape(json.dumps(k)) for k in keys)
-    after = r"(?:,\s*(?:" + k2 + r'\s*:|(?!"(?:[^"\\]|\\.)*"\s*:))|[\]}]|$)'
-    # ... or `{"k1"` cut before its value ends: anything but a value then another key after it
-    nested = r"\s*:\s*" + _SCALAR + r'\s*,\s*"(?:[^"\\]|\\.)*"\s*:'
-    return re.compile(r"\{\s*" + k1 + r"(?:\s*:\s*" + _SCALAR + r"\s*" + after + r"|(?!" + nested + r"))")
-
-
-def _elements_in(span: str, opening: re.Pattern | None) -> int:
-    """How many elements a damaged span holds: the broken one it starts with (whatever is left of its
-    opening), and one per later opening."""
-    return 1 + (len(opening.findall(span, 1)) if opening is not None else 0)
-
-
-def _next_opening(buf: _Buffer, pos: int, opening: re.Pattern) -> int | None:
-    """Position of the next element opening at or after `pos`, reading on as needed; None at the end of the file."""
-    start = pos
-    while True:
-        m = opening.search(buf.text, start)
-        if m:
-            return m.start()
-        start = max(pos, len(buf.text) - 1024)  # an opening may straddle the end of what has been read
-        if not buf.more():
-            return None
-
-
-def _report_hidden(
-    problems: Problems, rel: str, what: str, index: int, start: int, reason: str, hidden: int, nxt: int | None
-) -> None:
-    if nxt is None:
-        first = f"invalid JSON ({reason}); nothing readable after it ({hidden} {what}s by their openings)"
-    else:
-        first = f"invalid JSON ({reason}); chars {start}-{nxt} skipped to the next {what}"
-    problems.add(rel, f"{what} {index} (char {start})", first)
-    for n in range(1, hidden):
-        problems.add(rel, f"{what} {index + n}", "unreadable: inside the damage of the one before it")
-
-
-def _value_follows(buf: _Buffer, end: int) -> bool:
-    """Whether the list goes on sensibly at `end` (its `]`, or a `,` then a JSON value or the `]`)."""
-    if buf.text[end : end + 1] != ",":
-        return True
-    nxt = buf.skip_ws(end + 1)
-    return buf.text[nxt : nxt + 1] in ("{", "[", '"', "-", "t", "f", "n", "]", *"0123456789")
-
-
-def _first_keys(buf: _Buffer, dec: json.JSONDecoder, pos: int | None) -> list[str]:
-    """The first two keys of the object at `pos` (the one resync found), or [] when there is none."""
-    if pos is None:
-        return []
-    try:
-        obj, _ = _decode(buf, dec, pos)
-    except (json.JSONDecodeError, RecursionError):
-        return []
-    return list(obj)[:2] if isinstance(obj, dict) else []
-
-
-def _element_end(buf: _Buffer, pos: int) -> int | None:
-    """Where the (broken) element at `pos` ends — its `,` or the list's `]` — by a string-aware bracket scan;
-    None when the file ends first. The caller checks it against resync (a string cut open misleads the scan)."""
-    depth, i, in_str = 0, pos, False
-    while True:
-        if i >= len(buf.text):
-            if not buf.more():
-                return None
-            continue
-        c = buf.text[i]
-        if in_str:
-            if c == "\\":
-                i += 1
-            elif c == '"':
-                in_str = False
-        elif c == '"':
-            in_str = True
-        elif c in "[{":
-            depth += 1
-        elif c in "]}":
-            if depth == 0 and c == "]" and buf.skip_ws(i + 1) >= len(buf.text):
-                break  # the list's own end (only whitespace after it); any other stray closer is damage
-            depth = max(depth - 1, 0)
-        elif c == "," and depth == 0:
-            break
-        i += 1
-    return i
+def _report_damage(problems: Problems, rel: str, what: str, index: int, start: int, head: str, out: Outcome) -> None:
+    """One problem per element inside the damage: the first with `head`, each later one by its own offset."""
+    problems.add(rel, f"{what} {index} (char {start})", head)
+    for k, at in enumerate(out.starts, 1):
+        problems.add(rel, f"{what} {index + k} (char {at})", f"unreadable: inside the damage of {what} {index}")
 
 
 def iter_array(
@@ -221,8 +120,10 @@ def iter_array(
     accept: Callable[[Any], bool],
     what: str = "conversation",
     chunk: int = CHUNK,
+    marker: str | None = None,
 ) -> Iterator[tuple[int, Any]]:
-    """(index, element) for each element of the top-level list; problems are reported, never raised."""
+    """(index, element) for each element of the top-level list; problems are reported, never raised. `marker`:
+    the key every element has (`accept` tests for it), which lets damage that hides an element's start be read."""
     buf, dec = _Buffer(stream, chunk, rel, problems), json.JSONDecoder()
     pos = buf.skip_ws(0, drop=True)
     if buf.text[pos : pos + 1] == "\ufeff":
@@ -237,81 +138,109 @@ def iter_array(
             f"expected a JSON list of {what}s, found {buf.text[pos]!r}; is this the right file?",
         )
         return
+
+    def decode(at: int) -> tuple[Any, int]:  # `recover` works in absolute offsets
+        obj, end = _decode(buf, dec, at - buf.base)
+        return obj, buf.base + end
+
+    def read_damage(at: int, after_value: bool) -> Outcome:
+        buf.pin = at  # the damage is read from here: keep it in the buffer
+        try:
+            return recover(buf, at, decode, accept, marker, opening, after_value=after_value, after_object=last_object)
+        finally:
+            buf.pin = None
+
     pos, index = pos + 1, 0
-    last_keys: list[str] = []
+    last_object: str | None = None  # the element before was a whole object (damage after it may be its own rest)
+    opening: tuple[str, ...] = ()  # the first two keys of the last whole conversation (how conversations open)
     while True:
         pos = buf.skip_ws(buf.compact(pos), drop=True)
         if pos >= len(buf.text):
-            if buf.failed:  # the failed read was reported where it happened
-                return
-            problems.add(
-                rel,
-                f"after {what} {index - 1}",
-                "file ends before the list is closed (truncated export?); everything before was read",
-            )
+            if not buf.failed:  # a failed read was reported where it happened
+                problems.add(
+                    rel,
+                    f"after {what} {index - 1}",
+                    "file ends before the list is closed (truncated export?); everything before was read",
+                )
             return
-        if buf.text[pos] == "]":
-            return
-        if buf.text[pos] == ",":  # separators; stray or trailing commas are tolerated
+        c = buf.text[pos]
+        if c == ",":  # separators; stray or trailing commas are tolerated
             pos += 1
+            continue
+        if c == "]":
+            after = buf.skip_ws(pos + 1, drop=True)
+            if after >= len(buf.text):
+                return
+            problems.add(rel, f"char {buf.base + pos}", f"a stray ']' after {what} {index - 1}; read on past it")
+            pos = after
+            continue
+        junk = _JUNK.match(buf.text, pos)
+        if junk:
+            problems.add(rel, f"char {buf.base + pos}", f"unexpected {junk.group()[:20]!r} between {what}s; skipped")
+            pos = junk.end()
             continue
         start = buf.base + pos
         try:
             obj, end = _decode(buf, dec, pos)
+            nxt = buf.skip_ws(end)
+            while (junk := _JUNK.match(buf.text, nxt)) and not isinstance(obj, str):  # junk right after it
+                problems.add(rel, f"char {buf.base + nxt}", f"unexpected {junk.group()[:20]!r} after a {what}; skipped")
+                nxt = buf.skip_ws(junk.end())
+            whole = nxt >= len(buf.text) or buf.text[nxt] in ",]"
+            if not whole and not isinstance(obj, (dict, list)):
+                raise json.JSONDecodeError("a value run into what follows it (a stray quote?)", buf.text, nxt)
         except (json.JSONDecodeError, RecursionError) as exc:
-            where = f"{what} {index} (char {start})"
-            opening = _opening(last_keys)
-            truncated = isinstance(exc, json.JSONDecodeError) and buf.eof and _incomplete(exc, buf.text)
-            if truncated and (opening is None or opening.search(buf.text, pos + 1) is None):
-                if buf.failed:
-                    return
-                problems.add(
-                    rel, where, f"file ends inside this {what} (truncated export?); everything before was read"
-                )
-                return
             reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
-            # Where the damage ends. A bracket scan finds the element's end, unless a string cut open turns it
-            # inside out and it swallows good elements; so the next readable element (resync) and the next
-            # element opening (elements open alike: their first two keys) are found too, and every opening
-            # inside the damage counts as one element it hid — so every element is stored or counted.
-            buf.pin = start
-            end = _element_end(buf, pos)
-            end_abs = None if end is None else buf.base + end
-            found = _next_opening(buf, pos + 1, opening) if opening is not None else None
-            found_abs = None if found is None else buf.base + found
-            sync = _resync(buf, pos + 1, dec, accept)  # may drop text before the pin: absolute positions
-            sync_abs = None if sync is None else buf.base + sync
-            nxt_abs = min((p for p in (found_abs, sync_abs) if p is not None), default=None)
-            opening = opening or _opening(_first_keys(buf, dec, sync))
-            span = buf.text[start - buf.base : None if nxt_abs is None else nxt_abs - buf.base]
-            buf.pin = None
-            if end_abs is not None and (
-                nxt_abs is None or (nxt_abs >= end_abs and _value_follows(buf, end_abs - buf.base))
-            ):
-                problems.add(rel, where, f"invalid JSON ({reason}); skipped")  # the next element keeps its index
-                index, pos = index + 1, end_abs - buf.base
+            out = read_damage(start, after_value=False)
+            last_object = None
+            if out.continues:  # not an element: the rest of the one before, cut short by an extra closer
+                problems.add(rel, f"char {start}", f"{out.repairs[0]}; its rest skipped")
+                for k, at in enumerate(out.starts):
+                    problems.add(rel, f"{what} {index + k} (char {at})", "unreadable: inside the damage before it")
+                index += len(out.starts)
+                if out.resume is None:
+                    return
+                pos = out.resume - buf.base
                 continue
-            hidden = _elements_in(span, opening)
-            _report_hidden(problems, rel, what, index, start, reason, hidden, nxt_abs)
-            if nxt_abs is None:
+            if out.cut and not out.starts:
+                if not buf.failed:
+                    problems.add(
+                        rel,
+                        f"{what} {index} (char {start})",
+                        f"file ends inside this {what} (truncated export?); everything before was read",
+                    )
                 return
-            index, pos = index + hidden, nxt_abs - buf.base
+            head = f"invalid JSON ({reason}); skipped"
+            if out.starts:
+                head = f"invalid JSON ({reason}); it and the {len(out.starts)} after it lost in one damage"
+            if out.unbounded:
+                head = f"invalid JSON ({reason}); its end could not be read, skipped to the next whole {what}"
+            _report_damage(problems, rel, what, index, start, head, out)
+            index += 1 + len(out.starts)
+            if out.resume is None:
+                return
+            pos = out.resume - buf.base
             continue
-        if isinstance(obj, dict):
-            last_keys = list(obj)[:2]
         yield index, obj
         index += 1
-        pos = buf.skip_ws(end, drop=True)
-        if pos < len(buf.text) and buf.text[pos] not in ",]":
-            problems.add(
-                rel,
-                f"char {buf.base + pos}",
-                f"unexpected {buf.text[pos]!r} after {what} {index - 1}; skipped to the next {what}",
-            )
-            nxt = _resync(buf, pos, dec, accept)
-            if nxt is None:
-                return
+        last_object = None if not isinstance(obj, dict) else "object" if obj else "empty"
+        if isinstance(obj, dict) and accept(obj):
+            opening = tuple(obj)[:2]
+        if whole:
             pos = nxt
+            continue
+        # something other than a `,` or the list's `]` after a whole element: read past it
+        at = buf.base + nxt
+        out = read_damage(at, after_value=True)
+        problems.add(
+            rel, f"char {at}", f"unexpected {buf.text[nxt]!r} after {what} {index - 1}; skipped to the next {what}"
+        )
+        for k, s in enumerate(out.starts):
+            problems.add(rel, f"{what} {index + k} (char {s})", f"unreadable: inside the damage at char {at}")
+        index += len(out.starts)
+        if out.resume is None:
+            return
+        pos = out.resume - buf.base
 
 
 def open_export(path: Path, rel: str, problems: Problems, member: str = "conversations.json") -> TextIO | None:
@@ -359,7 +288,8 @@ def export_reader(kind: str, marker: str, conversation: Callable[..., Any]) -> R
         if stream is None:
             return
         with stream:
-            for index, conv in iter_array(stream, rel, problems, lambda obj: isinstance(obj, dict) and marker in obj):
+            accept = lambda obj: isinstance(obj, dict) and marker in obj  # noqa: E731
+            for index, conv in iter_array(stream, rel, problems, accept, marker=marker):
                 doc = conversation(conv, index, rel, source, problems)
                 if doc is not None:
                     yield doc
