@@ -40,9 +40,13 @@ from mothbrain.wiki.pages import read_wiki  # noqa: E402
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
-def _statements(truth):
+def _changes(truth):
     now = time.time()
-    return [staleness.Statement(text=s, when=now, source="chats/recent.jsonl") for s in truth.statements]
+    out = []
+    for s in truth.statements:
+        old, new = s.split("from ")[1].split(" and")[0].split(" to ")
+        out.append(staleness.Change(old=old, new=new, quote=s, when=now, source="chats/recent.jsonl"))
+    return out
 
 
 CALLER_HOME = os.environ.get("MOTHBRAIN_HOME")
@@ -72,7 +76,7 @@ def quality(pages: int, openings: str) -> tuple[dict, Path, object]:
     truth = generate_wiki(work / "wiki", pages=pages, seed=0, hide=0.2)
     cfg = _config(work, openings, "wiki.max_frames=100000")
     t0 = time.perf_counter()
-    found, info = scan.scan(cfg, read_wiki(work / "wiki"), statements=_statements(truth))
+    found, info = scan.scan(cfg, read_wiki(work / "wiki"), changes=_changes(truth))
     seconds = time.perf_counter() - t0
     staged = {(p["target"], p["detail"]["to"]) for p in found if p["kind"] == "crosslink"}
     hit = staged & truth.hidden
@@ -116,7 +120,7 @@ def scan_time(pages: int, openings: str) -> dict:
     truth = generate_wiki(work / "wiki", pages=pages, seed=1, hide=0.2)
     cfg = _config(work, openings)
     t0 = time.perf_counter()
-    _, info = scan.scan(cfg, read_wiki(work / "wiki"), statements=_statements(truth))
+    _, info = scan.scan(cfg, read_wiki(work / "wiki"), changes=_changes(truth))
     seconds = time.perf_counter() - t0
     shutil.rmtree(work, ignore_errors=True)
     return {

@@ -12,10 +12,9 @@ are named, unlinked, on pages of other topics — mentions that must NOT become 
 * split pages: two sections of the page's topic, then two of another topic;
 * frame pages: an opening that says nothing about the page (meeting boilerplate), the definition
   further down;
-* stale pages: "We tend the <thing> with <OldTool> every week." (front matter `updated` a year ago), and
-  `truth.statements` says the change in one of PHRASINGS ("we switched from <OldTool> to <NewTool>",
-  "not any more: we switched to <NewTool> for the <thing>", ...); decoys name tools whose change the
-  page already records, and tools whose change no page mentions.
+* stale pages: "We <verb> the <thing> with <OldTool> ..." (front matter `updated` a year ago), and
+  `recent_statements()` says "we switched from <OldTool> to <NewTool>"; decoys name tools whose
+  change the page already records, and tools whose change no page mentions.
 
 Deterministic for a seed.
 """
@@ -49,16 +48,6 @@ MEETING = (
 )
 
 
-# How recent material says a tool changed: the old name is not always there, nor "from X to Y".
-PHRASINGS = (
-    "Last month we switched from {old} to {new} and nobody misses it.",
-    "Not any more: we switched to {new} for the {thing}.",
-    "These days the {thing} is tended with {new}.",
-    "{old} was replaced with {new} for the {thing} in the spring.",
-    "We stopped using {old}; the {thing} gets {new} instead.",
-)
-
-
 def _word(rng: random.Random, n: int = 2) -> str:
     return "".join(rng.choice(SYLLABLES) for _ in range(n)) + rng.choice("nrlstmk")
 
@@ -73,7 +62,7 @@ class Truth:
     frames: set[str] = field(default_factory=set)
     stale: dict[str, tuple[str, str]] = field(default_factory=dict)  # rel → (old tool, new tool)
     fresh: set[str] = field(default_factory=set)  # pages naming an old tool that already know the new one
-    statements: list[str] = field(default_factory=list)  # recent material: "we switched from X to Y", ...
+    statements: list[str] = field(default_factory=list)  # recent material: "we switched from X to Y"
 
 
 def generate_wiki(root: Path, pages: int = 1000, seed: int = 0, hide: float = 0.0, planted: float = 0.03) -> Truth:
@@ -120,7 +109,8 @@ def generate_wiki(root: Path, pages: int = 1000, seed: int = 0, hide: float = 0.
     tools = [(tool(), tool()) for _ in range(len(stale_pages) + len(fresh_pages) + k)]
     stale_tools = dict(zip(stale_pages, tools))
     fresh_tools = dict(zip(fresh_pages, tools[len(stale_pages) :]))
-    tended: dict[str, str] = {}  # old tool → what a page tends with it
+    for old, new in tools:  # every change is said; only some pages still state the old way
+        truth.statements.append(f"Last month we switched from {old} to {new} and nobody misses it.")
 
     def sentence(topic: int, extra: str = "") -> str:
         words = [rng.choice(vocab[topic]) for _ in range(rng.randint(6, 10))]
@@ -170,8 +160,7 @@ def generate_wiki(root: Path, pages: int = 1000, seed: int = 0, hide: float = 0.
                 truth.decoys.add((rel[i], rel[j]))
         if i in stale_tools or i in fresh_tools:
             old, new = stale_tools.get(i) or fresh_tools[i]
-            tended[old] = rng.choice(vocab[topic])
-            line = f"We tend the {tended[old]} with {old} every week."
+            line = f"We tend the {rng.choice(vocab[topic])} with {old} every week."
             if i in fresh_tools:
                 line += f" Since the spring we use {new} for it."
                 truth.fresh.add(rel[i])
@@ -183,12 +172,6 @@ def generate_wiki(root: Path, pages: int = 1000, seed: int = 0, hide: float = 0.
         for heading, sents in body_sections:
             lines += [f"## {heading}", "", " ".join(sents), ""]
         (root / rel[i]).write_text("\n".join(lines), encoding="utf-8")
-    # Every change is said, in one of several phrasings (their own random stream, so the pages stay as
-    # they were for a seed); only some pages still state the old way.
-    say = random.Random(seed + 1)
-    for old, new in tools:
-        thing = tended.get(old) or say.choice(say.choice(vocab))
-        truth.statements.append(say.choice(PHRASINGS).format(old=old, new=new, thing=thing))
     return truth
 
 

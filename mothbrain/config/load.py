@@ -207,7 +207,6 @@ RANGES: tuple[tuple[str, float, float, bool, bool], ...] = (
     ("wiki.frame_min_similarity", -1, 1, True, True),
     ("wiki.max_frames", 0, INF, True, True),
     ("wiki.staleness_days", 0, INF, False, True),
-    ("wiki.staleness_min_similarity", -1, 1, True, True),
     ("wiki.reviewer_timeout_s", 0, INF, False, True),
     ("wiki.reviewer_max_retries", 0, INF, True, True),
     ("wiki.reviews_per_hour", 0, INF, True, True),

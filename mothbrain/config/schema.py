@@ -389,9 +389,6 @@ class WikiConfig:
     staleness_days: float = _f(
         90.0, "ingested material newer than this is the 'current practice' pages are checked against"
     )
-    staleness_min_similarity: float = _f(
-        0.5, "a page sentence and a recent change statement at least this alike (cosine) talk about the same thing"
-    )
     reviewer_url: str = _f("", "OpenAI-compatible base URL of the reviewer (ends in /v1); empty = the local rules")
     reviewer_model: str = _f("", "model name at reviewer_url")
     reviewer_api_key_env: str = _f("MOTHBRAIN_REVIEWER_API_KEY", "environment variable holding the reviewer's key")

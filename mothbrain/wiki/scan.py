@@ -14,10 +14,10 @@ frame      a page whose opening paragraph neither names the page nor answers "wh
            well as the page's other paragraphs do (the question comes from the title and from the
            sentences in which other pages link to it); a new opening is proposed, written by the local
            model (wiki.openings: model) or taken from the page's best-answering sentence (extract).
-staleness  a page sentence, written before it, about the same thing as a recent statement that says
-           a change ("not any more: we switched to wheat paste for every spine"), judged by meaning
-           (embedding similarity, shared and differing content words; mothbrain.wiki.staleness); the
-           evidence is quoted and dated in a note added under the statement's paragraph.
+staleness  a page states something recent material says has changed ("we switched from X to Y",
+           "replaced X with Y", "we no longer use X", "X is deprecated"), where the page names X but
+           not Y and was last changed before that was said; the evidence is quoted and dated in a note
+           added under the statement.
 
 Nothing here writes the wiki: proposals go to the staging queue (the same one as dreams), each kind's
 as soon as that kind is done (a scan killed in a later kind keeps what the earlier ones found), and only
@@ -47,7 +47,7 @@ from mothbrain.wiki.crosslinks import crosslink_proposals
 from mothbrain.wiki.frames import base_unready, extract_writer, frame_proposals
 from mothbrain.wiki.pages import Wiki, read_wiki
 from mothbrain.wiki.splits import split_proposals
-from mothbrain.wiki.staleness import recent_statements, staleness_proposals
+from mothbrain.wiki.staleness import recent_changes, staleness_proposals
 from mothbrain.wiki.vectors import embed_wiki
 
 
@@ -100,19 +100,19 @@ class ScanReport:
 
 
 def scan(
-    cfg: Config, wiki: Wiki, embedder=None, writer=None, statements=None, on_kind=None
+    cfg: Config, wiki: Wiki, embedder=None, writer=None, changes=None, on_kind=None
 ) -> tuple[list[dict[str, Any]], dict]:
     """Every proposal the wiki calls for, and timings; the pure part of the stage. `on_kind(kind, found)`
     is called as each kind finishes (run_scan stages them then, so a scan cut off keeps what it found)."""
 
     embedder = embedder or load_embedder(cfg)
     skipped: list[str] = [embedder.warning] if getattr(embedder, "warning", "") else []
-    if statements is None:
+    if changes is None:
         try:
-            statements = recent_statements(cfg)
+            changes = recent_changes(cfg)
         except MothError as exc:  # nothing ingested yet: no evidence, so no staleness, and the report says why
             skipped.append(f"no staleness check: {exc}")
-            statements = []
+            changes = []
     if writer is None and cfg.wiki.openings == "model":
         why = base_unready(cfg)
         if why:  # a scan never builds or fetches a model: that is training's (or `models prepare`'s) job
@@ -128,7 +128,7 @@ def scan(
         ("crosslink", lambda: crosslink_proposals(cfg, wiki, vecs)),
         ("split", lambda: split_proposals(cfg, wiki, vecs)),
         ("frame", lambda: frame_proposals(cfg, wiki, vecs, embedder, writer)),
-        ("staleness", lambda: staleness_proposals(cfg, wiki, statements, embedder)),
+        ("staleness", lambda: staleness_proposals(cfg, wiki, changes)),
     ):
         t = time.perf_counter()
         got = fn()

@@ -51,8 +51,11 @@ def test_a_scan_killed_in_its_last_kind_keeps_the_earlier_kinds_and_a_rescan_add
 ):
     truth = generate_wiki(tmp_path / "wiki", pages=80, seed=1, hide=0.3, planted=0.05)
     cfg = _cfg(tmp_path, "wiki.openings=extract")
-    said = [staleness.Statement(s, time.time(), "chats/recent.jsonl") for s in truth.statements]
-    monkeypatch.setattr(scan, "recent_statements", lambda cfg: said)
+    said = []
+    for s in truth.statements:  # "Last month we switched from X to Y and nobody misses it."
+        old, new = s.split("from ")[1].split(" and")[0].split(" to ")
+        said.append(staleness.Change(old=old, new=new, quote=s, when=time.time(), source="chats/recent.jsonl"))
+    monkeypatch.setattr(scan, "recent_changes", lambda cfg: said)
     real = scan.staleness_proposals
 
     def killed(*args, **kwargs):

@@ -29,9 +29,13 @@ def _cfg(home: Path, wiki: Path, *more: str):
     return load_config(DEMO, [f"state_dir={home}", f"wiki.path={wiki}", "wiki.openings=extract", *more])
 
 
-def _statements(truth, when: float | None = None):
+def _changes(truth, when: float | None = None):
     when = when or time.time()
-    return [staleness.Statement(text=s, when=when, source="chats/recent.jsonl") for s in truth.statements]
+    out = []
+    for s in truth.statements:
+        old, new = s.split("from ")[1].split(" and")[0].split(" to ")
+        out.append(staleness.Change(old=old, new=new, quote=s, when=when, source="chats/recent.jsonl"))
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +45,7 @@ def scanned(tmp_path_factory):
     truth = generate_wiki(root / "wiki", pages=200, seed=3, hide=0.2, planted=0.05)
     cfg = _cfg(root / "state", root / "wiki", "wiki.max_frames=1000")
     wiki = read_wiki(root / "wiki")
-    found, info = scan.scan(cfg, wiki, statements=_statements(truth))
+    found, info = scan.scan(cfg, wiki, changes=_changes(truth))
     return truth, found, info
 
 
@@ -121,7 +125,7 @@ def test_every_proposal_carries_a_patch_against_its_page_hash_a_rationale_and_a_
 def test_a_wiki_without_defects_gets_no_split_frame_or_staleness(tmp_path):
     truth = generate_wiki(tmp_path / "wiki", pages=60, seed=5, hide=0.0, planted=0.0)
     cfg = _cfg(tmp_path / "state", tmp_path / "wiki")
-    found, _ = scan.scan(cfg, read_wiki(tmp_path / "wiki"), statements=[])
+    found, _ = scan.scan(cfg, read_wiki(tmp_path / "wiki"), changes=[])
     planted = truth.splits | truth.frames | set(truth.stale)  # the generator plants at least one of each
     wrong = [p for p in found if p["kind"] != "crosslink" and p["target"] not in planted]
     assert len(wrong) <= 1, [(p["kind"], p["target"]) for p in wrong]
@@ -132,7 +136,7 @@ def test_a_wiki_without_defects_gets_no_split_frame_or_staleness(tmp_path):
 
 
 def _stage_all(cfg, truth):
-    found, info = scan.scan(cfg, read_wiki(cfg.resolve_path(cfg.wiki.path)), statements=_statements(truth))
+    found, info = scan.scan(cfg, read_wiki(cfg.resolve_path(cfg.wiki.path)), changes=_changes(truth))
     for p in found:
         p["patch"]["detail"] = p.pop("detail")
     ids = queue.add_proposals(cfg, found)
@@ -252,7 +256,7 @@ def test_a_page_edited_since_the_scan_is_marked_stale_never_forced_and_proposed_
     assert queue.get(cfg, p["id"])["merge_state"] == "stale"
     # The stale one no longer blocks its fingerprint: the next scan proposes it against the page as it is.
     assert p["fingerprint"] not in queue.live_fingerprints(cfg)
-    again, _ = scan.scan(cfg, read_wiki(root), statements=_statements(truth))
+    again, _ = scan.scan(cfg, read_wiki(root), changes=_changes(truth))
     fresh = [q for q in again if q["fingerprint"] == p["fingerprint"]]
     assert fresh and fresh[0]["patch"]["files"][0]["sha256"] != p["patch"]["files"][0]["sha256"]
 
@@ -467,8 +471,10 @@ def test_crlf_bom_and_broken_front_matter_pages_are_read_and_patched_in_their_ow
     masked = masked_prose(garden)
     assert "tags: compost" not in masked and "| item | compost |" not in masked  # YAML and tables: never linked
     cfg = _cfg(tmp_path / "state", root, "wiki.crosslink_threshold=0")  # offsets, not scores, are tested here
-    said = staleness.Statement(text="We water the beds with a drip line now.", when=time.time(), source="c")
-    (stale,) = staleness.staleness_proposals(cfg, wiki, [said])
+    old = staleness.Change(
+        old="Hosepipe", new="Drip", quote="we switched from Hosepipe to Drip", when=time.time(), source="c"
+    )
+    (stale,) = staleness.staleness_proposals(cfg, wiki, [old])
     (link,) = [
         p
         for p in crosslinks.crosslink_proposals(cfg, wiki, vectors.embed_wiki(cfg, wiki))[0]
@@ -488,7 +494,7 @@ def test_five_crosslinks_on_one_page_all_merge_one_after_another(tmp_path):
         (root / f"{n}.md").write_text(f"# {n}\n\n{n} is a tree of the grove.\n")
     (root / "Grove.md").write_text("# Grove\n\n" + " ".join(f"The {n.lower()} grows here." for n in names) + "\n")
     cfg = _cfg(tmp_path / "state", root, "wiki.crosslink_threshold=0")
-    found, _ = scan.scan(cfg, read_wiki(root), statements=[])
+    found, _ = scan.scan(cfg, read_wiki(root), changes=[])
     links = [p for p in found if p["kind"] == "crosslink" and p["target"] == "Grove.md"]
     assert len(links) == 5
     ids = queue.add_proposals(cfg, links)
