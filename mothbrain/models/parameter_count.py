@@ -4,6 +4,7 @@ memory estimate (mothbrain.models.memory) needs: trainable and total parameters 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import warnings
@@ -136,6 +137,36 @@ def _arch(hf_config, source: str) -> dict[str, int]:
     return arch
 
 
+@contextlib.contextmanager
+def _quiet_transformers():
+    """transformers' logging at error level, and warnings off, while a config is read and a meta model built."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+
+
+def _meta_model(hf_config, trust_remote_code: bool, source: str):
+    """The model `hf_config` describes, on the meta device (shapes, no storage: a 72B builds in well under a
+    second); a model type transformers cannot build is one line naming `source`."""
+    from accelerate import init_empty_weights
+    from transformers import AutoModelForCausalLM
+
+    with MODEL_BUILD_LOCK, init_empty_weights():
+        try:
+            return AutoModelForCausalLM.from_config(hf_config, trust_remote_code=trust_remote_code)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise MothError(
+                f"{source}: transformers cannot build this model type ({str(exc).splitlines()[0][:160]})"
+            ) from None
+
+
 def count_parameters(cfg: Config) -> ParamCount:
     """Trainable and total parameters of base + LoRA, from config.json alone (meta device, seconds)."""
     kind, value = _config_source(cfg)
@@ -164,44 +195,27 @@ def _count_cached(
     targets: tuple[str, ...],
 ) -> ParamCount:
     import torch
-    from accelerate import init_empty_weights
     from peft import LoraConfig, get_peft_model
     from peft.tuners.lora import LoraLayer
-    from transformers import AutoModelForCausalLM
-    from transformers.utils import logging as hf_logging
 
     source = value or "tiny.TINY_ARCH (the demo model, not built yet)"
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            hf_config = _load_hf_config(kind, value, trust_remote_code)
-            arch = _arch(hf_config, source)
-            # Meta tensors have shapes and no storage: a 72B builds in well under a second.
-
-            with MODEL_BUILD_LOCK, init_empty_weights():
-                try:
-                    model = AutoModelForCausalLM.from_config(hf_config, trust_remote_code=trust_remote_code)
-                except (ValueError, KeyError, TypeError) as exc:
-                    raise MothError(
-                        f"{source}: transformers cannot build this model type ({str(exc).splitlines()[0][:160]})"
-                    ) from None
-            out_emb = model.get_output_embeddings()
-            linears = [m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear) and m is not out_emb]
-            base = sum(p.numel() for p in model.parameters())
-            lora = LoraConfig(
-                r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(targets), task_type="CAUSAL_LM"
-            )
-            try:
-                with MODEL_BUILD_LOCK:
-                    peft_model = get_peft_model(model, lora, low_cpu_mem_usage=True)  # adapters on meta too
-            except ValueError as exc:
-                raise MothError(f"lora.target_modules {list(targets)}: {str(exc).splitlines()[0][:160]}") from None
-            trainable, total = peft_model.get_nb_trainable_parameters()
-            adapted = [m for m in peft_model.modules() if isinstance(m, LoraLayer)]
-    finally:
-        hf_logging.set_verbosity(verbosity)
+    with _quiet_transformers():
+        hf_config = _load_hf_config(kind, value, trust_remote_code)
+        arch = _arch(hf_config, source)
+        model = _meta_model(hf_config, trust_remote_code, source)
+        out_emb = model.get_output_embeddings()
+        linears = [m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear) and m is not out_emb]
+        base = sum(p.numel() for p in model.parameters())
+        lora = LoraConfig(
+            r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(targets), task_type="CAUSAL_LM"
+        )
+        try:
+            with MODEL_BUILD_LOCK:
+                peft_model = get_peft_model(model, lora, low_cpu_mem_usage=True)  # adapters on meta too
+        except ValueError as exc:
+            raise MothError(f"lora.target_modules {list(targets)}: {str(exc).splitlines()[0][:160]}") from None
+        trainable, total = peft_model.get_nb_trainable_parameters()
+        adapted = [m for m in peft_model.modules() if isinstance(m, LoraLayer)]
     # No dtype in the config means transformers' default, fp32 (the tiny model is saved so).
     dtype = getattr(hf_config, "dtype", None) or getattr(hf_config, "torch_dtype", None) or torch.float32
     if isinstance(dtype, str):
@@ -242,25 +256,8 @@ def base_config_source(cfg: Config) -> tuple[str, str] | None:
 def module_names(kind: str, value: str, mtime: int, trust_remote_code: bool) -> tuple[str, str, frozenset[str]]:
     """(architecture, model_type, every module's dotted name) of the model a config.json describes, built on
     the meta device: no weights read, seconds for a 72B. `mtime` keys the cache to the file's version."""
-    from accelerate import init_empty_weights
-    from transformers import AutoModelForCausalLM
-    from transformers.utils import logging as hf_logging
-
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            hf_config = _load_hf_config(kind, value, trust_remote_code)
-            with MODEL_BUILD_LOCK, init_empty_weights():
-                try:
-                    model = AutoModelForCausalLM.from_config(hf_config, trust_remote_code=trust_remote_code)
-                except (ValueError, KeyError, TypeError) as exc:
-                    raise MothError(
-                        f"{value or 'the tiny demo base'}: transformers cannot build this model type "
-                        f"({str(exc).splitlines()[0][:160]})"
-                    ) from None
-    finally:
-        hf_logging.set_verbosity(verbosity)
+    with _quiet_transformers():
+        hf_config = _load_hf_config(kind, value, trust_remote_code)
+        model = _meta_model(hf_config, trust_remote_code, value or "the tiny demo base")
     arch = (getattr(hf_config, "architectures", None) or [type(model).__name__])[0]
     return arch, str(getattr(hf_config, "model_type", "")), frozenset(n for n, _ in model.named_modules() if n)
