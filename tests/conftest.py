@@ -64,6 +64,18 @@ def demo_cfg(state_home, tiny_model_dir):
     return load
 
 
+@pytest.fixture
+def prepared(demo_cfg):
+    """Demo config with the sample material ingested and preprocessed (the real stages, ~2 s)."""
+    from mothbrain.data.stage import run_preprocess
+    from mothbrain.ingest.stage import run_ingest
+
+    cfg = demo_cfg()
+    run_ingest(cfg)
+    run_preprocess(cfg)
+    return demo_cfg
+
+
 # The end-to-end tests that train, run the learning bench or load the real base: `scripts/test.sh --fast` leaves
 # them out (pytest -m "not slow"); CI runs everything. A whole file, or one test by its name.
 SLOW = {

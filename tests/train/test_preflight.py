@@ -9,19 +9,9 @@ from collections import namedtuple
 import pytest
 
 from mothbrain.core import paths
-from mothbrain.data.stage import run_preprocess
 from mothbrain.errors import MothError
-from mothbrain.ingest.stage import run_ingest
 from mothbrain.models import preflight
 from mothbrain.train.stage import run_train
-
-
-@pytest.fixture
-def preprocessed(demo_cfg):
-    cfg = demo_cfg()
-    run_ingest(cfg)
-    run_preprocess(cfg)
-    return demo_cfg
 
 
 def _versions(cfg) -> list[dict]:
@@ -29,11 +19,11 @@ def _versions(cfg) -> list[dict]:
     return json.loads(path.read_text())["versions"] if path.exists() else []
 
 
-def test_a_missing_prepared_base_starts_no_version(preprocessed, state_home):
+def test_a_missing_prepared_base_starts_no_version(prepared, state_home):
     # model.config_json sizes the run without the base (as the 72B profile does), so the memory
     # preflight passes and only the base's absence stands between the run and the ledger.
     tiny_config = state_home / "data" / "models" / "tiny-qwen2" / "config.json"
-    cfg = preprocessed(
+    cfg = prepared(
         "model.build_tiny=false", "model.base=someprepared", f"model.config_json={tiny_config}", "train.max_steps=1"
     )
     before = _versions(cfg)
@@ -45,8 +35,8 @@ def test_a_missing_prepared_base_starts_no_version(preprocessed, state_home):
     assert _versions(cfg) == before
 
 
-def test_a_full_disk_starts_no_version(preprocessed, monkeypatch):
-    cfg = preprocessed("train.max_steps=1")
+def test_a_full_disk_starts_no_version(prepared, monkeypatch):
+    cfg = prepared("train.max_steps=1")
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(preflight.shutil, "disk_usage", lambda _p: usage(10**12, 10**12 - 1000, 1000))
     before = _versions(cfg)

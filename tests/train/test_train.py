@@ -19,23 +19,12 @@ from mothbrain.cli import main
 from mothbrain.config import REPO_ROOT
 from mothbrain.core.ledger import open_ledger
 from mothbrain.data.dataset import load_latest_dataset
-from mothbrain.data.stage import run_preprocess
 from mothbrain.errors import MothError, NothingToDo
-from mothbrain.ingest.stage import run_ingest
 from mothbrain.train.stage import loss_summary, run_train
 from mothbrain.train.trainer import select_rows
 
 DEMO = str(REPO_ROOT / "configs" / "demo-tiny.yaml")
 DEFAULT = str(REPO_ROOT / "configs" / "default.yaml")
-
-
-@pytest.fixture
-def prepared(demo_cfg):
-    """Demo config with the sample material ingested and preprocessed (the real stages, ~2 s)."""
-    cfg = demo_cfg()
-    run_ingest(cfg)
-    run_preprocess(cfg)
-    return demo_cfg
 
 
 def _quantized_weight_bytes(model) -> bytes:
