@@ -384,8 +384,6 @@ def run_server(
     cfg: Config, host: str | None = None, port: int | None = None, echo=print, allow_remote: bool = False
 ) -> None:
     """Check the address, the token and the port, load the model, serve until Ctrl-C."""
-    import uvicorn
-
     host, port = host or cfg.serve.host, port or cfg.serve.port
     check_host(host, port, allow_remote)
     token = load_token(cfg)
