@@ -9,8 +9,8 @@ loopback. The bench opens --slow connections that each send half a request line 
 then times GET /health and a completion (each given --timeout s), waits past serve.header_timeout_s, counts the
 slow connections the server has closed, times /health again, and prints the server's log size (stderr).
 Target: both answer within 2 s and the log stays under 1 MB. --before REF runs the same with REF's mothbrain/
-(git archive, no worktree); --log-dir keeps the servers' logs; --hard-1024 --set serve.max_connections=5000 lets
-this tree's server run out of descriptors too (to see the log stay short when it does).
+(git archive, no worktree); --log-dir keeps the servers' logs; --hard-1024 --set serve.max_connections=5000 holds
+the servers to 1024 descriptors (the cap then clamped below it), as a process whose hard limit is 1024 is.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import select
 import socket
 import subprocess
 import sys
@@ -103,10 +104,17 @@ def run(
                 if time.monotonic() > deadline or proc.poll() is not None:
                     raise SystemExit(f"the server did not start; see {log}") from None
                 time.sleep(0.2)
-        for _ in range(n_slow):
-            s = socket.create_connection(("127.0.0.1", port))
-            s.sendall(b"GET /health HTTP/1.1\r\nHost: x")
+        for _ in range(n_slow):  # all at once: the server finds them queued together, as in a flood
+            s = socket.socket()
+            s.setblocking(False)
+            s.connect_ex(("127.0.0.1", port))
             socks.append(s)
+        for s in socks:
+            poll = select.poll()
+            poll.register(s, select.POLLOUT)
+            poll.poll(30_000)
+            s.setblocking(True)
+            s.sendall(b"GET /health HTTP/1.1\r\nHost: x")
         body = {"model": "mothbrain", "prompt": "hi", "max_tokens": 4}
         out = {
             "health": timed(lambda: httpx.get(f"{url}/health", timeout=timeout)),
@@ -175,7 +183,7 @@ def main() -> None:
         print(f"{args.slow} slow-header connections on loopback, server ulimit -n 1024 (soft)")
         for label, code in trees:
             log = (args.log_dir or root) / f"serve-{label.split()[0]}.log"
-            overrides = args.set if label == "after" else []
+            overrides = args.set  # the same settings for both trees (serve.max_connections is older than both)
             show(
                 label,
                 run(code, root, args.slow, args.timeout, args.wait, log, overrides, args.hard_1024),

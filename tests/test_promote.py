@@ -486,3 +486,33 @@ def test_not_enough_held_out_material_is_its_own_decision(state_home):
     assert ledger.current() is None
     text = build_briefing(cfg).text
     assert f"{v}: undecided" in text and "UNDECIDED · voice vs base" in text
+
+
+@pytest.mark.parametrize("move", ["promote", "rollback"])
+def test_a_kill_right_after_the_intended_move_is_recorded_is_completed_by_the_next_command(
+    state_home, monkeypatch, move
+):
+    """The gate passed and the move was recorded, then a kill before the link moved: the next command completes
+    the move (the version that passed the gate becomes current), it does not abandon it."""
+    import mothbrain.promote as promote
+    from mothbrain.core.ledger import Ledger, open_ledger
+    from mothbrain.ops.status import status_report
+
+    cfg = load_config(DEMO)
+    led = open_ledger(cfg)
+    v1 = _fake_evaluated(cfg)
+    _fake_adapter(cfg, v1)
+    promote.run_promote(cfg, v1)
+    v2 = _fake_evaluated(cfg, current_version=v1, voice_ppl_current=10.0)
+    _fake_adapter(cfg, v2)
+    if move == "rollback":
+        promote.run_promote(cfg, v2)
+    intended = v2 if move == "promote" else v1
+    action = (lambda: promote.run_promote(cfg, v2)) if move == "promote" else (lambda: promote.run_rollback(cfg))
+    _killed_at(monkeypatch, Ledger, "begin_current", "after", action)
+    assert led.read().get("pending_current", {}).get("version") == intended  # recorded, the link not yet moved
+
+    status_report(cfg)
+    data = led.read()
+    assert not data.get("pending_current")
+    assert data["current"] == intended and _link(state_home) == intended

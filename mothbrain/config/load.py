@@ -161,6 +161,7 @@ RANGES: tuple[tuple[str, float, float, bool, bool], ...] = (
     ("ingest.since_days", 0, INF, False, True),
     ("ingest.max_file_mb", 0, INF, False, True),
     ("ingest.max_file_seconds", 0, INF, False, True),
+    ("ingest.max_json_depth", 1, 800, True, True),  # 800: below the ~900 levels CPython's JSON decoder can read
     ("preprocess.context_turns", 0, INF, True, True),
     ("preprocess.max_chars", 1, INF, True, True),
     ("preprocess.dedup_threshold", 0, 1, False, True),

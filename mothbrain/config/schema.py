@@ -96,6 +96,12 @@ class IngestConfig:
     max_file_mb: float = _f(
         2048.0, "files larger than this (a zip member: once unpacked) are skipped and reported, earlier documents kept"
     )
+    max_json_depth: int = _f(
+        256,
+        "containers nested deeper than this in one record (a chat log line, an export's conversation) are refused: "
+        "the record is reported by its line or index, its neighbours kept. Real chats nest under 20 deep; a value "
+        "nested thousands deep is damage or an attack, and Python's JSON decoder stops near 900 anyway (the ceiling)",
+    )
     max_file_seconds: float = _f(
         600.0, "a file that takes longer than this to read is skipped and reported (a hung mount); 0: no limit"
     )

@@ -70,7 +70,8 @@ def reconcile_current(cfg: Config, wait: float = LOCK_TIMEOUT_S) -> str | None:
     """Make adapters/current agree with the ledger, which is the truth; returns what was done (None: nothing).
 
     A move in flight (a kill between intent and confirmation) is confirmed when the link already names its
-    version, and abandoned otherwise. Then a link that names another version than the ledger's current is
+    version, completed when its adapter is complete (the move was decided: a version that passed the gate),
+    and abandoned otherwise. Then a link that names another version than the ledger's current is
     pointed back at it. Called first by every command that reads either."""
 
     ledger = open_ledger(cfg)
@@ -86,11 +87,15 @@ def reconcile_current(cfg: Config, wait: float = LOCK_TIMEOUT_S) -> str | None:
                 os.unlink(tmp)
         move = ledger.pending_current()
         if move:
-            done = _link_target(cfg) == move.get("version")
-            ledger.finish_current(confirm=done)
-            notes.append(
-                f"{'confirmed' if done else 'abandoned'} an interrupted {move.get('event')} of {move.get('version')}"
-            )
+            target = move.get("version")
+            how = "confirmed" if _link_target(cfg) == target else "abandoned"
+            if how == "abandoned" and (target is None or adapter_is_complete(paths.adapter_dir(cfg, target))):
+                # the move was decided (a version that passed the gate, or a rollback) and recorded: complete it
+                with contextlib.suppress(MothError):
+                    _point_current(cfg, target)
+                    how = "completed"
+            ledger.finish_current(confirm=how != "abandoned")
+            notes.append(f"{how} an interrupted {move.get('event')} of {target}")
         current, linked = ledger.current(), _link_target(cfg)
         if linked != current:
             if current is not None and not adapter_is_complete(paths.adapter_dir(cfg, current)):

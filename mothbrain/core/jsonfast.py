@@ -22,6 +22,15 @@ def loads(data: str | bytes) -> Any:
         return json.loads(data)
 
 
+def dumps_bytes(obj: Any) -> bytes | None:
+    """`dumps_compact(obj)` as UTF-8 bytes, straight from orjson (no text copy of a large document); None where
+    orjson refuses it (then `dumps_compact` goes to `json`)."""
+    try:
+        return orjson.dumps(obj)
+    except (orjson.JSONEncodeError, TypeError):
+        return None
+
+
 def dumps_compact(obj: Any) -> str:
     """json.dumps(obj, ensure_ascii=False, separators=(",", ":")), faster."""
     try:

@@ -536,15 +536,32 @@ def redact(text: str, cfg: RedactionConfig | None = None) -> tuple[str, dict[str
 _JOIN = "\n\n\x00\n\n"
 
 
+_GROUP = 1 << 22  # chars of texts `redact_many` joins for one pass: a huge document is never copied whole
+
+
 def redact_many(texts: list[str], cfg: RedactionConfig | None = None) -> tuple[list[str], dict[str, int]]:
     """`redact` for each of `texts` (one document's turns, title, names), in one pass over their
-    concatenation, so the fixed cost of a pass (trigger tests, the phone scan) is paid once, not per
-    short chat turn. Falls back to one pass per text when a text contains the separator's NUL."""
+    concatenation (about `_GROUP` chars at a time), so the fixed cost of a pass (trigger tests, the phone
+    scan) is paid once, not per short chat turn; texts with nothing to redact come back as they are, not
+    copied. Falls back to one pass per text when a text contains the separator's NUL."""
     if len(texts) < 2 or (cfg is not None and not cfg.enabled) or any("\x00" in t for t in texts):
         return _redact_each(texts, cfg)
-    out, counts = redact(_JOIN.join(texts), cfg)
-    parts = out.split(_JOIN)
-    return (parts, counts) if len(parts) == len(texts) else _redact_each(texts, cfg)
+    out: list[str] = []
+    counts: Counter[str] = Counter()
+    i = 0
+    while i < len(texts):
+        j, size = i + 1, len(texts[i])
+        while j < len(texts) and size + len(texts[j]) <= _GROUP:
+            size, j = size + len(texts[j]), j + 1
+        joined = _JOIN.join(texts[i:j])
+        done, found = redact(joined, cfg)
+        parts = texts[i:j] if done is joined else done.split(_JOIN)
+        if len(parts) != j - i:
+            return _redact_each(texts, cfg)
+        out += parts
+        counts.update(found)
+        i = j
+    return out, dict(counts)
 
 
 def _redact_each(texts: list[str], cfg: RedactionConfig | None) -> tuple[list[str], dict[str, int]]:
@@ -556,44 +573,4 @@ def _redact_each(texts: list[str], cfg: RedactionConfig | None) -> tuple[list[st
     return out, dict(counts)
 
 
-# Meta keys MothBrain writes itself (file names, ids, numbers): kept as they are, like the doc id, so a
-# document keeps its identity and its side of the held-out split.
-INGEST_COUNTS = "ingest_redacted"  # meta key of the counts redacted at ingest
-_OWN_META_KEYS = frozenset({"file", "conversation_id", "index", "line", "file_mtime", "model", INGEST_COUNTS})
-
-
-def redact_document(doc, cfg: RedactionConfig | None = None) -> dict[str, int]:
-    """Redact a `Document` in place before ingest stores it, and return the counts by type.
-
-    The texts preprocess redacts (title, body, turns, speaker names, links) are redacted the same way,
-    each distinct text counted once as preprocess counts it, plus the string values of the meta (a
-    page's front matter). The doc id and the meta's file name are kept: they name the source file. The
-    counts are kept on the document (meta `ingest_redacted`), so preprocess, which finds nothing left to
-    redact, still reports what was redacted."""
-    if cfg is not None and not cfg.enabled:
-        return {}
-    texts = [doc.title, doc.text, *(t.text for t in doc.turns), *(t.speaker for t in doc.turns), *doc.links]
-    unique = list(dict.fromkeys(t for t in texts if t))
-    out, counts = redact_many(unique, cfg)
-    done = dict(zip(unique, out))
-    doc.title, doc.text = done.get(doc.title, doc.title), done.get(doc.text, doc.text)
-    for turn in doc.turns:
-        turn.text, turn.speaker = done.get(turn.text, turn.text), done.get(turn.speaker, turn.speaker)
-    doc.links = [done.get(x, x) for x in doc.links]
-    total = Counter(counts)
-    doc.meta = _redact_meta(doc.meta, cfg, total, top=True)
-    if total:
-        doc.meta[INGEST_COUNTS] = dict(total)
-    return dict(total)
-
-
-def _redact_meta(value, cfg: RedactionConfig | None, total: Counter, top: bool = False):
-    if isinstance(value, str):
-        text, counts = redact(value, cfg)
-        total.update(counts)
-        return text
-    if isinstance(value, list):
-        return [_redact_meta(v, cfg, total) for v in value]
-    if isinstance(value, dict):
-        return {k: v if top and k in _OWN_META_KEYS else _redact_meta(v, cfg, total) for k, v in value.items()}
-    return value
+INGEST_COUNTS = "ingest_redacted"  # meta key of the counts redacted at ingest (see `redact_doc`)

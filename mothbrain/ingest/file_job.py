@@ -19,12 +19,12 @@ from typing import Any
 from mothbrain.config import RedactionConfig, SourceConfig
 from mothbrain.core.atomic import describe_write_error
 from mothbrain.core.clock import DAY
-from mothbrain.data.redact import redact_document
+from mothbrain.data.redact_doc import redact_document
 from mothbrain.errors import MothError
 from mothbrain.sources.base import Problems, Reader
 from mothbrain.sources.limits import FileRefused, file_limit
 from mothbrain.sources.registry import get_reader
-from mothbrain.store.documents import doc_line, open_private, shard_name
+from mothbrain.store.documents import doc_pieces, open_private, shard_name
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,6 @@ def _ingest_file(
                 redacted.update(redact_document(doc, redaction))  # nothing unredacted is stored
                 if doc.timestamp is None:  # "recent" then means the file's mtime when it was read
                     doc.meta["file_mtime"] = st.st_mtime
-                line = doc_line(doc, rel, problems)
                 day = str(int((doc.timestamp if doc.timestamp is not None else st.st_mtime) // DAY))
                 in_tail = reader.read_from is not None and doc.meta.get("line", 0) > scan.lines
                 if in_tail:
@@ -136,8 +135,9 @@ def _ingest_file(
                         shard_keep = written
                     tail_docs += 1
                     tail_days[day] = tail_days.get(day, 0) + 1
-                _storing(out.write, line)
-                written += len(line)
+                for piece in doc_pieces(doc, rel, problems):  # one line; a large document's in pieces (memory)
+                    _storing(out.write, piece)
+                    written += len(piece)
                 days[day] = days.get(day, 0) + 1
                 n_read += 1
             _storing(out.flush)

@@ -46,7 +46,14 @@ from mothbrain.errors import MothError
 from mothbrain.models.generation import BadMessages, Engine, StopTrimmer, TransformersEngine, render_chat, trim_at_stop
 from mothbrain.serve.admission import Admission, Overloaded
 from mothbrain.serve.body_limit import BodyLimit
-from mothbrain.serve.connections import connection_cap, guarded_protocol, install_log_filter, raise_open_files_limit
+from mothbrain.serve.connections import (
+    Server,
+    accept_backlog,
+    connection_cap,
+    guarded_protocol,
+    install_log_filter,
+    raise_open_files_limit,
+)
 from mothbrain.serve.schemas import ApiError, ChatRequest, CompletionRequest, GenerationRequest, error_body, json_error
 
 log = logging.getLogger(__name__)
@@ -377,8 +384,6 @@ def run_server(
     cfg: Config, host: str | None = None, port: int | None = None, echo=print, allow_remote: bool = False
 ) -> None:
     """Check the address, the token and the port, load the model, serve until Ctrl-C."""
-    import uvicorn
-
     host, port = host or cfg.serve.host, port or cfg.serve.port
     check_host(host, port, allow_remote)
     token = load_token(cfg)
@@ -408,17 +413,24 @@ def run_server(
             f"warning: serve.max_connections {cfg.serve.max_connections} is more than `ulimit -n` ({open_files}) "
             f"allows; holding {cap} (raise the hard limit to allow more)"
         )
-    config = server_config(cfg, app, host, port, max_connections=cap)
+    config = server_config(cfg, app, host, port, max_connections=cap, backlog=accept_backlog(open_files))
     install_log_filter(cap)  # after uvicorn's Config, which sets up its loggers
-    uvicorn.Server(config).run()
+    Server(config).run()  # uvicorn's, with a deeper listen queue than its accept batch
 
 
 def server_config(
-    cfg: Config, app: Any, host: str, port: int, log_level: str = "warning", max_connections: int | None = None
+    cfg: Config,
+    app: Any,
+    host: str,
+    port: int,
+    log_level: str = "warning",
+    max_connections: int | None = None,
+    backlog: int = 2048,
 ) -> Any:
     """Uvicorn's settings: our guarded h11 protocol (a deadline for each request, a cap on open connections:
     see connections.py) and, beyond the cap with every connection busy, uvicorn's own 503 (`limit_concurrency`
-    counts open connections, and the protocol keeps them at the cap by closing idle ones first)."""
+    counts open connections, and the protocol keeps them at the cap by closing idle ones first); `backlog` is also
+    how many connections asyncio accepts at once (`accept_backlog`)."""
     import uvicorn
 
     cap = max_connections or cfg.serve.max_connections
@@ -430,4 +442,5 @@ def server_config(
         timeout_graceful_shutdown=5,
         http=guarded_protocol(cfg.serve.header_timeout_s, cap),
         limit_concurrency=cap + 1,
+        backlog=backlog,
     )

@@ -17,10 +17,12 @@ import asyncio
 import errno
 import logging
 import resource
+import socket
 import time
 from typing import Any
 
 import h11
+import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 log = logging.getLogger("mothbrain.serve")
@@ -179,9 +181,39 @@ def raise_open_files_limit() -> int:
     return soft
 
 
+ACCEPT_BACKLOG = 2048  # uvicorn's default `backlog`, kept where descriptors are plenty
+
+
+def accept_backlog(open_files: int) -> int:
+    """Uvicorn's `backlog` for this open-files limit. It is also how many connections asyncio accepts at one wake-up,
+    all of them before the protocol sees any (and can close idle ones to make room): 2048 in a burst of slow clients
+    ran a 1024-descriptor process out, and each failed accept stops accepting for a second (/health took 3.1 s).
+    A 32nd of the limit keeps a burst's accepts, and the idle connections they close, beside the cap."""
+    if open_files == resource.RLIM_INFINITY:
+        return ACCEPT_BACKLOG
+    return max(16, min(ACCEPT_BACKLOG, open_files // 32))
+
+
+class Server(uvicorn.Server):
+    """Uvicorn's server with the kernel's listen queue at ACCEPT_BACKLOG once it listens, whatever the `backlog` it
+    was given (`accept_backlog`: asyncio sets both from it): a burst is accepted a small batch at a time, but waits
+    in the queue rather than having its handshakes dropped (a client would retry only a second later)."""
+
+    async def startup(self, sockets: list | None = None) -> None:
+        await super().startup(sockets=sockets)
+        for server in getattr(self, "servers", []):
+            for listening in server.sockets:
+                sock = socket.socket(fileno=listening.fileno())
+                try:
+                    sock.listen(ACCEPT_BACKLOG)
+                finally:
+                    sock.detach()  # the descriptor stays asyncio's
+
+
 def connection_cap(wanted: int, open_files: int) -> int:
     """serve.max_connections, lowered to what the open-files limit allows: a cap above it would let accepts fail
-    (and slow clients hold every descriptor) before idle connections are closed to make room."""
+    (and slow clients hold every descriptor) before idle connections are closed to make room. Beside the cap: the
+    reserved descriptors, one accept batch not yet seen by the protocol and one of idle connections it is closing."""
     if open_files == resource.RLIM_INFINITY:
         return wanted
-    return max(1, min(wanted, open_files - RESERVED_FDS))
+    return max(1, min(wanted, open_files - RESERVED_FDS - 2 * accept_backlog(open_files)))

@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from mothbrain.config import SourceConfig
+from mothbrain.sources._jsondepth import depth_over, value_end
 from mothbrain.sources._jsonrepair import Outcome, recover
 from mothbrain.sources.base import Problems, Reader
-from mothbrain.sources.limits import CappedReader, CappedText, FileRefused, limit_mb
+from mothbrain.sources.limits import CappedReader, CappedText, FileRefused, json_depth, limit_mb, too_deep_reason
 
 CHUNK = 1 << 20  # characters read at a time
 _WS = re.compile(r"[ \t\r\n]*")
@@ -150,7 +151,7 @@ def iter_array(
         finally:
             buf.pin = None
 
-    pos, index = pos + 1, 0
+    pos, index, limit = pos + 1, 0, json_depth()
     last_object: str | None = None  # the element before was a whole object (damage after it may be its own rest)
     opening: tuple[str, ...] = ()  # the first two keys of the last whole conversation (how conversations open)
     while True:
@@ -182,6 +183,7 @@ def iter_array(
         start = buf.base + pos
         try:
             obj, end = _decode(buf, dec, pos)
+            depth = depth_over(buf.text, pos, end, limit) if isinstance(obj, (dict, list)) else None
             nxt = buf.skip_ws(end)
             while (junk := _JUNK.match(buf.text, nxt)) and not isinstance(obj, str):  # junk right after it
                 problems.add(rel, f"char {buf.base + nxt}", f"unexpected {junk.group()[:20]!r} after a {what}; skipped")
@@ -190,6 +192,11 @@ def iter_array(
             if not whole and not isinstance(obj, (dict, list)):
                 raise json.JSONDecodeError("a value run into what follows it (a stray quote?)", buf.text, nxt)
         except (json.JSONDecodeError, RecursionError) as exc:
+            if isinstance(exc, RecursionError) and (end := _too_deep_end(buf, start)) is not None:
+                problems.add(rel, f"{what} {index} (char {start})", too_deep_reason())
+                index += 1
+                pos = end - buf.base
+                continue
             reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
             out = read_damage(start, after_value=False)
             last_object = None
@@ -221,7 +228,10 @@ def iter_array(
                 return
             pos = out.resume - buf.base
             continue
-        yield index, obj
+        if depth is None:
+            yield index, obj
+        else:
+            problems.add(rel, f"{what} {index} (char {start})", too_deep_reason(depth))
         index += 1
         last_object = None if not isinstance(obj, dict) else "object" if obj else "empty"
         if isinstance(obj, dict) and accept(obj):
@@ -241,6 +251,19 @@ def iter_array(
         if out.resume is None:
             return
         pos = out.resume - buf.base
+
+
+def _too_deep_end(buf: _Buffer, start: int) -> int | None:
+    """Where the element at absolute `start`, too deep for the decoder, ends (just past it), if it ends cleanly:
+    a container whose brackets balance, followed by a `,`, the list's `]` or the end of the file. None otherwise
+    (damaged too: read by `recover` then)."""
+    if buf.text[start - buf.base] not in "[{":
+        return None
+    end = value_end(buf, start)
+    if end is None:
+        return None
+    after = buf.skip_ws(end - buf.base)
+    return end if after >= len(buf.text) or buf.text[after] in ",]" else None
 
 
 def open_export(path: Path, rel: str, problems: Problems, member: str = "conversations.json") -> TextIO | None:

@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from mothbrain.config import SourceConfig
+from mothbrain.sources._jsondepth import depth_over
 from mothbrain.sources.base import Problems, Reader, record_time
+from mothbrain.sources.limits import json_depth, too_deep_reason
 from mothbrain.sources.records import Document, Turn
 
 # ShareGPT speaker names → roles (the format was never standardised; these are the ones seen in the wild).
@@ -103,23 +105,45 @@ def _sharegpt_turns(conv: Any, where: str, rel: str, problems: Problems) -> list
 
 def parse_line(raw: bytes, line_no: int, rel: str, source: SourceConfig, problems: Problems) -> Document | None:
     """One JSONL line → a Document, or None (blank, or reported as bad)."""
-    where = f"line {line_no}"
+    text = _line_text(raw, line_no, rel, problems)
+    obj = None if text is None else _load(text, line_no, rel, problems)
+    return None if obj is None else _document(obj, line_no, rel, source, problems)
+
+
+def _line_text(raw: bytes, line_no: int, rel: str, problems: Problems) -> str | None:
+    """The line's text, or None (blank, or reported as not UTF-8)."""
     try:
         text = raw.decode("utf-8").lstrip("\ufeff")
     except UnicodeDecodeError as exc:
-        problems.add(rel, where, f"not UTF-8 (byte {exc.start}); line skipped")
+        problems.add(rel, f"line {line_no}", f"not UTF-8 (byte {exc.start}); line skipped")
         return None
-    if not text.strip():
-        return None
+    return None if not text or text.isspace() else text
+
+
+def _load(text: str, line_no: int, rel: str, problems: Problems) -> Any:
+    """The JSON object of one line's text, or None (reported: not JSON, or nested past ingest.max_json_depth)."""
+    where = f"line {line_no}"
     try:
         obj = json.loads(text)
-    except (ValueError, RecursionError) as exc:
+    except RecursionError:
+        problems.add(rel, where, too_deep_reason())
+        return None
+    except ValueError as exc:
         msg = exc.msg if isinstance(exc, json.JSONDecodeError) else type(exc).__name__
         problems.add(rel, where, f"not valid JSON ({msg}); line skipped")
+        return None
+    if isinstance(obj, (dict, list)) and (depth := depth_over(text, 0, len(text), json_depth())) is not None:
+        problems.add(rel, where, too_deep_reason(depth))
         return None
     if not isinstance(obj, dict):
         problems.add(rel, where, f"a JSON {type(obj).__name__}, expected an object with 'messages' or 'conversations'")
         return None
+    return obj
+
+
+def _document(obj: dict, line_no: int, rel: str, source: SourceConfig, problems: Problems) -> Document | None:
+    """The Document of one line's object, or None (reported)."""
+    where = f"line {line_no}"
     if "messages" in obj:
         turns, style = _openai_turns(obj["messages"], where, rel, problems), "openai"
     elif "conversations" in obj:
@@ -168,14 +192,17 @@ def read_from(
         return
     with f:
         f.seek(offset)
-        pos = offset
-        for line_no, raw in enumerate(f, start=first_line):
-            if end is not None and pos >= end:
-                break
+        pos, line_no = offset, first_line
+        while (end is None or pos < end) and (raw := f.readline()):
             pos += len(raw)
-            doc = parse_line(raw, line_no, rel, source, problems)
+            # a line's bytes, then its text, are let go as soon as they are decoded: a long line (one conversation)
+            # costs about twice its size while it is read, not its bytes, text and objects at once
+            text, raw = _line_text(raw, line_no, rel, problems), None
+            obj, text = (None if text is None else _load(text, line_no, rel, problems)), None
+            doc, obj = (None if obj is None else _document(obj, line_no, rel, source, problems)), None
             if doc is not None:
                 yield doc
+            line_no += 1
 
 
 def read(path: Path, rel: str, source: SourceConfig, problems: Problems) -> Iterator[Document]:

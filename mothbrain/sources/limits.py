@@ -1,4 +1,6 @@
-"""How large one file may be once unpacked: `ingest.max_file_mb`, for readers that inflate (a zip member).
+"""The limits ingest holds a reader to while it reads one file: how large the file may be once unpacked
+(`ingest.max_file_mb`, for readers that inflate: a zip member) and how deep one record may nest
+(`ingest.max_json_depth`, for the JSON readers).
 
 Ingest checks a file's own size before reading it, but a 2 MB zip can inflate to 2 GiB. So ingest also sets
 the limit for the reader while it runs (`file_limit`), and a zip member is held to it twice: by the size its
@@ -18,21 +20,40 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import BinaryIO
 
+from mothbrain.config.schema import IngestConfig
+
 PIECE = 1 << 16  # bytes inflated per read
 
 # A context variable, not a reader argument: every reader keeps its (path, rel, source, problems) signature,
 # and a reader called outside ingest (a test, a script) has no limit.
 _LIMIT_MB: ContextVar[float] = ContextVar("max_file_mb", default=math.inf)
+# Outside ingest the depth limit is still the default one: deep nesting costs time and memory wherever it is read.
+_DEPTH: ContextVar[int] = ContextVar("max_json_depth", default=IngestConfig.max_json_depth)
 
 
 @contextmanager
-def file_limit(max_file_mb: float) -> Iterator[None]:
-    """Readers run in this block hold what they unpack to `max_file_mb` (MB of 10^6 bytes, as ingest counts)."""
+def file_limit(max_file_mb: float, max_json_depth: int | None = None) -> Iterator[None]:
+    """Readers run in this block hold what they unpack to `max_file_mb` (MB of 10^6 bytes, as ingest counts) and
+    a record's nesting to `max_json_depth` (None: the default)."""
     token = _LIMIT_MB.set(max_file_mb)
+    depth = _DEPTH.set(IngestConfig.max_json_depth if max_json_depth is None else max_json_depth)
     try:
         yield
     finally:
+        _DEPTH.reset(depth)
         _LIMIT_MB.reset(token)
+
+
+def json_depth() -> int:
+    """The nesting depth a JSON record may reach (`ingest.max_json_depth`)."""
+    return _DEPTH.get()
+
+
+def too_deep_reason(depth: int | None = None) -> str:
+    """Why a record nested past the limit is refused, and the fix: one line for a problem report."""
+    limit = json_depth()
+    how = f"nested {depth} deep" if depth is not None else f"nested more than {limit} deep"
+    return f"{how}, past ingest.max_json_depth ({limit}); skipped, its neighbours kept (raise the limit to read it)"
 
 
 def limit_mb() -> float:

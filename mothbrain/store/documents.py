@@ -26,7 +26,7 @@ from mothbrain.config import Config, SourceConfig, to_dict
 from mothbrain.core import paths
 from mothbrain.core.atomic import write_atomically
 from mothbrain.core.clock import DAY, reference_now
-from mothbrain.core.jsonfast import dumps_compact, loads
+from mothbrain.core.jsonfast import dumps_bytes, dumps_compact, loads
 from mothbrain.errors import MothError
 from mothbrain.sources.base import Problems
 from mothbrain.sources.records import Document
@@ -110,11 +110,43 @@ def doc_line(doc: Document, rel: str, problems: Problems) -> bytes:
         "meta": doc.meta,
         "timestamp": doc.timestamp,
     }
-    line = dumps_compact(data) + "\n"
+    return _encode(data, rel, doc.doc_id, problems) + b"\n"
+
+
+LARGE_DOC_CHARS = 1 << 23  # a chat document with more turn text than this is stored a piece at a time (memory)
+PIECE_CHARS = 1 << 20  # turn text per piece of such a document
+
+
+def doc_pieces(doc: Document, rel: str, problems: Problems) -> Iterator[bytes]:
+    """The bytes of `doc_line(doc)`, a large chat document's a few turns at a time: its stored line is never held
+    whole beside the document (a one-line chat log of 1 GB is one document)."""
+    if sum(len(t.text) for t in doc.turns) <= LARGE_DOC_CHARS:
+        yield doc_line(doc, rel, problems)
+        return
+    head = {"source": doc.source, "kind": doc.kind, "doc_id": doc.doc_id, "title": doc.title}
+    yield _encode(head, rel, doc.doc_id, problems)[:-1] + b',"turns":['
+    batch: list[dict] = []
+    size, first = 0, True
+    for k, t in enumerate(doc.turns):
+        batch.append({"role": t.role, "text": t.text, "speaker": t.speaker})
+        size += len(t.text)
+        if size >= PIECE_CHARS or k == len(doc.turns) - 1:
+            yield (b"" if first else b",") + _encode(batch, rel, doc.doc_id, problems)[1:-1]
+            batch, size, first = [], 0, False
+    tail = {"text": doc.text, "links": doc.links, "meta": doc.meta, "timestamp": doc.timestamp}
+    yield b"]," + _encode(tail, rel, doc.doc_id, problems)[1:] + b"\n"
+
+
+def _encode(data: Any, rel: str, doc_id: str, problems: Problems) -> bytes:
+    """`data` as compact JSON bytes."""
+    encoded = dumps_bytes(data)  # straight to bytes: a large document is not held as bytes and text at once
+    if encoded is not None:
+        return encoded
+    line = dumps_compact(data)
     try:
         return line.encode("utf-8")
     except UnicodeEncodeError:  # lone surrogates from a "\ud800" escape: not text, cannot be stored
-        problems.add(rel, doc.doc_id, "invalid Unicode (lone surrogate) replaced with '?'")
+        problems.add(rel, doc_id, "invalid Unicode (lone surrogate) replaced with '?'")
         return line.encode("utf-8", "replace")
 
 
