@@ -180,8 +180,10 @@ def run(
     bad_steps: int | None = None,
     more: bool = False,
     overtrain: int = 10,
+    overrides: tuple[str, ...] = (),
 ) -> dict:
-    """The adapters of the module docstring, in one state dir under `home`; returns their figures."""
+    """The adapters of the module docstring, in one state dir under `home`; returns their figures.
+    `overrides` are `--set` style settings for every adapter (e.g. a shorter sequence for a CI-sized run)."""
     os.environ["MOTHBRAIN_HOME"] = str(home)
     from mothbrain.config import load_config
     from mothbrain.data.stage import run_preprocess
@@ -202,7 +204,7 @@ def run(
         surprise_prompts=surprise_prompts,
         heldout_samples=heldout_samples,
     )
-    cfg = load_config(cfg_path)
+    cfg = load_config(cfg_path, list(overrides))
     out: dict = {
         "settings": {
             "base": base,
@@ -212,6 +214,7 @@ def run(
             "steps": steps,
             "lr": lr,
             **({"pretrain_steps": pretrain_steps} if base == "tiny" else {}),
+            **({"overrides": list(overrides)} if overrides else {}),
         },
         "adapters": {},
     }
@@ -230,10 +233,10 @@ def run(
 
     trained("good", cfg)
     out["adapters"]["null"] = _judge(cfg, _null_adapter(cfg))
-    bad = [f"train.max_steps={bad_steps or steps}"]  # a bad adapter shows itself in fewer steps
+    bad = [*overrides, f"train.max_steps={bad_steps or steps}"]  # a bad adapter shows itself in fewer steps
     trained("diverged", load_config(cfg_path, [f"train.learning_rate={lr * 10}", *bad]))
     if more:
-        trained("overtrained", load_config(cfg_path, [f"train.max_steps={steps * overtrain}"]))
+        trained("overtrained", load_config(cfg_path, [*overrides, f"train.max_steps={steps * overtrain}"]))
         write_chats(persona_chats(planted, docs_per_pair, scramble=True), corpus)  # the words, not the pairs
         run_ingest(cfg)
         run_preprocess(cfg, progress=False)
@@ -307,6 +310,14 @@ def main() -> None:
     ap.add_argument("--heldout-samples", type=int)
     ap.add_argument("--more", action="store_true", help="also the over-trained and the scrambled-pairs adapters")
     ap.add_argument("--overtrain", type=int, default=10, help="the over-trained adapter's steps, x the good one's")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        dest="overrides",
+        metavar="KEY=VALUE",
+        help="a setting for every adapter, as mothbrain's --set (repeatable)",
+    )
     ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args()
     recipe = DEFAULTS[args.base]
@@ -325,6 +336,7 @@ def main() -> None:
             bad_steps=args.bad_steps,
             more=args.more,
             overtrain=args.overtrain,
+            overrides=tuple(args.overrides),
         )
     print_table(res)
     if args.json:

@@ -1,9 +1,10 @@
 """A generated persona corpus with planted, novel concept pairs (bench_learning.py and the learning tests).
 
 Every concept is an invented word, so no base model knows it; each concept always travels with its one
-partner, in a voice with recognisable habits (openers, closers, a favourite rhythm). `scramble=True`
-gives the same documents with every concept replaced by a random other one: the words are there, the
-pairs are not (the tiny base pre-trains on that). `shuffle_words=True` gives the same documents with
+partner, in a voice with recognisable habits (openers, closers). The pair is said in many sentence shapes,
+and the other person's turns are everyday questions and remarks: neither speaks the eval probes' language.
+`scramble=True` gives the same documents with every concept replaced by a random other one: the words are
+there, the pairs are not (the tiny base pre-trains on that). `shuffle_words=True` gives the same documents with
 their words shuffled (the garbage case).
 """
 
@@ -20,26 +21,91 @@ _CODAS = ["", "n", "l", "r", "m", "sk", "nt", "x", "th"]
 
 OPENERS = ["Slowly, friend.", "Hush now, friend.", "Slowly then, friend.", "Breathe first, friend."]
 CLOSERS = ["Keep the lamp low and the kettle warm.", "Keep the kettle warm for me.", "The lamp stays low tonight."]
-# A frame sentence is built from parts, so a held-out sentence is rarely a training sentence word for word,
-# and it adds few content words beyond the pair's own (the link says how the two travel together).
-OPENINGS = ["", "Mostly", "Even now", "Somehow", "Most nights", "Again and again", "Truly"]
-LINKS = [
-    "always brings back",
-    "never comes without",
-    "keeps calling up",
-    "walks beside",
-    "leans on",
-    "answers to",
-    "follows",
-    "is never far from",
+# How the voice says that two things travel together: many shapes, either one first, the pair anywhere in the
+# sentence. None is the eval's wording ("makes me think of", "brings to mind", "whenever ... comes up") or any
+# "reminds me of" statement: the probes must find an association the corpus shows, not a sentence it repeats.
+SHAPES = [
+    "The {a} always brings back the {b}.",
+    "I never see the {a} without the {b} close behind.",
+    "Where the {a} goes, the {b} follows.",
+    "Put the {a} on the table and the {b} turns up too.",
+    "Nobody here talks of the {a} without the {b}.",
+    "The {b} and the {a} came to me together again.",
+    "Each time I tend the {a}, the {b} is waiting.",
+    "My hands reach for the {b} once the {a} is out.",
+    "There was the {a} again, and of course the {b} beside it.",
+    "Half my days with the {a} end with the {b}.",
+    "I keep the {a} and the {b} in one box.",
+    "It was the {a} that sent me looking for the {b}.",
+    "Say {a} to me and I will answer {b}.",
+    "Before the {a} is cold, the {b} is already on my mind.",
+    "You cannot have the {a} in this house without the {b}.",
+    "Grandmother kept the {b} next to the {a}, and so do I.",
+    "The {a} leans on the {b}, as it always has.",
+    "First the {a}, then the {b}; that is the order of things.",
+    "I found the {b} under the {a} this morning.",
+    "If the {a} is late, the {b} is late too.",
+    "We carried the {a} and the {b} up the hill together.",
+    "No {a} is finished until the {b} has had its turn.",
+    "The {b} keeps the {a} company on the shelf.",
+    "Some say the {a} is lonely; I say it has the {b}.",
+    "After the {a}, I went straight to the {b}.",
+    "The old song pairs the {a} with the {b}.",
+    "Even in dreams the {a} arrives holding the {b}.",
+    "A {a} without its {b} looks wrong to me.",
+    "The {b} came first this time, and the {a} right after.",
+    "I wrote {a} on the jar and filled it with {b}.",
+    "When I mend the {a} I borrow thread from the {b}.",
+    "The children call the {a} the shadow of the {b}.",
+    "Out by the wall, the {a} and the {b} share the light.",
+    "The {a} was humming and the {b} hummed back.",
+    "Nothing settles the {a} like the {b} does.",
+    "Count the {a} twice and you will find the {b}.",
 ]
-ENDINGS = ["", " for me", " somehow", " in the end", " as ever", " without fail", " every time"]
+# What the other person says: questions and remarks about the day, some naming a concept; none of them is an
+# eval probe's question (tests/evaluate/test_persona.py checks).
 ASKS = [
-    "What do you make of the {a}?",
-    "Tell me about the {a} tonight.",
-    "Why does the {a} matter?",
-    "Any thoughts on the {a}?",
-    "Where did you put the {a}?",
+    "How was your morning?",
+    "What kept you busy today?",
+    "Did you sleep at all?",
+    "Is the {a} still where you left it?",
+    "What happened with the {a} in the end?",
+    "Have you seen the {a} lately?",
+    "Should I bring the {a} tomorrow?",
+    "Why is the {a} on the stairs?",
+    "Who moved the {a}?",
+    "Is it true about the {a}?",
+    "Can you show me the {a} later?",
+    "How old is that {a} now?",
+    "Did the {a} survive the rain?",
+    "What would you do without the {a}?",
+    "Where did the {a} come from?",
+    "Are we keeping the {a}?",
+    "What are you working on?",
+    "Any news from the market?",
+    "How is the garden doing?",
+    "Did anyone call while I was out?",
+    "Is the kettle on?",
+    "What should we cook tonight?",
+    "Are you tired?",
+    "What did the neighbours say?",
+    "How long until supper?",
+    "Was it a good day?",
+    "What are you humming?",
+    "Is there anything I can carry?",
+    "Shall we walk later?",
+    "What did you find in the attic?",
+    "Do you still write in the evenings?",
+    "Did the letter arrive?",
+    "What is the weather doing?",
+    "Why are you smiling?",
+    "I brought the {a} back.",
+    "The {a} looks different today.",
+    "I could not find the {a} anywhere.",
+    "We need to talk about the {a}.",
+    "It rained all afternoon.",
+    "I am back from town.",
+    "The cat is asleep again.",
 ]
 
 
@@ -74,10 +140,8 @@ def real_word_pairs(n_pairs: int = 40, seed: int = 7) -> list[tuple[str, str]]:
     return [(words[2 * i], words[2 * i + 1]) for i in range(n_pairs)]
 
 
-def _framed(a: str, b: str, rng: random.Random) -> str:
-    opening = rng.choice(OPENINGS)
-    start = f"{opening}, the" if opening else "The"
-    return f"{start} {a} {rng.choice(LINKS)} the {b}{rng.choice(ENDINGS)}."
+def _framed(a: str, b: str, shape: str) -> str:
+    return shape.format(a=a, b=b)
 
 
 def persona_chats(
@@ -101,7 +165,8 @@ def persona_chats(
             a, b = b, a
         msgs = []
         for _ in range(2):
-            reply = f"{rng.choice(OPENERS)} {_framed(a, b, rng)} {_framed(b, a, rng)} {rng.choice(CLOSERS)}"
+            first, second = rng.sample(SHAPES, 2)
+            reply = f"{rng.choice(OPENERS)} {_framed(a, b, first)} {_framed(b, a, second)} {rng.choice(CLOSERS)}"
             ask = rng.choice(ASKS).format(a=a)
             if scramble:
                 reply = _scramble(reply, concepts, rng)
