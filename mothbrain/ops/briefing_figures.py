@@ -77,6 +77,8 @@ def pending_proposals(cfg: Config) -> tuple[list[Any] | None, str]:
         return list(list_proposals(cfg, status="pending")), ""
     except MothError as exc:
         return None, f"n/a ({exc})"
+    except OSError as exc:  # a read-only state dir: the queue cannot be opened (status still answers)
+        return None, f"n/a ({exc.strerror or exc})"
 
 
 def wiki_section(cfg: Config, now: _dt.datetime) -> Section | None:

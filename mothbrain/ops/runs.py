@@ -123,7 +123,8 @@ class RunRecord:
 def load_runs(cfg: Config) -> list[dict[str, Any]]:
     """Every readable run record, oldest first. Unreadable files are skipped (they never stop a report)."""
     runs = []
-    for p in paths.runs_dir(cfg).glob("*.json"):
+    folder = paths.state_dir(cfg) / "runs"  # read, never created: status answers on a read-only state dir too
+    for p in sorted(folder.glob("*.json")) if folder.is_dir() else []:
         try:
             data = json.loads(p.read_text(encoding="utf-8"))
         except (OSError, ValueError):

@@ -6,10 +6,12 @@ answers in well under a second and works while a night run is training.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
 from mothbrain.config import Config
+from mothbrain.core import paths
 from mothbrain.core.clock import parse_time
 from mothbrain.core.current import reconcile_current
 from mothbrain.core.ledger import open_ledger
@@ -73,6 +75,12 @@ class StatusReport:
 def status_report(cfg: Config) -> StatusReport:
 
     report = StatusReport()
+    state = paths.state_dir(cfg)
+    if state.is_dir() and not os.access(state, os.W_OK):  # status still answers, from what it can read
+        report.warnings.append(
+            f"the state dir {state} is not writable: shown as found; every stage will refuse until it is "
+            "(make it writable, or point MOTHBRAIN_HOME at a state dir you own)"
+        )
     try:
         note = reconcile_current(cfg)  # the ledger is the truth; show a link that agrees with it
         if note:
