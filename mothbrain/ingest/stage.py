@@ -192,6 +192,7 @@ def run_ingest(cfg: Config, since: float | None = None, full: bool = False, prog
         save_manifest(cfg, manifest)
         remove_orphans(root, manifest)
     finally:
+        _remove_partial_shards(root)
         lock.release()
     report.seconds = time.perf_counter() - t0
     try:
@@ -199,6 +200,14 @@ def run_ingest(cfg: Config, since: float | None = None, full: bool = False, prog
     except OSError:
         pass  # the report is a convenience; the manifest above is what matters
     return report
+
+
+def _remove_partial_shards(root: Path) -> None:
+    """Shards still being written (`*.tmp`) when an ingest ends, even by a failure: a worker killed with the pool
+    (another one's disk full) cannot remove its own. The ingest lock is held, so no one else is writing them."""
+    for tmp in root.rglob("*.tmp"):
+        with contextlib.suppress(OSError):
+            tmp.unlink()
 
 
 def _ingest_source(

@@ -458,3 +458,41 @@ def test_a_file_that_hangs_is_given_up_after_its_time_budget(corpus, monkeypatch
     assert signal.getsignal(signal.SIGALRM) is handler and signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
     monkeypatch.setattr(file_job, "_scan", real)
     assert stats(run_ingest(limited), "chats").documents == 7  # read in full once it answers
+
+
+def test_a_full_disk_during_parallel_ingest_leaves_no_partial_shard(tmp_path, monkeypatch):
+    """One worker's disk fills while the others are still writing: the pool is torn down with their shards half
+    written. The ingest fails in one line, the documents stored before are all still there, and no `.tmp`
+    shard is left behind in the store (not only after the next ingest)."""
+    import errno
+
+    chats = tmp_path / "src" / "chats"
+    chats.mkdir(parents=True)
+    for n in range(6):
+        (chats / f"log{n}.jsonl").write_text("".join(chat_line(10 * n + i, 1746000000 + i) for i in range(3)))
+    cfg = make_cfg(tmp_path, [{"name": "chats", "kind": "chat_jsonl", "path": "src/chats"}])
+    run_ingest(cfg)
+    before = [d.doc_id for d in iter_documents(cfg)]
+    for n in range(6):  # every file changed: all six are read again, on the pool
+        with (chats / f"log{n}.jsonl").open("a") as f:
+            f.write(chat_line(100 + n, 1746000100))
+    monkeypatch.setattr(ingest, "PARALLEL_INGEST_BYTES", 0)
+    monkeypatch.setattr(ingest.os, "sched_getaffinity", lambda _pid: {0, 1}, raising=False)
+    real_storing = file_job._storing
+
+    def storing(op, *args):  # forked workers inherit this
+        if op is os.fsync:
+            name = os.readlink(f"/proc/self/fd/{args[0]}")
+            if "log2" in name:
+                return real_storing(_raise_enospc, name)
+            time.sleep(2)  # still writing when the failure tears the pool down
+        return real_storing(op, *args)
+
+    def _raise_enospc(name):
+        raise OSError(errno.ENOSPC, "No space left on device", name)
+
+    monkeypatch.setattr(file_job, "_storing", storing)
+    with pytest.raises(MothError, match="No space left on device"):
+        run_ingest(cfg)
+    assert not list(paths.ingest_dir(cfg).rglob("*.tmp"))
+    assert set(before) <= {d.doc_id for d in iter_documents(cfg)}  # files read in full before it are new
