@@ -151,3 +151,35 @@ def test_the_gpu_profile_is_production_with_its_own_state_dir(tmp_path, own_stat
     assert Path(gpu.model.config_json).is_file()  # made absolute: the config lives outside configs/
     assert paths.state_dir(gpu) == tmp_path / "xdg" / "mothbrain" / "mothbrain-gpu"
     assert paths.state_dir(cpu) == tmp_path / "xdg" / "mothbrain" / "mothbrain-cpu"
+
+
+def test_the_init_config_passes_doctor_once_its_base_is_prepared(tmp_path, own_state):
+    """The README's walk, with a tiny Llama standing in for SmolLM2: init, `models prepare` under the name the
+    config gives, then doctor has no failed check (a box may still warn, e.g. no crontab binary)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from mothbrain.models.tiny import train_tokenizer
+
+    make_material(tmp_path / "downloads")
+    out = tmp_path / "mine.yaml"
+    assert init(str(tmp_path / "downloads"), "--out", str(out), "--state-dir", str(tmp_path / "st")).exit_code == 0
+    tok = train_tokenizer(["The lantern keeps the tide honest, and the heron waits at the weir."] * 20, 300)
+    tok.chat_template = "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}{% endfor %}"
+    torch.manual_seed(0)
+    eos = tok.eos_token_id
+    arch = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), bos_token_id=eos, eos_token_id=eos, **arch))
+    model.save_pretrained(tmp_path / "stand-in")
+    tok.save_pretrained(tmp_path / "stand-in")
+
+    prepared = CliRunner().invoke(
+        main, ["models", "prepare", str(tmp_path / "stand-in"), "--name", "smollm2-135m", "--config", str(out)]
+    )
+    assert prepared.exit_code == 0, prepared.output
+    doctor = CliRunner().invoke(main, ["doctor", "--json", "--config", str(out)])
+    checks = json.loads(doctor.output[doctor.output.index("{") :])["checks"]
+    assert not [c for c in checks if c["status"] == "fail"], checks
+    assert doctor.exit_code == 0, doctor.output
+    by_name = {c["name"]: c for c in checks}
+    assert by_name["base model"]["status"] == "ok" and by_name["architecture"]["status"] == "ok", by_name
