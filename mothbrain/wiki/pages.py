@@ -293,7 +293,7 @@ def is_plain(sentence: str) -> bool:
     """Whether `sentence` reads as plain prose on its own: no markup left over, brackets and quotes balanced."""
     s = sentence.strip()
     return (
-        len(s) >= 12
+        len(s.split()) >= 4  # "Verdict: Good." says nothing on its own
         and not MARKUP.search(s)
         and s.count("(") == s.count(")")
         and s.count('"') % 2 == 0
