@@ -9,7 +9,7 @@ are named, unlinked, on pages of other topics — mentions that must NOT become 
 
 * hidden links (`hide`): a share of the links written as their plain anchor text — a crosslink scan
   should find them again (Wikipedia's backtest);
-* split pages: two sections of the page's topic, then two of another topic;
+* split pages: two sections of the page's topic, then `off_topic` (2) of another topic;
 * frame pages: an opening that says nothing about the page (meeting boilerplate), the definition
   further down;
 * stale pages: "We <verb> the <thing> with <OldTool> ..." (front matter `updated` a year ago), and
@@ -65,7 +65,9 @@ class Truth:
     statements: list[str] = field(default_factory=list)  # recent material: "we switched from X to Y"
 
 
-def generate_wiki(root: Path, pages: int = 1000, seed: int = 0, hide: float = 0.0, planted: float = 0.03) -> Truth:
+def generate_wiki(
+    root: Path, pages: int = 1000, seed: int = 0, hide: float = 0.0, planted: float = 0.03, off_topic: int = 2
+) -> Truth:
     rng = random.Random(seed)
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
@@ -133,7 +135,7 @@ def generate_wiki(root: Path, pages: int = 1000, seed: int = 0, hide: float = 0.
         else:
             paragraphs.append(definition)
         body_sections: list[tuple[str, list[str]]] = []
-        n_sections = 4 if i in split_pages else rng.randint(2, 4)
+        n_sections = 2 + off_topic if i in split_pages else rng.randint(2, 4)
         other = (topic + 1 + rng.randrange(n_topics - 1)) % n_topics
         for s in range(n_sections):
             sec_topic = other if (i in split_pages and s >= 2) else topic

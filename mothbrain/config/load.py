@@ -205,6 +205,8 @@ RANGES: tuple[tuple[str, float, float, bool, bool], ...] = (
     ("wiki.max_crosslinks_per_page", 0, INF, True, True),
     ("wiki.split_min_sections", 2, INF, True, True),
     ("wiki.split_min_gap", 0, 2, False, True),
+    ("wiki.split_min_group", 1, INF, True, True),
+    ("wiki.split_single_gap", 0, 2, False, True),
     ("wiki.frame_min_similarity", -1, 1, True, True),
     ("wiki.max_frames", 0, INF, True, True),
     ("wiki.staleness_days", 0, INF, False, True),

@@ -387,6 +387,12 @@ class WikiConfig:
     split_min_gap: float = _f(
         0.15, "a split is proposed when sections within each group are this much more alike (cosine) than across"
     )
+    split_min_group: int = _f(
+        1, "sections on the smaller side of a split; 1 lets one off-topic section go (judged by split_single_gap)"
+    )
+    split_single_gap: float = _f(
+        0.25, "the gap (cosine) a split needs when one side is a single section: one section is a noisy sample"
+    )
     frame_min_similarity: float = _f(0.3, "an opening less similar than this to the page's question fails it")
     max_frames: int = _f(20, "most frame proposals per scan (each opening is written by the local model)")
     openings: Literal["model", "extract"] = _f(

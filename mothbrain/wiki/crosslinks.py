@@ -13,7 +13,8 @@
    link never teaches itself.
 
 Links MothBrain merged itself are not the wiki's own linking: they are neither positives nor anchors
-(else each merge would teach the next scan to propose more of the same).
+(else each merge would teach the next scan to propose more of the same). They are known from the queue
+and, in a git wiki, from the merge commits (mothbrain.wiki.history), should the queue be lost.
 A link is written the way the wiki writes its links (the file name alone unless two files share it)
 and never crosses language folders (en/ → fr/).
 """
@@ -31,6 +32,7 @@ import numpy as np
 from mothbrain.config import Config
 from mothbrain.errors import MothError
 from mothbrain.proposals import queue
+from mothbrain.wiki.history import merged_links_in_git
 from mothbrain.wiki.pages import FENCE, INLINE_CODE, WORD, Page, Wiki, masked_prose, norm
 from mothbrain.wiki.patches import edit, file_edit, make_patch
 
@@ -349,21 +351,23 @@ def fit_link_model(mentions: list[Mention], steps: int = 400, l2: float = 1e-2) 
 # --------------------------------------------------------------------------- proposals
 
 
-def merged_by_us(cfg: Config) -> set[tuple[str, str]]:
-    """(page, target) of every crosslink MothBrain merged and has not reverted (the queue records each)."""
+def merged_by_us(cfg: Config, wiki: Wiki | None = None) -> set[tuple[str, str]]:
+    """(page, target) of every crosslink MothBrain merged and has not reverted: as the queue records each,
+    and, in a git wiki, as its merge commits do (so a lost or pruned queue forgets none)."""
 
+    ours = merged_links_in_git(wiki) if wiki is not None else set()
     try:
         merged = [p for p in queue.list_proposals(cfg, kind="crosslink") if p.get("merge_state") == "merged"]
-    except (MothError, OSError) as exc:  # no queue yet, or unreadable: every link counts as the wiki's own
+    except (MothError, OSError) as exc:  # no queue yet, or unreadable: the history is all there is
         log.debug("wiki scan: no merge record (%s)", exc)
-        return set()
-    return {(p["target"], ((p.get("patch") or {}).get("detail") or {}).get("to", "")) for p in merged}
+        return ours
+    return ours | {(p["target"], ((p.get("patch") or {}).get("detail") or {}).get("to", "")) for p in merged}
 
 
 def crosslink_proposals(
     cfg: Config, wiki: Wiki, vecs, ours: set[tuple[str, str]] | None = None
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    ours = merged_by_us(cfg) if ours is None else ours
+    ours = merged_by_us(cfg, wiki) if ours is None else ours
     mentions, anchors = find_mentions(wiki, vecs, ours, page_languages(wiki))
     mention_features(wiki, vecs, mentions, anchors)
     model = fit_link_model(mentions)

@@ -258,3 +258,44 @@ def _visible(body: str) -> tuple[str, list[str]]:
 def visible_prose(text: str) -> str:
 
     return " ".join(_visible(text)[0].split())
+
+
+# A line that is not running prose: a quote or callout (> [!note]), table row, heading, list item, HTML,
+# math, a footnote definition or an embed.
+NOT_PROSE_LINE = re.compile(r"^[ \t]*(?:[>|#<]|[-*+][ \t]|\d+[.)][ \t]|\$\$|:::|\[\^|!\[)")
+INLINE_BLOCK = re.compile(r"\[!\w*|(?:^|[:\s])>\s")  # a callout or quote marker run into a line of text
+EMPHASIS = re.compile(r"(\*\*|__|\*|_|~~|==)(?=\S)(.+?)(?<=\S)\1")
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'“(]?[A-Z0-9])")  # "e.g. this" and "v1.2" stay whole
+MARKUP = re.compile(r"[\[\]<>|*_`#{}\\^$]|\]\(|^\W|:\s*$")
+
+
+def prose_paragraphs(text: str) -> list[str]:
+    """The paragraphs of plain running prose in `text`, as a reader sees them: a paragraph with any
+    line of code, heading, list, table, quote or callout, HTML or math is left out whole; link syntax
+    is resolved and emphasis and code markers are dropped."""
+    out = []
+    for m in PARAGRAPH.finditer(FENCE.sub(_blank, text)):
+        if INLINE_BLOCK.search(m.group(0)) or any(NOT_PROSE_LINE.match(line) for line in m.group(0).splitlines()):
+            continue
+        p = visible_prose(m.group(0)).replace("`", "")
+        for _ in range(2):  # **bold _italic_**
+            p = EMPHASIS.sub(r"\2", p)
+        if p:
+            out.append(p)
+    return out
+
+
+def sentences(paragraph: str) -> list[str]:
+    return [s.strip() for s in SENTENCE_END.split(paragraph) if s.strip()]
+
+
+def is_plain(sentence: str) -> bool:
+    """Whether `sentence` reads as plain prose on its own: no markup left over, brackets and quotes balanced."""
+    s = sentence.strip()
+    return (
+        len(s.split()) >= 4  # "Verdict: Good." says nothing on its own
+        and not MARKUP.search(s)
+        and s.count("(") == s.count(")")
+        and s.count('"') % 2 == 0
+        and s.count("“") == s.count("”")
+    )

@@ -7,9 +7,10 @@ crosslink  page A mentions, in plain prose, a phrase the wiki uses for page B (i
            file name, or the words of any link to it) but does not link it. Wikipedia's "add a link"
            recipe, in mothbrain.wiki.crosslinks: the wiki's own links teach which phrases to link, how
            often (link probability) and to which page when a phrase names several.
-split      a page whose ## sections fall into two groups (at least two sections each) that are far apart:
-           sections within a group at least wiki.split_min_gap more alike (mean cosine) than sections
-           across. The group without the first section moves to a new page; each page links the other.
+split      a page whose ## sections fall into two far-apart groups: sections within a group at least
+           wiki.split_min_gap more alike (mean cosine) than across, and the moving ones sharing few of
+           the page's distinctive words; one section alone may go, held to wiki.split_single_gap.
+           The group without the first section moves to a new page; each page links the other.
 frame      a page whose opening paragraph neither names the page nor answers "what is <title>?" as
            well as the page's other paragraphs do (the question comes from the title and from the
            sentences in which other pages link to it); a new opening is proposed, written by the local

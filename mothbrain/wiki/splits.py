@@ -1,27 +1,42 @@
 """Split proposals: a page whose ## sections fall into two far-apart groups gives the group without its
-first section to a new page, and each page links the other."""
+first section to a new page, and each page links the other.
+
+Two tests, both must hold. Meaning: sections within a group are at least wiki.split_min_gap more alike
+(mean cosine of their embeddings) than sections across the groups. Words: the moving sections share few
+of their page's distinctive words (tf-idf cosine, idf over the wiki's sections, with the rest of the page
+and its title) — on real pages a section that reads differently ("Options", "Logs", "Benefits") still
+names what its page is about, while a section about another topic does not. A group may be a single
+section (wiki.split_min_group), but one section alone is a noisy sample of a topic, so when either side
+is a single section both tests are stricter: wiki.split_single_gap and SINGLE_SHARED_WORDS.
+"""
 
 from __future__ import annotations
 
+import math
 import re
+from collections import Counter
 from typing import Any
 
 import numpy as np
 
 from mothbrain.config import Config
-from mothbrain.wiki.pages import Page, Wiki, norm, visible_prose
+from mothbrain.wiki.pages import WORD, Page, Wiki, norm, visible_prose
 from mothbrain.wiki.patches import edit, file_create, file_edit, make_patch
 from mothbrain.wiki.vectors import Vectors
 
 MIN_SECTION_CHARS = 120  # shorter sections say too little to cluster on
-
-MIN_GROUP = 2  # sections on each side of a split: one section alone is too noisy to call another topic
 MAX_EXACT = 10  # sections up to which every two-way grouping is tried; beyond, 2-means
+# Words the moving group may share with the rest of its page (tf-idf cosine, 0-1). Chosen on the tuning
+# draws of bench/wiki_splits.py: above 0.2, hub and FAQ pages of a real vault split; a section of another
+# topic shares about 0.01.
+SHARED_WORDS = 0.2
+SINGLE_SHARED_WORDS = 0.1  # the same for a single section, stricter: one section is a small sample
 
 
-def best_split(vectors: np.ndarray) -> tuple[np.ndarray, float]:
-    """The grouping of sections into two (each of at least MIN_GROUP) that best separates them, and its
-    gap: how much more alike sections are within a group than across (mean pairwise cosine)."""
+def groupings(vectors: np.ndarray, min_group: int = 1) -> list[tuple[np.ndarray, float]]:
+    """Two-way groupings of the sections (each side at least `min_group`) with their gap: how much more
+    alike sections are within a group than across (mean pairwise cosine). Every grouping up to MAX_EXACT
+    sections; beyond, the one 2-means finds."""
     n = len(vectors)
     sims = vectors @ vectors.T
     upper = np.triu(np.ones((n, n), dtype=bool), 1)
@@ -35,14 +50,7 @@ def best_split(vectors: np.ndarray) -> tuple[np.ndarray, float]:
         candidates = (np.array([(m >> k) & 1 for k in range(n)]) for m in range(1, 2 ** (n - 1)))
     else:
         candidates = iter([_two_means(vectors)])
-    best, best_gap = np.zeros(n, dtype=int), -1.0
-    for labels in candidates:
-        if min(labels.sum(), n - labels.sum()) < MIN_GROUP:
-            continue
-        g = gap(labels)
-        if g > best_gap:
-            best, best_gap = labels, g
-    return best, best_gap
+    return [(lab, gap(lab)) for lab in candidates if min(lab.sum(), n - lab.sum()) >= max(1, min_group)]
 
 
 def _two_means(vectors: np.ndarray, rounds: int = 8) -> np.ndarray:
@@ -58,23 +66,66 @@ def _two_means(vectors: np.ndarray, rounds: int = 8) -> np.ndarray:
     return labels
 
 
+def _words(text: str) -> Counter:
+    return Counter(w for w in WORD.findall(text.lower()) if len(w) > 2)
+
+
+def _tfidf(counts: Counter, idf: dict[str, float]) -> dict[str, float]:
+    v = {w: (1 + math.log(n)) * idf.get(w, 0.0) for w, n in counts.items()}
+    z = math.sqrt(sum(x * x for x in v.values())) or 1.0
+    return {w: x / z for w, x in v.items()}
+
+
+def shared_words(page: Page, moving: list, idf: dict[str, float]) -> float:
+    """tf-idf cosine between the moving sections and the rest of the page (its title included)."""
+    rest, last = [page.title], page.body_start
+    for s in sorted(moving, key=lambda s: s.start):
+        rest.append(page.text[last : s.start])
+        last = s.end
+    rest.append(page.text[last:])
+    a = _tfidf(_words(" ".join(visible_prose(s.body(page.text)) for s in moving)), idf)
+    b = _tfidf(_words(visible_prose(" ".join(rest))), idf)
+    return sum(x * b.get(w, 0.0) for w, x in a.items())
+
+
+def section_idf(wiki: Wiki) -> dict[str, float]:
+    df: Counter = Counter()
+    n = 0
+    for p in wiki.pages:
+        for s in p.sections:
+            df.update(_words(visible_prose(s.body(p.text))).keys())
+            n += 1
+    return {w: math.log((n + 1) / (c + 1)) for w, c in df.items()}
+
+
 def split_proposals(cfg: Config, wiki: Wiki, vecs: Vectors) -> list[dict[str, Any]]:
     out = []
     taken = {norm(n) for p in wiki.pages for n in p.names()}
+    idf: dict[str, float] | None = None
+    w = cfg.wiki
     for i, page in enumerate(wiki.pages):
         secs = [
             (k, s)
             for k, s in enumerate(page.sections)
             if s.heading and len(visible_prose(s.body(page.text))) >= MIN_SECTION_CHARS
         ]
-        if len(secs) < cfg.wiki.split_min_sections:
+        if len(secs) < w.split_min_sections:
             continue
         v = vecs.sections[i][[k for k, _ in secs]]
-        labels, gap = best_split(v)
-        if gap < cfg.wiki.split_min_gap:
-            continue
-        moving = [s for (k, s), lab in zip(secs, labels) if lab != labels[0]]  # the page keeps its first topic
-        out.append(_split(page, moving, gap, taken))
+        best: dict[bool, tuple[float, float, np.ndarray]] = {}  # single side or not → the best grouping
+        for labels, gap in groupings(v, w.split_min_group):
+            single = min(labels.sum(), len(labels) - labels.sum()) == 1
+            margin = gap - (w.split_single_gap if single else w.split_min_gap)
+            if margin >= 0 and margin > best.get(single, (-1.0,))[0]:
+                best[single] = (margin, gap, labels)
+        # Only the best grouping of each kind is put to the words test: trying them all until one passes
+        # would find some grouping on any page with many sections.
+        for single, (_, gap, labels) in sorted(best.items(), key=lambda kv: -kv[1][0]):
+            moving = [s for (k, s), lab in zip(secs, labels) if lab != labels[0]]  # the page keeps its first topic
+            idf = section_idf(wiki) if idf is None else idf
+            if shared_words(page, moving, idf) <= (SINGLE_SHARED_WORDS if single else SHARED_WORDS):
+                out.append(_split(page, moving, gap, taken))
+                break
     return out
 
 
