@@ -128,7 +128,7 @@ def scan(
         ("crosslink", lambda: crosslink_proposals(cfg, wiki, vecs)),
         ("split", lambda: split_proposals(cfg, wiki, vecs)),
         ("frame", lambda: frame_proposals(cfg, wiki, vecs, embedder, writer)),
-        ("staleness", lambda: staleness_proposals(cfg, wiki, changes)),
+        ("staleness", lambda: staleness_proposals(cfg, wiki, changes, embedder)),
     ):
         t = time.perf_counter()
         got = fn()
