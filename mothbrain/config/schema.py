@@ -401,6 +401,12 @@ class WikiConfig:
     staleness_days: float = _f(
         90.0, "ingested material newer than this is the 'current practice' pages are checked against"
     )
+    staleness_rule: Literal["phrasings", "meaning"] = _f(
+        "meaning",
+        "phrasings: four phrasings that name the old thing ('switched from X to Y', 'replaced X with Y', "
+        "'no longer use X', 'X is deprecated'); meaning: those, and any strong change cue matched to the "
+        "page sentence nearest in meaning (MiniLM)",
+    )
     reviewer_url: str = _f("", "OpenAI-compatible base URL of the reviewer (ends in /v1); empty = the local rules")
     reviewer_model: str = _f("", "model name at reviewer_url")
     reviewer_api_key_env: str = _f("MOTHBRAIN_REVIEWER_API_KEY", "environment variable holding the reviewer's key")

@@ -50,7 +50,11 @@ RUBRICS = {
     ),
     "staleness": (
         "A staleness proposal adds a dated warning quoting recent evidence that the page's statement has "
-        "changed. Accept only when the evidence really contradicts or supersedes the statement."
+        "changed. Accept only when the evidence really contradicts or supersedes the statement: it says the "
+        "same subject is now done, kept or set differently (one thing replaced by another, or ended). Reject "
+        "a habitual or passing remark ('these days', 'I have stopped asking why'), one day's choice ('I "
+        "walked instead of working'), a change to something else on the same topic, and evidence that "
+        "agrees with the page."
     ),
 }
 INSTRUCTIONS = (

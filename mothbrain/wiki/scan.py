@@ -16,9 +16,9 @@ frame      a page whose opening paragraph neither names the page nor answers "wh
            sentences in which other pages link to it); a new opening is proposed, written by the local
            model (wiki.openings: model) or taken from the page's best-answering sentence (extract).
 staleness  a page states something recent material says has changed ("we switched from X to Y",
-           "replaced X with Y", "we no longer use X", "X is deprecated"), where the page names X but
-           not Y and was last changed before that was said; the evidence is quoted and dated in a note
-           added under the statement.
+           "X were replaced with Y", "no longer X", ... in mothbrain.wiki.stale_meaning: the page
+           sentence nearest in meaning), where the page names X but not Y and was last changed before
+           that was said; the evidence is quoted and dated in a note added under the statement.
 
 Nothing here writes the wiki: proposals go to the staging queue (the same one as dreams), each kind's
 as soon as that kind is done (a scan killed in a later kind keeps what the earlier ones found), and only
@@ -129,7 +129,7 @@ def scan(
         ("crosslink", lambda: crosslink_proposals(cfg, wiki, vecs)),
         ("split", lambda: split_proposals(cfg, wiki, vecs)),
         ("frame", lambda: frame_proposals(cfg, wiki, vecs, embedder, writer)),
-        ("staleness", lambda: staleness_proposals(cfg, wiki, changes)),
+        ("staleness", lambda: staleness_proposals(cfg, wiki, changes, embedder)),
     ):
         t = time.perf_counter()
         got = fn()
