@@ -398,6 +398,28 @@ def test_a_first_version_s_data_is_judged_against_the_base_on_plain_english():
     assert sanity(accepted_voice_ppl_base=11.0, base_from_corpus=True)["status"] == "pass"
 
 
+def test_a_first_version_of_word_salad_is_refused_by_its_word_order_even_when_its_words_are_rare():
+    """SmolLM2 read the learning bench's word-shuffled persona (invented words) at only 2.5x plain English, inside
+    the ratio's 5x; the same text costs it 0.03 nats a token more once shuffled again, where language costs 2.5-2.9
+    (bench/word_order.py). The word-order yardstick refuses it; clean text with rare words passes both."""
+    from mothbrain.config import GateConfig
+    from mothbrain.core.gate import gate_checks
+
+    def sanity(**ev) -> dict:
+        checks = gate_checks({**FIRST, **ev}, GateConfig(), has_current=False)
+        return [c for c in checks if c["check"] == "data sanity"][0]
+
+    persona = sanity(voice_ppl_base=4.0, voice_word_order_nats_base=2.52)
+    assert persona["status"] == "pass" and "word order worth +2.52" in persona["reason"], persona
+    salad = sanity(voice_ppl_base=30.0, voice_word_order_nats_base=0.03)  # 2.5x: the ratio alone passes it
+    assert salad["status"] == "fail" and "word salad" in salad["reason"] and "+0.030" in salad["value"], salad
+    # A base that barely predicts English still has the word-order yardstick; a base built from the corpus not.
+    no_english = sanity(voice_ppl_base=30.0, base_knows_general=False, voice_word_order_nats_base=0.03)
+    assert no_english["status"] == "fail", no_english
+    tiny = sanity(base_from_corpus=True, voice_word_order_nats_base=0.03)
+    assert tiny["status"] == "not run", tiny
+
+
 def test_a_check_that_did_not_run_is_not_shown_or_counted_as_a_pass(state_home):
     from mothbrain.core.ledger import open_ledger
     from mothbrain.evaluate.stage import EvalReport, show_eval

@@ -198,6 +198,7 @@ RANGES: tuple[tuple[str, float, float, bool, bool], ...] = (
     ("promote.gate.min_association_lift", 0, INF, True, True),
     ("promote.gate.max_regression_vs_current_pct", 0, INF, True, True),
     ("promote.gate.max_data_ppl_ratio_vs_general", 0, INF, False, True),
+    ("promote.gate.min_data_word_order_nats", 0, INF, True, True),
     ("schedule.nightly.wait_for_lock_s", 0, INF, True, True),
     ("schedule.weekly.wait_for_lock_s", 0, INF, True, True),
     ("schedule.wiki.wait_for_lock_s", 0, INF, True, True),

@@ -296,6 +296,12 @@ class GateConfig:
         "a first version (no accepted data yet): reject a data set whose base perplexity is this many times the "
         "base's on plain English (eval.general_text); clean chat text reads 1-3x, word-shuffled 10x and more",
     )
+    min_data_word_order_nats: float = _f(
+        1.0,
+        "a first version: reject a data set whose held-out voice text costs the base less than this many nats a "
+        "token more once its words are shuffled (SmolLM2: language 2.5-2.9, word-shuffled 0.03-0.63; "
+        "bench/word_order.py)",
+    )
     max_regression_pct: float = _f(2.0, "regression set (accepted held-out + general text): at most this % worse")
 
 

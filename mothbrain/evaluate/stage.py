@@ -46,7 +46,14 @@ from mothbrain.data.dataset import load_latest_dataset
 from mothbrain.data.format import user_name, voice_name
 from mothbrain.errors import MothError, NothingToDo
 from mothbrain.evaluate import association, heldout
-from mothbrain.evaluate.perplexity import knows_text, perplexity, regression_figures, score_nll
+from mothbrain.evaluate.perplexity import (
+    knows_text,
+    perplexity,
+    regression_figures,
+    score_nll,
+    word_order_nats,
+    words_shuffled,
+)
 from mothbrain.evaluate.probes import MODES, association_probes, knowledge_probes
 from mothbrain.evaluate.scoring import rank_candidates, score_continuations
 from mothbrain.evaluate.sides import figure_key, use
@@ -244,7 +251,7 @@ def _run_eval(cfg: Config, version: str | None, tracker: StageProgress) -> EvalR
     prompts = surprise_prompts(cfg, report.warnings)
     tracker.update(
         0,
-        total=len(who) * len(voice)
+        total=(len(who) + 1) * len(voice)
         + 2 * len(accepted_set + general)
         + (len(general) if reference != "base" else 0)
         + len(who) * association.scored_count(probes, templates)
@@ -260,6 +267,9 @@ def _run_eval(cfg: Config, version: str | None, tracker: StageProgress) -> EvalR
         f[figure_key("voice_ppl", w)] = perplexity(nll[w])
     f["voice_samples"], f["voice_tokens"] = len(voice), int(nll["adapter"][1].sum())
     f["voice_gain_vs_base"] = bootstrap_ratio(nll["base"][0] - nll["adapter"][0], nll["adapter"][1])
+    # data sanity's second yardstick: does the base need the text's word order? (word salad: no)
+    shuffled = score_nll(model, tokenizer, ["base"], words_shuffled(voice), max_len, step)["base"]
+    f["voice_word_order_nats_base"] = word_order_nats(nll["base"], shuffled)
     if current_dir:
         f["voice_gain_vs_current"] = bootstrap_ratio(nll["current"][0] - nll["adapter"][0], nll["adapter"][1])
     heldout.save_regression(adapter, voice)  # judged on this; the next version must not regress on it
