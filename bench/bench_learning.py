@@ -181,9 +181,13 @@ def run(
     more: bool = False,
     overtrain: int = 10,
     overrides: tuple[str, ...] = (),
+    seed: int = 0,
+    only: tuple[str, ...] = (),
 ) -> dict:
     """The adapters of the module docstring, in one state dir under `home`; returns their figures.
-    `overrides` are `--set` style settings for every adapter (e.g. a shorter sequence for a CI-sized run)."""
+    `overrides` are `--set` style settings for every adapter (e.g. a shorter sequence for a CI-sized run);
+    `seed` draws another persona (other invented words, other chats): a recipe chosen on seed 0 is checked on
+    another seed; `only` names the adapters to make (default: all of them)."""
     os.environ["MOTHBRAIN_HOME"] = str(home)
     from mothbrain.config import load_config
     from mothbrain.data.stage import run_preprocess
@@ -191,9 +195,9 @@ def run(
     from mothbrain.models.location import ensure_base_model
     from mothbrain.train.stage import run_train
 
-    planted = planted_pairs(pairs) if words == "invented" else real_word_pairs(pairs)
+    planted = planted_pairs(pairs, 7 + seed) if words == "invented" else real_word_pairs(pairs, 7 + seed)
     corpus = home / "corpus" / "chats.jsonl"
-    write_chats(persona_chats(planted, docs_per_pair), corpus)
+    write_chats(persona_chats(planted, docs_per_pair, seed), corpus)
     cfg_path = write_config(
         home,
         base=base,
@@ -215,6 +219,7 @@ def run(
             "lr": lr,
             **({"pretrain_steps": pretrain_steps} if base == "tiny" else {}),
             **({"overrides": list(overrides)} if overrides else {}),
+            **({"seed": seed} if seed else {}),
         },
         "adapters": {},
     }
@@ -227,24 +232,28 @@ def run(
     out["setup_s"] = round(time.perf_counter() - t0, 1)
 
     def trained(name: str, c) -> None:
+        if only and name not in only:
+            return
         t = time.perf_counter()
         version = run_train(c, force=True).version
         out["adapters"][name] = {**_judge(c, version), "train_s": round(time.perf_counter() - t, 1)}
 
     trained("good", cfg)
-    out["adapters"]["null"] = _judge(cfg, _null_adapter(cfg))
+    if not only or "null" in only:
+        out["adapters"]["null"] = _judge(cfg, _null_adapter(cfg))
     bad = [*overrides, f"train.max_steps={bad_steps or steps}"]  # a bad adapter shows itself in fewer steps
     trained("diverged", load_config(cfg_path, [f"train.learning_rate={lr * 10}", *bad]))
     if more:
         trained("overtrained", load_config(cfg_path, [*overrides, f"train.max_steps={steps * overtrain}"]))
-        write_chats(persona_chats(planted, docs_per_pair, scramble=True), corpus)  # the words, not the pairs
+        write_chats(persona_chats(planted, docs_per_pair, seed, scramble=True), corpus)  # the words, not the pairs
         run_ingest(cfg)
         run_preprocess(cfg, progress=False)
         trained("scrambled", cfg)
-    write_chats(persona_chats(planted, docs_per_pair, shuffle_words=True), corpus)  # garbage, end to end
-    run_ingest(cfg)
-    run_preprocess(cfg, progress=False)
-    trained("garbage", load_config(cfg_path, bad))
+    if not only or "garbage" in only:
+        write_chats(persona_chats(planted, docs_per_pair, seed, shuffle_words=True), corpus)  # garbage, end to end
+        run_ingest(cfg)
+        run_preprocess(cfg, progress=False)
+        trained("garbage", load_config(cfg_path, bad))
     out["seconds"] = round(time.perf_counter() - t0, 1)
     return out
 
@@ -296,6 +305,22 @@ DEFAULTS = {
 }
 
 
+# The refusals on the real base, CI-sized (tests/evaluate/test_learning_real_base.py): a smaller persona,
+# 128-token sequences, fewer distractors and in-sample probes; the good adapter is left out (see the README:
+# on this persona SmolLM2 learns the voice but not the pairs in a night's steps, so it is not promoted).
+CI_SMOLLM2 = {
+    "pairs": 16,
+    "docs_per_pair": 6,
+    "steps": 60,
+    "lr": 2e-4,
+    "surprise_prompts": 0,
+    "heldout_samples": 64,
+    "bad_steps": 20,
+    "overrides": ("train.max_seq_len=128", "eval.association_pairs=5", "eval.distractors=7"),
+    "only": ("null", "diverged", "garbage"),
+}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--base", choices=sorted(DEFAULTS), default="tiny")
@@ -318,6 +343,7 @@ def main() -> None:
         metavar="KEY=VALUE",
         help="a setting for every adapter, as mothbrain's --set (repeatable)",
     )
+    ap.add_argument("--seed", type=int, default=0, help="another persona (0: the one recipes were chosen on)")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args()
     recipe = DEFAULTS[args.base]
@@ -337,6 +363,7 @@ def main() -> None:
             more=args.more,
             overtrain=args.overtrain,
             overrides=tuple(args.overrides),
+            seed=args.seed,
         )
     print_table(res)
     if args.json:

@@ -80,6 +80,7 @@ def prepared(demo_cfg):
 # them out (pytest -m "not slow"); CI runs everything. A whole file, or one test by its name.
 SLOW = {
     "tests/evaluate/test_learning.py",
+    "tests/evaluate/test_learning_real_base.py",
     "tests/models/test_real_base.py",
     "tests/test_crash_consistency.py",
     "tests/test_cycle.py",
