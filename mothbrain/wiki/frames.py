@@ -29,7 +29,16 @@ from mothbrain.data.format import voice_name
 from mothbrain.errors import MothError
 from mothbrain.models.generation import local_engine, render_chat, trim_at_stop
 from mothbrain.models.tiny import is_built
-from mothbrain.wiki.pages import Page, Wiki, is_plain, norm, prose_paragraphs, sentences, visible_prose
+from mothbrain.wiki.pages import (
+    Page,
+    Wiki,
+    as_plain_prose,
+    is_plain,
+    norm,
+    prose_paragraphs,
+    sentences,
+    visible_prose,
+)
 from mothbrain.wiki.patches import edit, file_edit, make_patch
 from mothbrain.wiki.vectors import Vectors
 
@@ -272,7 +281,7 @@ def _opening_writer(cfg: Config):
             )
             prompt, stops = render_chat([{"role": "user", "content": ask}], voice_name(cfg))
             raw = engine.generate([prompt], 60, 0.7, 0.95, stops)[0]
-            text = " ".join(trim_at_stop(raw, stops)[0].split())
+            text = as_plain_prose(trim_at_stop(raw, stops)[0])  # a model may answer in markdown: plain prose only
             who = f"the local model ({engine.version or 'base'})"
             out.append((text, who) if text else extract([f])[0])
         return out

@@ -289,6 +289,26 @@ def sentences(paragraph: str) -> list[str]:
     return [s.strip() for s in SENTENCE_END.split(paragraph) if s.strip()]
 
 
+_CALLOUT = re.compile(r"\[![^\]]*\][+-]?")  # > [!note] and its fold mark
+_MD_LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")  # [words](target) -> words
+_WIKILINK_TEXT = re.compile(r"\[\[(?:[^\]|]*\|)?([^\]]*)\]\]")  # [[target|words]] -> words
+_LINE_MARK = re.compile(r"(?m)^\s*(?:[>#]+|[-*+]|\d+[.)])\s+")  # quote, heading, list markers at a line start
+
+
+def as_plain_prose(text: str) -> str:
+    """`text` (a model's answer) as plain running prose: links reduced to their words, callout, quote, heading and
+    list markers and every other markup character dropped, unbalanced brackets and quotes removed; "" when fewer
+    than four words are left (the caller then extracts an opening from the page instead)."""
+    t = _WIKILINK_TEXT.sub(r"\1", _MD_LINK.sub(r"\1", _CALLOUT.sub(" ", text)))
+    t = _LINE_MARK.sub(" ", t)
+    t = re.sub(r"[\[\]<>|*_`#{}\\^$]", " ", t)
+    for pair in ("()", '""', "“”"):
+        if t.count(pair[0]) != t.count(pair[1]) or (pair[0] == pair[1] and t.count(pair[0]) % 2):
+            t = t.replace(pair[0], " ").replace(pair[1], " ")
+    t = re.sub(r"\s+([:;,.!?])", r"\1", " ".join(t.split())).lstrip(":;,.-– ").rstrip(":;, ")
+    return t if is_plain(t) else ""
+
+
 def is_plain(sentence: str) -> bool:
     """Whether `sentence` reads as plain prose on its own: no markup left over, brackets and quotes balanced."""
     s = sentence.strip()

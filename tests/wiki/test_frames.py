@@ -169,3 +169,42 @@ def test_plain_prose_leaves_out_markup_blocks_and_catches_leftovers():
     for broken in ("**Pop-out windows**: > [!", "Pop-out windows: drag a tab |", "See (the tab menu.", "## Hotkeys"):
         assert not is_plain(broken), broken
     assert is_plain("Pop-out windows open a note in a window of its own.")
+
+
+def test_a_model_written_opening_in_markdown_is_made_plain_prose(tmp_path, monkeypatch):
+    """A real model answers in markdown as often as not; the opening it writes is made plain prose (links kept as
+    their words, markers and emphasis dropped), and one with too little prose left is extracted from the page."""
+    from mothbrain.wiki import frames
+    from mothbrain.wiki.pages import as_plain_prose
+
+    answers = iter(
+        [
+            "> [!tip] **Pop-out windows** open a note in its own window, beside [[Workspace|your work]].",
+            "- **Hotkeys**:",
+        ]
+    )
+
+    class Engine:
+        version = None
+
+        def reload_if_changed(self):
+            pass
+
+        def generate(self, prompts, *args):
+            return [next(answers) for _ in prompts]
+
+    monkeypatch.setattr(frames, "local_engine", lambda cfg: Engine())
+    root = tmp_path / "wiki"
+    root.mkdir()
+    (root / "Pop-out windows.md").write_text(MESSY, encoding="utf-8")
+    cfg = _cfg(tmp_path, "wiki.openings=model", "neighbour.nice=0")
+    cfg.neighbour.ionice_idle = False
+    page = read_wiki(root).page("Pop-out windows.md")
+    found = [{"page": page, "question": "what is Pop-out windows?", "best_paragraph": prose_paragraphs(MESSY)[1]}] * 2
+    (written, who), (fallback, how) = frames._opening_writer(cfg)(found)
+    assert written == "Pop-out windows open a note in its own window, beside your work." and is_plain(written), written
+    assert who.startswith("the local model")
+    assert how == frames.EXTRACTED and fallback.startswith("Pop-out windows are separate windows"), (fallback, how)
+    for messy in ("## Heading", "**Bold**:", "see (the tab menu", "`code` only"):
+        out = as_plain_prose(messy)
+        assert out == "" or is_plain(out), (messy, out)
