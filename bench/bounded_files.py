@@ -19,31 +19,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from older_code import extract_package  # noqa: E402
+from older_code import extract_package, ingest_in_child  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 MB = 10**6
-
-CHILD = """
-import json, sys, time
-sys.path.insert(0, sys.argv[1])
-from mothbrain.config import load_config
-from mothbrain.ingest.stage import run_ingest
-t0 = time.perf_counter()
-report = run_ingest(load_config(sys.argv[2]))
-(src,) = report.sources
-out = {"documents": src.documents, "problem": ": ".join(src.problems[0]) if src.problems else ""}
-out["seconds"] = time.perf_counter() - t0
-print(json.dumps(out))
-"""
 
 
 def write_line_log(path: Path, mb: int) -> int:
@@ -88,33 +73,6 @@ def write_deep_export(path: Path, mb: float, shape: str) -> None:
     path.write_text("[" + ", ".join([conv(0), conv(1, deep), conv(2)]) + "]\n")
 
 
-def ingest(root: Path, kind: str, data: Path, code: Path, timeout: float) -> dict:
-    """Ingest `data` with the mothbrain under `code` in a child process: its result, wall time and peak RSS."""
-    home = Path(tempfile.mkdtemp(dir=root))
-    cfg = root / f"{data.stem}.yaml"
-    cfg.write_text(f"sources:\n  - {{name: s, kind: {kind}, path: {data}}}\n")
-    env = dict(os.environ, MOTHBRAIN_HOME=str(home))
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(code), str(cfg)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env
-    )
-    deadline, status, usage = t0 + timeout, None, None
-    while status is None:
-        pid, st, ru = os.wait4(proc.pid, os.WNOHANG)
-        if pid:
-            status, usage = st, ru
-        elif time.perf_counter() > deadline:
-            proc.kill()
-            _, status, usage = os.wait4(proc.pid, 0)
-            return {"wall_s": time.perf_counter() - t0, "peak_rss_mb": usage.ru_maxrss / 1024, "killed": True}
-        else:
-            time.sleep(0.05)
-    out = proc.stdout.read().decode().strip().splitlines()
-    result = json.loads(out[-1]) if out else {"problem": f"exit status {status}"}
-    result.update(wall_s=time.perf_counter() - t0, peak_rss_mb=usage.ru_maxrss / 1024)
-    return result
-
-
 def show(label: str, r: dict, base_mb: float, record_mb: float | None = None) -> None:
     if r.get("killed"):
         print(f"  {label:<7} killed after {r['wall_s']:.1f} s (not done), peak RSS {r['peak_rss_mb']:.0f} MB")
@@ -152,11 +110,11 @@ def main() -> None:
         if args.before:
             trees.insert(0, ("before", extract_package(args.before, root / "before"), args.before_timeout))
         for label, code, timeout in trees:
-            base = ingest(root, "chat_jsonl", tiny, code, 60)["peak_rss_mb"]
+            base = ingest_in_child(root, "chat_jsonl", tiny, code, 60)["peak_rss_mb"]
             print(f"{label} (baseline: a one-line file, peak RSS {base:.0f} MB)")
-            show(f"line {args.line_mb} MB", ingest(root, "chat_jsonl", line, code, timeout), base, record)
+            show(f"line {args.line_mb} MB", ingest_in_child(root, "chat_jsonl", line, code, timeout), base, record)
             for shape, path in deep.items():
-                show(f"deep {shape}", ingest(root, "chatgpt_export", path, code, timeout), base)
+                show(f"deep {shape}", ingest_in_child(root, "chatgpt_export", path, code, timeout), base)
 
 
 if __name__ == "__main__":

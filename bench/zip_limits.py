@@ -17,9 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,7 +24,7 @@ import zipfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from older_code import extract_package  # noqa: E402
+from older_code import extract_package, ingest_in_child  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 MiB, GiB = 1 << 20, 1 << 30
@@ -53,22 +50,6 @@ CONV = {
     "current_node": "a",
 }
 
-CHILD = """
-import json, sys, time
-sys.path.insert(0, sys.argv[1])
-from mothbrain.config import load_config
-from mothbrain.ingest.stage import run_ingest
-t0 = time.perf_counter()
-try:
-    report = run_ingest(load_config(sys.argv[2]))
-    (src,) = report.sources
-    out = {"documents": src.documents, "problem": ": ".join(src.problems[0]) if src.problems else ""}
-except MemoryError:
-    out = {"documents": None, "problem": "MemoryError"}
-out["seconds"] = time.perf_counter() - t0
-print(json.dumps(out))
-"""
-
 
 def write_export(path: Path, padding: int) -> None:
     """An export zip: two conversations with `padding` bytes of spaces between them, deflated as it is written."""
@@ -82,42 +63,6 @@ def write_export(path: Path, padding: int) -> None:
                 member.write(block[: min(left, len(block))])
                 left -= len(block)
             member.write((conv.replace("Figs", "Dates") + "]").encode())
-
-
-def ingest(root: Path, export: Path, code: Path, timeout: float, cap_memory: bool) -> dict:
-    """Ingest `export` with the mothbrain under `code` in a child process: its result, wall time and peak RSS."""
-    home = Path(tempfile.mkdtemp(dir=root))
-    cfg = root / f"{export.stem}.yaml"
-    cfg.write_text(f"sources:\n  - {{name: gpt, kind: chatgpt_export, path: {export}}}\n")
-
-    def limit() -> None:
-        if cap_memory:
-            resource.setrlimit(resource.RLIMIT_AS, (3 * 10**9, 3 * 10**9))
-
-    env = dict(os.environ, MOTHBRAIN_HOME=str(home))
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(code), str(cfg)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        env=env,
-        preexec_fn=limit,
-    )
-    deadline, status, usage = t0 + timeout, None, None
-    while status is None:
-        pid, st, ru = os.wait4(proc.pid, os.WNOHANG)
-        if pid:
-            status, usage = st, ru
-        elif time.perf_counter() > deadline:
-            proc.kill()
-            _, status, usage = os.wait4(proc.pid, 0)
-            return {"wall_s": time.perf_counter() - t0, "peak_rss_mb": usage.ru_maxrss / 1024, "killed": True}
-        else:
-            time.sleep(0.05)
-    out = proc.stdout.read().decode().strip().splitlines()
-    result = json.loads(out[-1]) if out else {"problem": f"exit status {status}"}
-    result.update(wall_s=time.perf_counter() - t0, peak_rss_mb=usage.ru_maxrss / 1024)
-    return result
 
 
 def show(label: str, r: dict) -> None:
@@ -155,7 +100,10 @@ def main() -> None:
         for name, export in (("2 GiB zip bomb", bomb), (f"{args.padding_mib} MiB whitespace-padded export", padded)):
             print(name)
             for label, code, timeout, cap in trees:
-                show(label.split()[0], ingest(root, export, code, timeout, cap))
+                show(
+                    label.split()[0],
+                    ingest_in_child(root, "chatgpt_export", export, code, timeout, 3 * 10**9 if cap else None),
+                )
 
 
 if __name__ == "__main__":
