@@ -279,6 +279,20 @@ KILL_POINTS = [
 ]
 
 
+def _two_versions_before(cfg, move: str) -> tuple[str, str]:
+    """v1 promoted and v2 evaluated after it; for a rollback v2 is promoted too (so the move goes back to v1)."""
+    import mothbrain.promote as promote
+
+    v1 = _fake_evaluated(cfg)
+    _fake_adapter(cfg, v1)
+    promote.run_promote(cfg, v1)
+    v2 = _fake_evaluated(cfg, current_version=v1, voice_ppl_current=10.0)
+    _fake_adapter(cfg, v2)
+    if move == "rollback":
+        promote.run_promote(cfg, v2)
+    return v1, v2
+
+
 @pytest.mark.parametrize("where,attr", KILL_POINTS)
 @pytest.mark.parametrize("move", ["promote", "rollback"])
 def test_a_kill_at_any_instant_leaves_link_and_ledger_agreeing(state_home, monkeypatch, move, where, attr):
@@ -290,13 +304,7 @@ def test_a_kill_at_any_instant_leaves_link_and_ledger_agreeing(state_home, monke
 
     cfg = load_config(DEMO)
     led = open_ledger(cfg)
-    v1 = _fake_evaluated(cfg)
-    _fake_adapter(cfg, v1)
-    promote.run_promote(cfg, v1)
-    v2 = _fake_evaluated(cfg, current_version=v1, voice_ppl_current=10.0)
-    _fake_adapter(cfg, v2)
-    if move == "rollback":
-        promote.run_promote(cfg, v2)
+    v1, v2 = _two_versions_before(cfg, move)
     before, after = led.current(), (v2 if move == "promote" else v1)
 
     owner = {"ledger": Ledger, "os": os, "current": current}[where]
@@ -522,13 +530,7 @@ def test_a_kill_right_after_the_intended_move_is_recorded_is_completed_by_the_ne
 
     cfg = load_config(DEMO)
     led = open_ledger(cfg)
-    v1 = _fake_evaluated(cfg)
-    _fake_adapter(cfg, v1)
-    promote.run_promote(cfg, v1)
-    v2 = _fake_evaluated(cfg, current_version=v1, voice_ppl_current=10.0)
-    _fake_adapter(cfg, v2)
-    if move == "rollback":
-        promote.run_promote(cfg, v2)
+    v1, v2 = _two_versions_before(cfg, move)
     intended = v2 if move == "promote" else v1
     action = (lambda: promote.run_promote(cfg, v2)) if move == "promote" else (lambda: promote.run_rollback(cfg))
     _killed_at(monkeypatch, Ledger, "begin_current", "after", action)
