@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from merged_link import merge_the_garden_link
 
 from mothbrain.config import REPO_ROOT, load_config
 from mothbrain.proposals import queue
@@ -42,15 +43,7 @@ def _merged_link_wiki(tmp_path: Path, folder: str = "") -> tuple:
     _git(repo, "add", "-A")
     _git(repo, "commit", "-q", "-m", "the wiki")
     cfg = load_config(DEMO, [f"state_dir={tmp_path / 'state'}", f"wiki.path={root}", "wiki.crosslink_threshold=0"])
-    wiki = read_wiki(root)
-    found, _ = crosslinks.crosslink_proposals(cfg, wiki, vectors.embed_wiki(cfg, wiki))
-    garden = next(p for p in found if p["target"] == "Garden.md")
-    garden["patch"]["detail"] = garden.pop("detail")
-    (pid,) = queue.add_proposals(cfg, [garden])
-    queue.set_status(cfg, pid, "accepted")
-    assert merge.run_merge(cfg).merged == [pid]
-    assert "[[Compost|compost]] heap" in (root / "Garden.md").read_text()
-    return cfg, root, pid
+    return cfg, root, merge_the_garden_link(cfg, root)
 
 
 def _lose_the_queue(cfg) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from merged_link import merge_the_garden_link
 from wikigen import FakeOpenAI, generate_wiki, stand_in_reviewer
 
 from mothbrain.cli import main
@@ -637,13 +638,7 @@ def test_links_mothbrain_merged_teach_nothing_to_the_next_scan(tmp_path):
         },
     )
     cfg = _cfg(tmp_path / "state", root, "wiki.crosslink_threshold=0")
-    found, _ = crosslinks.crosslink_proposals(cfg, read_wiki(root), vectors.embed_wiki(cfg, read_wiki(root)))
-    garden = next(p for p in found if p["target"] == "Garden.md")
-    garden["patch"]["detail"] = garden.pop("detail")
-    (pid,) = queue.add_proposals(cfg, [garden])
-    queue.set_status(cfg, pid, "accepted")
-    assert merge.run_merge(cfg).merged == [pid]
-    assert "[[Compost|compost]] heap" in (root / "Garden.md").read_text()
+    merge_the_garden_link(cfg, root)
     # The queue says who made that link: it is no positive and teaches no anchor.
     ours = crosslinks.merged_by_us(cfg)
     assert ours == {("Garden.md", "Compost.md")}
