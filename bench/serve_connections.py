@@ -52,6 +52,27 @@ serve.run_server(load_config(sys.argv[2], sys.argv[4:]), "127.0.0.1", int(sys.ar
 """
 
 
+def slow_burst(port: int, n: int, handshake_s: float) -> list[socket.socket]:
+    """`n` connections opened all at once (the server finds them queued together, as in a flood), each sending half a
+    request line once its handshake is done (waiting at most `handshake_s` for all of them) and then nothing."""
+    socks = []
+    for _ in range(n):
+        s = socket.socket()
+        s.setblocking(False)
+        s.connect_ex(("127.0.0.1", port))
+        socks.append(s)
+    poll = select.poll()
+    for s in socks:
+        poll.register(s, select.POLLOUT)
+    t0 = time.monotonic()
+    while len(poll.poll(1000)) < len(socks) and time.monotonic() - t0 < handshake_s:
+        pass  # the kernel's listen queue, not the server, completes the handshakes
+    for s in socks:
+        s.setblocking(True)
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: x")
+    return socks
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -104,17 +125,7 @@ def run(
                 if time.monotonic() > deadline or proc.poll() is not None:
                     raise SystemExit(f"the server did not start; see {log}") from None
                 time.sleep(0.2)
-        for _ in range(n_slow):  # all at once: the server finds them queued together, as in a flood
-            s = socket.socket()
-            s.setblocking(False)
-            s.connect_ex(("127.0.0.1", port))
-            socks.append(s)
-        for s in socks:
-            poll = select.poll()
-            poll.register(s, select.POLLOUT)
-            poll.poll(30_000)
-            s.setblocking(True)
-            s.sendall(b"GET /health HTTP/1.1\r\nHost: x")
+        socks += slow_burst(port, n_slow, handshake_s=30.0)
         body = {"model": "mothbrain", "prompt": "hi", "max_tokens": 4}
         out = {
             "health": timed(lambda: httpx.get(f"{url}/health", timeout=timeout)),

@@ -8,7 +8,6 @@ import errno
 import logging
 import os
 import resource
-import select
 import socket
 import subprocess
 import sys
@@ -16,6 +15,7 @@ import threading
 import time
 
 import httpx
+from serve_connections import slow_burst
 
 from mothbrain.config import REPO_ROOT, load_config
 from mothbrain.serve.app import create_app, server_config
@@ -237,20 +237,7 @@ def test_a_burst_of_slow_clients_under_a_low_hard_open_files_limit_runs_no_descr
             except httpx.HTTPError:
                 assert time.monotonic() < deadline and proc.poll() is None, log.read_text()
                 time.sleep(0.1)
-        for _ in range(400):  # all at once: the server finds them queued together
-            s = socket.socket()
-            s.setblocking(False)
-            s.connect_ex(("127.0.0.1", port))
-            socks.append(s)
-        poll = select.poll()
-        for s in socks:
-            poll.register(s, select.POLLOUT)
-        t0 = time.monotonic()
-        while len(poll.poll(1000)) < len(socks) and time.monotonic() - t0 < 10:
-            pass  # every handshake done (the kernel's queue, not the server, completes them)
-        for s in socks:
-            s.setblocking(True)
-            s.sendall(b"GET /health HTTP/1.1\r\nHost: x")
+        socks += slow_burst(port, 400, handshake_s=10.0)
         t0 = time.monotonic()
         assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=5.0).status_code == 200
         assert time.monotonic() - t0 < 1.0
