@@ -266,7 +266,8 @@ NOT_PROSE_LINE = re.compile(r"^[ \t]*(?:[>|#<]|[-*+][ \t]|\d+[.)][ \t]|\$\$|:::|
 INLINE_BLOCK = re.compile(r"\[!\w*|(?:^|[:\s])>\s")  # a callout or quote marker run into a line of text
 EMPHASIS = re.compile(r"(\*\*|__|\*|_|~~|==)(?=\S)(.+?)(?<=\S)\1")
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'“(]?[A-Z0-9])")  # "e.g. this" and "v1.2" stay whole
-MARKUP = re.compile(r"[\[\]<>|*_`#{}\\^$]|\]\(|^\W|:\s*$")
+MARKUP_CHARS = r"[\[\]<>|*_`#{}\\^$]"  # characters of markdown syntax, never of plain prose
+MARKUP = re.compile(MARKUP_CHARS + r"|\]\(|^\W|:\s*$")
 
 
 def prose_paragraphs(text: str) -> list[str]:
@@ -290,18 +291,18 @@ def sentences(paragraph: str) -> list[str]:
 
 
 _CALLOUT = re.compile(r"\[![^\]]*\][+-]?")  # > [!note] and its fold mark
-_MD_LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")  # [words](target) -> words
-_WIKILINK_TEXT = re.compile(r"\[\[(?:[^\]|]*\|)?([^\]]*)\]\]")  # [[target|words]] -> words
 _LINE_MARK = re.compile(r"(?m)^\s*(?:[>#]+|[-*+]|\d+[.)])\s+")  # quote, heading, list markers at a line start
 
 
 def as_plain_prose(text: str) -> str:
-    """`text` (a model's answer) as plain running prose: links reduced to their words, callout, quote, heading and
-    list markers and every other markup character dropped, unbalanced brackets and quotes removed; "" when fewer
-    than four words are left (the caller then extracts an opening from the page instead)."""
-    t = _WIKILINK_TEXT.sub(r"\1", _MD_LINK.sub(r"\1", _CALLOUT.sub(" ", text)))
-    t = _LINE_MARK.sub(" ", t)
-    t = re.sub(r"[\[\]<>|*_`#{}\\^$]", " ", t)
+    """`text` (a model's answer) as plain running prose: links reduced to their words and emphasis dropped (as
+    prose_paragraphs does), callout, quote, heading and list markers and every other markup character dropped,
+    unbalanced brackets and quotes removed; "" when fewer than four words are left (the caller then extracts
+    an opening from the page instead)."""
+    t = visible_prose(_CALLOUT.sub(" ", _LINE_MARK.sub(" ", text))).replace("`", "")
+    for _ in range(2):  # **bold _italic_**
+        t = EMPHASIS.sub(r"\2", t)
+    t = re.sub(MARKUP_CHARS, " ", t)
     for pair in ("()", '""', "“”"):
         if t.count(pair[0]) != t.count(pair[1]) or (pair[0] == pair[1] and t.count(pair[0]) % 2):
             t = t.replace(pair[0], " ").replace(pair[1], " ")
