@@ -231,15 +231,18 @@ def run(
     run_preprocess(cfg, progress=False)
     out["setup_s"] = round(time.perf_counter() - t0, 1)
 
+    def wanted(name: str) -> bool:
+        return not only or name in only
+
     def trained(name: str, c) -> None:
-        if only and name not in only:
+        if not wanted(name):
             return
         t = time.perf_counter()
         version = run_train(c, force=True).version
         out["adapters"][name] = {**_judge(c, version), "train_s": round(time.perf_counter() - t, 1)}
 
     trained("good", cfg)
-    if not only or "null" in only:
+    if wanted("null"):
         out["adapters"]["null"] = _judge(cfg, _null_adapter(cfg))
     bad = [*overrides, f"train.max_steps={bad_steps or steps}"]  # a bad adapter shows itself in fewer steps
     trained("diverged", load_config(cfg_path, [f"train.learning_rate={lr * 10}", *bad]))
@@ -249,7 +252,7 @@ def run(
         run_ingest(cfg)
         run_preprocess(cfg, progress=False)
         trained("scrambled", cfg)
-    if not only or "garbage" in only:
+    if wanted("garbage"):
         write_chats(persona_chats(planted, docs_per_pair, seed, shuffle_words=True), corpus)  # garbage, end to end
         run_ingest(cfg)
         run_preprocess(cfg, progress=False)
