@@ -18,7 +18,8 @@ by the real gate:
   garbage     the same corpus with every text's words shuffled,   → rejected: data sanity / regression
               ingested, preprocessed and trained end to end
   scrambled   (--more) the same sentences with every concept      → no held-out association lift
-              replaced by a random other one (the words, not the pairs)
+              replaced by a random other one (the words, not the      (judged on the planted pairs' probes)
+              pairs)
   overtrained (--more) the good recipe for --overtrain x the steps → memorisation shows as in-sample >> held-out
 
 Printed per adapter: held-out voice perplexity vs base, held-out association lift and top-1 (chance
@@ -197,7 +198,8 @@ def run(
 
     planted = planted_pairs(pairs, 7 + seed) if words == "invented" else real_word_pairs(pairs, 7 + seed)
     corpus = home / "corpus" / "chats.jsonl"
-    write_chats(persona_chats(planted, docs_per_pair, seed), corpus)
+    start = time.time() - 86400  # the chats' time stamps, the same in every rewrite of the corpus
+    write_chats(persona_chats(planted, docs_per_pair, seed, start=start), corpus)
     cfg_path = write_config(
         home,
         base=base,
@@ -246,14 +248,26 @@ def run(
         out["adapters"]["null"] = _judge(cfg, _null_adapter(cfg))
     bad = [*overrides, f"train.max_steps={bad_steps or steps}"]  # a bad adapter shows itself in fewer steps
     trained("diverged", load_config(cfg_path, [f"train.learning_rate={lr * 10}", *bad]))
-    if more:
+
+    def extra(name: str) -> bool:  # --more's adapters: all of them with --more, or named in `only`
+        return name in only or (more and not only)
+
+    if extra("overtrained"):
         trained("overtrained", load_config(cfg_path, [*overrides, f"train.max_steps={steps * overtrain}"]))
-        write_chats(persona_chats(planted, docs_per_pair, seed, scramble=True), corpus)  # the words, not the pairs
+    if extra("scrambled"):
+        write_chats(persona_chats(planted, docs_per_pair, seed, scramble=True, start=start), corpus)  # the words,
+        run_ingest(cfg)  # not the pairs
+        run_preprocess(cfg, progress=False)
+        t = time.perf_counter()
+        version = run_train(cfg, force=True).version
+        train_s = round(time.perf_counter() - t, 1)
+        # judged on the planted pairs' probes (its own data set's mined pairs are whatever the scramble made)
+        write_chats(persona_chats(planted, docs_per_pair, seed, start=start), corpus)
         run_ingest(cfg)
         run_preprocess(cfg, progress=False)
-        trained("scrambled", cfg)
+        out["adapters"]["scrambled"] = {**_judge(cfg, version), "train_s": train_s}
     if wanted("garbage"):
-        write_chats(persona_chats(planted, docs_per_pair, seed, shuffle_words=True), corpus)  # garbage, end to end
+        write_chats(persona_chats(planted, docs_per_pair, seed, shuffle_words=True, start=start), corpus)  # garbage
         run_ingest(cfg)
         run_preprocess(cfg, progress=False)
         trained("garbage", load_config(cfg_path, bad))
@@ -310,7 +324,8 @@ DEFAULTS = {
 
 # The refusals on the real base, CI-sized (tests/evaluate/test_learning_real_base.py): a smaller persona,
 # 128-token sequences, fewer distractors and in-sample probes; the good adapter is left out (see the README:
-# on this persona SmolLM2 learns the voice but not the pairs in a night's steps, so it is not promoted).
+# on this persona the full-size good adapter's held-out lift clears 0 only narrowly, +0.025 at the interval's
+# lower end, with the stand-in baseline; a CI-sized one has not been measured, so there is no promotion to assert).
 CI_SMOLLM2 = {
     "pairs": 16,
     "docs_per_pair": 6,
@@ -347,12 +362,16 @@ def main() -> None:
         help="a setting for every adapter, as mothbrain's --set (repeatable)",
     )
     ap.add_argument("--seed", type=int, default=0, help="another persona (0: the one recipes were chosen on)")
+    ap.add_argument("--only", action="append", default=[], help="make only these adapters (repeatable)")
+    ap.add_argument("--keep", type=Path, help="build the state dir here and keep it (default: a temporary one)")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args()
     recipe = DEFAULTS[args.base]
     with tempfile.TemporaryDirectory(prefix="mothbrain-learning-") as tmp:
+        home = args.keep or Path(tmp)
+        home.mkdir(parents=True, exist_ok=True)
         res = run(
-            Path(tmp),
+            home,
             base=args.base,
             words=args.words,
             pairs=args.pairs or recipe["pairs"],
@@ -367,6 +386,7 @@ def main() -> None:
             overtrain=args.overtrain,
             overrides=tuple(args.overrides),
             seed=args.seed,
+            only=tuple(args.only),
         )
     print_table(res)
     if args.json:

@@ -1,14 +1,21 @@
-"""Association, measured as what the cue adds: does naming a concept make its partner likelier?
+"""Association, measured as what the cue adds: does naming a concept make its partner likelier than naming
+another concept does?
 
 For a pair (cue, partner) and a prompt template T, the partner's *lift* is
 
-    log p(partner | T(cue)) − log p(partner | T(neutral))      summed over the partner's tokens,
+    log p(partner | T(cue)) − mean over other concepts c of log p(partner | T(c))     summed over its tokens,
 
-averaged over templates and neutral cues ("it", "this"). A model that merely likes a word in general
-scores it high after the neutral cue too, so the difference is ~0; only a model that ties the partner
-to the cue lifts it. The partner is also ranked by lift against distractor concepts of the same
-length class (tokens): top-1 is the share of probes where the partner's lift beats every
-distractor's, with chance 1 / (distractors + 1).
+averaged over templates. The other concepts ("stand-ins", OTHER_CUES of them per probe) are probed concepts
+of the same data set that are neither the cue, nor a candidate, nor a partner of either, so a model that
+merely expects the corpus's words after any of its concepts (what a night's training teaches first), or a
+rare word after any rare word (what a real base does with invented words), scores ~0; only a model that
+ties the partner to this cue lifts it. Until #28 the baseline was a neutral word ("it", "this") in the
+cue's place: on a real base that is not English ("Tell me about the it."), and SmolLM2 "lifted" invented
+partners it cannot know by +0.87 nats over it; it is still the baseline where a data set has too few
+concepts for stand-ins. The partner is also ranked by lift against distractor concepts of the same
+length class (tokens): top-1 is the share of probes where the partner's lift beats every distractor's,
+with chance 1 / (distractors + 1). "The cue removed" puts one more of the partner's stand-ins, not one
+of its baseline, in the cue's place: a lift that stays is not the cue's.
 
 Templates: a user asks about the cue and the voice begins to answer, in the training format
 ("User: …\nMoth: The {a} makes me think of the"); none of these wordings appears in training. An
@@ -26,7 +33,7 @@ from __future__ import annotations
 import hashlib
 import random
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -40,8 +47,9 @@ EVAL_TEMPLATES = (
     ("Any thoughts on the {a}?", "Whenever the {a} comes up, I think of the"),
     ("What does the {a} bring to mind?", "The {a} brings to mind the"),
 )
-NEUTRAL_CUES = ("it", "this")  # what the cue is compared with
-ABLATION_CUE = "that"  # "the cue removed": a neutral word that is not one of NEUTRAL_CUES
+OTHER_CUES = 4  # stand-in concepts a candidate is scored after, the baseline its lift is measured from
+NEUTRAL_CUES = ("it", "this")  # the baseline when a data set has no stand-in for a candidate
+ABLATION_CUE = "that"  # "the cue removed" when a probe has no spare concept
 
 # (prompt, continuation) pairs → sum of log-probs of each continuation's tokens
 Scorer = Callable[[list[tuple[str, str]]], list[float]]
@@ -54,6 +62,9 @@ class Probe:
     distractors: list[str]
     heldout: bool  # no templated training rows for this pair
     real: bool = True  # passed preprocess's strength test (False: the words of a stock phrase)
+    # per candidate, the other concepts put in the cue's place: its baseline (none: NEUTRAL_CUES)
+    stand_ins: dict[str, list[str]] = field(default_factory=dict)
+    ablation: str = ABLATION_CUE  # one more stand-in of the partner's, in the cue's place: "the cue removed"
 
     @property
     def candidates(self) -> list[str]:
@@ -79,8 +90,10 @@ def build_probes(
     filler: set[tuple[str, str]] = frozenset(),
 ) -> list[Probe]:
     """Both directions of every pair; distractors are other probed concepts of the partner's length class
-    (the nearest token lengths first), never the cue, the partner or either's own partners. Pairs in
-    `filler` failed the strength test: their probes are marked not real."""
+    (the nearest token lengths first), never the cue, the partner or either's own partners. Each concept has
+    its stand-ins, drawn once (so that a candidate's baseline is scored once for every probe it is in): other
+    concepts that are not its partners, less the probe's cue. Pairs in `filler` failed the strength test:
+    their probes are marked not real."""
     pairs = [(a, b) for a, b in pairs if a != b]
     partners: dict[str, set[str]] = {}
     for a, b in pairs:
@@ -88,6 +101,7 @@ def build_probes(
         partners.setdefault(b, set()).add(a)
     pool = sorted(partners)
     length = {c: token_length(c) for c in pool}
+    stand_ins = {c: _stand_ins(c, pool, partners) for c in pool}
     probes = []
     for a, b in pairs:
         held = (a, b) in heldout or (b, a) in heldout
@@ -99,8 +113,22 @@ def build_probes(
             rng.shuffle(others)  # ties in length are broken at random, the same way every run
             others.sort(key=lambda c: abs(length[c] - length[partner]))
             if others:
-                probes.append(Probe(cue, partner, others[:distractors], held, real))
+                chosen = others[:distractors]
+                baseline = {c: [s for s in stand_ins[c] if s != cue][:OTHER_CUES] for c in (partner, *chosen)}
+                spare = [s for s in stand_ins[partner] if s != cue][OTHER_CUES:] or [ABLATION_CUE]
+                probes.append(Probe(cue, partner, chosen, held, real, baseline, spare[0]))
     return probes
+
+
+def _stand_ins(concept: str, pool: list[str], partners: dict[str, set[str]]) -> list[str]:
+    """OTHER_CUES + 2 concepts that are neither `concept` nor one of its partners (after its own partner, a
+    candidate would look lifted by the baseline's fault): the baseline, one spare for a probe whose cue is
+    among them, and one for the ablation (drawn like the baseline, so that it scores ~0 unless the baseline
+    is off)."""
+    taken = {concept} | partners[concept]
+    free = [c for c in pool if c not in taken and not _overlaps(c, taken)]
+    stable_rng("stand-ins", concept).shuffle(free)
+    return free[: OTHER_CUES + 2]
 
 
 def _overlaps(word: str, exclude: set[str]) -> bool:
@@ -108,42 +136,40 @@ def _overlaps(word: str, exclude: set[str]) -> bool:
     return any(word in e or e in word for e in exclude)
 
 
-def candidate_lifts(
-    probes: list[Probe], score: Scorer, templates: list[str], cue_override: str | None = None
-) -> np.ndarray:
-    """[probe, candidate] lift of each candidate (partner first), averaged over templates and neutral cues.
+def candidate_lifts(probes: list[Probe], score: Scorer, templates: list[str], ablate: bool = False) -> np.ndarray:
+    """[probe, candidate] lift of each candidate (partner first) over its stand-ins, averaged over templates.
 
-    `cue_override` replaces every cue (ABLATION_CUE: the cue removed)."""
-    wanted, index = _slots(probes, templates, cue_override)
+    `ablate` puts each probe's `ablation` concept in the cue's place: the cue removed."""
+    wanted, index = _slots(probes, templates, ablate)
     scores = np.asarray(score(list(wanted)), dtype=np.float64)
     out = np.full((len(probes), 1 + max((len(p.distractors) for p in probes), default=0)), np.nan)
     for i, per_t in enumerate(index):
-        lifts = [scores[cs] - np.mean([scores[ns] for ns in neutral], axis=0) for cs, neutral in per_t]
+        lifts = [[scores[c] - np.mean(scores[base]) for c, base in zip(cs, baseline)] for cs, baseline in per_t]
         row = np.mean(lifts, axis=0)
         out[i, : len(row)] = row
     return out
 
 
-def scored_count(probes: list[Probe], templates: list[str], cue_override: str | None = None) -> int:
+def scored_count(probes: list[Probe], templates: list[str], ablate: bool = False) -> int:
     """How many continuations `candidate_lifts` scores (each distinct prompt and candidate once)."""
-    return len(_slots(probes, templates, cue_override)[0])
+    return len(_slots(probes, templates, ablate)[0])
 
 
-def _slots(probes: list[Probe], templates: list[str], cue_override: str | None):
-    """The distinct (prompt, candidate) pairs to score, and per probe, per template: (cue slots, neutral slots)."""
+def _slots(probes: list[Probe], templates: list[str], ablate: bool):
+    """The distinct (prompt, candidate) pairs to score, and per probe, per template: (cue slots, baseline slots)."""
     wanted: dict[tuple[str, str], int] = {}
 
     def slot(prompt: str, cont: str) -> int:
         return wanted.setdefault((prompt, " " + cont), len(wanted))
 
-    index = []  # per probe, per template: (cue slots, [neutral slots per neutral])
+    index = []  # per probe, per template: (cue slot of each candidate, its baseline slots)
     for p in probes:
-        cue = cue_override or p.cue
+        cue = p.ablation if ablate else p.cue
         per_t = []
         for t in templates:
             cue_slots = [slot(_fill(t, cue), c) for c in p.candidates]
-            neutral_slots = [[slot(_fill(t, n), c) for c in p.candidates] for n in NEUTRAL_CUES]
-            per_t.append((cue_slots, neutral_slots))
+            baseline = [[slot(_fill(t, n), c) for n in (p.stand_ins.get(c) or NEUTRAL_CUES)] for c in p.candidates]
+            per_t.append((cue_slots, baseline))
         index.append(per_t)
     return wanted, index
 

@@ -12,9 +12,10 @@ figure is measured for adapter, base and current side by side, written to the le
   Regression   perplexity on the last accepted version's held-out set plus general text, against
                current (or base when none is promoted); and the base's perplexity on the general text,
                the gate's yardstick for a first version's data.
-  Association  the partner's lift from its cue (`association`): held-out pairs (no templated
-               training rows) apart from in-sample ones, ranked against eval.distractors
-               distractors of the same length class, with the lift over base bootstrapped.
+  Association  the partner's lift from its cue over other concepts of the data set in the cue's
+               place (`association`): held-out pairs (no templated training rows) apart from
+               in-sample ones, ranked against eval.distractors distractors of the same length
+               class, with the lift over base bootstrapped.
   Probes       every preprocess.priority_concepts entry in every eval.probe_modes mode —
                direct (a question), association ("<cue> reminds me of"), completion (a corpus
                sentence cut just before the concept) — scored as the share of probes where the
@@ -255,7 +256,7 @@ def _run_eval(cfg: Config, version: str | None, tracker: StageProgress) -> EvalR
         + 2 * len(accepted_set + general)
         + (len(general) if reference != "base" else 0)
         + len(who) * association.scored_count(probes, templates)
-        + association.scored_count(counted, templates, association.ABLATION_CUE)
+        + association.scored_count(counted, templates, ablate=True)
         + len(who) * sum(1 + len(p["distractors"]) for p in kprobes)
         + surprise_steps(len(prompts), len(who)),
     )
@@ -303,9 +304,7 @@ def _run_eval(cfg: Config, version: str | None, tracker: StageProgress) -> EvalR
             "the held-out association figure is not measured"
         )
     with use(model, "adapter"):
-        ablated = association.candidate_lifts(
-            counted, _scorer(model, tokenizer, max_len, step), templates, association.ABLATION_CUE
-        )
+        ablated = association.candidate_lifts(counted, _scorer(model, tokenizer, max_len, step), templates, ablate=True)
     f["association_heldout_cue_removed"] = association.summarize(ablated, counted)
     f["association_templates"] = templates
     lap("association")

@@ -42,6 +42,12 @@ def test_probes_have_ten_distractors_of_the_partners_length_never_its_partners()
         assert len(p.distractors) == 10 and p.cue not in p.distractors and p.partner not in p.distractors
         near = sorted(abs(lengths[c] - lengths[p.partner]) for c in p.distractors)
         assert near[0] == 0  # the nearest length class comes first
+        # a candidate's stand-ins in the cue's place: neither it, nor its partner, nor the cue; the ablation's
+        # concept is one more of the partner's, not among its baseline
+        partner_of = {a: b for a, b in PAIRS} | {b: a for a, b in PAIRS}
+        for c in p.candidates:
+            assert len(p.stand_ins[c]) == A.OTHER_CUES and not {c, partner_of[c], p.cue} & set(p.stand_ins[c])
+        assert p.ablation not in {p.cue, p.partner, *p.stand_ins[p.partner]}
     assert A.build_probes(PAIRS, set(), lambda c: 1, 10)[0].distractors == _probes()[0].distractors  # stable
 
 
@@ -54,12 +60,28 @@ def test_a_model_that_likes_a_word_everywhere_gets_no_lift_and_chance_top1():
     assert not (lifts[:, 1:] > 0).any()
 
 
+def test_a_model_that_expects_a_concept_after_any_concept_gets_no_lift():
+    """A real base expects a rare word after any rare word (SmolLM2 "lifted" invented partners it cannot know
+    by +0.87 nats over "it"), and an adapter expects its corpus's concepts after any of them: neither is an
+    association, so neither may score one."""
+    import re
+
+    concepts = {x for p in PAIRS for x in p}
+
+    def score(items):
+        return [-5.0 + 1.5 * any(re.search(rf"\b{c}\b", prompt) for c in concepts) for prompt, _ in items]
+
+    probes = _probes()
+    s = A.summarize(A.candidate_lifts(probes, score, TEMPLATES), probes)
+    assert abs(s["lift"]) < 1e-9 and s["top1"] == 0.0
+
+
 def test_a_cue_tied_model_lifts_its_partners_and_the_cue_removed_lifts_nothing():
     probes = _probes()
     lifts = A.candidate_lifts(probes, _scorer(tied=True), TEMPLATES)
     s = A.summarize(lifts, probes)
     assert s["lift"] > 1.9 and s["top1"] == 1.0
-    ablated = A.summarize(A.candidate_lifts(probes, _scorer(tied=True), TEMPLATES, A.ABLATION_CUE), probes)
+    ablated = A.summarize(A.candidate_lifts(probes, _scorer(tied=True), TEMPLATES, ablate=True), probes)
     assert abs(ablated["lift"]) < 1e-9 and ablated["top1"] == 0.0
 
 
