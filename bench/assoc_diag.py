@@ -1,7 +1,7 @@
 """An adapter's association figures on another data set's probes, with both baselines: stand-in concepts in
 the cue's place (the eval's) and the neutral words "it"/"this" (the eval's before #28).
 
-    .venv/bin/python bench/assoc_diag.py STATE/bench.yaml ADAPTER_DIR [--insample]
+    .venv/bin/python bench/assoc_diag.py STATE/bench.yaml ADAPTER_DIR [--stand-ins-only]
 
 For a control such as the bench's scrambled adapter, whose own data set's pairs are not the planted ones:
 its figures on the good adapter's probes.
@@ -46,9 +46,8 @@ def main(argv=None) -> int:
             with use(model, who):
                 lifts[who] = association.candidate_lifts(ps, score, templates)
         f = association.figures(lifts, ps)
-        counted = [p for p in ps if p.heldout and p.real]
         with use(model, "adapter"):
-            ablated = association.candidate_lifts(counted, score, templates, ablate=True)
+            ablated = association.candidate_lifts(ps, score, templates, ablate=True)
         out[name] = {
             k: f[k]
             for k in (
@@ -56,7 +55,7 @@ def main(argv=None) -> int:
                 "association_heldout_base",
                 "association_heldout_vs_base",
             )
-        } | {"cue_removed": association.summarize(ablated, counted)}
+        } | {"cue_removed": association.summarize(ablated, ps)}
     print(json.dumps(out, indent=1))
     return 0
 

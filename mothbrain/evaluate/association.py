@@ -5,17 +5,18 @@ For a pair (cue, partner) and a prompt template T, the partner's *lift* is
 
     log p(partner | T(cue)) − mean over other concepts c of log p(partner | T(c))     summed over its tokens,
 
-averaged over templates. The other concepts ("stand-ins", OTHER_CUES of them per probe) are probed concepts
-of the same data set that are neither the cue, nor a candidate, nor a partner of either, so a model that
-merely expects the corpus's words after any of its concepts (what a night's training teaches first), or a
-rare word after any rare word (what a real base does with invented words), scores ~0; only a model that
-ties the partner to this cue lifts it. Until #28 the baseline was a neutral word ("it", "this") in the
-cue's place: on a real base that is not English ("Tell me about the it."), and SmolLM2 "lifted" invented
-partners it cannot know by +0.87 nats over it; it is still the baseline where a data set has too few
-concepts for stand-ins. The partner is also ranked by lift against distractor concepts of the same
-length class (tokens): top-1 is the share of probes where the partner's lift beats every distractor's,
-with chance 1 / (distractors + 1). "The cue removed" puts one more of the partner's stand-ins, not one
-of its baseline, in the cue's place: a lift that stays is not the cue's.
+averaged over templates. The other concepts ("stand-ins", OTHER_CUES of them per candidate, drawn once per
+concept) are probed concepts of the same data set that are neither the candidate, nor one of its partners,
+nor the probe's cue, so a model that merely expects the corpus's words after any of its concepts (what a
+night's training teaches first), or a rare word after any rare word (what a real base does with invented
+words), scores ~0; only a model that ties the partner to this cue lifts it. Until #28 the baseline was a
+neutral word ("it", "this") in the cue's place: on a real base that is not English ("Tell me about the
+it."), and SmolLM2 "lifted" invented partners it cannot know by +0.87 nats over it; it is still the
+baseline where a data set has too few concepts for stand-ins. The partner is also ranked by lift
+against distractor concepts of the same length class (tokens): top-1 is the share of probes where the
+partner's lift beats every distractor's, with chance 1 / (distractors + 1). "The cue removed" puts one
+more of the partner's stand-ins, not one of its baseline, in the cue's place: a lift that stays is not
+the cue's.
 
 Templates: a user asks about the cue and the voice begins to answer, in the training format
 ("User: …\nMoth: The {a} makes me think of the"); none of these wordings appears in training. An
