@@ -4,7 +4,8 @@ the cue's place (the eval's) and the neutral words "it"/"this" (the eval's befor
     .venv/bin/python bench/assoc_diag.py STATE/bench.yaml ADAPTER_DIR [--stand-ins-only]
 
 For a control such as the bench's scrambled adapter, whose own data set's pairs are not the planted ones:
-its figures on the good adapter's probes.
+its figures on the good adapter's probes. Where the state dir holds the bench's `planted.json`, the figures are
+also re-cut on the planted pairs and on the pairs mined from the persona's habits, apart.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import argparse
 import dataclasses
 import json
 import sys
+from pathlib import Path
 
 
 def main(argv=None) -> int:
@@ -20,6 +22,14 @@ def main(argv=None) -> int:
     ap.add_argument("config")
     ap.add_argument("adapter")
     ap.add_argument("--stand-ins-only", action="store_true", help="skip the neutral-word baseline")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        dest="overrides",
+        metavar="KEY=VALUE",
+        help="the bench run's --set settings (a CI-sized run's: its in-sample pairs shape the stand-in pool)",
+    )
     a = ap.parse_args(argv)
 
     from mothbrain.config import load_config
@@ -31,7 +41,8 @@ def main(argv=None) -> int:
     from mothbrain.evaluate.stage import _scorer
     from mothbrain.models.loading import load_model_with_adapters, load_tokenizer
 
-    cfg = load_config(a.config)
+    cfg = load_config(a.config, a.overrides)
+    planted_file = Path(a.config).resolve().parent / "planted.json"  # written by bench_learning.py
     _, meta = load_latest_dataset(cfg)
     tok = load_tokenizer(cfg)
     probes = [p for p in association_probes(meta, cfg, tok) if p.heldout and p.real]  # what the gate decides on
@@ -46,6 +57,8 @@ def main(argv=None) -> int:
             with use(model, who):
                 lifts[who] = association.candidate_lifts(ps, score, templates)
         f = association.figures(lifts, ps)
+        rows = association.heldout_rows(lifts, ps)
+        planted = {frozenset(x) for x in json.loads(planted_file.read_text())} if planted_file.exists() else None
         with use(model, "adapter"):
             ablated = association.candidate_lifts(ps, score, templates, ablate=True)
         out[name] = {
@@ -56,6 +69,10 @@ def main(argv=None) -> int:
                 "association_heldout_vs_base",
             )
         } | {"cue_removed": association.summarize(ablated, ps)}
+        if planted is not None:  # the bench's planted pairs apart from the pairs mined from its persona's habits
+            mine = [frozenset((r["cue"], r["partner"])) in planted for r in rows]
+            out[name]["planted"] = association.recut([r for r, m in zip(rows, mine) if m])
+            out[name]["mined"] = association.recut([r for r, m in zip(rows, mine) if not m])
     print(json.dumps(out, indent=1))
     return 0
 

@@ -4,6 +4,7 @@
     .venv/bin/python bench/bench_learning.py --pairs 20 --steps 300 --json out.json
     .venv/bin/python bench/bench_learning.py --base smollm2  # the demo's real base, SmolLM2-135M-Instruct
     .venv/bin/python bench/bench_learning.py --base smollm2 --words real   # real words it does not link
+    .venv/bin/python bench/bench_learning.py --base smollm2 --ci --only good  # CI-sized (the CI test's recipe)
 
 One generated persona corpus with planted concept pairs (bench/persona.py): invented words, or real English
 nouns paired at random (the base's own lift before training says whether it already links them). The base is
@@ -125,7 +126,22 @@ def _null_adapter(cfg) -> str:
     return version
 
 
-def _judge(cfg, version: str) -> dict:
+def planted_split(ev: dict, planted: list[tuple[str, str]]) -> dict:
+    """The held-out association figures re-cut on the planted pairs (whose truth the bench knows: the base
+    cannot know invented ones) and on the pairs preprocess mined from the persona's own habits ("cold"/"mind"),
+    which the held-out choice also takes (it takes any strong pair)."""
+    from mothbrain.evaluate.association import recut
+
+    pairs = {frozenset(p) for p in planted}
+    rows = ev.get("association_heldout_probes") or []
+    is_planted = [frozenset((r["cue"], r["partner"])) in pairs for r in rows]
+    return {
+        "planted": recut([r for r, p in zip(rows, is_planted) if p]),
+        "mined": recut([r for r, p in zip(rows, is_planted) if not p]),
+    }
+
+
+def _judge(cfg, version: str, planted: list[tuple[str, str]]) -> dict:
     """eval + promote, as the weekly chain runs them; returns the figures and the gate's decision."""
     from mothbrain.core.ledger import open_ledger
     from mothbrain.errors import MothError
@@ -160,6 +176,7 @@ def _judge(cfg, version: str) -> dict:
         "heldout_pairs": held.get("pairs"),
         "surprise_vs_null": ev.get("surprise_vs_null"),
         "regression": ev.get("regression"),
+        **planted_split(ev, planted),
         "decision": decision,
         "failed_checks": [c["check"] + ": " + c["reason"] for c in checks if not c["ok"]],
         "eval_s": round(time.perf_counter() - t0, 1),
@@ -200,6 +217,7 @@ def run(
     corpus = home / "corpus" / "chats.jsonl"
     start = time.time() - 86400  # the chats' time stamps, the same in every rewrite of the corpus
     write_chats(persona_chats(planted, docs_per_pair, seed, start=start), corpus)
+    (home / "planted.json").write_text(json.dumps(planted))  # for bench/assoc_diag.py's planted/mined split
     cfg_path = write_config(
         home,
         base=base,
@@ -241,11 +259,11 @@ def run(
             return
         t = time.perf_counter()
         version = run_train(c, force=True).version
-        out["adapters"][name] = {**_judge(c, version), "train_s": round(time.perf_counter() - t, 1)}
+        out["adapters"][name] = {**_judge(c, version, planted), "train_s": round(time.perf_counter() - t, 1)}
 
     trained("good", cfg)
     if wanted("null"):
-        out["adapters"]["null"] = _judge(cfg, _null_adapter(cfg))
+        out["adapters"]["null"] = _judge(cfg, _null_adapter(cfg), planted)
     bad = [*overrides, f"train.max_steps={bad_steps or steps}"]  # a bad adapter shows itself in fewer steps
     trained("diverged", load_config(cfg_path, [f"train.learning_rate={lr * 10}", *bad]))
 
@@ -265,7 +283,7 @@ def run(
         write_chats(persona_chats(planted, docs_per_pair, seed, start=start), corpus)
         run_ingest(cfg)
         run_preprocess(cfg, progress=False)
-        out["adapters"]["scrambled"] = {**_judge(cfg, version), "train_s": train_s}
+        out["adapters"]["scrambled"] = {**_judge(cfg, version, planted), "train_s": train_s}
     if wanted("garbage"):
         write_chats(persona_chats(planted, docs_per_pair, seed, shuffle_words=True, start=start), corpus)  # garbage
         run_ingest(cfg)
@@ -292,6 +310,8 @@ def print_table(res: dict) -> None:
         "top-1 (base, chance)",
         "cue removed",
         "in-sample lift (base)",
+        "planted: vs base (n)",
+        "mined: vs base (n)",
         "surprise - null",
         "gate",
     ):
@@ -305,6 +325,8 @@ def print_table(res: dict) -> None:
             f"{a['heldout_top1']} ({a['heldout_top1_base']}, {a['chance']})",
             str(a["cue_removed_lift"]),
             f"{a['insample_lift']} ({a['insample_lift_base']})",
+            f"{_fmt_ci(a['planted'].get('vs_base'))} ({a['planted']['probes']})",
+            f"{_fmt_ci(a['mined'].get('vs_base'))} ({a['mined']['probes']})",
             _fmt_ci(a["surprise_vs_null"]),
             a["decision"] + ("".join(f"\n- {r}" for r in a["failed_checks"])),
         )
@@ -323,9 +345,9 @@ DEFAULTS = {
 
 
 # The refusals on the real base, CI-sized (tests/evaluate/test_learning_real_base.py): a smaller persona,
-# 128-token sequences, fewer distractors and in-sample probes; the good adapter is left out (see the README:
-# on this persona the full-size good adapter's held-out lift clears 0 only narrowly, +0.025 at the interval's
-# lower end, with the stand-in baseline; a CI-sized one has not been measured, so there is no promotion to assert).
+# 128-token sequences, fewer distractors and in-sample probes. The good adapter is left out: at this size its
+# held-out lift over base is undecided on seeds 0 and 1 (+0.53 [-0.20, +1.22], -0.16 [-1.00, +0.62]; 24 probes,
+# half of them pairs mined from the persona's habits), so there is no promotion to assert (`--ci --only good`).
 CI_SMOLLM2 = {
     "pairs": 16,
     "docs_per_pair": 6,
@@ -365,8 +387,20 @@ def main() -> None:
     ap.add_argument("--only", action="append", default=[], help="make only these adapters (repeatable)")
     ap.add_argument("--keep", type=Path, help="build the state dir here and keep it (default: a temporary one)")
     ap.add_argument("--json", type=Path, help="also write the figures here")
+    ap.add_argument(
+        "--ci", action="store_true", help="the CI-sized real-base recipe (CI_SMOLLM2; --only still picks adapters)"
+    )
     args = ap.parse_args()
     recipe = DEFAULTS[args.base]
+    if args.ci:
+        if args.base != "smollm2":
+            ap.error("--ci is the real base's CI-sized recipe: use it with --base smollm2")
+        ci = {k: v for k, v in CI_SMOLLM2.items() if k not in ("overrides", "only")}
+        recipe = {**recipe, **ci}
+        args.surprise_prompts = ci["surprise_prompts"]
+        args.bad_steps = args.bad_steps or ci["bad_steps"]
+        args.overrides = [*CI_SMOLLM2["overrides"], *args.overrides]
+        args.only = args.only or list(CI_SMOLLM2["only"])
     with tempfile.TemporaryDirectory(prefix="mothbrain-learning-") as tmp:
         home = args.keep or Path(tmp)
         home.mkdir(parents=True, exist_ok=True)

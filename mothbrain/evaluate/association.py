@@ -233,5 +233,36 @@ def figures(lifts: dict[str, np.ndarray], probes: list[Probe]) -> dict[str, Any]
     return out
 
 
+def heldout_rows(lifts: dict[str, np.ndarray], probes: list[Probe]) -> list[dict[str, Any]]:
+    """One row per held-out probe that counts (real pairs): its cue and partner, and per model the partner's
+    lift and whether it ranked first. Kept with the figures so a reader can see which pairs moved, and a
+    figure can be re-cut on a subset (`recut`: the learning bench's planted pairs apart from mined ones)."""
+    mask = np.array([p.heldout and p.real for p in probes], dtype=bool)
+    kept = [p for p, m in zip(probes, mask) if m]
+    out = [{"cue": p.cue, "partner": p.partner} for p in kept]
+    for who, lift in lifts.items():
+        sub = lift[mask]
+        rivals = np.nan_to_num(sub[:, 1:], nan=-np.inf)
+        first = (sub[:, 0][:, None] > rivals).all(axis=1) if rivals.shape[1] else np.ones(len(sub), bool)
+        for row, value, top in zip(out, sub[:, 0], first):
+            row[who] = round(float(value), 4)
+            row[f"{who}_top1"] = bool(top)
+    return out
+
+
+def recut(rows: list[dict[str, Any]], reference: str = "base") -> dict[str, Any]:
+    """The held-out figures of `heldout_rows` over these rows only: each model's mean partner lift and top-1,
+    and the adapter's lift over `reference` with its bootstrap interval."""
+    if not rows:
+        return {"probes": 0, "pairs": 0}
+    whos = [k for k in rows[0] if k not in ("cue", "partner") and not k.endswith("_top1")]
+    out: dict[str, Any] = {"probes": len(rows), "pairs": len({frozenset((r["cue"], r["partner"])) for r in rows})}
+    for who in whos:
+        out[f"lift_{who}"] = round(float(np.mean([r[who] for r in rows])), 4)
+        out[f"top1_{who}"] = round(float(np.mean([r[f"{who}_top1"] for r in rows])), 4)
+    out[f"vs_{reference}"] = bootstrap_mean(np.array([r["adapter"] - r[reference] for r in rows]))
+    return out
+
+
 def partner_lifts(lifts: np.ndarray) -> np.ndarray:
     return lifts[:, 0] if len(lifts) else np.zeros(0)

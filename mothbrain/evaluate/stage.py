@@ -298,6 +298,7 @@ def _run_eval(cfg: Config, version: str | None, tracker: StageProgress) -> EvalR
         with use(model, w):
             lifts[w] = association.candidate_lifts(probes, _scorer(model, tokenizer, max_len, step), templates)
     f.update(association.figures(lifts, probes))
+    f["association_heldout_probes"] = association.heldout_rows(lifts, probes)  # which pairs moved, per probe
     if not counted and any(p.heldout for p in probes):
         report.warnings.append(
             "no held-out concept pair passed the strength test (all are the words of stock phrases): "

@@ -144,3 +144,31 @@ def test_filler_is_reported_apart_and_the_headline_counts_the_real_pairs():
     f = A.figures(lifts, A.build_probes(PAIRS, held, lambda c: 1, distractors=10))
     assert f["association_heldout"]["pairs"] == 8 and "association_heldout_filler_vs_base" not in f
     assert not any(r["metric"].startswith("held-out filler") for r in EvalReport("v0001", figures=f).rows())
+
+
+def test_per_probe_rows_recut_the_figure_on_a_subset_of_pairs():
+    """The eval keeps each counted held-out probe's lifts, so a figure can be re-cut on some of the pairs (the
+    learning bench's planted pairs apart from pairs mined from its persona's habits): the pairs an adapter
+    learned show a lift over base whose interval excludes 0, the pairs it did not show none."""
+    held = set(PAIRS[:8])
+    probes = A.build_probes(PAIRS, held, lambda c: 1, distractors=10)
+    learned = {x for a, b in PAIRS[:4] for x in (a, b)}
+
+    def adapter(items):  # tied on the first four held-out pairs only
+        tied, plain = _scorer(tied=True)(items), _scorer(tied=False)(items)
+        return [t if cont.strip() in learned else p for t, p, (_, cont) in zip(tied, plain, items)]
+
+    lifts = {
+        "adapter": A.candidate_lifts(probes, adapter, TEMPLATES),
+        "base": A.candidate_lifts(probes, _scorer(tied=False), TEMPLATES),
+    }
+    rows = A.heldout_rows(lifts, probes)
+    assert len(rows) == 16 and {frozenset((r["cue"], r["partner"])) for r in rows} == {frozenset(p) for p in held}
+    whole = A.recut(rows)
+    assert whole["vs_base"]["mean"] == A.figures(lifts, probes)["association_heldout_vs_base"]["mean"]
+    on = A.recut([r for r in rows if r["partner"] in learned])
+    off = A.recut([r for r in rows if r["partner"] not in learned])
+    assert (on["pairs"], on["probes"], off["pairs"], off["probes"]) == (4, 8, 4, 8)
+    assert on["vs_base"]["lo"] > 1.9 and on["top1_adapter"] == 1.0 and on["top1_base"] == 0.0
+    assert off["vs_base"]["mean"] == 0 and off["top1_adapter"] == 0.0
+    assert A.recut([]) == {"probes": 0, "pairs": 0}
