@@ -43,6 +43,7 @@ def main(argv=None) -> int:
 
     cfg = load_config(a.config, a.overrides)
     planted_file = Path(a.config).resolve().parent / "planted.json"  # written by bench_learning.py
+    planted = {frozenset(x) for x in json.loads(planted_file.read_text())} if planted_file.exists() else None
     _, meta = load_latest_dataset(cfg)
     tok = load_tokenizer(cfg)
     probes = [p for p in association_probes(meta, cfg, tok) if p.heldout and p.real]  # what the gate decides on
@@ -58,7 +59,6 @@ def main(argv=None) -> int:
                 lifts[who] = association.candidate_lifts(ps, score, templates)
         f = association.figures(lifts, ps)
         rows = association.heldout_rows(lifts, ps)
-        planted = {frozenset(x) for x in json.loads(planted_file.read_text())} if planted_file.exists() else None
         with use(model, "adapter"):
             ablated = association.candidate_lifts(ps, score, templates, ablate=True)
         out[name] = {
@@ -70,9 +70,9 @@ def main(argv=None) -> int:
             )
         } | {"cue_removed": association.summarize(ablated, ps)}
         if planted is not None:  # the bench's planted pairs apart from the pairs mined from its persona's habits
-            mine = [frozenset((r["cue"], r["partner"])) in planted for r in rows]
-            out[name]["planted"] = association.recut([r for r, m in zip(rows, mine) if m])
-            out[name]["mined"] = association.recut([r for r, m in zip(rows, mine) if not m])
+            is_planted = [frozenset((r["cue"], r["partner"])) in planted for r in rows]
+            out[name]["planted"] = association.recut([r for r, p in zip(rows, is_planted) if p])
+            out[name]["mined"] = association.recut([r for r, p in zip(rows, is_planted) if not p])
     print(json.dumps(out, indent=1))
     return 0
 
