@@ -16,20 +16,15 @@ import json
 import sys
 from pathlib import Path
 
+from bench_learning import add_set_option, planted_split
+
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("config")
     ap.add_argument("adapter")
     ap.add_argument("--stand-ins-only", action="store_true", help="skip the neutral-word baseline")
-    ap.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        dest="overrides",
-        metavar="KEY=VALUE",
-        help="the bench run's --set settings (a CI-sized run's: its in-sample pairs shape the stand-in pool)",
-    )
+    add_set_option(ap, "the bench run's --set settings (a CI-sized run's: its in-sample pairs shape the stand-in pool)")
     a = ap.parse_args(argv)
 
     from mothbrain.config import load_config
@@ -43,7 +38,7 @@ def main(argv=None) -> int:
 
     cfg = load_config(a.config, a.overrides)
     planted_file = Path(a.config).resolve().parent / "planted.json"  # written by bench_learning.py
-    planted = {frozenset(x) for x in json.loads(planted_file.read_text())} if planted_file.exists() else None
+    planted = json.loads(planted_file.read_text()) if planted_file.exists() else None
     _, meta = load_latest_dataset(cfg)
     tok = load_tokenizer(cfg)
     probes = [p for p in association_probes(meta, cfg, tok) if p.heldout and p.real]  # what the gate decides on
@@ -58,7 +53,6 @@ def main(argv=None) -> int:
             with use(model, who):
                 lifts[who] = association.candidate_lifts(ps, score, templates)
         f = association.figures(lifts, ps)
-        rows = association.heldout_rows(lifts, ps)
         with use(model, "adapter"):
             ablated = association.candidate_lifts(ps, score, templates, ablate=True)
         out[name] = {
@@ -70,9 +64,7 @@ def main(argv=None) -> int:
             )
         } | {"cue_removed": association.summarize(ablated, ps)}
         if planted is not None:  # the bench's planted pairs apart from the pairs mined from its persona's habits
-            is_planted = [frozenset((r["cue"], r["partner"])) in planted for r in rows]
-            out[name]["planted"] = association.recut([r for r, p in zip(rows, is_planted) if p])
-            out[name]["mined"] = association.recut([r for r, p in zip(rows, is_planted) if not p])
+            out[name] |= planted_split({"association_heldout_probes": association.heldout_rows(lifts, ps)}, planted)
     print(json.dumps(out, indent=1))
     return 0
 

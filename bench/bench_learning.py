@@ -126,6 +126,11 @@ def _null_adapter(cfg) -> str:
     return version
 
 
+def add_set_option(ap: argparse.ArgumentParser, help: str) -> None:
+    """`--set KEY=VALUE` (repeatable) into `overrides`, as mothbrain's --set."""
+    ap.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE", help=help)
+
+
 def planted_split(ev: dict, planted: list[tuple[str, str]]) -> dict:
     """The held-out association figures re-cut on the planted pairs (whose truth the bench knows: the base
     cannot know invented ones) and on the pairs preprocess mined from the persona's own habits ("cold"/"mind"),
@@ -375,14 +380,7 @@ def main() -> None:
     ap.add_argument("--heldout-samples", type=int)
     ap.add_argument("--more", action="store_true", help="also the over-trained and the scrambled-pairs adapters")
     ap.add_argument("--overtrain", type=int, default=10, help="the over-trained adapter's steps, x the good one's")
-    ap.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        dest="overrides",
-        metavar="KEY=VALUE",
-        help="a setting for every adapter, as mothbrain's --set (repeatable)",
-    )
+    add_set_option(ap, "a setting for every adapter, as mothbrain's --set (repeatable)")
     ap.add_argument("--seed", type=int, default=0, help="another persona (0: the one recipes were chosen on)")
     ap.add_argument("--only", action="append", default=[], help="make only these adapters (repeatable)")
     ap.add_argument("--keep", type=Path, help="build the state dir here and keep it (default: a temporary one)")

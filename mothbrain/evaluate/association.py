@@ -179,14 +179,19 @@ def _fill(template: str, cue: str) -> str:
     return template.format(a=cue)  # the cue as written (training rows use it lower-cased, as mined)
 
 
+def ranked_first(lifts: np.ndarray) -> np.ndarray:
+    """Per probe: does the partner's lift (column 0) beat every distractor's (absent ones are NaN)?"""
+    rivals = np.nan_to_num(lifts[:, 1:], nan=-np.inf)
+    return (lifts[:, :1] > rivals).all(axis=1) if rivals.shape[1] else np.ones(len(lifts), bool)
+
+
 def summarize(lifts: np.ndarray, probes: list[Probe]) -> dict[str, float | int | None]:
     """Mean partner lift (nats), top-1 (partner's lift above every distractor's) and the chance level,
     over `probes` (and how many probes, of how many pairs)."""
     if not probes:
         return {"lift": None, "top1": None, "chance": None, "probes": 0, "pairs": 0}
     partner = lifts[:, 0]
-    rivals = np.nan_to_num(lifts[:, 1:], nan=-np.inf)
-    top1 = (partner[:, None] > rivals).all(axis=1) if rivals.shape[1] else np.ones(len(probes), bool)
+    top1 = ranked_first(lifts)
     n_cands = (~np.isnan(lifts)).sum(axis=1)
     return {
         "lift": round(float(partner.mean()), 4),
@@ -242,9 +247,7 @@ def heldout_rows(lifts: dict[str, np.ndarray], probes: list[Probe]) -> list[dict
     out = [{"cue": p.cue, "partner": p.partner} for p in kept]
     for who, lift in lifts.items():
         sub = lift[mask]
-        rivals = np.nan_to_num(sub[:, 1:], nan=-np.inf)
-        first = (sub[:, 0][:, None] > rivals).all(axis=1) if rivals.shape[1] else np.ones(len(sub), bool)
-        for row, value, top in zip(out, sub[:, 0], first):
+        for row, value, top in zip(out, sub[:, 0], ranked_first(sub)):
             row[who] = round(float(value), 4)
             row[f"{who}_top1"] = bool(top)
     return out
